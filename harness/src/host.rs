@@ -1,0 +1,226 @@
+//! The process around the VMs, as one Envoy instance provides it: a clock the test controls,
+//! the shared-data store (one per `vm_id`), stats, the log, and the cluster names that
+//! callouts may target. Every worker VM started from one `Host` sees the same of each.
+
+use crate::abi::{LogLevel, MetricType};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+/// 2026-01-01T00:00:00Z: a realistic start so time arithmetic in filters sees real dates.
+pub const DEFAULT_START_NANOS: u64 = 1_767_225_600_000_000_000;
+
+/// Shared host state for any number of worker VMs. Cheap to clone.
+#[derive(Clone)]
+pub struct Host {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: wasmtime::Engine,
+    clock: Clock,
+    shared_data: Mutex<SharedData>,
+    stats: Mutex<BTreeMap<String, Metric>>,
+    logs: Mutex<Vec<LogLine>>,
+    log_level: Mutex<LogLevel>,
+    clusters: Mutex<BTreeSet<String>>,
+}
+
+impl Default for Host {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Host {
+    pub fn new() -> Self {
+        // Wasmtime's defaults keep wasm backtraces, which trap messages include.
+        let engine = wasmtime::Engine::default();
+        Self {
+            inner: Arc::new(Inner {
+                engine,
+                clock: Clock::starting_at(DEFAULT_START_NANOS),
+                shared_data: Mutex::new(SharedData::default()),
+                stats: Mutex::new(BTreeMap::new()),
+                logs: Mutex::new(Vec::new()),
+                log_level: Mutex::new(LogLevel::Info),
+                clusters: Mutex::new(BTreeSet::new()),
+            }),
+        }
+    }
+
+    pub fn engine(&self) -> &wasmtime::Engine {
+        &self.inner.engine
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
+    /// Declares a cluster that `proxy_http_call` may name (Envoy's cluster manager).
+    pub fn add_cluster(&self, name: &str) {
+        lock(&self.inner.clusters).insert(name.to_string());
+    }
+
+    pub fn has_cluster(&self, name: &str) -> bool {
+        lock(&self.inner.clusters).contains(name)
+    }
+
+    /// The level below which `proxy_log` lines are dropped (Envoy's logger level; default info).
+    pub fn set_log_level(&self, level: LogLevel) {
+        *lock(&self.inner.log_level) = level;
+    }
+
+    pub fn log_level(&self) -> LogLevel {
+        *lock(&self.inner.log_level)
+    }
+
+    pub(crate) fn push_log(&self, line: LogLine) {
+        if line.level >= self.log_level() {
+            lock(&self.inner.logs).push(line);
+        }
+    }
+
+    /// Every log line kept so far, from every VM and from the host itself.
+    pub fn logs(&self) -> Vec<LogLine> {
+        lock(&self.inner.logs).clone()
+    }
+
+    /// Whether any kept log line contains `needle`.
+    pub fn logged(&self, needle: &str) -> bool {
+        lock(&self.inner.logs)
+            .iter()
+            .any(|l| l.message.contains(needle))
+    }
+
+    pub fn clear_logs(&self) {
+        lock(&self.inner.logs).clear();
+    }
+
+    /// A metric's current value by the name the module defined, if it was ever defined.
+    pub fn metric(&self, name: &str) -> Option<Metric> {
+        lock(&self.inner.stats).get(name).cloned()
+    }
+
+    /// A counter's value, 0 if never defined or incremented.
+    pub fn counter(&self, name: &str) -> u64 {
+        match self.metric(name) {
+            Some(Metric { value, .. }) => value,
+            None => 0,
+        }
+    }
+
+    pub fn metrics(&self) -> BTreeMap<String, Metric> {
+        lock(&self.inner.stats).clone()
+    }
+
+    pub(crate) fn with_stats<R>(&self, f: impl FnOnce(&mut BTreeMap<String, Metric>) -> R) -> R {
+        f(&mut lock(&self.inner.stats))
+    }
+
+    pub(crate) fn with_shared_data<R>(&self, f: impl FnOnce(&mut SharedData) -> R) -> R {
+        f(&mut lock(&self.inner.shared_data))
+    }
+
+    /// A shared-data value and its CAS, as a module on `vm_id` would read it.
+    pub fn shared_data(&self, vm_id: &str, key: &[u8]) -> Option<(Vec<u8>, u32)> {
+        self.with_shared_data(|store| store.get(vm_id, key))
+    }
+}
+
+/// Locks a mutex; a poisoned lock (a panic elsewhere while holding it) still holds valid data
+/// for a test host, so use it rather than propagate the panic.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Time as the host reports it, in nanoseconds since the Unix epoch. Moves only when told.
+#[derive(Clone)]
+pub struct Clock {
+    nanos: Arc<AtomicU64>,
+}
+
+impl Clock {
+    pub fn starting_at(nanos: u64) -> Self {
+        Self {
+            nanos: Arc::new(AtomicU64::new(nanos)),
+        }
+    }
+
+    pub fn now_nanos(&self) -> u64 {
+        self.nanos.load(Ordering::SeqCst)
+    }
+
+    /// Moves the clock to `nanos` if that is later than now; time never goes back.
+    pub fn advance_to(&self, nanos: u64) {
+        self.nanos.fetch_max(nanos, Ordering::SeqCst);
+    }
+
+    pub fn advance(&self, by: Duration) {
+        let by = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
+        self.nanos.fetch_add(by, Ordering::SeqCst);
+    }
+}
+
+/// One log line: which VM (or `host`) said it, at what level.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogLine {
+    pub source: String,
+    pub level: LogLevel,
+    pub message: String,
+}
+
+/// A metric as Envoy's stats store holds it, shared by every VM defining the same name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Metric {
+    pub kind: MetricType,
+    /// Counter total, gauge level, or the last value recorded into a histogram.
+    pub value: u64,
+    /// Every value recorded into a histogram, in order.
+    pub samples: Vec<u64>,
+}
+
+/// A stored value and its CAS.
+pub(crate) type SharedValue = (Vec<u8>, u32);
+
+/// proxy-wasm-cpp-host's shared-data store: per `vm_id`, each value carries a CAS from one
+/// global counter that is never 0.
+#[derive(Default)]
+pub(crate) struct SharedData {
+    by_vm: HashMap<String, HashMap<Vec<u8>, SharedValue>>,
+    last_cas: u32,
+}
+
+impl SharedData {
+    pub(crate) fn get(&self, vm_id: &str, key: &[u8]) -> Option<(Vec<u8>, u32)> {
+        self.by_vm.get(vm_id).and_then(|m| m.get(key)).cloned()
+    }
+
+    /// `cas == 0` writes unconditionally; otherwise it must match the stored CAS, unless the
+    /// key does not exist yet, which accepts any CAS (cpp-host `shared_data.cc`).
+    pub(crate) fn set(&mut self, vm_id: &str, key: &[u8], value: &[u8], cas: u32) -> bool {
+        let next = self.next_cas();
+        let map = self.by_vm.entry(vm_id.to_string()).or_default();
+        match map.get_mut(key) {
+            Some(entry) => {
+                if cas != 0 && cas != entry.1 {
+                    return false;
+                }
+                *entry = (value.to_vec(), next);
+            }
+            None => {
+                map.insert(key.to_vec(), (value.to_vec(), next));
+            }
+        }
+        true
+    }
+
+    fn next_cas(&mut self) -> u32 {
+        self.last_cas = self.last_cas.wrapping_add(1);
+        if self.last_cas == 0 {
+            self.last_cas = 1;
+        }
+        self.last_cas
+    }
+}

@@ -1,0 +1,244 @@
+//! Header maps: request/response headers of the effective stream and the callout response.
+//!
+//! Availability follows Envoy: a stream's request (response) headers are reachable from the
+//! moment they arrive until they have gone on, and read-only in `proxy_on_log`; the callout's
+//! headers only during `proxy_on_http_call_response`. Anything else is `BadArgument`, which
+//! Envoy returns for a map it holds no pointer to.
+
+use super::{enter, unimplemented};
+use crate::abi::{MapType, Status};
+use crate::header_map::HeaderMap;
+use crate::memory::{CallResult, finish, give, read, write_u32};
+use crate::pairs;
+use crate::state::{HostState, Phase};
+use wasmtime::{Caller, Linker};
+
+pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    linker.func_wrap(
+        "env",
+        "proxy_get_header_map_size",
+        |mut c: Caller<'_, HostState>, map: i32, ret: i32| finish(get_size(&mut c, map, ret)),
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_header_map_pairs",
+        |mut c: Caller<'_, HostState>, map: i32, ret_ptr: i32, ret_len: i32| {
+            finish(get_pairs(&mut c, map, ret_ptr, ret_len))
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_set_header_map_pairs",
+        |mut c: Caller<'_, HostState>, map: i32, ptr: i32, len: i32| {
+            finish(set_pairs(&mut c, map, ptr, len))
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_header_map_value",
+        |mut c: Caller<'_, HostState>,
+         map: i32,
+         key_ptr: i32,
+         key_len: i32,
+         ret_ptr: i32,
+         ret_len: i32| {
+            finish(get_value(&mut c, map, key_ptr, key_len, ret_ptr, ret_len))
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_add_header_map_value",
+        |mut c: Caller<'_, HostState>,
+         map: i32,
+         key_ptr: i32,
+         key_len: i32,
+         val_ptr: i32,
+         val_len: i32| {
+            finish(edit(
+                &mut c,
+                "proxy_add_header_map_value",
+                map,
+                key_ptr,
+                key_len,
+                Some((val_ptr, val_len)),
+                Edit::Add,
+            ))
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_replace_header_map_value",
+        |mut c: Caller<'_, HostState>,
+         map: i32,
+         key_ptr: i32,
+         key_len: i32,
+         val_ptr: i32,
+         val_len: i32| {
+            finish(edit(
+                &mut c,
+                "proxy_replace_header_map_value",
+                map,
+                key_ptr,
+                key_len,
+                Some((val_ptr, val_len)),
+                Edit::Replace,
+            ))
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_remove_header_map_value",
+        |mut c: Caller<'_, HostState>, map: i32, key_ptr: i32, key_len: i32| {
+            finish(edit(
+                &mut c,
+                "proxy_remove_header_map_value",
+                map,
+                key_ptr,
+                key_len,
+                None,
+                Edit::Remove,
+            ))
+        },
+    )?;
+    Ok(())
+}
+
+fn map_type(
+    caller: &Caller<'_, HostState>,
+    raw: i32,
+    call: &str,
+) -> Result<MapType, crate::memory::CallError> {
+    let map = MapType::from_raw(raw).ok_or(Status::BadArgument)?;
+    if matches!(
+        map,
+        MapType::GrpcInitialMetadata | MapType::GrpcTrailingMetadata
+    ) {
+        unimplemented(caller, call)?;
+    }
+    Ok(map)
+}
+
+/// The map a read reaches, or `BadArgument` when Envoy would hold no pointer to it now.
+fn readable(state: &HostState, map: MapType) -> Result<&HeaderMap, Status> {
+    match map {
+        MapType::HttpCallResponseHeaders | MapType::HttpCallResponseTrailers => {
+            let reply = match (state.phase, &state.call_reply) {
+                (Phase::HttpCallResponse, Some(reply)) => reply,
+                _ => return Err(Status::BadArgument),
+            };
+            Ok(if map == MapType::HttpCallResponseHeaders {
+                &reply.headers
+            } else {
+                &reply.trailers
+            })
+        }
+        MapType::RequestHeaders | MapType::ResponseHeaders => {
+            let stream = state
+                .streams
+                .get(&state.effective_context)
+                .ok_or(Status::BadArgument)?;
+            let direction = if map == MapType::RequestHeaders {
+                &stream.request
+            } else {
+                &stream.response
+            };
+            if direction.headers_accessible || state.phase == Phase::Log {
+                Ok(&direction.headers)
+            } else {
+                Err(Status::BadArgument)
+            }
+        }
+        // The harness does not model trailers; Envoy has no map for them in these callbacks.
+        _ => Err(Status::BadArgument),
+    }
+}
+
+fn writable(state: &mut HostState, map: MapType) -> Result<&mut HeaderMap, Status> {
+    if !matches!(map, MapType::RequestHeaders | MapType::ResponseHeaders)
+        || state.phase == Phase::Log
+    {
+        return Err(Status::BadArgument);
+    }
+    let stream = state.effective_stream().ok_or(Status::BadArgument)?;
+    let direction = stream.direction(map == MapType::ResponseHeaders);
+    if direction.headers_accessible {
+        Ok(&mut direction.headers)
+    } else {
+        Err(Status::BadArgument)
+    }
+}
+
+fn get_size(c: &mut Caller<'_, HostState>, map: i32, ret: i32) -> CallResult {
+    enter(c, "proxy_get_header_map_size")?;
+    let map = map_type(c, map, "proxy_get_header_map_size")?;
+    let size = readable(c.data(), map)?.byte_size();
+    write_u32(c, ret, u32::try_from(size).unwrap_or(u32::MAX))?;
+    Ok(())
+}
+
+fn get_pairs(c: &mut Caller<'_, HostState>, map: i32, ret_ptr: i32, ret_len: i32) -> CallResult {
+    enter(c, "proxy_get_header_map_pairs")?;
+    let map = map_type(c, map, "proxy_get_header_map_pairs")?;
+    let bytes = pairs::serialize(readable(c.data(), map)?.entries());
+    give(c, &bytes, ret_ptr, ret_len)
+}
+
+fn set_pairs(c: &mut Caller<'_, HostState>, map: i32, ptr: i32, len: i32) -> CallResult {
+    enter(c, "proxy_set_header_map_pairs")?;
+    let map = map_type(c, map, "proxy_set_header_map_pairs")?;
+    let bytes = read(c, ptr, len)?;
+    // cpp-host silently treats a malformed map as empty; refusing it surfaces the bug instead.
+    let new_pairs = pairs::deserialize(&bytes).map_err(|_| Status::BadArgument)?;
+    let target = writable(c.data_mut(), map)?;
+    *target = HeaderMap::from_pairs(&new_pairs);
+    Ok(())
+}
+
+fn get_value(
+    c: &mut Caller<'_, HostState>,
+    map: i32,
+    key_ptr: i32,
+    key_len: i32,
+    ret_ptr: i32,
+    ret_len: i32,
+) -> CallResult {
+    enter(c, "proxy_get_header_map_value")?;
+    let map = map_type(c, map, "proxy_get_header_map_value")?;
+    let key = read(c, key_ptr, key_len)?;
+    let value = readable(c.data(), map)?
+        .get_bytes(&key)
+        .ok_or(Status::NotFound)?
+        .to_vec();
+    give(c, &value, ret_ptr, ret_len)
+}
+
+enum Edit {
+    Add,
+    Replace,
+    Remove,
+}
+
+fn edit(
+    c: &mut Caller<'_, HostState>,
+    call: &str,
+    map: i32,
+    key_ptr: i32,
+    key_len: i32,
+    value: Option<(i32, i32)>,
+    edit: Edit,
+) -> CallResult {
+    enter(c, call)?;
+    let map = map_type(c, map, call)?;
+    let key = read(c, key_ptr, key_len)?;
+    let value = match value {
+        Some((ptr, len)) => read(c, ptr, len)?,
+        None => Vec::new(),
+    };
+    let target = writable(c.data_mut(), map)?;
+    match edit {
+        Edit::Add => target.add(&key, &value),
+        Edit::Replace => target.replace(&key, &value),
+        Edit::Remove => target.remove(&key),
+    }
+    Ok(())
+}

@@ -1,0 +1,26 @@
+//! A proxy-wasm ABI v0.2.1 host on wasmtime that behaves like Envoy, for tests, benchmarks and
+//! the dev proxy. See `Host` (the process: clock, shared data, stats, log, clusters), `Plugin`
+//! (a compiled module) and `Vm` (a worker running it, with streams and callouts).
+
+pub mod abi;
+mod callout;
+mod error;
+mod header_map;
+mod host;
+mod host_calls;
+mod memory;
+pub mod pairs;
+mod plugin;
+mod state;
+mod stream;
+mod vm;
+
+pub use abi::{Action, LogLevel, MetricType, Status};
+pub use callout::CalloutReply;
+pub use error::HarnessError;
+pub use header_map::HeaderMap;
+pub use host::{Clock, DEFAULT_START_NANOS, Host, LogLine, Metric};
+pub use plugin::{Plugin, PluginConfig};
+pub use state::{Callout, LocalResponse};
+pub use stream::{Direction, Flow, Message, Stream};
+pub use vm::Vm;

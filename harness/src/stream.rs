@@ -1,0 +1,145 @@
+//! One HTTP stream through the filter, both directions, as the host tracks it: what the filter
+//! has seen, whether each direction is paused, what went upstream and what reached the client.
+
+use crate::header_map::HeaderMap;
+use crate::state::LocalResponse;
+use std::collections::BTreeMap;
+
+/// Where one direction of a stream stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Headers not received yet.
+    Idle,
+    /// The filter returned Pause from its headers callback and has not resumed.
+    Paused,
+    /// Headers went on (upstream for a request, to the client for a response).
+    Forwarded,
+    /// A local response or a reset ended this direction.
+    Stopped,
+}
+
+/// One direction (request or response) of a stream.
+#[derive(Clone, Debug)]
+pub struct Direction {
+    /// The headers as the filter has left them.
+    pub headers: HeaderMap,
+    pub flow: Flow,
+    /// Body bytes held back by the filter (it returned Pause from a body callback).
+    pub buffered_body: Vec<u8>,
+    /// Body bytes that arrived while the headers were paused, given to the filter on resume.
+    pub pending_body: Vec<u8>,
+    pub body_paused: bool,
+    /// The peer has sent its last byte.
+    pub end_of_stream: bool,
+    /// How often the filter resumed this direction with `proxy_continue_stream`.
+    pub resumes: u32,
+    /// Whether headers are readable/writable through the ABI (Envoy drops its pointer to the
+    /// header map once the headers have gone on).
+    pub headers_accessible: bool,
+}
+
+impl Direction {
+    pub(crate) fn fresh() -> Self {
+        Self {
+            headers: HeaderMap::new(),
+            flow: Flow::Idle,
+            buffered_body: Vec::new(),
+            pending_body: Vec::new(),
+            body_paused: false,
+            end_of_stream: false,
+            resumes: 0,
+            headers_accessible: false,
+        }
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.flow == Flow::Paused || self.body_paused
+    }
+}
+
+/// Headers and body as they left the filter.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Message {
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+    pub end_of_stream: bool,
+}
+
+impl Message {
+    /// `:status` of a response, if present and numeric.
+    pub fn status(&self) -> Option<u16> {
+        self.headers.get(":status").and_then(|s| s.parse().ok())
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name)
+    }
+}
+
+/// An HTTP stream (one request and its response) on one VM.
+#[derive(Clone, Debug)]
+pub struct Stream {
+    pub id: u32,
+    pub request: Direction,
+    pub response: Direction,
+    /// The request as the upstream would receive it, once forwarded.
+    pub upstream: Option<Message>,
+    /// The response as the client would receive it, once forwarded.
+    pub client: Option<Message>,
+    /// The local response the filter sent, if any.
+    pub local_response: Option<LocalResponse>,
+    /// The filter reset the stream (`proxy_close_stream`).
+    pub reset: bool,
+    /// The VM failed on this stream; Envoy's `failStream` answered or bypassed.
+    pub failure: Option<String>,
+    /// Things the filter did that Envoy does not allow or would misbehave on (resuming a
+    /// stream that was not paused, for example). Tests usually assert this stays empty.
+    pub violations: Vec<String>,
+    /// Property values for this stream, keyed by path segments (`["source", "address"]`).
+    pub properties: BTreeMap<Vec<String>, Vec<u8>>,
+    pub(crate) done: bool,
+}
+
+impl Stream {
+    pub(crate) fn new(id: u32) -> Self {
+        let mut properties = BTreeMap::new();
+        properties.insert(
+            vec!["source".to_string(), "address".to_string()],
+            b"127.0.0.1:40000".to_vec(),
+        );
+        Self {
+            id,
+            request: Direction::fresh(),
+            response: Direction::fresh(),
+            upstream: None,
+            client: None,
+            local_response: None,
+            reset: false,
+            failure: None,
+            violations: Vec::new(),
+            properties,
+            done: false,
+        }
+    }
+
+    /// The status the client received, if a response reached it.
+    pub fn client_status(&self) -> Option<u16> {
+        self.client.as_ref().and_then(Message::status)
+    }
+
+    pub(crate) fn direction(&mut self, response: bool) -> &mut Direction {
+        if response {
+            &mut self.response
+        } else {
+            &mut self.request
+        }
+    }
+
+    pub(crate) fn direction_ref(&self, response: bool) -> &Direction {
+        if response {
+            &self.response
+        } else {
+            &self.request
+        }
+    }
+}

@@ -1,0 +1,969 @@
+//! One worker VM and the streams on it, driven as Envoy drives a proxy-wasm HTTP filter.
+//!
+//! Lifecycle: `_initialize` (then `main` if exported) or `_start`; `proxy_on_context_create`
+//! for the root context; `proxy_on_vm_start`; `proxy_on_configure`. Per stream: context
+//! create, request headers (and body), response headers (and body), then `proxy_on_done`,
+//! `proxy_on_log`, `proxy_on_delete`. Continue, close and local responses the module asks
+//! for are applied after the VM call returns, as Envoy defers them.
+
+use crate::abi::{Action, LogLevel, StreamType};
+use crate::callout::CalloutReply;
+use crate::error::HarnessError;
+use crate::header_map::HeaderMap;
+use crate::host::Host;
+use crate::plugin::{Plugin, PluginConfig};
+use crate::state::{CallReply, Callout, Deferred, HostState, LocalResponse, Phase};
+use crate::stream::{Flow, Message, Stream};
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::time::Duration;
+use wasmtime::{Instance, Store, TypedFunc, WasmParams, WasmResults};
+
+const ROOT_CONTEXT: u32 = 1;
+
+/// `(context, count or size, end_of_stream) -> action`: the header and body callbacks.
+type StreamCallback = TypedFunc<(i32, i32, i32), i32>;
+/// `(root, token, headers, body size, trailers)`.
+type CallResponseCallback = TypedFunc<(i32, i32, i32, i32, i32), ()>;
+
+/// The module's callbacks, resolved once. Only `proxy_on_context_create` is required.
+struct Exports {
+    context_create: TypedFunc<(i32, i32), ()>,
+    vm_start: Option<TypedFunc<(i32, i32), i32>>,
+    configure: Option<TypedFunc<(i32, i32), i32>>,
+    tick: Option<TypedFunc<i32, ()>>,
+    request_headers: Option<StreamCallback>,
+    request_body: Option<StreamCallback>,
+    response_headers: Option<StreamCallback>,
+    response_body: Option<StreamCallback>,
+    http_call_response: Option<CallResponseCallback>,
+    done: Option<TypedFunc<i32, i32>>,
+    log: Option<TypedFunc<i32, ()>>,
+    delete: Option<TypedFunc<i32, ()>>,
+}
+
+fn optional<P: WasmParams, R: WasmResults>(
+    store: &mut Store<HostState>,
+    instance: &Instance,
+    name: &str,
+) -> Result<Option<TypedFunc<P, R>>, HarnessError> {
+    match instance.get_func(&mut *store, name) {
+        None => Ok(None),
+        Some(func) => func
+            .typed::<P, R>(&*store)
+            .map(Some)
+            .map_err(|e| HarnessError::BadExport {
+                name: name.to_string(),
+                message: format!("{e:#}"),
+            }),
+    }
+}
+
+impl Exports {
+    fn resolve(store: &mut Store<HostState>, instance: &Instance) -> Result<Self, HarnessError> {
+        Ok(Self {
+            context_create: optional(store, instance, "proxy_on_context_create")?
+                .ok_or(HarnessError::MissingExport("proxy_on_context_create"))?,
+            vm_start: optional(store, instance, "proxy_on_vm_start")?,
+            configure: optional(store, instance, "proxy_on_configure")?,
+            tick: optional(store, instance, "proxy_on_tick")?,
+            request_headers: optional(store, instance, "proxy_on_request_headers")?,
+            request_body: optional(store, instance, "proxy_on_request_body")?,
+            response_headers: optional(store, instance, "proxy_on_response_headers")?,
+            response_body: optional(store, instance, "proxy_on_response_body")?,
+            http_call_response: optional(store, instance, "proxy_on_http_call_response")?,
+            done: optional(store, instance, "proxy_on_done")?,
+            log: optional(store, instance, "proxy_on_log")?,
+            delete: optional(store, instance, "proxy_on_delete")?,
+        })
+    }
+}
+
+/// Which way through the filter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Dir {
+    Request,
+    Response,
+}
+
+impl Dir {
+    fn is_response(self) -> bool {
+        self == Dir::Response
+    }
+}
+
+/// A worker VM running one plugin, with its streams and callouts.
+pub struct Vm {
+    host: Host,
+    store: Store<HostState>,
+    exports: Exports,
+    fail_open: bool,
+    failed: Option<String>,
+    next_context: u32,
+    /// Streams whose local response is being run through the filter's response path, so a
+    /// second local response from it is not looped back again.
+    local_reply_in_flight: HashMap<u32, bool>,
+}
+
+impl Vm {
+    /// Starts a worker VM: instantiate, run the module's start functions, create the root
+    /// context, then `proxy_on_vm_start` and `proxy_on_configure`. A `false` from either is
+    /// an error, as Envoy refuses such a plugin.
+    pub fn start(plugin: &Plugin, config: PluginConfig) -> Result<Self, HarnessError> {
+        Self::start_named(plugin, config, "vm")
+    }
+
+    /// Like [`Vm::start`], naming the VM in log lines (`worker-1`, say).
+    pub fn start_named(
+        plugin: &Plugin,
+        config: PluginConfig,
+        source: &str,
+    ) -> Result<Self, HarnessError> {
+        let host = plugin.host.clone();
+        let state = HostState {
+            host: host.clone(),
+            source: source.to_string(),
+            vm_id: config.vm_id.clone(),
+            plugin_name: config.name.clone(),
+            root_id: config.root_id.clone(),
+            plugin_configuration: config.configuration.clone(),
+            vm_configuration: config.vm_configuration.clone(),
+            root_context: ROOT_CONTEXT,
+            memory: None,
+            allocator: None,
+            phase: Phase::Starting,
+            current_context: 0,
+            effective_context: 0,
+            streams: BTreeMap::new(),
+            callouts: BTreeMap::new(),
+            next_token: 1,
+            call_reply: None,
+            call_status: None,
+            deferred: Vec::new(),
+            tick_period: None,
+            next_tick_at: None,
+            metrics: HashMap::new(),
+            next_metric_id: 1,
+        };
+        let mut store = Store::new(host.engine(), state);
+        let instance = plugin
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| HarnessError::Instantiate(format!("{e:#}")))?;
+        let memory = instance.get_memory(&mut store, "memory");
+        // Envoy looks for `malloc` first, then `proxy_on_memory_allocate`.
+        let allocator = match optional::<i32, i32>(&mut store, &instance, "malloc")? {
+            Some(f) => f,
+            None => optional(&mut store, &instance, "proxy_on_memory_allocate")?
+                .ok_or(HarnessError::MissingAllocator)?,
+        };
+        store.data_mut().memory = memory;
+        store.data_mut().allocator = Some(allocator);
+        let exports = Exports::resolve(&mut store, &instance)?;
+        let mut vm = Self {
+            host,
+            store,
+            exports,
+            fail_open: config.fail_open,
+            failed: None,
+            next_context: ROOT_CONTEXT + 1,
+            local_reply_in_flight: HashMap::new(),
+        };
+        vm.run_start_functions(&instance)?;
+        vm.store.data_mut().phase = Phase::Root;
+        let create = vm.exports.context_create.clone();
+        vm.invoke(
+            "proxy_on_context_create",
+            Phase::Root,
+            ROOT_CONTEXT,
+            &create,
+            (ROOT_CONTEXT as i32, 0),
+        )?;
+        if let Some(f) = vm.exports.vm_start.clone() {
+            let size = config.vm_configuration.len() as i32;
+            if vm.invoke(
+                "proxy_on_vm_start",
+                Phase::Root,
+                ROOT_CONTEXT,
+                &f,
+                (ROOT_CONTEXT as i32, size),
+            )? == 0
+            {
+                vm.note(
+                    LogLevel::Critical,
+                    "proxy_on_vm_start returned false: VM refused".into(),
+                );
+                return Err(HarnessError::VmStartRejected);
+            }
+        }
+        if let Some(f) = vm.exports.configure.clone() {
+            let size = config.configuration.len() as i32;
+            if vm.invoke(
+                "proxy_on_configure",
+                Phase::Root,
+                ROOT_CONTEXT,
+                &f,
+                (ROOT_CONTEXT as i32, size),
+            )? == 0
+            {
+                vm.note(
+                    LogLevel::Critical,
+                    format!(
+                        "plugin {:?} refused its configuration (proxy_on_configure returned false)",
+                        config.name
+                    ),
+                );
+                return Err(HarnessError::ConfigureRejected);
+            }
+        }
+        vm.drain_deferred()?;
+        Ok(vm)
+    }
+
+    fn run_start_functions(&mut self, instance: &Instance) -> Result<(), HarnessError> {
+        let initialize = optional::<(), ()>(&mut self.store, instance, "_initialize")?;
+        if let Some(init) = initialize {
+            self.invoke("_initialize", Phase::Starting, 0, &init, ())?;
+            if let Some(main) = optional::<(i32, i32), i32>(&mut self.store, instance, "main")? {
+                self.invoke("main", Phase::Starting, 0, &main, (0, 0))?;
+            }
+        } else if let Some(start) = optional::<(), ()>(&mut self.store, instance, "_start")? {
+            self.invoke("_start", Phase::Starting, 0, &start, ())?;
+        }
+        Ok(())
+    }
+
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+
+    /// Why the VM failed, if it did. A failed VM runs no more callbacks; its streams get
+    /// Envoy's fail-open or fail-closed treatment.
+    pub fn failure(&self) -> Option<&str> {
+        self.failed.as_deref()
+    }
+
+    pub fn root_context_id(&self) -> u32 {
+        ROOT_CONTEXT
+    }
+
+    fn note(&self, level: LogLevel, message: String) {
+        self.store.data().host_note(level, message);
+    }
+
+    /// Calls into the module with the phase and context set, turning a trap into an error
+    /// value and marking the VM failed.
+    fn invoke<P: WasmParams, R: WasmResults>(
+        &mut self,
+        callback: &str,
+        phase: Phase,
+        context: u32,
+        func: &TypedFunc<P, R>,
+        params: P,
+    ) -> Result<R, HarnessError> {
+        if let Some(reason) = &self.failed {
+            return Err(HarnessError::VmFailed(reason.clone()));
+        }
+        let state = self.store.data_mut();
+        let saved = (state.phase, state.current_context, state.effective_context);
+        state.phase = phase;
+        state.current_context = context;
+        state.effective_context = context;
+        let result = func.call(&mut self.store, params);
+        let state = self.store.data_mut();
+        (state.phase, state.current_context, state.effective_context) = saved;
+        result.map_err(|e| {
+            let message = format!("{e:#}");
+            self.failed = Some(format!("trapped in {callback}: {message}"));
+            self.store.data_mut().deferred.clear();
+            self.note(
+                LogLevel::Critical,
+                format!("wasm trapped in {callback}: {message}"),
+            );
+            HarnessError::Trap {
+                callback: callback.to_string(),
+                message,
+            }
+        })
+    }
+
+    // ----- streams -------------------------------------------------------------------------
+
+    /// Opens a stream (`proxy_on_context_create(stream, root)`) and returns its context id.
+    pub fn create_stream(&mut self) -> Result<u32, HarnessError> {
+        let id = self.next_context;
+        self.next_context += 1;
+        self.store.data_mut().streams.insert(id, Stream::new(id));
+        if self.failed.is_none() {
+            let create = self.exports.context_create.clone();
+            if let Err(err) = self.invoke(
+                "proxy_on_context_create",
+                Phase::Root,
+                id,
+                &create,
+                (id as i32, ROOT_CONTEXT as i32),
+            ) {
+                self.fail_stream(id);
+                return Err(err);
+            }
+        }
+        Ok(id)
+    }
+
+    pub fn stream(&self, id: u32) -> Option<&Stream> {
+        self.store.data().streams.get(&id)
+    }
+
+    /// Sets a property the filter can read on this stream, by dotted path (`source.address`).
+    pub fn set_stream_property(
+        &mut self,
+        id: u32,
+        path: &str,
+        value: impl Into<Vec<u8>>,
+    ) -> Result<(), HarnessError> {
+        let segments = path.split('.').map(str::to_string).collect();
+        self.stream_mut(id)?
+            .properties
+            .insert(segments, value.into());
+        Ok(())
+    }
+
+    fn stream_mut(&mut self, id: u32) -> Result<&mut Stream, HarnessError> {
+        self.store
+            .data_mut()
+            .streams
+            .get_mut(&id)
+            .ok_or(HarnessError::UnknownStream(id))
+    }
+
+    fn stream_ref(&self, id: u32) -> Result<&Stream, HarnessError> {
+        self.store
+            .data()
+            .streams
+            .get(&id)
+            .ok_or(HarnessError::UnknownStream(id))
+    }
+
+    /// The client's request headers arrive. Returns what the filter answered; what went
+    /// upstream (if anything) is on the stream.
+    pub fn request_headers<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+        &mut self,
+        id: u32,
+        headers: &[(K, V)],
+        end_of_stream: bool,
+    ) -> Result<Action, HarnessError> {
+        let stream = self.stream_mut(id)?;
+        if stream.request.flow != Flow::Idle {
+            return Err(HarnessError::Usage(format!(
+                "stream {id}: request headers were already sent"
+            )));
+        }
+        stream.request.headers = HeaderMap::from_pairs(headers);
+        self.headers_arrive(id, Dir::Request, end_of_stream)
+    }
+
+    /// The upstream's response headers arrive. The request must have reached the upstream.
+    pub fn response_headers<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+        &mut self,
+        id: u32,
+        headers: &[(K, V)],
+        end_of_stream: bool,
+    ) -> Result<Action, HarnessError> {
+        let stream = self.stream_mut(id)?;
+        if stream.upstream.is_none() || stream.local_response.is_some() || stream.reset {
+            return Err(HarnessError::Usage(format!(
+                "stream {id}: no upstream response is possible, the request never reached the upstream"
+            )));
+        }
+        if stream.response.flow != Flow::Idle {
+            return Err(HarnessError::Usage(format!(
+                "stream {id}: response headers were already sent"
+            )));
+        }
+        stream.response.headers = HeaderMap::from_pairs(headers);
+        self.headers_arrive(id, Dir::Response, end_of_stream)
+    }
+
+    /// A chunk of the request body arrives.
+    pub fn request_body(
+        &mut self,
+        id: u32,
+        chunk: &[u8],
+        end_of_stream: bool,
+    ) -> Result<Action, HarnessError> {
+        self.body_arrives(id, Dir::Request, chunk, end_of_stream)
+    }
+
+    /// A chunk of the upstream's response body arrives.
+    pub fn response_body(
+        &mut self,
+        id: u32,
+        chunk: &[u8],
+        end_of_stream: bool,
+    ) -> Result<Action, HarnessError> {
+        self.body_arrives(id, Dir::Response, chunk, end_of_stream)
+    }
+
+    /// Ends the stream: `proxy_on_done`, `proxy_on_log`, `proxy_on_delete`. Returns the
+    /// stream's final state; its callouts still in flight stay pending, as in Envoy, where
+    /// they belong to the root context.
+    pub fn finish_stream(&mut self, id: u32) -> Result<Stream, HarnessError> {
+        self.stream_ref(id)?;
+        let mut outcome = Ok(());
+        if self.failed.is_none() {
+            outcome = self.end_callbacks(id);
+        }
+        let mut stream = self
+            .store
+            .data_mut()
+            .streams
+            .remove(&id)
+            .ok_or(HarnessError::UnknownStream(id))?;
+        stream.done = true;
+        self.local_reply_in_flight.remove(&id);
+        outcome.map(|()| stream)
+    }
+
+    fn end_callbacks(&mut self, id: u32) -> Result<(), HarnessError> {
+        let ctx = id as i32;
+        if let Some(f) = self.exports.done.clone() {
+            self.invoke("proxy_on_done", Phase::StreamEnd, id, &f, ctx)?;
+        }
+        if let Some(f) = self.exports.log.clone() {
+            self.invoke("proxy_on_log", Phase::Log, id, &f, ctx)?;
+        }
+        if let Some(f) = self.exports.delete.clone() {
+            self.invoke("proxy_on_delete", Phase::StreamEnd, id, &f, ctx)?;
+        }
+        Ok(())
+    }
+
+    fn headers_arrive(
+        &mut self,
+        id: u32,
+        dir: Dir,
+        end_of_stream: bool,
+    ) -> Result<Action, HarnessError> {
+        {
+            let d = self.stream_mut(id)?.direction(dir.is_response());
+            d.end_of_stream = end_of_stream;
+            d.headers_accessible = true;
+            d.flow = Flow::Paused;
+        }
+        if self.failed.is_some() {
+            return Ok(self.fail_stream(id));
+        }
+        let (callback, phase, func) = match dir {
+            Dir::Request => (
+                "proxy_on_request_headers",
+                Phase::RequestHeaders,
+                self.exports.request_headers.clone(),
+            ),
+            Dir::Response => (
+                "proxy_on_response_headers",
+                Phase::ResponseHeaders,
+                self.exports.response_headers.clone(),
+            ),
+        };
+        let count = self
+            .stream_ref(id)?
+            .direction_ref(dir.is_response())
+            .headers
+            .len() as i32;
+        let action = match func {
+            None => Action::Continue,
+            Some(f) => match self.invoke(
+                callback,
+                phase,
+                id,
+                &f,
+                (id as i32, count, end_of_stream as i32),
+            ) {
+                Ok(raw) => Action::from_raw(raw),
+                Err(err) => {
+                    self.fail_stream(id);
+                    return Err(err);
+                }
+            },
+        };
+        if action == Action::Continue && !self.local_response_pending(id) {
+            self.forward_headers(id, dir)?;
+        }
+        self.drain_deferred()?;
+        Ok(action)
+    }
+
+    fn body_arrives(
+        &mut self,
+        id: u32,
+        dir: Dir,
+        chunk: &[u8],
+        end_of_stream: bool,
+    ) -> Result<Action, HarnessError> {
+        let d = self.stream_mut(id)?.direction(dir.is_response());
+        match d.flow {
+            Flow::Idle => {
+                return Err(HarnessError::Usage(format!(
+                    "stream {id}: body sent before headers"
+                )));
+            }
+            Flow::Stopped => return Ok(Action::Pause),
+            Flow::Paused => {
+                // Headers are stopped (StopAllIteration): Envoy buffers the body until resumed.
+                d.pending_body.extend_from_slice(chunk);
+                d.end_of_stream = end_of_stream;
+                return Ok(Action::Pause);
+            }
+            Flow::Forwarded => {
+                d.buffered_body.extend_from_slice(chunk);
+                d.end_of_stream = end_of_stream;
+            }
+        }
+        if self.failed.is_some() {
+            return Ok(self.fail_stream(id));
+        }
+        let action = self.run_body_callback(id, dir)?;
+        self.drain_deferred()?;
+        Ok(action)
+    }
+
+    /// Gives the buffered body to the filter; on Continue it goes on, on Pause it stays.
+    fn run_body_callback(&mut self, id: u32, dir: Dir) -> Result<Action, HarnessError> {
+        let (callback, phase, func) = match dir {
+            Dir::Request => (
+                "proxy_on_request_body",
+                Phase::RequestBody,
+                self.exports.request_body.clone(),
+            ),
+            Dir::Response => (
+                "proxy_on_response_body",
+                Phase::ResponseBody,
+                self.exports.response_body.clone(),
+            ),
+        };
+        let (size, eos) = {
+            let d = self.stream_ref(id)?.direction_ref(dir.is_response());
+            (d.buffered_body.len() as i32, d.end_of_stream)
+        };
+        let action = match func {
+            None => Action::Continue,
+            Some(f) => match self.invoke(callback, phase, id, &f, (id as i32, size, eos as i32)) {
+                Ok(raw) => Action::from_raw(raw),
+                Err(err) => {
+                    self.fail_stream(id);
+                    return Err(err);
+                }
+            },
+        };
+        if self.local_response_pending(id) {
+            return Ok(action);
+        }
+        match action {
+            Action::Continue => self.flush_body(id, dir)?,
+            Action::Pause => {
+                self.stream_mut(id)?
+                    .direction(dir.is_response())
+                    .body_paused = true
+            }
+        }
+        Ok(action)
+    }
+
+    fn local_response_pending(&self, id: u32) -> bool {
+        self.store
+            .data()
+            .deferred
+            .iter()
+            .any(|d| matches!(d, Deferred::LocalResponse { context, .. } if *context == id))
+    }
+
+    /// The headers leave the filter: upstream for a request, to the client for a response.
+    /// Envoy drops its pointer to them then, so the ABI no longer reaches them.
+    fn forward_headers(&mut self, id: u32, dir: Dir) -> Result<(), HarnessError> {
+        let stream = self.stream_mut(id)?;
+        let d = stream.direction(dir.is_response());
+        d.flow = Flow::Forwarded;
+        d.headers_accessible = false;
+        let message = Message {
+            headers: d.headers.clone(),
+            body: Vec::new(),
+            end_of_stream: d.end_of_stream && d.pending_body.is_empty(),
+        };
+        match dir {
+            Dir::Request => stream.upstream = Some(message),
+            Dir::Response => stream.client = Some(message),
+        }
+        Ok(())
+    }
+
+    fn flush_body(&mut self, id: u32, dir: Dir) -> Result<(), HarnessError> {
+        let stream = self.stream_mut(id)?;
+        let d = stream.direction(dir.is_response());
+        d.body_paused = false;
+        let body = std::mem::take(&mut d.buffered_body);
+        let eos = d.end_of_stream;
+        let target = match dir {
+            Dir::Request => stream.upstream.as_mut(),
+            Dir::Response => stream.client.as_mut(),
+        };
+        if let Some(message) = target {
+            message.body.extend_from_slice(&body);
+            message.end_of_stream = eos;
+        }
+        Ok(())
+    }
+
+    // ----- deferred actions ----------------------------------------------------------------
+
+    /// Applies what the module asked for during the last VM call, until nothing is left
+    /// (applying one may call into the VM again and defer more).
+    fn drain_deferred(&mut self) -> Result<(), HarnessError> {
+        loop {
+            let actions = std::mem::take(&mut self.store.data_mut().deferred);
+            if actions.is_empty() {
+                return Ok(());
+            }
+            for action in actions {
+                match action {
+                    Deferred::Continue { context, stream } => self.resume(context, stream)?,
+                    Deferred::Close { context } => self.reset_stream(context),
+                    Deferred::LocalResponse { context, response } => {
+                        self.apply_local_response(context, response)?
+                    }
+                }
+            }
+        }
+    }
+
+    /// `proxy_continue_stream`: resumes a paused direction exactly once. Resuming one that is
+    /// not paused does nothing in Envoy; the harness records it as a violation.
+    fn resume(&mut self, id: u32, kind: StreamType) -> Result<(), HarnessError> {
+        let dir = if kind == StreamType::Response {
+            Dir::Response
+        } else {
+            Dir::Request
+        };
+        let Some(stream) = self.store.data_mut().streams.get_mut(&id) else {
+            return Ok(());
+        };
+        let d = stream.direction(dir.is_response());
+        if d.flow == Flow::Paused {
+            d.resumes += 1;
+            let pending = std::mem::take(&mut d.pending_body);
+            self.forward_headers(id, dir)?;
+            if !pending.is_empty() {
+                self.stream_mut(id)?
+                    .direction(dir.is_response())
+                    .buffered_body = pending;
+                if self.failed.is_none() {
+                    self.run_body_callback(id, dir)?;
+                }
+            }
+        } else if d.body_paused {
+            d.resumes += 1;
+            self.flush_body(id, dir)?;
+        } else {
+            let what = if dir.is_response() {
+                "response"
+            } else {
+                "request"
+            };
+            let flow = d.flow;
+            stream.violations.push(format!(
+                "proxy_continue_stream({what}) while the {what} was not paused ({flow:?})"
+            ));
+        }
+        Ok(())
+    }
+
+    fn reset_stream(&mut self, id: u32) {
+        if let Some(stream) = self.store.data_mut().streams.get_mut(&id) {
+            stream.reset = true;
+            for d in [&mut stream.request, &mut stream.response] {
+                if d.flow != Flow::Forwarded {
+                    d.flow = Flow::Stopped;
+                }
+                d.headers_accessible = false;
+                d.body_paused = false;
+            }
+        }
+    }
+
+    /// `proxy_send_local_response`. Sent while the request is in the filter, Envoy runs the
+    /// reply through the encoder filters, this one included, so the module's response
+    /// callbacks see it. Sent while the response is in the filter, it replaces the response.
+    /// After the response reached the client it can only reset the stream.
+    fn apply_local_response(
+        &mut self,
+        id: u32,
+        response: LocalResponse,
+    ) -> Result<(), HarnessError> {
+        let Some(stream) = self.store.data_mut().streams.get_mut(&id) else {
+            return Ok(());
+        };
+        if stream.client.is_some()
+            || self
+                .local_reply_in_flight
+                .get(&id)
+                .copied()
+                .unwrap_or(false)
+        {
+            stream.violations.push(
+                "proxy_send_local_response after the response had started; Envoy resets the stream"
+                    .into(),
+            );
+            self.reset_stream(id);
+            return Ok(());
+        }
+        let response_started = stream.response.flow != Flow::Idle;
+        stream.local_response = Some(response.clone());
+        for d in [&mut stream.request, &mut stream.response] {
+            if d.flow != Flow::Forwarded {
+                d.flow = Flow::Stopped;
+            }
+            d.headers_accessible = false;
+            d.body_paused = false;
+            d.pending_body.clear();
+        }
+        let headers = local_reply_headers(&response);
+        let through_filter = !response_started && self.failed.is_none();
+        if !through_filter {
+            stream.response.flow = Flow::Forwarded;
+            stream.client = Some(Message {
+                headers,
+                body: response.body,
+                end_of_stream: true,
+            });
+            return Ok(());
+        }
+        stream.response = crate::stream::Direction::fresh();
+        stream.response.headers = headers;
+        self.local_reply_in_flight.insert(id, true);
+        let eos = response.body.is_empty();
+        let result = self.headers_arrive(id, Dir::Response, eos).and_then(|_| {
+            if eos {
+                Ok(Action::Continue)
+            } else {
+                self.body_arrives(id, Dir::Response, &response.body, true)
+            }
+        });
+        self.local_reply_in_flight.insert(id, false);
+        result.map(|_| ())
+    }
+
+    /// Envoy's `failStream`: after a VM failure, fail-closed answers 503 with details
+    /// `wasm_fail_stream` without running the filter; fail-open lets the stream through as is.
+    fn fail_stream(&mut self, id: u32) -> Action {
+        let fail_open = self.fail_open;
+        let reason = self.failed.clone().unwrap_or_default();
+        let Some(stream) = self.store.data_mut().streams.get_mut(&id) else {
+            return Action::Pause;
+        };
+        stream.failure.get_or_insert(reason);
+        if fail_open {
+            let held: Vec<Dir> = [Dir::Request, Dir::Response]
+                .into_iter()
+                .filter(|dir| stream.direction_ref(dir.is_response()).is_paused())
+                .collect();
+            for dir in held {
+                // The stream exists (checked above), so this cannot fail.
+                let _ = self.resume_without_filter(id, dir);
+            }
+            Action::Continue
+        } else {
+            if stream.client.is_none() {
+                let response = LocalResponse {
+                    status: 503,
+                    headers: HeaderMap::new(),
+                    body: Vec::new(),
+                    details: "wasm_fail_stream".to_string(),
+                    grpc_status: None,
+                };
+                stream.client = Some(Message {
+                    headers: local_reply_headers(&response),
+                    body: Vec::new(),
+                    end_of_stream: true,
+                });
+                stream.local_response = Some(response);
+            } else {
+                stream.reset = true;
+            }
+            for d in [&mut stream.request, &mut stream.response] {
+                if d.flow != Flow::Forwarded {
+                    d.flow = Flow::Stopped;
+                }
+                d.headers_accessible = false;
+                d.body_paused = false;
+            }
+            Action::Pause
+        }
+    }
+
+    fn resume_without_filter(&mut self, id: u32, dir: Dir) -> Result<(), HarnessError> {
+        let d = self.stream_mut(id)?.direction(dir.is_response());
+        let pending = std::mem::take(&mut d.pending_body);
+        if d.flow == Flow::Paused {
+            self.forward_headers(id, dir)?;
+        }
+        self.stream_mut(id)?
+            .direction(dir.is_response())
+            .buffered_body
+            .extend_from_slice(&pending);
+        self.flush_body(id, dir)
+    }
+
+    // ----- callouts ------------------------------------------------------------------------
+
+    /// Callouts dispatched and not yet answered, oldest first.
+    pub fn pending_callouts(&self) -> Vec<Callout> {
+        self.store.data().callouts.values().cloned().collect()
+    }
+
+    /// Answers a callout; the module's `proxy_on_http_call_response` runs now.
+    pub fn answer_callout(&mut self, token: u32, reply: CalloutReply) -> Result<(), HarnessError> {
+        self.deliver(token, Some(reply.into_call_reply()))
+    }
+
+    /// Fails a callout (connection reset): delivered with no headers, body or trailers, and
+    /// `proxy_get_status` answering 11 (BrokenConnection) "reset", as Envoy does.
+    pub fn fail_callout(&mut self, token: u32) -> Result<(), HarnessError> {
+        self.deliver(token, None)
+    }
+
+    fn deliver(&mut self, token: u32, reply: Option<CallReply>) -> Result<(), HarnessError> {
+        let callout = self
+            .store
+            .data_mut()
+            .callouts
+            .remove(&token)
+            .ok_or(HarnessError::UnknownCallout(token))?;
+        if let Some(reason) = &self.failed {
+            return Err(HarnessError::VmFailed(reason.clone()));
+        }
+        let Some(func) = self.exports.http_call_response.clone() else {
+            return Ok(());
+        };
+        let counts = reply.as_ref().map_or((0, 0, 0), |r| {
+            (
+                r.headers.len() as i32,
+                r.body.len() as i32,
+                r.trailers.len() as i32,
+            )
+        });
+        let state = self.store.data_mut();
+        state.call_status = Some(if reply.is_some() {
+            (0, Vec::new())
+        } else {
+            (11, b"reset".to_vec())
+        });
+        state.call_reply = reply;
+        let params = (
+            ROOT_CONTEXT as i32,
+            token as i32,
+            counts.0,
+            counts.1,
+            counts.2,
+        );
+        let result = self.invoke(
+            "proxy_on_http_call_response",
+            Phase::HttpCallResponse,
+            ROOT_CONTEXT,
+            &func,
+            params,
+        );
+        self.store.data_mut().call_reply = None;
+        if let Err(err) = result {
+            if self.store.data().streams.contains_key(&callout.context) {
+                self.fail_stream(callout.context);
+            }
+            return Err(err);
+        }
+        self.drain_deferred()
+    }
+
+    // ----- time ----------------------------------------------------------------------------
+
+    /// Moves the host clock on by `by`, running on the way, each at its own time, every tick
+    /// and callout timeout that falls due.
+    pub fn advance(&mut self, by: Duration) -> Result<(), HarnessError> {
+        let target = self.host.clock().now_nanos().saturating_add(nanos(by));
+        self.run_timers_until(target)?;
+        self.host.clock().advance_to(target);
+        Ok(())
+    }
+
+    /// Runs every tick and callout timeout already due by the host clock (another VM may
+    /// have moved it).
+    pub fn run_timers(&mut self) -> Result<(), HarnessError> {
+        self.run_timers_until(self.host.clock().now_nanos())
+    }
+
+    /// Runs, in time order, the events due by `until`: each tick period that passes gives one
+    /// `proxy_on_tick`; a callout whose timeout passes gets Envoy's synthesized 504 reply. The
+    /// clock stands at each event's time while it runs.
+    fn run_timers_until(&mut self, until: u64) -> Result<(), HarnessError> {
+        loop {
+            let state = self.store.data();
+            let next_timeout = state
+                .callouts
+                .values()
+                .filter_map(|c| {
+                    c.timeout
+                        .map(|t| (c.dispatched_at.saturating_add(nanos(t)), c.token))
+                })
+                .min();
+            let next_tick = state.next_tick_at;
+            let tick_first = match (next_tick, next_timeout) {
+                (Some(tick), Some((due, _))) => tick <= due,
+                (Some(_), None) => true,
+                _ => false,
+            };
+            if tick_first {
+                let tick = next_tick.unwrap_or(u64::MAX);
+                if tick > until {
+                    return Ok(());
+                }
+                self.host.clock().advance_to(tick);
+                let period = state.tick_period.map_or(u64::MAX, nanos);
+                self.store.data_mut().next_tick_at = Some(tick.saturating_add(period));
+                if let Some(f) = self.exports.tick.clone() {
+                    self.invoke(
+                        "proxy_on_tick",
+                        Phase::Root,
+                        ROOT_CONTEXT,
+                        &f,
+                        ROOT_CONTEXT as i32,
+                    )?;
+                    self.drain_deferred()?;
+                }
+            } else if let Some((due, token)) = next_timeout.filter(|(due, _)| *due <= until) {
+                self.host.clock().advance_to(due);
+                self.answer_callout(token, CalloutReply::envoy_timeout())?;
+            } else {
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The headers of a local reply as Envoy builds them: `:status`, the module's headers, and a
+/// `content-length` (plus `content-type: text/plain` for a body without one).
+fn local_reply_headers(response: &LocalResponse) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.add(b":status", response.status.to_string().as_bytes());
+    for (k, v) in response.headers.iter() {
+        headers.add(k, v);
+    }
+    headers.replace(
+        b"content-length",
+        response.body.len().to_string().as_bytes(),
+    );
+    if !response.body.is_empty() && !headers.contains("content-type") {
+        headers.add(b"content-type", b"text/plain");
+    }
+    headers
+}

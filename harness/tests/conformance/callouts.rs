@@ -1,0 +1,193 @@
+use crate::support::*;
+use harness::{Action, CalloutReply};
+use std::time::Duration;
+
+#[test]
+fn callout_carries_cluster_headers_and_timeout_and_pauses_the_request() {
+    let (host, mut vm) = probe();
+    let (id, action) = request(&mut vm, "callout", &[]);
+    assert_eq!(action, Ok(Action::Pause));
+    let callouts = vm.pending_callouts();
+    assert_eq!(callouts.len(), 1);
+    let call = &callouts[0];
+    assert_eq!(call.cluster, "companion");
+    assert_eq!(call.context, id);
+    assert_eq!(
+        (call.method(), call.path(), call.authority()),
+        (Some("GET"), Some("/v1/x"), Some("companion"))
+    );
+    assert_eq!(
+        call.headers.get("x-token"),
+        Some("t"),
+        "header names are lowercased"
+    );
+    assert_eq!(call.timeout, Some(Duration::from_millis(500)));
+    assert!(call.body.is_empty());
+    assert_eq!(report(&host, "dispatch"), format!("Ok {}", call.token));
+    assert!(
+        vm.stream(id).unwrap().upstream.is_none(),
+        "a paused request does not go upstream"
+    );
+}
+
+#[test]
+fn answered_callout_is_readable_in_its_callback_and_resumes_once() {
+    let (host, mut vm) = probe();
+    let (id, _) = request(&mut vm, "callout", &[]);
+    let token = vm.pending_callouts()[0].token;
+    vm.answer_callout(
+        token,
+        CalloutReply::new(200)
+            .header("Content-Type", "text/plain")
+            .body("hello"),
+    )
+    .unwrap();
+    assert_eq!(report(&host, "callout.token_matches"), "true");
+    assert_eq!(report(&host, "callout.counts"), "2 5 0");
+    assert_eq!(report(&host, "callout.status"), "200");
+    assert_eq!(report(&host, "callout.body"), "hello");
+    assert_eq!(report(&host, "callout.get_status"), "0 ");
+    assert_eq!(
+        report(&host, "callout.header_names"),
+        ":status,content-type"
+    );
+    let stream = vm.stream(id).unwrap();
+    assert_eq!(
+        stream.upstream.as_ref().unwrap().header("x-callout-status"),
+        Some("200")
+    );
+    assert_eq!(stream.request.resumes, 1);
+    assert!(stream.violations.is_empty(), "{:?}", stream.violations);
+    assert!(vm.pending_callouts().is_empty());
+    assert!(
+        vm.answer_callout(token, CalloutReply::new(200)).is_err(),
+        "a callout is answered once"
+    );
+}
+
+#[test]
+fn failed_callout_arrives_with_no_headers_and_a_reset_status() {
+    let (host, mut vm) = probe();
+    let (id, _) = request(&mut vm, "callout", &[]);
+    let token = vm.pending_callouts()[0].token;
+    vm.fail_callout(token).unwrap();
+    assert_eq!(report(&host, "callout.counts"), "0 0 0");
+    assert_eq!(report(&host, "callout.get_status"), "11 reset");
+    assert_eq!(
+        report(&host, "callout.failed_header_read"),
+        "BadArgument",
+        "no header map on failure"
+    );
+    assert_eq!(vm.stream(id).unwrap().request.resumes, 1);
+}
+
+#[test]
+fn callout_timeout_delivers_envoys_504_when_the_clock_passes_it() {
+    let (host, mut vm) = probe();
+    run(&mut vm, "callout", &[("x-timeout-ms", "300")]);
+    vm.advance(Duration::from_millis(299)).unwrap();
+    assert_eq!(vm.pending_callouts().len(), 1, "not due yet");
+    vm.advance(Duration::from_millis(1)).unwrap();
+    assert!(vm.pending_callouts().is_empty());
+    assert_eq!(report(&host, "callout.status"), "504");
+    assert_eq!(report(&host, "callout.body"), "upstream request timeout");
+}
+
+#[test]
+fn zero_timeout_means_none_and_a_body_gets_content_length() {
+    let (host, mut vm) = probe();
+    run(&mut vm, "callout-with-body", &[]);
+    assert!(report(&host, "dispatch").starts_with("Ok("));
+    let call = vm.pending_callouts().pop().unwrap();
+    assert_eq!(call.timeout, None);
+    assert_eq!(call.body, b"{\"a\":1}");
+    assert_eq!(call.headers.get("content-length"), Some("7"));
+    vm.advance(Duration::from_secs(3600)).unwrap();
+    assert_eq!(vm.pending_callouts().len(), 1, "no timeout ever fires");
+}
+
+#[test]
+fn http_call_refuses_missing_pseudo_headers_unknown_clusters_and_negative_timeouts() {
+    let (host, mut vm) = probe();
+    let (id, action) = request(&mut vm, "callout-missing", &[]);
+    assert_eq!(action, Ok(Action::Continue));
+    for what in [
+        "dispatch_without:method",
+        "dispatch_without:path",
+        "dispatch_without:authority",
+    ] {
+        assert_eq!(report(&host, what), "BadArgument", "{what}");
+    }
+    assert_eq!(report(&host, "dispatch_unknown_cluster"), "BadArgument");
+    assert_eq!(report(&host, "dispatch_negative_timeout"), "BadArgument");
+    assert!(
+        vm.pending_callouts().is_empty(),
+        "refused calls leave nothing pending"
+    );
+    assert!(vm.stream(id).unwrap().upstream.is_some());
+}
+
+#[test]
+fn unknown_cluster_is_refused_synchronously_through_the_sdk() {
+    let (host, mut vm) = probe();
+    let (id, action) = request(&mut vm, "callout", &[("x-cluster", "nowhere")]);
+    assert_eq!(action, Ok(Action::Continue));
+    assert_eq!(report(&host, "dispatch"), "BadArgument");
+    assert!(vm.stream(id).unwrap().upstream.is_some());
+}
+
+#[test]
+fn local_response_from_the_callout_callback_replaces_the_upstream() {
+    let (host, mut vm) = probe();
+    let (id, _) = request(&mut vm, "callout-local", &[]);
+    let token = vm.pending_callouts()[0].token;
+    vm.answer_callout(token, CalloutReply::new(200)).unwrap();
+    let stream = vm.stream(id).unwrap();
+    assert!(stream.upstream.is_none(), "the request never goes upstream");
+    let local = stream.local_response.as_ref().unwrap();
+    assert_eq!(
+        (local.status, local.body.as_slice()),
+        (403, b"no entry".as_slice())
+    );
+    let client = stream.client.as_ref().unwrap();
+    assert_eq!(client.status(), Some(403));
+    assert_eq!(client.header("x-denied"), Some("yes"));
+    assert_eq!(client.body, b"no entry");
+    assert_eq!(
+        client.header("x-probe-seen"),
+        Some("1"),
+        "the local reply runs through the response path"
+    );
+    assert_eq!(report(&host, "response.saw_local_reply"), "true");
+}
+
+#[test]
+fn resuming_twice_resumes_once_and_is_flagged() {
+    let (_host, mut vm) = probe();
+    let (id, _) = request(&mut vm, "resume-twice", &[]);
+    let token = vm.pending_callouts()[0].token;
+    vm.answer_callout(token, CalloutReply::new(200)).unwrap();
+    let stream = vm.stream(id).unwrap();
+    assert_eq!(stream.request.resumes, 1);
+    assert_eq!(stream.violations.len(), 1, "{:?}", stream.violations);
+    assert!(stream.violations[0].contains("not paused"));
+}
+
+#[test]
+fn reply_to_a_finished_stream_reaches_the_module_without_harm() {
+    let (host, mut vm) = probe();
+    let (id, _) = request(&mut vm, "callout", &[]);
+    let token = vm.pending_callouts()[0].token;
+    vm.finish_stream(id).unwrap();
+    assert_eq!(
+        vm.pending_callouts().len(),
+        1,
+        "callouts belong to the root context"
+    );
+    vm.answer_callout(token, CalloutReply::new(200)).unwrap();
+    assert!(vm.failure().is_none());
+    assert!(
+        !reports(&host).iter().any(|(w, _)| w == "callout.counts"),
+        "the SDK drops it"
+    );
+}

@@ -1,0 +1,222 @@
+use crate::support::*;
+use harness::{Action, CalloutReply, HarnessError, Plugin, PluginConfig, Vm};
+
+fn trap_message(result: Result<impl std::fmt::Debug, HarnessError>, callback: &str) -> String {
+    match result {
+        Err(HarnessError::Trap {
+            callback: at,
+            message,
+        }) => {
+            assert_eq!(at, callback);
+            message
+        }
+        other => panic!("expected a trap in {callback}, got {other:?}"),
+    }
+}
+
+#[test]
+fn trap_is_an_error_value_and_fails_the_stream_closed() {
+    let (host, mut vm) = probe();
+    let (id, result) = request(&mut vm, "trap", &[]);
+    let message = trap_message(result, "proxy_on_request_headers");
+    assert!(message.contains("unreachable"), "{message}");
+    assert!(
+        host.logged("probe asked to trap"),
+        "the SDK's panic hook logs the panic message"
+    );
+    let stream = vm.stream(id).unwrap();
+    assert!(stream.upstream.is_none());
+    assert_eq!(stream.client_status(), Some(503));
+    assert_eq!(
+        stream.local_response.as_ref().unwrap().details,
+        "wasm_fail_stream"
+    );
+    assert!(vm.failure().is_some());
+
+    // Envoy keeps the failed VM failed: later streams on it are answered 503 without the module.
+    let (next, action) = request(&mut vm, "plain", &[]);
+    assert_eq!(action, Ok(Action::Pause));
+    assert_eq!(vm.stream(next).unwrap().client_status(), Some(503));
+}
+
+#[test]
+fn other_vms_keep_serving_after_one_traps() {
+    let host = host();
+    let plugin = probe_plugin(&host);
+    let mut broken = Vm::start(&plugin, config("")).unwrap();
+    let mut healthy = Vm::start(&plugin, config("")).unwrap();
+    let _ = request(&mut broken, "trap", &[]);
+    let (id, action) = request(&mut healthy, "plain", &[]);
+    assert_eq!(action, Ok(Action::Continue));
+    assert!(healthy.stream(id).unwrap().upstream.is_some());
+    assert!(healthy.failure().is_none());
+}
+
+#[test]
+fn fail_open_passes_streams_through_after_a_trap() {
+    let host = host();
+    let plugin = probe_plugin(&host);
+    let mut open = config("");
+    open.fail_open = true;
+    let mut vm = Vm::start(&plugin, open).unwrap();
+    let (id, result) = request(&mut vm, "trap", &[("x-keep", "1")]);
+    trap_message(result, "proxy_on_request_headers");
+    let upstream = vm.stream(id).unwrap().upstream.clone().unwrap();
+    assert_eq!(upstream.header("x-keep"), Some("1"));
+    let (next, action) = request(&mut vm, "plain", &[]);
+    assert_eq!(action, Ok(Action::Continue));
+    assert!(vm.stream(next).unwrap().upstream.is_some());
+}
+
+#[test]
+fn trap_in_a_callout_response_fails_the_paused_stream() {
+    let (_host, mut vm) = probe();
+    let (id, _) = request(&mut vm, "callout-trap", &[]);
+    let token = vm.pending_callouts()[0].token;
+    trap_message(
+        vm.answer_callout(token, CalloutReply::new(200)),
+        "proxy_on_http_call_response",
+    );
+    assert_eq!(vm.stream(id).unwrap().client_status(), Some(503));
+}
+
+#[test]
+fn trap_in_configure_is_an_error() {
+    let host = host();
+    let plugin = probe_plugin(&host);
+    trap_message(
+        Vm::start(&plugin, config("trap-on-configure")).map(|_| ()),
+        "proxy_on_configure",
+    );
+}
+
+const PREAMBLE: &str = r#"
+  (memory (export "memory") 1)
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "malloc") (param i32) (result i32) i32.const 1024)
+  (func (export "proxy_on_context_create") (param i32 i32))
+"#;
+
+fn wat_plugin(body: &str) -> Result<(harness::Host, Plugin), HarnessError> {
+    let host = host();
+    let plugin = Plugin::from_bytes(&host, format!("(module {body})").as_bytes())?;
+    Ok((host, plugin))
+}
+
+#[test]
+fn reading_outside_memory_traps_with_a_clear_message() {
+    let module = format!(
+        r#"{PREAMBLE}
+        (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+          i32.const -16
+          i32.load)"#
+    );
+    let (_host, plugin) = wat_plugin(&module).unwrap();
+    let mut vm = Vm::start(&plugin, PluginConfig::new("")).unwrap();
+    let (id, result) = request(&mut vm, "x", &[]);
+    let message = trap_message(result, "proxy_on_request_headers");
+    assert!(message.contains("out of bounds memory access"), "{message}");
+    assert_eq!(vm.stream(id).unwrap().client_status(), Some(503));
+}
+
+#[test]
+fn only_logging_is_allowed_while_the_module_starts() {
+    let logs_at_start = format!(
+        r#"(import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
+        {PREAMBLE}
+        (data (i32.const 64) "starting")
+        (func (export "_initialize") i32.const 2 i32.const 64 i32.const 8 call $log drop)"#
+    );
+    let (host, plugin) = wat_plugin(&logs_at_start).unwrap();
+    Vm::start(&plugin, PluginConfig::new("")).unwrap();
+    assert!(host.logged("starting"));
+
+    let reads_level_at_start = format!(
+        r#"(import "env" "proxy_get_log_level" (func $level (param i32) (result i32)))
+        {PREAMBLE}
+        (func (export "_initialize") i32.const 16 call $level drop)"#
+    );
+    let (_host, plugin) = wat_plugin(&reads_level_at_start).unwrap();
+    let message = trap_message(
+        Vm::start(&plugin, PluginConfig::new("")).map(|_| ()),
+        "_initialize",
+    );
+    assert!(
+        message.contains("while the module was starting"),
+        "{message}"
+    );
+}
+
+#[test]
+fn start_is_called_when_there_is_no_initialize() {
+    let module = format!(
+        r#"(import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
+        {PREAMBLE}
+        (data (i32.const 64) "via _start")
+        (func (export "_start") i32.const 2 i32.const 64 i32.const 10 call $log drop)"#
+    );
+    let (host, plugin) = wat_plugin(&module).unwrap();
+    Vm::start(&plugin, PluginConfig::new("")).unwrap();
+    assert!(host.logged("via _start"));
+}
+
+#[test]
+fn modules_that_are_not_proxy_wasm_0_2_are_refused_at_load() {
+    let no_marker = r#"(memory (export "memory") 1) (func (export "malloc") (param i32) (result i32) i32.const 0)"#;
+    assert_eq!(
+        wat_plugin(no_marker).err(),
+        Some(HarnessError::MissingAbiMarker)
+    );
+
+    let unknown_import = format!(r#"(import "env" "proxy_bogus" (func (param i32))) {PREAMBLE}"#);
+    match wat_plugin(&unknown_import).err() {
+        Some(HarnessError::Link(message)) => assert!(message.contains("proxy_bogus"), "{message}"),
+        other => panic!("expected a link error, got {other:?}"),
+    }
+
+    let no_allocator = r#"(memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+        (func (export "proxy_on_context_create") (param i32 i32))"#;
+    let (_host, plugin) = wat_plugin(no_allocator).unwrap();
+    assert_eq!(
+        Vm::start(&plugin, PluginConfig::new("")).err(),
+        Some(HarnessError::MissingAllocator)
+    );
+
+    assert!(matches!(
+        wat_plugin("(module"),
+        Err(HarnessError::Compile(_))
+    ));
+}
+
+#[test]
+fn allocator_falls_back_to_proxy_on_memory_allocate() {
+    let module = r#"(memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+        (func (export "proxy_on_memory_allocate") (param i32) (result i32) i32.const 1024)
+        (func (export "proxy_on_context_create") (param i32 i32))"#;
+    let (_host, plugin) = wat_plugin(module).unwrap();
+    assert!(Vm::start(&plugin, PluginConfig::new("")).is_ok());
+}
+
+#[test]
+fn unsupported_calls_answer_unimplemented_and_log() {
+    let (host, mut vm) = probe();
+    run(&mut vm, "unimplemented", &[]);
+    assert_eq!(report(&host, "unimplemented.queue"), "Unimplemented");
+    assert_eq!(
+        report(&host, "unimplemented.continue_upstream"),
+        "Unimplemented"
+    );
+    assert_eq!(
+        report(&host, "unimplemented.continue_bad_type"),
+        "BadArgument"
+    );
+    assert!(host.logged("proxy_register_shared_queue is not implemented"));
+}
+
+#[test]
+fn effective_context_must_name_a_live_context() {
+    let (host, mut vm) = probe();
+    run(&mut vm, "effective-context", &[]);
+    assert_eq!(report(&host, "effective.unknown"), "BadArgument");
+    assert_eq!(report(&host, "effective.self"), "Ok");
+}

@@ -1,0 +1,170 @@
+use crate::support::*;
+use harness::{Action, CalloutReply, HarnessError};
+
+#[test]
+fn local_response_stops_the_request_and_passes_the_response_path() {
+    let (host, mut vm) = probe();
+    let (id, action) = request(&mut vm, "local", &[]);
+    assert_eq!(action, Ok(Action::Pause));
+    let stream = vm.stream(id).unwrap();
+    assert!(stream.upstream.is_none());
+    let client = stream.client.as_ref().unwrap();
+    assert_eq!(client.status(), Some(401));
+    assert_eq!(client.header("x-local"), Some("1"));
+    assert_eq!(client.header("content-length"), Some("6"));
+    assert_eq!(client.header("content-type"), Some("text/plain"));
+    assert_eq!(client.body, b"denied");
+    assert_eq!(report(&host, "response_body"), "size=6 eos=true");
+    assert!(
+        vm.response_headers(id, &[(":status", "200")], true)
+            .is_err(),
+        "no upstream response follows"
+    );
+}
+
+#[test]
+fn local_response_wins_over_a_continue() {
+    let (_host, mut vm) = probe();
+    let (id, _) = request(&mut vm, "local-continue", &[]);
+    let stream = vm.stream(id).unwrap();
+    assert!(stream.upstream.is_none());
+    assert_eq!(stream.client_status(), Some(418));
+}
+
+#[test]
+fn continuing_a_request_that_is_not_paused_is_flagged() {
+    let (_host, mut vm) = probe();
+    let (id, _) = request(&mut vm, "continue-unpaused", &[]);
+    let stream = vm.stream(id).unwrap();
+    assert!(stream.upstream.is_some());
+    assert_eq!(stream.request.resumes, 0);
+    assert_eq!(stream.violations.len(), 1);
+}
+
+#[test]
+fn paused_response_resumes_from_a_callout() {
+    let (_host, mut vm) = probe();
+    let (id, _) = request(&mut vm, "pause-response", &[]);
+    assert_eq!(
+        vm.response_headers(id, &[(":status", "200")], true),
+        Ok(Action::Pause)
+    );
+    assert!(
+        vm.stream(id).unwrap().client.is_none(),
+        "a paused response does not reach the client"
+    );
+    let token = vm.pending_callouts()[0].token;
+    vm.answer_callout(token, CalloutReply::new(200)).unwrap();
+    let stream = vm.stream(id).unwrap();
+    assert_eq!(stream.response.resumes, 1);
+    assert_eq!(
+        stream.client.as_ref().unwrap().header("x-probe-seen"),
+        Some("1")
+    );
+}
+
+#[test]
+fn local_response_during_the_response_replaces_it() {
+    let (_host, mut vm) = probe();
+    let (id, _) = request(&mut vm, "local-in-response", &[]);
+    vm.response_headers(id, &[(":status", "200")], false)
+        .unwrap();
+    let client = vm.stream(id).unwrap().client.clone().unwrap();
+    assert_eq!(client.status(), Some(502));
+    assert_eq!(client.body, b"replaced");
+}
+
+#[test]
+fn paused_body_is_buffered_then_forwarded_as_the_filter_left_it() {
+    let (host, mut vm) = probe();
+    let (id, action) = {
+        let id = vm.create_stream().unwrap();
+        let action = vm.request_headers(
+            id,
+            &[(":method", "POST"), (":path", "/"), ("x-probe", "body")],
+            false,
+        );
+        (id, action)
+    };
+    assert_eq!(action, Ok(Action::Continue));
+    assert_eq!(vm.request_body(id, b"hello ", false), Ok(Action::Pause));
+    assert!(
+        vm.stream(id)
+            .unwrap()
+            .upstream
+            .as_ref()
+            .unwrap()
+            .body
+            .is_empty()
+    );
+    assert_eq!(vm.request_body(id, b"world", true), Ok(Action::Continue));
+    assert_eq!(
+        report(&host, "request_body"),
+        "size=11 eos=true",
+        "the size is the whole buffered body"
+    );
+    assert_eq!(report(&host, "request_body.first_byte"), "H");
+    let upstream = vm.stream(id).unwrap().upstream.clone().unwrap();
+    assert_eq!(upstream.body, b"HELLO WORLD");
+    assert!(upstream.end_of_stream);
+}
+
+#[test]
+fn body_arriving_while_headers_are_paused_is_delivered_on_resume() {
+    let (host, mut vm) = probe();
+    let id = vm.create_stream().unwrap();
+    vm.request_headers(
+        id,
+        &[(":method", "POST"), (":path", "/"), ("x-probe", "callout")],
+        false,
+    )
+    .unwrap();
+    assert_eq!(vm.request_body(id, b"abc", true), Ok(Action::Pause));
+    assert!(
+        !reports(&host).iter().any(|(w, _)| w == "request_body"),
+        "not given to the filter while paused"
+    );
+    let token = vm.pending_callouts()[0].token;
+    vm.answer_callout(token, CalloutReply::new(200)).unwrap();
+    assert_eq!(report(&host, "request_body"), "size=3 eos=true");
+    assert_eq!(
+        vm.stream(id).unwrap().upstream.as_ref().unwrap().body,
+        b"abc"
+    );
+}
+
+#[test]
+fn response_body_streams_through() {
+    let (host, mut vm) = probe();
+    let (id, _) = request(&mut vm, "plain", &[]);
+    vm.response_headers(id, &[(":status", "200")], false)
+        .unwrap();
+    vm.response_body(id, b"part1", false).unwrap();
+    vm.response_body(id, b"part2", true).unwrap();
+    assert_eq!(report(&host, "response_body"), "size=5 eos=true");
+    let client = vm.stream(id).unwrap().client.clone().unwrap();
+    assert_eq!(client.body, b"part1part2");
+    assert!(client.end_of_stream);
+}
+
+#[test]
+fn misuse_of_the_test_api_is_an_error_not_a_panic() {
+    let (_host, mut vm) = probe();
+    assert_eq!(
+        vm.request_headers(99, &[(":path", "/")], true),
+        Err(HarnessError::UnknownStream(99))
+    );
+    let (id, _) = request(&mut vm, "callout", &[]);
+    assert!(matches!(
+        vm.response_headers(id, &[(":status", "200")], true),
+        Err(HarnessError::Usage(_))
+    ));
+    assert!(matches!(
+        vm.request_headers(id, &[(":path", "/")], true),
+        Err(HarnessError::Usage(_))
+    ));
+    assert_eq!(
+        vm.answer_callout(4242, CalloutReply::new(200)),
+        Err(HarnessError::UnknownCallout(4242))
+    );
+}

@@ -1,0 +1,65 @@
+use crate::support::*;
+use harness::{DEFAULT_START_NANOS, LogLevel, Vm};
+use std::time::Duration;
+
+#[test]
+fn time_comes_from_the_host_clock() {
+    let (host, mut vm) = probe();
+    run(&mut vm, "time", &[]);
+    assert_eq!(report(&host, "time.now"), DEFAULT_START_NANOS.to_string());
+    vm.advance(Duration::from_millis(1500)).unwrap();
+    run(&mut vm, "time", &[]);
+    assert_eq!(
+        report(&host, "time.now"),
+        (DEFAULT_START_NANOS + 1_500_000_000).to_string()
+    );
+}
+
+#[test]
+fn ticks_follow_the_clock_and_stop_when_the_period_is_zero() {
+    let host = host();
+    let plugin = probe_plugin(&host);
+    let mut vm = Vm::start(&plugin, config("tick=100")).unwrap();
+    let ticks = |host: &harness::Host| {
+        reports(host)
+            .into_iter()
+            .filter(|(w, _)| w == "tick")
+            .map(|(_, v)| v)
+            .collect::<Vec<_>>()
+    };
+    vm.advance(Duration::from_millis(99)).unwrap();
+    assert!(
+        ticks(&host).is_empty(),
+        "the first tick comes one period after the call"
+    );
+    vm.advance(Duration::from_millis(1)).unwrap();
+    assert_eq!(
+        ticks(&host),
+        vec![format!("1 at {}", DEFAULT_START_NANOS + 100_000_000)]
+    );
+    vm.advance(Duration::from_millis(250)).unwrap();
+    assert_eq!(ticks(&host).len(), 3, "one tick per elapsed period");
+    assert_eq!(
+        ticks(&host)[2],
+        format!("3 at {}", DEFAULT_START_NANOS + 300_000_000)
+    );
+    vm.advance(Duration::from_secs(10)).unwrap();
+    assert_eq!(ticks(&host).len(), 3, "period 0 disabled the timer");
+    assert_eq!(host.counter("probe_ticks"), 3);
+}
+
+#[test]
+fn log_level_is_the_hosts_and_lower_lines_are_dropped() {
+    let (host, mut vm) = probe();
+    host.set_log_level(LogLevel::Info);
+    run(&mut vm, "log-level", &[]);
+    assert_eq!(report(&host, "log_level"), "Ok(Info)");
+    assert!(!host.logged("debug line"));
+    assert!(host.logged("warn line"));
+    let warn = host
+        .logs()
+        .into_iter()
+        .find(|l| l.message.contains("warn line"))
+        .unwrap();
+    assert_eq!(warn.level, LogLevel::Warn);
+}
