@@ -5,7 +5,7 @@
 use crate::abi::{LogLevel, MetricType};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 /// 2026-01-01T00:00:00Z: a realistic start so time arithmetic in filters sees real dates.
@@ -35,8 +35,7 @@ impl Default for Host {
 
 impl Host {
     pub fn new() -> Self {
-        // Wasmtime's defaults keep wasm backtraces, which trap messages include.
-        let engine = wasmtime::Engine::default();
+        let engine = shared_engine();
         Self {
             inner: Arc::new(Inner {
                 engine,
@@ -129,9 +128,17 @@ impl Host {
     }
 }
 
+/// One engine for the whole process: compiled modules are tied to an engine, so sharing it
+/// lets every host reuse one compilation of a module (see `Plugin::from_bytes`). Wasmtime's
+/// defaults keep wasm backtraces, which trap messages include.
+fn shared_engine() -> wasmtime::Engine {
+    static ENGINE: OnceLock<wasmtime::Engine> = OnceLock::new();
+    ENGINE.get_or_init(wasmtime::Engine::default).clone()
+}
+
 /// Locks a mutex; a poisoned lock (a panic elsewhere while holding it) still holds valid data
 /// for a test host, so use it rather than propagate the panic.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 

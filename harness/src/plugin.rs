@@ -2,9 +2,11 @@
 //! instantiates quickly, plus the configuration Envoy would hand it.
 
 use crate::error::HarnessError;
-use crate::host::Host;
+use crate::host::{Host, lock};
 use crate::state::HostState;
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Mutex, OnceLock};
 use wasmtime::{InstancePre, Linker, Module};
 
 /// A module ready to start VMs from. Load once, start as many workers as needed.
@@ -28,8 +30,7 @@ impl Plugin {
     /// Compiles a module from binary or text format, checks its ABI marker and resolves every
     /// import against the host functions.
     pub fn from_bytes(host: &Host, bytes: &[u8]) -> Result<Self, HarnessError> {
-        let module = Module::new(host.engine(), bytes)
-            .map_err(|e| HarnessError::Compile(format!("{e:#}")))?;
+        let module = compile(host, bytes)?;
         let has_marker = module.exports().any(|e| {
             matches!(
                 e.name(),
@@ -67,6 +68,20 @@ impl Plugin {
             .map(|e| e.name().to_string())
             .collect()
     }
+}
+
+/// Compiles a module once per process: tests start hundreds of VMs from the same few modules,
+/// and compiling dominates their cost.
+fn compile(host: &Host, bytes: &[u8]) -> Result<Module, HarnessError> {
+    static COMPILED: OnceLock<Mutex<HashMap<Vec<u8>, Module>>> = OnceLock::new();
+    let cache = COMPILED.get_or_init(Default::default);
+    if let Some(module) = lock(cache).get(bytes) {
+        return Ok(module.clone());
+    }
+    let module =
+        Module::new(host.engine(), bytes).map_err(|e| HarnessError::Compile(format!("{e:#}")))?;
+    lock(cache).insert(bytes.to_vec(), module.clone());
+    Ok(module)
 }
 
 /// What Envoy's `PluginConfig` gives a plugin.

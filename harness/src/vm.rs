@@ -486,7 +486,7 @@ impl Vm {
                 }
             },
         };
-        if action == Action::Continue && !self.local_response_pending(id) {
+        if action == Action::Continue && !self.stream_end_pending(id) {
             self.forward_headers(id, dir)?;
         }
         self.drain_deferred()?;
@@ -555,7 +555,7 @@ impl Vm {
                 }
             },
         };
-        if self.local_response_pending(id) {
+        if self.stream_end_pending(id) {
             return Ok(action);
         }
         match action {
@@ -569,12 +569,14 @@ impl Vm {
         Ok(action)
     }
 
-    fn local_response_pending(&self, id: u32) -> bool {
-        self.store
-            .data()
-            .deferred
-            .iter()
-            .any(|d| matches!(d, Deferred::LocalResponse { context, .. } if *context == id))
+    /// Whether the module, during the callback that just returned, sent a local response or
+    /// closed the stream. Envoy applies both before the callback's own answer, so the headers
+    /// do not go on whatever it returned.
+    fn stream_end_pending(&self, id: u32) -> bool {
+        self.store.data().deferred.iter().any(|d| match d {
+            Deferred::LocalResponse { context, .. } | Deferred::Close { context } => *context == id,
+            Deferred::Continue { .. } => false,
+        })
     }
 
     /// The headers leave the filter: upstream for a request, to the client for a response.

@@ -6,6 +6,7 @@
 //! compilers from rebuilding each other's work.
 
 use crate::{exec, root};
+
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,9 +18,16 @@ const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
 const DEBIAN_CARGO: &str = "/usr/bin/cargo";
 const DEBIAN_STD_SOURCE: &str = "/usr/lib/rustlib/src/rust/library";
 
+/// The wasm build's own target directory: `wasm/` inside cargo's target directory.
+fn target_dir() -> PathBuf {
+    let cargo_target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    cargo_target.join("wasm")
+}
+
 /// Where the built modules land.
 pub fn out_dir() -> PathBuf {
-    root().join("target/wasm/wasm32-unknown-unknown/release")
+    target_dir().join("wasm32-unknown-unknown/release")
 }
 
 pub fn build_all() -> Result<PathBuf> {
@@ -37,7 +45,7 @@ pub fn build_all() -> Result<PathBuf> {
     .env("RUSTC", DEBIAN_RUSTC)
     .env("RUSTC_BOOTSTRAP", "1")
     .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER", &lld)
-    .env("CARGO_TARGET_DIR", root().join("target/wasm"))
+    .env("CARGO_TARGET_DIR", target_dir())
     .env_remove("RUSTFLAGS");
     for module in MODULES {
         cmd.args(["--package", module]);

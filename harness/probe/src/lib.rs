@@ -81,6 +81,16 @@ mod raw {
         ) -> u32;
         pub fn proxy_register_shared_queue(name: *const u8, len: usize, ret: *mut u32) -> u32;
         pub fn proxy_set_tick_period_milliseconds(ms: u32) -> u32;
+        pub fn proxy_set_buffer_bytes(
+            kind: u32,
+            start: usize,
+            size: usize,
+            value: *const u8,
+            len: usize,
+        ) -> u32;
+        pub fn proxy_get_buffer_status(kind: u32, size: *mut usize, flags: *mut u32) -> u32;
+        pub fn proxy_get_header_map_size(map: u32, size: *mut usize) -> u32;
+        pub fn proxy_done() -> u32;
     }
 }
 
@@ -661,6 +671,20 @@ impl Probe {
                 );
                 Action::Continue
             }
+            "close" => {
+                self.reset_http_request();
+                Action::Continue
+            }
+            "done" => {
+                report("done.status", status_name(unsafe { raw::proxy_done() }));
+                Action::Continue
+            }
+            "map-size" => {
+                let mut size = 0usize;
+                let status = unsafe { raw::proxy_get_header_map_size(REQUEST_HEADERS, &mut size) };
+                report("map_size", format!("{} {size}", status_name(status)));
+                Action::Continue
+            }
             "continue-unpaused" => {
                 self.resume_http_request();
                 Action::Continue
@@ -697,6 +721,39 @@ impl HttpContext for Probe {
             self.set_http_request_body(0, body_size, upper.as_bytes());
             let edge = self.get_http_request_body(0, 1).unwrap_or_default();
             report("request_body.first_byte", String::from_utf8_lossy(&edge));
+        }
+        if self.scenario == "buffer-edits" && end_of_stream {
+            const REQUEST_BODY: u32 = 0;
+            let mut size = 0usize;
+            let mut flags = 0u32;
+            let status =
+                unsafe { raw::proxy_get_buffer_status(REQUEST_BODY, &mut size, &mut flags) };
+            report("buffer.status", format!("{} {size}", status_name(status)));
+            let edit = |start: usize, len: usize, value: &str| {
+                status_name(unsafe {
+                    raw::proxy_set_buffer_bytes(
+                        REQUEST_BODY,
+                        start,
+                        len,
+                        value.as_ptr(),
+                        value.len(),
+                    )
+                })
+            };
+            report("buffer.prepend", edit(0, 0, "<"));
+            report("buffer.append", edit(body_size + 1, 0, ">"));
+            report("buffer.middle", edit(2, 1, "!"));
+            let whole = self
+                .get_http_request_body(0, usize::MAX / 2)
+                .unwrap_or_default();
+            report("buffer.after", String::from_utf8_lossy(&whole));
+            let at_end = self.get_http_request_body(5, 10);
+            report("buffer.read_at_end", format!("{at_end:?}"));
+            let mut ptr: *mut u8 = std::ptr::null_mut();
+            let mut len = 0usize;
+            let past_end =
+                unsafe { raw::proxy_get_buffer_bytes(REQUEST_BODY, 100, 5, &mut ptr, &mut len) };
+            report("buffer.read_past_end", status_name(past_end));
         }
         Action::Continue
     }

@@ -168,3 +168,71 @@ fn misuse_of_the_test_api_is_an_error_not_a_panic() {
         Err(HarnessError::UnknownCallout(4242))
     );
 }
+
+#[test]
+fn close_stream_resets_it_before_anything_goes_upstream() {
+    let (_host, mut vm) = probe();
+    let id = run(&mut vm, "close", &[]);
+    let stream = vm.stream(id).unwrap();
+    assert!(stream.reset);
+    assert!(stream.upstream.is_none());
+    assert!(stream.client.is_none());
+}
+
+#[test]
+fn body_edits_are_envoys_three_and_reads_are_clamped() {
+    let (host, mut vm) = probe();
+    let id = vm.create_stream().unwrap();
+    vm.request_headers(
+        id,
+        &[
+            (":method", "POST"),
+            (":path", "/"),
+            ("x-probe", "buffer-edits"),
+        ],
+        false,
+    )
+    .unwrap();
+    vm.request_body(id, b"abc", true).unwrap();
+    assert_eq!(report(&host, "buffer.status"), "Ok 3");
+    assert_eq!(report(&host, "buffer.prepend"), "Ok");
+    assert_eq!(report(&host, "buffer.append"), "Ok");
+    assert_eq!(
+        report(&host, "buffer.middle"),
+        "BadArgument",
+        "only prepend, replace-all and append"
+    );
+    assert_eq!(report(&host, "buffer.after"), "<abc>");
+    assert_eq!(
+        report(&host, "buffer.read_at_end"),
+        "None",
+        "reading from the end gives nothing"
+    );
+    assert_eq!(report(&host, "buffer.read_past_end"), "BadArgument");
+    assert_eq!(
+        vm.stream(id).unwrap().upstream.as_ref().unwrap().body,
+        b"<abc>"
+    );
+}
+
+#[test]
+fn header_map_size_is_the_byte_size_of_names_and_values() {
+    let (host, mut vm) = probe();
+    let id = vm.create_stream().unwrap();
+    vm.request_headers(id, &[(":path", "/"), ("x-probe", "map-size")], true)
+        .unwrap();
+    assert_eq!(
+        report(&host, "map_size"),
+        format!(
+            "Ok {}",
+            ":path".len() + 1 + "x-probe".len() + "map-size".len()
+        )
+    );
+}
+
+#[test]
+fn proxy_done_has_nothing_to_finish_when_on_done_returned_true() {
+    let (host, mut vm) = probe();
+    run(&mut vm, "done", &[]);
+    assert_eq!(report(&host, "done.status"), "NotFound");
+}
