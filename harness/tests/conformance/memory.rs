@@ -23,3 +23,26 @@ fn bad_pointers_and_lengths_answer_invalid_memory_access() {
     assert!(vm.stream(id).unwrap().upstream.is_some());
     assert!(vm.failure().is_none());
 }
+
+#[test]
+fn returned_data_lives_in_memory_from_malloc_before_proxy_on_memory_allocate() {
+    // Both allocators exported: Envoy uses `malloc`. The module continues only if the value
+    // of `:path` came back at the address its `malloc` hands out.
+    let module = r#"(module
+      (import "env" "proxy_get_header_map_value" (func $get (param i32 i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 16) ":path")
+      (func (export "proxy_abi_version_0_2_1"))
+      (func (export "malloc") (param i32) (result i32) i32.const 2048)
+      (func (export "proxy_on_memory_allocate") (param i32) (result i32) i32.const 0)
+      (func (export "proxy_on_context_create") (param i32 i32))
+      (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+        (drop (call $get (i32.const 0) (i32.const 16) (i32.const 5) (i32.const 32) (i32.const 36)))
+        (i32.ne (i32.load (i32.const 32)) (i32.const 2048))))"#;
+    let host = host();
+    let plugin = harness::Plugin::from_bytes(&host, module.as_bytes()).unwrap();
+    let mut vm = harness::Vm::start(&plugin, harness::PluginConfig::new("")).unwrap();
+    let (id, action) = request(&mut vm, "x", &[]);
+    assert_eq!(action, Ok(Action::Continue));
+    assert!(vm.stream(id).unwrap().upstream.is_some());
+}
