@@ -6,7 +6,7 @@ use crate::state::CallReply;
 /// A reply to a pending callout, built like an HTTP response.
 #[derive(Clone, Debug)]
 pub struct CalloutReply {
-    status: u16,
+    status: Vec<u8>,
     headers: Vec<(String, Vec<u8>)>,
     body: Vec<u8>,
     trailers: Vec<(String, Vec<u8>)>,
@@ -14,8 +14,14 @@ pub struct CalloutReply {
 
 impl CalloutReply {
     pub fn new(status: u16) -> Self {
+        Self::with_raw_status(status.to_string().into_bytes())
+    }
+
+    /// A reply whose `:status` is any bytes at all, for testing how a module copes with a
+    /// malformed one.
+    pub fn with_raw_status(status: impl Into<Vec<u8>>) -> Self {
         Self {
-            status,
+            status: status.into(),
             headers: Vec::new(),
             body: Vec::new(),
             trailers: Vec::new(),
@@ -50,7 +56,7 @@ impl CalloutReply {
 
     pub(crate) fn into_call_reply(self) -> CallReply {
         let mut headers = HeaderMap::new();
-        headers.add(b":status", self.status.to_string().as_bytes());
+        headers.add(b":status", &self.status);
         for (name, value) in &self.headers {
             headers.add(name.as_bytes(), value);
         }

@@ -11,8 +11,8 @@ use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Crates built to wasm: the test probe (and the filter, once it exists).
-pub const MODULES: &[&str] = &["probe"];
+/// Crates built to wasm: the filter, and the probe that tests the harness.
+pub const MODULES: &[&str] = &["filter", "probe"];
 const DEBIAN_PACKAGES: &[&str] = &["rustc-web", "cargo-web", "rust-web-src"];
 const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
 const DEBIAN_CARGO: &str = "/usr/bin/cargo";

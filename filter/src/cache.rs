@@ -1,0 +1,139 @@
+//! The per-VM cache of resolved sessions (DESIGN.md section 7): bounded LRU, each entry fresh
+//! for the configured TTL and never past the session's own expiry.
+
+use crate::config::CacheConfig;
+use crate::inject::Injection;
+use lru::LruCache;
+use proto::SessionId;
+use std::rc::Rc;
+
+/// A session resolved through the companion, ready to inject.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Resolved {
+    pub id: SessionId,
+    pub injection: Injection,
+    /// The session's expiry, nanoseconds since the epoch.
+    pub expires_at_nanos: i128,
+}
+
+struct Entry {
+    resolved: Rc<Resolved>,
+    fresh_until: i128,
+}
+
+pub struct SessionCache {
+    entries: LruCache<SessionId, Entry>,
+    ttl_nanos: i128,
+}
+
+impl SessionCache {
+    pub fn new(config: CacheConfig) -> Self {
+        Self {
+            entries: LruCache::new(config.max_entries),
+            ttl_nanos: config.ttl.as_nanos() as i128,
+        }
+    }
+
+    /// A fresh entry, or `None` (a stale one is dropped on the way).
+    pub fn get(&mut self, id: &SessionId, now_nanos: i128) -> Option<Rc<Resolved>> {
+        match self.entries.get(id) {
+            Some(entry) if entry.fresh_until > now_nanos => Some(entry.resolved.clone()),
+            Some(_) => {
+                self.entries.pop(id);
+                None
+            }
+            None => None,
+        }
+    }
+
+    pub fn insert(&mut self, resolved: Rc<Resolved>, now_nanos: i128) {
+        let fresh_until = now_nanos
+            .saturating_add(self.ttl_nanos)
+            .min(resolved.expires_at_nanos);
+        if fresh_until > now_nanos {
+            self.entries.put(
+                resolved.id.clone(),
+                Entry {
+                    resolved,
+                    fresh_until,
+                },
+            );
+        }
+    }
+
+    pub fn remove(&mut self, id: &SessionId) {
+        self.entries.pop(id);
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::num::NonZeroUsize;
+    use std::time::Duration;
+
+    const SECOND: i128 = 1_000_000_000;
+
+    fn id(n: u8) -> SessionId {
+        SessionId::from_bytes(&[n; 32])
+    }
+
+    fn resolved(n: u8, expires_at_nanos: i128) -> Rc<Resolved> {
+        Rc::new(Resolved {
+            id: id(n),
+            injection: Injection {
+                headers: vec![],
+                omitted: vec![],
+            },
+            expires_at_nanos,
+        })
+    }
+
+    fn cache(ttl_ms: u64, max: usize) -> SessionCache {
+        SessionCache::new(CacheConfig {
+            ttl: Duration::from_millis(ttl_ms),
+            max_entries: NonZeroUsize::new(max).unwrap(),
+        })
+    }
+
+    #[test]
+    fn entries_are_fresh_for_the_ttl_only() {
+        let mut c = cache(2000, 10);
+        c.insert(resolved(1, 100 * SECOND), 0);
+        assert!(c.get(&id(1), 0).is_some());
+        assert!(c.get(&id(1), 2 * SECOND - 1).is_some());
+        assert!(c.get(&id(1), 2 * SECOND).is_none(), "stale at the TTL");
+        assert!(c.is_empty(), "a stale entry is dropped");
+    }
+
+    #[test]
+    fn never_past_the_sessions_own_expiry() {
+        let mut c = cache(2000, 10);
+        c.insert(resolved(1, SECOND), 0);
+        assert!(c.get(&id(1), SECOND).is_none());
+        c.insert(resolved(2, 0), 0);
+        assert!(c.is_empty(), "an already expired session is not cached");
+    }
+
+    #[test]
+    fn bounded_with_least_recently_used_eviction() {
+        let mut c = cache(2000, 2);
+        c.insert(resolved(1, 100 * SECOND), 0);
+        c.insert(resolved(2, 100 * SECOND), 0);
+        assert!(c.get(&id(1), 0).is_some());
+        c.insert(resolved(3, 100 * SECOND), 0);
+        assert_eq!(c.len(), 2);
+        assert!(c.get(&id(2), 0).is_none(), "the least recently used went");
+        assert!(c.get(&id(1), 0).is_some() && c.get(&id(3), 0).is_some());
+        c.remove(&id(1));
+        assert!(c.get(&id(1), 0).is_none());
+    }
+}

@@ -1,0 +1,809 @@
+//! The plugin configuration (DESIGN.md section 8): JSON from `envoy.yaml`, parsed once in
+//! `on_configure` into types that cannot hold an invalid value. Every error names the field.
+
+use crate::cookie::CookieSpec;
+use crate::token::{KeyId, Keyring, SigningKey};
+use base64::Engine;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+/// The smallest secret accepted, in bytes (the HMAC-SHA256 block of security).
+pub const MIN_SECRET_BYTES: usize = 32;
+const MAX_TIMEOUT_MS: u64 = 60_000;
+const MAX_CACHE_ENTRIES: usize = 1_000_000;
+const MAX_HEADER_BYTES_LIMIT: usize = 65_536;
+
+/// A configuration the filter can run with.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub cookie: CookieSpec,
+    pub keys: Keyring,
+    pub companion: Companion,
+    /// `None`: caching disabled (`ttl_ms` 0).
+    pub cache: Option<CacheConfig>,
+    pub headers: HeaderNames,
+    pub on_store_error: StoreErrorPolicy,
+    pub on_write_error: WriteErrorPolicy,
+    pub forward_cookie: bool,
+    pub ttl_seconds: u64,
+    pub sliding: bool,
+    pub max_header_bytes: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Companion {
+    pub cluster: String,
+    pub authority: String,
+    /// The whole `authorization` header value, `Bearer <token>`, built once.
+    pub authorization: String,
+    pub timeout: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheConfig {
+    pub ttl: Duration,
+    pub max_entries: NonZeroUsize,
+}
+
+/// What to do when the companion cannot answer a read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreErrorPolicy {
+    /// Continue with `x-session-state: unavailable`.
+    FailOpen,
+    /// Answer 503.
+    FailClosed,
+}
+
+/// What to do when the companion fails during a write (the response path).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteErrorPolicy {
+    Pass,
+    Fail,
+}
+
+/// Names of the injected headers, lowercased and prefixed once at configure time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeaderNames {
+    pub prefix: String,
+    pub state: String,
+    pub id: String,
+    pub user: String,
+    pub data: String,
+    pub expires: String,
+    /// Data key to header name, e.g. `roles` to `x-user-roles`.
+    pub map: BTreeMap<String, String>,
+}
+
+impl HeaderNames {
+    fn new(prefix: String, map: BTreeMap<String, String>) -> Self {
+        let name = |suffix: &str| format!("{prefix}{suffix}");
+        Self {
+            state: name("state"),
+            id: name("id"),
+            user: name("user"),
+            data: name("data"),
+            expires: name("expires"),
+            prefix,
+            map,
+        }
+    }
+
+    /// Whether a request header of this name must be removed before anything else: the
+    /// client must never be able to set it.
+    pub fn is_reserved(&self, name: &str) -> bool {
+        self.has_prefix(name) || self.map.values().any(|m| m.eq_ignore_ascii_case(name))
+    }
+
+    /// Whether `name` starts with the prefix, in any case.
+    pub fn has_prefix(&self, name: &str) -> bool {
+        name.len() >= self.prefix.len()
+            && name.as_bytes()[..self.prefix.len()].eq_ignore_ascii_case(self.prefix.as_bytes())
+    }
+}
+
+/// A configuration error: the field (`cookie.same_site`, `keys[1].secret`) and what is wrong.
+/// Never contains a secret or token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.field, self.message)
+        }
+    }
+}
+
+fn error(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+// ----- the JSON as written --------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    cookie: RawCookie,
+    keys: Vec<RawKey>,
+    companion: RawCompanion,
+    #[serde(default)]
+    cache: RawCache,
+    #[serde(default)]
+    headers: RawHeaders,
+    #[serde(default = "default_store_policy")]
+    on_store_error: StoreErrorPolicy,
+    #[serde(default = "default_write_policy")]
+    on_write_error: WriteErrorPolicy,
+    #[serde(default)]
+    forward_cookie: bool,
+    #[serde(default = "default_ttl_seconds")]
+    ttl_seconds: u64,
+    #[serde(default = "default_true")]
+    sliding: bool,
+    #[serde(default = "default_max_header_bytes")]
+    max_header_bytes: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawCookie {
+    name: String,
+    path: String,
+    domain: Option<String>,
+    secure: bool,
+    http_only: bool,
+    same_site: SameSite,
+    max_age_seconds: u64,
+}
+
+impl Default for RawCookie {
+    fn default() -> Self {
+        Self {
+            name: "sid".into(),
+            path: "/".into(),
+            domain: None,
+            secure: true,
+            http_only: true,
+            same_site: SameSite::Lax,
+            max_age_seconds: default_ttl_seconds(),
+        }
+    }
+}
+
+/// The cookie's `SameSite` attribute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+pub enum SameSite {
+    #[serde(alias = "strict")]
+    Strict,
+    #[serde(alias = "lax")]
+    Lax,
+    #[serde(alias = "none")]
+    None,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKey {
+    id: String,
+    secret: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCompanion {
+    cluster: String,
+    authority: Option<String>,
+    token: String,
+    #[serde(default = "default_timeout_ms")]
+    timeout_ms: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawCache {
+    ttl_ms: u64,
+    max_entries: usize,
+}
+
+impl Default for RawCache {
+    fn default() -> Self {
+        Self {
+            ttl_ms: 2000,
+            max_entries: 10_000,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawHeaders {
+    prefix: String,
+    map: BTreeMap<String, String>,
+}
+
+impl Default for RawHeaders {
+    fn default() -> Self {
+        Self {
+            prefix: "x-session-".into(),
+            map: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_store_policy() -> StoreErrorPolicy {
+    StoreErrorPolicy::FailOpen
+}
+fn default_write_policy() -> WriteErrorPolicy {
+    WriteErrorPolicy::Pass
+}
+fn default_ttl_seconds() -> u64 {
+    1_209_600
+}
+fn default_true() -> bool {
+    true
+}
+fn default_max_header_bytes() -> usize {
+    8192
+}
+fn default_timeout_ms() -> u64 {
+    200
+}
+
+// ----- parsing --------------------------------------------------------------------------------
+
+impl Config {
+    /// Parses and checks the plugin configuration. Nothing is half-applied: either every field
+    /// is valid and a `Config` comes back, or the first bad field is named.
+    pub fn parse(bytes: &[u8]) -> Result<Self, ConfigError> {
+        let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
+        let raw: RawConfig = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let path = e.path().to_string();
+            let message = redact(e.inner());
+            error(field_of(&path, &message), message)
+        })?;
+        let headers = parse_headers(raw.headers)?;
+        Ok(Self {
+            cookie: parse_cookie(raw.cookie)?,
+            keys: parse_keys(raw.keys)?,
+            companion: parse_companion(raw.companion)?,
+            cache: parse_cache(raw.cache)?,
+            headers,
+            on_store_error: raw.on_store_error,
+            on_write_error: raw.on_write_error,
+            forward_cookie: raw.forward_cookie,
+            ttl_seconds: positive(raw.ttl_seconds, "ttl_seconds")?,
+            sliding: raw.sliding,
+            max_header_bytes: in_range(
+                raw.max_header_bytes,
+                1,
+                MAX_HEADER_BYTES_LIMIT,
+                "max_header_bytes",
+            )?,
+        })
+    }
+}
+
+/// The field an error is about. For a missing field serde reports the enclosing object's path
+/// and names the field only in its message; join the two.
+fn field_of(path: &str, message: &str) -> String {
+    let path = if path == "." { "" } else { path };
+    let named = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next());
+    match named {
+        Some(name) if path.is_empty() => name.to_string(),
+        Some(name) => format!("{path}.{name}"),
+        None => path.to_string(),
+    }
+}
+
+/// serde_json quotes a mistyped string value in its message ("invalid type: string \"...\"");
+/// a secret or token must not reach the log that way, so strings are cut from the message.
+fn redact(err: &serde_json::Error) -> String {
+    let message = err.to_string();
+    let message = match message.find(" at line ") {
+        Some(at) => message[..at].to_string(),
+        None => message,
+    };
+    match (message.find("string \""), message.rfind('"')) {
+        (Some(start), Some(end)) if end > start + 7 => {
+            format!("{}string{}", &message[..start], &message[end + 1..])
+        }
+        _ => message,
+    }
+}
+
+fn positive(value: u64, field: &str) -> Result<u64, ConfigError> {
+    if value == 0 {
+        Err(error(field, "must be at least 1"))
+    } else {
+        Ok(value)
+    }
+}
+
+fn in_range(value: usize, min: usize, max: usize, field: &str) -> Result<usize, ConfigError> {
+    if (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(error(field, format!("must be between {min} and {max}")))
+    }
+}
+
+/// RFC 7230 `token` characters, which header and cookie names are made of.
+pub fn is_token(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Visible ASCII and spaces: safe to put in a header or cookie attribute as is.
+fn is_visible(text: &str) -> bool {
+    text.bytes().all(|b| (0x20..0x7f).contains(&b))
+}
+
+fn parse_cookie(raw: RawCookie) -> Result<CookieSpec, ConfigError> {
+    if !is_token(&raw.name) || raw.name.len() > 64 {
+        return Err(error(
+            "cookie.name",
+            "must be 1 to 64 token characters (letters, digits, !#$%&'*+-.^_`|~)",
+        ));
+    }
+    if !raw.path.starts_with('/') || !is_visible(&raw.path) || raw.path.contains(';') {
+        return Err(error(
+            "cookie.path",
+            "must start with / and hold no ';' or control characters",
+        ));
+    }
+    if let Some(domain) = &raw.domain {
+        let valid = !domain.is_empty()
+            && domain.len() <= 253
+            && domain
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+        if !valid {
+            return Err(error(
+                "cookie.domain",
+                "must be a host name (letters, digits, '.' and '-')",
+            ));
+        }
+    }
+    if raw.same_site == SameSite::None && !raw.secure {
+        return Err(error(
+            "cookie.same_site",
+            "None requires secure: true (browsers drop such cookies otherwise)",
+        ));
+    }
+    if raw.name.starts_with("__Secure-") && !raw.secure {
+        return Err(error("cookie.secure", "a __Secure- cookie must be secure"));
+    }
+    if raw.name.starts_with("__Host-") && (!raw.secure || raw.path != "/" || raw.domain.is_some()) {
+        return Err(error(
+            "cookie.name",
+            "a __Host- cookie must be secure, with path / and no domain",
+        ));
+    }
+    let max_age = positive(raw.max_age_seconds, "cookie.max_age_seconds")?;
+    Ok(CookieSpec::new(
+        raw.name,
+        raw.path,
+        raw.domain,
+        raw.secure,
+        raw.http_only,
+        raw.same_site,
+        max_age,
+    ))
+}
+
+fn parse_keys(raw: Vec<RawKey>) -> Result<Keyring, ConfigError> {
+    if raw.is_empty() {
+        return Err(error(
+            "keys",
+            "at least one key is required; the first signs, all verify",
+        ));
+    }
+    let mut keys: Vec<SigningKey> = Vec::with_capacity(raw.len());
+    for (i, key) in raw.into_iter().enumerate() {
+        let id = KeyId::parse(&key.id).ok_or_else(|| {
+            error(
+                format!("keys[{i}].id"),
+                "must be 1 to 16 of A-Z a-z 0-9 _ -",
+            )
+        })?;
+        if keys.iter().any(|k| k.id() == &id) {
+            return Err(error(format!("keys[{i}].id"), "is used by an earlier key"));
+        }
+        let secret = decode_secret(&key.secret).ok_or_else(|| {
+            error(
+                format!("keys[{i}].secret"),
+                "must be base64 (standard or URL-safe alphabet, padding optional)",
+            )
+        })?;
+        if secret.len() < MIN_SECRET_BYTES {
+            return Err(error(
+                format!("keys[{i}].secret"),
+                format!(
+                    "decodes to {} bytes; at least {MIN_SECRET_BYTES} are required",
+                    secret.len()
+                ),
+            ));
+        }
+        keys.push(SigningKey::new(id, &secret));
+    }
+    Ok(Keyring::new(keys))
+}
+
+fn decode_secret(text: &str) -> Option<Vec<u8>> {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let text = text.trim();
+    [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
+        .iter()
+        .find_map(|engine| engine.decode(text).ok())
+}
+
+fn parse_companion(raw: RawCompanion) -> Result<Companion, ConfigError> {
+    if raw.cluster.is_empty() || !is_visible(&raw.cluster) {
+        return Err(error(
+            "companion.cluster",
+            "must name the Envoy cluster of the companion",
+        ));
+    }
+    let authority = raw.authority.unwrap_or_else(|| raw.cluster.clone());
+    if authority.is_empty() || !is_visible(&authority) || authority.contains(' ') {
+        return Err(error(
+            "companion.authority",
+            "must be a host name, optionally with a port",
+        ));
+    }
+    if raw.token.is_empty() || !raw.token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(error(
+            "companion.token",
+            "must be non-empty visible ASCII without spaces",
+        ));
+    }
+    if raw.timeout_ms == 0 || raw.timeout_ms > MAX_TIMEOUT_MS {
+        return Err(error(
+            "companion.timeout_ms",
+            format!("must be between 1 and {MAX_TIMEOUT_MS}"),
+        ));
+    }
+    Ok(Companion {
+        cluster: raw.cluster,
+        authority,
+        authorization: format!("Bearer {}", raw.token),
+        timeout: Duration::from_millis(raw.timeout_ms),
+    })
+}
+
+fn parse_cache(raw: RawCache) -> Result<Option<CacheConfig>, ConfigError> {
+    if raw.ttl_ms == 0 {
+        return Ok(None);
+    }
+    let entries = in_range(raw.max_entries, 1, MAX_CACHE_ENTRIES, "cache.max_entries")?;
+    let max_entries = NonZeroUsize::new(entries)
+        .ok_or_else(|| error("cache.max_entries", "must be at least 1"))?;
+    Ok(Some(CacheConfig {
+        ttl: Duration::from_millis(raw.ttl_ms),
+        max_entries,
+    }))
+}
+
+fn parse_headers(raw: RawHeaders) -> Result<HeaderNames, ConfigError> {
+    let prefix = raw.prefix.to_ascii_lowercase();
+    if !is_token(&prefix) || prefix.len() > 64 {
+        return Err(error(
+            "headers.prefix",
+            "must be 1 to 64 header-name characters",
+        ));
+    }
+    let mut map = BTreeMap::new();
+    for (key, header) in raw.map {
+        let field = format!("headers.map.{key}");
+        let header = header.to_ascii_lowercase();
+        if key.is_empty() {
+            return Err(error("headers.map", "data keys must not be empty"));
+        }
+        if !is_token(&header) {
+            return Err(error(field, "must be a header name"));
+        }
+        if matches!(
+            header.as_str(),
+            "cookie"
+                | "host"
+                | "authorization"
+                | "content-length"
+                | "transfer-encoding"
+                | "connection"
+        ) {
+            return Err(error(
+                field,
+                "must not replace a header the proxy or the app depends on",
+            ));
+        }
+        map.insert(key, header);
+    }
+    Ok(HeaderNames::new(prefix, map))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    /// 32 bytes, 0x00..0x1f.
+    pub const SECRET: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+    fn minimal() -> Value {
+        json!({
+            "keys": [{"id": "k1", "secret": SECRET}],
+            "companion": {"cluster": "companion", "token": "s3cret-token"}
+        })
+    }
+
+    fn parse(value: &Value) -> Result<Config, ConfigError> {
+        Config::parse(value.to_string().as_bytes())
+    }
+
+    #[test]
+    fn defaults_match_the_design() {
+        let config = parse(&minimal()).unwrap();
+        assert_eq!(config.cookie.name(), "sid");
+        assert_eq!(
+            config.cookie.clear_header(),
+            "sid=; Max-Age=0; Path=/; Secure; HttpOnly; SameSite=Lax"
+        );
+        assert_eq!(config.cookie.max_age_seconds(), 1_209_600);
+        assert_eq!(config.companion.authority, "companion");
+        assert_eq!(config.companion.authorization, "Bearer s3cret-token");
+        assert_eq!(config.companion.timeout, Duration::from_millis(200));
+        let cache = config.cache.unwrap();
+        assert_eq!(
+            (cache.ttl, cache.max_entries.get()),
+            (Duration::from_millis(2000), 10_000)
+        );
+        assert_eq!(config.headers.prefix, "x-session-");
+        assert_eq!(config.headers.state, "x-session-state");
+        assert!(config.headers.map.is_empty());
+        assert_eq!(config.on_store_error, StoreErrorPolicy::FailOpen);
+        assert_eq!(config.on_write_error, WriteErrorPolicy::Pass);
+        assert!(!config.forward_cookie);
+        assert_eq!(config.ttl_seconds, 1_209_600);
+        assert!(config.sliding);
+        assert_eq!(config.max_header_bytes, 8192);
+    }
+
+    #[test]
+    fn every_field_can_be_set() {
+        let value = json!({
+            "cookie": {"name": "__Host-s", "path": "/", "secure": true, "http_only": false,
+                       "same_site": "Strict", "max_age_seconds": 60},
+            "keys": [{"id": "new", "secret": SECRET}, {"id": "old", "secret": SECRET}],
+            "companion": {"cluster": "c", "authority": "sessions.internal:8080", "token": "t", "timeout_ms": 50},
+            "cache": {"ttl_ms": 0, "max_entries": 5},
+            "headers": {"prefix": "X-Sess-", "map": {"roles": "X-User-Roles"}},
+            "on_store_error": "fail_closed",
+            "on_write_error": "fail",
+            "forward_cookie": true,
+            "ttl_seconds": 300,
+            "sliding": false,
+            "max_header_bytes": 100
+        });
+        let config = parse(&value).unwrap();
+        assert_eq!(
+            config.cookie.clear_header(),
+            "__Host-s=; Max-Age=0; Path=/; Secure; SameSite=Strict"
+        );
+        assert_eq!(config.keys.signing_key().id().as_str(), "new");
+        assert_eq!(config.companion.authority, "sessions.internal:8080");
+        assert!(config.cache.is_none(), "ttl_ms 0 disables the cache");
+        assert_eq!(config.headers.state, "x-sess-state");
+        assert_eq!(
+            config.headers.map.get("roles").map(String::as_str),
+            Some("x-user-roles")
+        );
+        assert!(config.headers.is_reserved("X-User-Roles"));
+        assert!(config.headers.is_reserved("X-SESS-anything"));
+        assert!(!config.headers.is_reserved("x-session-state"));
+        assert_eq!(config.on_store_error, StoreErrorPolicy::FailClosed);
+        assert_eq!(config.on_write_error, WriteErrorPolicy::Fail);
+        assert!(config.forward_cookie && !config.sliding);
+        assert_eq!((config.ttl_seconds, config.max_header_bytes), (300, 100));
+    }
+
+    /// A change that makes the minimal configuration bad.
+    type Mutation = Box<dyn Fn(&mut Value)>;
+
+    #[test]
+    fn bad_configurations_name_the_field() {
+        let short_secret = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHg=="; // 31 bytes
+        let cases: Vec<(&str, Mutation)> = vec![
+            ("", Box::new(|v| *v = json!("not an object"))),
+            ("keys", Box::new(|v| v["keys"] = json!([]))),
+            (
+                "keys",
+                Box::new(|v| {
+                    v.as_object_mut().unwrap().remove("keys");
+                }),
+            ),
+            (
+                "keys[0].id",
+                Box::new(|v| v["keys"][0]["id"] = json!("has space")),
+            ),
+            (
+                "keys[0].id",
+                Box::new(|v| v["keys"][0]["id"] = json!("seventeen-chars-x")),
+            ),
+            (
+                "keys[1].id",
+                Box::new(|v| {
+                    v["keys"] =
+                        json!([{"id": "a", "secret": SECRET}, {"id": "a", "secret": SECRET}])
+                }),
+            ),
+            (
+                "keys[0].secret",
+                Box::new(move |v| v["keys"][0]["secret"] = json!(short_secret)),
+            ),
+            (
+                "keys[0].secret",
+                Box::new(|v| v["keys"][0]["secret"] = json!("not base64 at all!")),
+            ),
+            (
+                "keys[0].extra",
+                Box::new(|v| v["keys"][0]["extra"] = json!(1)),
+            ),
+            (
+                "companion.token",
+                Box::new(|v| v["companion"]["token"] = json!("")),
+            ),
+            (
+                "companion.token",
+                Box::new(|v| v["companion"]["token"] = json!("has space")),
+            ),
+            (
+                "companion.cluster",
+                Box::new(|v| v["companion"]["cluster"] = json!("")),
+            ),
+            (
+                "companion.timeout_ms",
+                Box::new(|v| v["companion"]["timeout_ms"] = json!(0)),
+            ),
+            (
+                "companion.timeout_ms",
+                Box::new(|v| v["companion"]["timeout_ms"] = json!(60_001)),
+            ),
+            (
+                "companion",
+                Box::new(|v| {
+                    v.as_object_mut().unwrap().remove("companion");
+                }),
+            ),
+            (
+                "cookie.name",
+                Box::new(|v| v["cookie"] = json!({"name": "bad;name"})),
+            ),
+            (
+                "cookie.path",
+                Box::new(|v| v["cookie"] = json!({"path": "relative"})),
+            ),
+            (
+                "cookie.domain",
+                Box::new(|v| v["cookie"] = json!({"domain": "evil.com; HttpOnly"})),
+            ),
+            (
+                "cookie.same_site",
+                Box::new(|v| v["cookie"] = json!({"same_site": "Sometimes"})),
+            ),
+            (
+                "cookie.same_site",
+                Box::new(|v| v["cookie"] = json!({"same_site": "None", "secure": false})),
+            ),
+            (
+                "cookie.max_age_seconds",
+                Box::new(|v| v["cookie"] = json!({"max_age_seconds": 0})),
+            ),
+            (
+                "cookie.name",
+                Box::new(|v| v["cookie"] = json!({"name": "__Host-x", "path": "/app"})),
+            ),
+            (
+                "cookie.secure",
+                Box::new(|v| v["cookie"] = json!({"name": "__Secure-x", "secure": false})),
+            ),
+            (
+                "cache.max_entries",
+                Box::new(|v| v["cache"] = json!({"ttl_ms": 10, "max_entries": 0})),
+            ),
+            (
+                "headers.prefix",
+                Box::new(|v| v["headers"] = json!({"prefix": "x session"})),
+            ),
+            (
+                "headers.map.roles",
+                Box::new(|v| v["headers"] = json!({"map": {"roles": "cookie"}})),
+            ),
+            (
+                "headers.map.roles",
+                Box::new(|v| v["headers"] = json!({"map": {"roles": "bad header"}})),
+            ),
+            (
+                "on_store_error",
+                Box::new(|v| v["on_store_error"] = json!("fail_sometimes")),
+            ),
+            (
+                "on_write_error",
+                Box::new(|v| v["on_write_error"] = json!("ignore")),
+            ),
+            ("ttl_seconds", Box::new(|v| v["ttl_seconds"] = json!(0))),
+            (
+                "max_header_bytes",
+                Box::new(|v| v["max_header_bytes"] = json!(0)),
+            ),
+            (
+                "forward_cookie",
+                Box::new(|v| v["forward_cookie"] = json!("yes")),
+            ),
+            (
+                "unknown_setting",
+                Box::new(|v| v["unknown_setting"] = json!(true)),
+            ),
+        ];
+        for (field, mutate) in cases {
+            let mut value = minimal();
+            mutate(&mut value);
+            match parse(&value) {
+                Ok(_) => panic!("accepted a bad {field:?}: {value}"),
+                Err(err) => {
+                    let shown = err.to_string();
+                    assert_eq!(err.field, field, "{shown}");
+                    assert!(
+                        shown.starts_with(field),
+                        "the message leads with the field: {shown}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn errors_never_echo_secrets_or_tokens() {
+        let mut value = minimal();
+        value["keys"][0]["secret"] = json!({"nested": "TOPSECRET-VALUE"});
+        let err = parse(&value).err().unwrap().to_string();
+        assert!(!err.contains("TOPSECRET"), "{err}");
+        let mut value = minimal();
+        value["companion"]["token"] = json!("TOPSECRET with space");
+        let err = parse(&value).err().unwrap().to_string();
+        assert!(!err.contains("TOPSECRET"), "{err}");
+        let mut value = minimal();
+        value["keys"][0]["secret"] = json!("TOPSECRET!!");
+        let err = parse(&value).err().unwrap().to_string();
+        assert!(!err.contains("TOPSECRET"), "{err}");
+        let err = Config::parse(br#"{"keys": "TOPSECRET", "companion": 1}"#)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(!err.contains("TOPSECRET"), "{err}");
+    }
+
+    #[test]
+    fn malformed_json_is_an_error_not_a_panic() {
+        for bytes in [&b""[..], b"{", b"\xff\xfe", b"null", b"[]"] {
+            assert!(Config::parse(bytes).is_err());
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! The filter's counters (DESIGN.md section 9).
+
+/// Every counter, by the name Envoy exposes it under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    Valid,
+    None,
+    Invalid,
+    Expired,
+    Unavailable,
+    CacheHit,
+    CacheMiss,
+    CalloutError,
+    Writes,
+    HeaderOmitted,
+}
+
+impl Counter {
+    pub const ALL: [Counter; 10] = [
+        Self::Valid,
+        Self::None,
+        Self::Invalid,
+        Self::Expired,
+        Self::Unavailable,
+        Self::CacheHit,
+        Self::CacheMiss,
+        Self::CalloutError,
+        Self::Writes,
+        Self::HeaderOmitted,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Valid => "edge_session_valid",
+            Self::None => "edge_session_none",
+            Self::Invalid => "edge_session_invalid",
+            Self::Expired => "edge_session_expired",
+            Self::Unavailable => "edge_session_unavailable",
+            Self::CacheHit => "edge_session_cache_hit",
+            Self::CacheMiss => "edge_session_cache_miss",
+            Self::CalloutError => "edge_session_callout_error",
+            Self::Writes => "edge_session_writes",
+            Self::HeaderOmitted => "edge_session_header_omitted",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}

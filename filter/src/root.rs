@@ -1,0 +1,74 @@
+//! The root context: parses the configuration once, defines the counters, owns the cache.
+
+use crate::cache::SessionCache;
+use crate::config::Config;
+use crate::metrics::Counter;
+use crate::stream::{SessionStream, Unconfigured};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{ContextType, MetricType};
+use std::cell::RefCell;
+use std::rc::Rc;
+
+/// What every stream of this plugin shares.
+pub struct Filter {
+    pub config: Config,
+    pub cache: RefCell<Option<SessionCache>>,
+    counters: [Option<u32>; Counter::ALL.len()],
+}
+
+impl Filter {
+    pub fn count(&self, counter: Counter) {
+        if let Some(id) = self.counters[counter.index()] {
+            // Envoy refuses only ids it never handed out; nothing to do about that here.
+            let _ = hostcalls::increment_metric(id, 1);
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Root {
+    filter: Option<Rc<Filter>>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        if let Ok(level) = hostcalls::get_log_level() {
+            proxy_wasm::set_log_level(level);
+        }
+        let bytes = self.get_plugin_configuration().unwrap_or_default();
+        let config = match Config::parse(&bytes) {
+            Ok(config) => config,
+            Err(err) => {
+                log::error!("edge-session: refusing the plugin configuration: {err}");
+                return false;
+            }
+        };
+        let mut counters = [None; Counter::ALL.len()];
+        for counter in Counter::ALL {
+            counters[counter.index()] =
+                hostcalls::define_metric(MetricType::Counter, counter.name()).ok();
+        }
+        let cache = config.cache.map(SessionCache::new);
+        self.filter = Some(Rc::new(Filter {
+            config,
+            cache: RefCell::new(cache),
+            counters,
+        }));
+        log::info!("edge-session: configured");
+        true
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        match &self.filter {
+            Some(filter) => Some(Box::new(SessionStream::new(filter.clone()))),
+            None => Some(Box::new(Unconfigured)),
+        }
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}

@@ -1,0 +1,8 @@
+//! The real `filter.wasm` in the harness, driven through whole request cycles as Envoy would.
+//! Build the module first with `cargo xtask wasm` (`cargo xtask test` does).
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+mod properties;
+mod request_path;

@@ -1,0 +1,147 @@
+//! Starting the filter in the harness with a configuration, making tokens and sessions, and
+//! sending requests.
+
+use filter::token::{KeyId, Keyring, SigningKey};
+use harness::{CalloutReply, Host, LogLevel, Plugin, PluginConfig, Vm};
+use proto::SessionId;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+
+/// 32 bytes 0x01..0x20, base64.
+pub const SECRET_A: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
+/// 32 bytes 0x65..0x84, base64.
+pub const SECRET_B: &str = "ZWZnaGlqa2xtbm9wcXJzdHV2d3h5ent8fX5/gIGCg4Q=";
+pub const COMPANION_TOKEN: &str = "companion-test-token";
+
+pub fn wasm_path() -> PathBuf {
+    let dir = match std::env::var_os("EDGE_SESSION_WASM_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/wasm/wasm32-unknown-unknown/release"),
+    };
+    dir.join("filter.wasm")
+}
+
+/// The smallest valid configuration, with `overrides` merged in at the top level.
+pub fn config(overrides: Value) -> Value {
+    let mut config = json!({
+        "keys": [{"id": "k1", "secret": SECRET_A}],
+        "companion": {"cluster": "companion", "token": COMPANION_TOKEN},
+    });
+    if let (Some(base), Some(extra)) = (config.as_object_mut(), overrides.as_object()) {
+        for (k, v) in extra {
+            base.insert(k.clone(), v.clone());
+        }
+    }
+    config
+}
+
+pub fn host() -> Host {
+    let host = Host::new();
+    host.add_cluster("companion");
+    host.set_log_level(LogLevel::Trace);
+    host
+}
+
+pub fn plugin(host: &Host) -> Plugin {
+    let path = wasm_path();
+    assert!(
+        path.is_file(),
+        "{} is missing: build it with `cargo xtask wasm`",
+        path.display()
+    );
+    Plugin::load(host, &path).unwrap_or_else(|e| panic!("filter.wasm does not load: {e}"))
+}
+
+pub fn try_start(host: &Host, config: &Value) -> Result<Vm, harness::HarnessError> {
+    let mut plugin_config = PluginConfig::new(config.to_string());
+    plugin_config.name = "edge-session".into();
+    plugin_config.vm_id = "edge-session".into();
+    Vm::start(&plugin(host), plugin_config)
+}
+
+/// A host and a started filter VM.
+pub fn start(config: Value) -> (Host, Vm) {
+    let host = host();
+    let vm = try_start(&host, &config)
+        .unwrap_or_else(|e| panic!("the filter refused {config}: {e}\n{:#?}", host.logs()));
+    (host, vm)
+}
+
+pub fn id(n: u8) -> SessionId {
+    SessionId::from_bytes(&[n; 32])
+}
+
+/// A cookie value signed with `secret` under `kid`, made by the same token code natively.
+pub fn token(kid: &str, secret: &str, id: &SessionId) -> String {
+    use base64::Engine;
+    let secret = base64::engine::general_purpose::STANDARD
+        .decode(secret)
+        .unwrap();
+    Keyring::new(vec![SigningKey::new(KeyId::parse(kid).unwrap(), &secret)]).sign(id)
+}
+
+pub fn valid_token(id: &SessionId) -> String {
+    token("k1", SECRET_A, id)
+}
+
+/// A session body as the companion answers it, expiring 2026-01-15 (the harness clock starts
+/// on 2026-01-01).
+pub fn session_body(id: &SessionId, data: Value, user: Option<&str>) -> String {
+    json!({
+        "id": id.as_str(), "data": data, "user": user, "ttl_seconds": 1209600, "browser_session": false,
+        "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z",
+        "expires_at": "2026-01-15T00:00:00Z"
+    })
+    .to_string()
+}
+
+pub fn ok_reply(id: &SessionId, data: Value, user: Option<&str>) -> CalloutReply {
+    CalloutReply::new(200)
+        .header("content-type", "application/json")
+        .body(session_body(id, data, user))
+}
+
+/// Sends a GET with the given extra headers; returns the stream id.
+pub fn get(vm: &mut Vm, extra: &[(&str, &str)]) -> u32 {
+    let id = vm.create_stream().unwrap();
+    let mut headers = vec![
+        (":method", "GET"),
+        (":path", "/page"),
+        (":authority", "app.example"),
+        ("user-agent", "test"),
+    ];
+    headers.extend_from_slice(extra);
+    vm.request_headers(id, &headers, true)
+        .unwrap_or_else(|e| panic!("request headers: {e}"));
+    id
+}
+
+pub fn get_with_cookie(vm: &mut Vm, cookie: &str) -> u32 {
+    get(vm, &[("cookie", cookie)])
+}
+
+/// The upstream request headers; panics if nothing went upstream.
+pub fn upstream(vm: &Vm, stream: u32) -> harness::HeaderMap {
+    match &vm.stream(stream).unwrap().upstream {
+        Some(message) => message.headers.clone(),
+        None => panic!("nothing went upstream: {:#?}", vm.stream(stream)),
+    }
+}
+
+/// Sends a 200 response and returns what the client receives.
+pub fn respond(vm: &mut Vm, stream: u32, headers: &[(&str, &str)]) -> harness::Message {
+    let mut all = vec![(":status", "200"), ("content-type", "text/html")];
+    all.extend_from_slice(headers);
+    vm.response_headers(stream, &all, true).unwrap();
+    vm.stream(stream).unwrap().client.clone().unwrap()
+}
+
+/// Every header whose name starts with `x-session-`, as `(name, value)`.
+pub fn session_headers(headers: &harness::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .to_strings()
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("x-session-"))
+        .collect()
+}

@@ -1,0 +1,116 @@
+//! Request bodies and errors of the companion's `/v1` API. Request bodies refuse unknown
+//! fields, so a typo in a client is a 400, not a silently ignored setting.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// `POST /v1/sessions`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSession {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Map<String, Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_seconds: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub browser_session: Option<bool>,
+}
+
+/// `PATCH /v1/sessions/{id}`: `set` and `unset` apply as one atomic update.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchSession {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set: Option<Map<String, Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unset: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_seconds: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub browser_session: Option<bool>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub touch: bool,
+}
+
+/// `DELETE /v1/users/{user}/sessions`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deleted {
+    pub deleted: u64,
+}
+
+/// The `error` code of an error answer; each matches one HTTP status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadRequest,
+    Unauthorized,
+    NotFound,
+    PayloadTooLarge,
+    Unavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn http_status(self) -> u16 {
+        match self {
+            Self::BadRequest => 400,
+            Self::Unauthorized => 401,
+            Self::NotFound => 404,
+            Self::PayloadTooLarge => 413,
+            Self::Unavailable => 503,
+            Self::Internal => 500,
+        }
+    }
+}
+
+/// `{error, message}`: every error answer of the API.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    pub error: ErrorCode,
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn bodies_have_the_documented_shape() {
+        let patch = PatchSession {
+            set: Some(json!({"a": 1}).as_object().cloned().unwrap_or_default()),
+            unset: Some(vec!["b".into()]),
+            touch: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_value(&patch).unwrap(),
+            json!({"set": {"a": 1}, "unset": ["b"], "touch": true})
+        );
+        assert_eq!(
+            serde_json::to_value(CreateSession::default()).unwrap(),
+            json!({})
+        );
+        let error = ApiError {
+            error: ErrorCode::PayloadTooLarge,
+            message: "too big".into(),
+        };
+        assert_eq!(
+            serde_json::to_value(&error).unwrap(),
+            json!({"error": "payload_too_large", "message": "too big"})
+        );
+        assert_eq!(ErrorCode::Unavailable.http_status(), 503);
+    }
+
+    #[test]
+    fn unknown_fields_in_request_bodies_are_refused() {
+        assert!(serde_json::from_value::<CreateSession>(json!({"ttl": 5})).is_err());
+        assert!(serde_json::from_value::<PatchSession>(json!({"sett": {}})).is_err());
+        let parsed: PatchSession = serde_json::from_value(json!({"touch": true})).unwrap();
+        assert!(parsed.touch);
+    }
+}

@@ -1,0 +1,11 @@
+//! Wire types shared by the filter, the companion and the tests: the session, the companion
+//! API's request bodies and errors, and the session id. One definition, so the two sides of
+//! the API cannot drift. Builds for wasm32 and native.
+
+mod api;
+mod session;
+mod session_id;
+
+pub use api::{ApiError, CreateSession, Deleted, ErrorCode, PatchSession};
+pub use session::{Session, Timestamp};
+pub use session_id::{InvalidSessionId, SESSION_ID_BYTES, SESSION_ID_LEN, SessionId, short_hash};
