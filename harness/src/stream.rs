@@ -135,6 +135,19 @@ impl Stream {
         }
     }
 
+    /// Ends both directions where they stand: whatever has not gone on never will, and the
+    /// filter no longer reaches the headers or a held body.
+    pub(crate) fn stop(&mut self) {
+        for d in [&mut self.request, &mut self.response] {
+            if d.flow != Flow::Forwarded {
+                d.flow = Flow::Stopped;
+            }
+            d.headers_accessible = false;
+            d.body_paused = false;
+            d.pending_body.clear();
+        }
+    }
+
     pub(crate) fn direction_ref(&self, response: bool) -> &Direction {
         if response {
             &self.response

@@ -681,13 +681,7 @@ impl Vm {
     fn reset_stream(&mut self, id: u32) {
         if let Some(stream) = self.store.data_mut().streams.get_mut(&id) {
             stream.reset = true;
-            for d in [&mut stream.request, &mut stream.response] {
-                if d.flow != Flow::Forwarded {
-                    d.flow = Flow::Stopped;
-                }
-                d.headers_accessible = false;
-                d.body_paused = false;
-            }
+            stream.stop();
         }
     }
 
@@ -719,14 +713,7 @@ impl Vm {
         }
         let response_started = stream.response.flow != Flow::Idle;
         stream.local_response = Some(response.clone());
-        for d in [&mut stream.request, &mut stream.response] {
-            if d.flow != Flow::Forwarded {
-                d.flow = Flow::Stopped;
-            }
-            d.headers_accessible = false;
-            d.body_paused = false;
-            d.pending_body.clear();
-        }
+        stream.stop();
         let headers = local_reply_headers(&response);
         let through_filter = !response_started && self.failed.is_none();
         if !through_filter {
@@ -790,13 +777,7 @@ impl Vm {
             } else {
                 stream.reset = true;
             }
-            for d in [&mut stream.request, &mut stream.response] {
-                if d.flow != Flow::Forwarded {
-                    d.flow = Flow::Stopped;
-                }
-                d.headers_accessible = false;
-                d.body_paused = false;
-            }
+            stream.stop();
             Action::Pause
         }
     }

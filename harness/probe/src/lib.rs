@@ -331,6 +331,7 @@ impl Context for Probe {
                 self.resume_http_request();
             }
             "pause-response" => self.resume_http_response(),
+            "body-callout" => self.resume_http_request(),
             "callout-trap" => panic!("probe asked to trap in on_http_call_response"),
             _ => {
                 self.add_http_request_header("x-callout-status", &status);
@@ -449,7 +450,7 @@ impl Probe {
                 );
                 Action::Continue
             }
-            "local" => {
+            "local" | "local-twice" => {
                 self.send_http_response(401, vec![("x-local", "1")], Some(b"denied"));
                 Action::Pause
             }
@@ -722,6 +723,23 @@ impl HttpContext for Probe {
             let edge = self.get_http_request_body(0, 1).unwrap_or_default();
             report("request_body.first_byte", String::from_utf8_lossy(&edge));
         }
+        if self.scenario == "body-callout" && end_of_stream {
+            let token = self
+                .dispatch_http_call(
+                    "companion",
+                    vec![
+                        (":method", "GET"),
+                        (":path", "/b"),
+                        (":authority", "companion"),
+                    ],
+                    None,
+                    vec![],
+                    Duration::from_millis(100),
+                )
+                .ok();
+            self.token = token;
+            return Action::Pause;
+        }
         if self.scenario == "buffer-edits" && end_of_stream {
             const REQUEST_BODY: u32 = 0;
             let mut size = 0usize;
@@ -792,6 +810,10 @@ impl HttpContext for Probe {
                 )
                 .ok();
             self.token = token;
+            return Action::Pause;
+        }
+        if self.scenario == "local-twice" {
+            self.send_http_response(502, vec![], None);
             return Action::Pause;
         }
         if self.scenario == "local-in-response" {

@@ -80,3 +80,15 @@ fn many_streams_interleave_on_one_vm() {
         "only the answered stream resumes"
     );
 }
+
+#[test]
+fn stream_context_ids_are_unique_and_never_the_roots() {
+    let (_host, mut vm) = probe();
+    let root = vm.root_context_id();
+    assert_ne!(root, 0);
+    let ids: Vec<u32> = (0..5).map(|_| vm.create_stream().unwrap()).collect();
+    for (i, id) in ids.iter().enumerate() {
+        assert!(*id != 0 && *id != root, "{id}");
+        assert!(!ids[..i].contains(id), "{id} reused");
+    }
+}

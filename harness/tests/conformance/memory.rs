@@ -46,3 +46,25 @@ fn returned_data_lives_in_memory_from_malloc_before_proxy_on_memory_allocate() {
     assert_eq!(action, Ok(Action::Continue));
     assert!(vm.stream(id).unwrap().upstream.is_some());
 }
+
+#[test]
+fn a_buffer_ending_exactly_at_the_end_of_memory_is_valid() {
+    // The key `:path` is the last five bytes of the one-page memory; one byte further is not.
+    let module = r#"(module
+      (import "env" "proxy_get_header_map_value" (func $get (param i32 i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 65531) ":path")
+      (func (export "proxy_abi_version_0_2_1"))
+      (func (export "malloc") (param i32) (result i32) i32.const 2048)
+      (func (export "proxy_on_context_create") (param i32 i32))
+      (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+        ;; Continue (0) only if the in-bounds read succeeds and the read one byte past fails with 6.
+        (i32.or
+          (call $get (i32.const 0) (i32.const 65531) (i32.const 5) (i32.const 32) (i32.const 36))
+          (i32.ne (call $get (i32.const 0) (i32.const 65532) (i32.const 5) (i32.const 32) (i32.const 36)) (i32.const 6)))))"#;
+    let host = host();
+    let plugin = harness::Plugin::from_bytes(&host, module.as_bytes()).unwrap();
+    let mut vm = harness::Vm::start(&plugin, harness::PluginConfig::new("")).unwrap();
+    let (_id, action) = request(&mut vm, "x", &[]);
+    assert_eq!(action, Ok(Action::Continue));
+}

@@ -236,3 +236,89 @@ fn proxy_done_has_nothing_to_finish_when_on_done_returned_true() {
     run(&mut vm, "done", &[]);
     assert_eq!(report(&host, "done.status"), "NotFound");
 }
+
+#[test]
+fn a_second_local_response_from_the_filters_own_reply_resets_the_stream() {
+    let (_host, mut vm) = probe();
+    let (id, _) = request(&mut vm, "local-twice", &[]);
+    let stream = vm.stream(id).unwrap();
+    assert!(stream.reset);
+    assert_eq!(stream.violations.len(), 1, "{:?}", stream.violations);
+    assert_eq!(stream.local_response.as_ref().unwrap().status, 401);
+}
+
+#[test]
+fn body_held_for_a_callout_goes_on_when_resumed() {
+    let (_host, mut vm) = probe();
+    let id = vm.create_stream().unwrap();
+    vm.request_headers(
+        id,
+        &[
+            (":method", "POST"),
+            (":path", "/"),
+            ("x-probe", "body-callout"),
+        ],
+        false,
+    )
+    .unwrap();
+    assert_eq!(vm.request_body(id, b"payload", true), Ok(Action::Pause));
+    let upstream = vm.stream(id).unwrap().upstream.clone().unwrap();
+    assert!(
+        upstream.body.is_empty() && !upstream.end_of_stream,
+        "headers went on, the body is held"
+    );
+    let token = vm.pending_callouts()[0].token;
+    vm.answer_callout(token, CalloutReply::new(200)).unwrap();
+    let stream = vm.stream(id).unwrap();
+    assert_eq!(stream.request.resumes, 1);
+    let upstream = stream.upstream.clone().unwrap();
+    assert_eq!(upstream.body, b"payload");
+    assert!(upstream.end_of_stream);
+}
+
+#[test]
+fn end_of_stream_is_carried_upstream() {
+    let (_host, mut vm) = probe();
+    let get = run(&mut vm, "plain", &[]);
+    assert!(
+        vm.stream(get)
+            .unwrap()
+            .upstream
+            .as_ref()
+            .unwrap()
+            .end_of_stream,
+        "a GET ends with its headers"
+    );
+    let post = vm.create_stream().unwrap();
+    vm.request_headers(
+        post,
+        &[(":method", "POST"), (":path", "/"), ("x-probe", "plain")],
+        false,
+    )
+    .unwrap();
+    assert!(
+        !vm.stream(post)
+            .unwrap()
+            .upstream
+            .as_ref()
+            .unwrap()
+            .end_of_stream
+    );
+}
+
+#[test]
+fn stopped_streams_are_stopped_in_both_directions() {
+    use harness::Flow;
+    let (_host, mut vm) = probe();
+    let local = run(&mut vm, "local", &[]);
+    assert_eq!(vm.stream(local).unwrap().request.flow, Flow::Stopped);
+    let closed = run(&mut vm, "close", &[]);
+    let stream = vm.stream(closed).unwrap();
+    assert_eq!(
+        (stream.request.flow, stream.response.flow),
+        (Flow::Stopped, Flow::Stopped)
+    );
+    assert!(!stream.request.headers_accessible);
+    let forwarded = run(&mut vm, "plain", &[]);
+    assert_eq!(vm.stream(forwarded).unwrap().request.flow, Flow::Forwarded);
+}

@@ -63,3 +63,21 @@ fn log_level_is_the_hosts_and_lower_lines_are_dropped() {
         .unwrap();
     assert_eq!(warn.level, LogLevel::Warn);
 }
+
+#[test]
+fn one_clock_drives_every_worker() {
+    let host = host();
+    let plugin = probe_plugin(&host);
+    let mut first = Vm::start_named(&plugin, config("tick=100"), "w1").unwrap();
+    let mut second = Vm::start_named(&plugin, config("tick=100"), "w2").unwrap();
+    host.clock().advance(Duration::from_millis(100));
+    assert_eq!(host.clock().now_nanos(), DEFAULT_START_NANOS + 100_000_000);
+    first.run_timers().unwrap();
+    second.run_timers().unwrap();
+    assert_eq!(host.counter("probe_ticks"), 2, "each worker ticked once");
+    run(&mut first, "time", &[]);
+    assert_eq!(
+        report(&host, "time.now"),
+        (DEFAULT_START_NANOS + 100_000_000).to_string()
+    );
+}
