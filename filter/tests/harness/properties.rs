@@ -28,6 +28,7 @@ fn status_bytes() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         (0u16..1000).prop_map(|n| n.to_string().into_bytes()),
         Just(b"200".to_vec()),
+        Just(b"404".to_vec()),
         prop::collection::vec(any::<u8>(), 0..6),
     ]
 }

@@ -536,3 +536,27 @@ fn a_bad_plugin_configuration_is_refused_with_the_field_named() {
         );
     }
 }
+
+#[test]
+fn the_release_module_is_plain_proxy_wasm() {
+    let host = host();
+    let plugin = plugin(&host);
+    let imports = plugin.imports();
+    assert!(
+        imports.iter().all(|i| i.starts_with("env.proxy_")),
+        "{imports:?}"
+    );
+    let exports = plugin.exports();
+    for needed in [
+        "proxy_abi_version_0_2_1",
+        "_initialize",
+        "malloc",
+        "proxy_on_request_headers",
+        "proxy_on_http_call_response",
+    ] {
+        assert!(
+            exports.iter().any(|e| e == needed),
+            "{needed} missing from {exports:?}"
+        );
+    }
+}

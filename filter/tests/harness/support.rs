@@ -121,11 +121,23 @@ pub fn get_with_cookie(vm: &mut Vm, cookie: &str) -> u32 {
     get(vm, &[("cookie", cookie)])
 }
 
-/// The upstream request headers; panics if nothing went upstream.
+/// The upstream request headers; panics if nothing went upstream, or if the filter did
+/// anything Envoy does not allow on the way (resuming twice, say).
 pub fn upstream(vm: &Vm, stream: u32) -> harness::HeaderMap {
-    match &vm.stream(stream).unwrap().upstream {
+    let s = vm.stream(stream).unwrap();
+    assert!(
+        s.violations.is_empty(),
+        "the filter misbehaved: {:?}",
+        s.violations
+    );
+    assert!(
+        s.request.resumes <= 1,
+        "resumed {} times",
+        s.request.resumes
+    );
+    match &s.upstream {
         Some(message) => message.headers.clone(),
-        None => panic!("nothing went upstream: {:#?}", vm.stream(stream)),
+        None => panic!("nothing went upstream: {s:#?}"),
     }
 }
 
