@@ -179,45 +179,50 @@ impl Vm {
             &create,
             (ROOT_CONTEXT as i32, 0),
         )?;
-        if let Some(f) = vm.exports.vm_start.clone() {
-            let size = config.vm_configuration.len() as i32;
-            if vm.invoke(
-                "proxy_on_vm_start",
-                Phase::Root,
-                ROOT_CONTEXT,
-                &f,
-                (ROOT_CONTEXT as i32, size),
-            )? == 0
-            {
-                vm.note(
-                    LogLevel::Critical,
-                    "proxy_on_vm_start returned false: VM refused".into(),
-                );
-                return Err(HarnessError::VmStartRejected);
-            }
-        }
-        if let Some(f) = vm.exports.configure.clone() {
-            let size = config.configuration.len() as i32;
-            if vm.invoke(
-                "proxy_on_configure",
-                Phase::Root,
-                ROOT_CONTEXT,
-                &f,
-                (ROOT_CONTEXT as i32, size),
-            )? == 0
-            {
-                vm.note(
-                    LogLevel::Critical,
-                    format!(
-                        "plugin {:?} refused its configuration (proxy_on_configure returned false)",
-                        config.name
-                    ),
-                );
-                return Err(HarnessError::ConfigureRejected);
-            }
-        }
+        let (vm_start, configure) = (vm.exports.vm_start.clone(), vm.exports.configure.clone());
+        let name = &config.name;
+        vm.root_check(
+            name,
+            "proxy_on_vm_start",
+            vm_start,
+            config.vm_configuration.len(),
+            HarnessError::VmStartRejected,
+        )?;
+        vm.root_check(
+            name,
+            "proxy_on_configure",
+            configure,
+            config.configuration.len(),
+            HarnessError::ConfigureRejected,
+        )?;
         vm.drain_deferred()?;
         Ok(vm)
+    }
+
+    /// Runs a root callback that answers true or false with the size of a configuration
+    /// buffer (`proxy_on_vm_start`, `proxy_on_configure`). False is `refused`, logged the way
+    /// Envoy reports a plugin it will not run.
+    fn root_check(
+        &mut self,
+        plugin: &str,
+        callback: &str,
+        func: Option<TypedFunc<(i32, i32), i32>>,
+        size: usize,
+        refused: HarnessError,
+    ) -> Result<(), HarnessError> {
+        let Some(func) = func else { return Ok(()) };
+        if self.invoke(
+            callback,
+            Phase::Root,
+            ROOT_CONTEXT,
+            &func,
+            (ROOT_CONTEXT as i32, size as i32),
+        )? == 0
+        {
+            self.note(LogLevel::Critical, format!("plugin {plugin:?}: {refused}"));
+            return Err(refused);
+        }
+        Ok(())
     }
 
     fn run_start_functions(&mut self, instance: &Instance) -> Result<(), HarnessError> {
