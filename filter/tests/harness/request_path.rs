@@ -123,9 +123,14 @@ fn valid_cookie_is_resolved_through_one_callout_and_injected() {
     assert_eq!(up.get("x-session-state"), Some("valid"));
     assert_eq!(up.get("x-session-id"), Some(sid.as_str()));
     assert_eq!(up.get("x-session-user"), Some("u-42"));
+    let data = up.get("x-session-data").unwrap();
+    assert!(
+        data.is_ascii() && data.contains(r#""name":"Zo\u00eb""#),
+        "{data}"
+    );
     assert_eq!(
-        up.get("x-session-data"),
-        Some(r#"{"name":"Zo\u00eb","roles":["admin"]}"#)
+        serde_json::from_str::<serde_json::Value>(data).unwrap(),
+        json!({"name": "Zoë", "roles": ["admin"]})
     );
     assert_eq!(up.get("x-session-expires"), Some("2026-01-15T00:00:00Z"));
     assert_eq!(up.get("x-user-roles"), Some(r#"["admin"]"#));

@@ -510,6 +510,10 @@ impl Probe {
                     status_name(unsafe { raw::proxy_increment_metric(counter, -1) }),
                 );
                 report(
+                    "metrics.counter_zero",
+                    status_name(unsafe { raw::proxy_increment_metric(counter, 0) }),
+                );
+                report(
                     "metrics.gauge_up",
                     status_name(unsafe { raw::proxy_increment_metric(gauge, 5) }),
                 );
@@ -836,6 +840,17 @@ impl HttpContext for Probe {
             "on_log.request_header",
             raw_header(REQUEST_HEADERS, "x-probe").0,
         );
+        let key = "x-late";
+        let write = unsafe {
+            raw::proxy_add_header_map_value(
+                RESPONSE_HEADERS,
+                key.as_ptr(),
+                key.len(),
+                key.as_ptr(),
+                key.len(),
+            )
+        };
+        report("on_log.write", status_name(write));
         report(
             "on_log.response_status",
             raw_header(RESPONSE_HEADERS, ":status")

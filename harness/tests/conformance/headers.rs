@@ -111,4 +111,9 @@ fn on_log_reads_both_header_maps() {
     vm.finish_stream(id).unwrap();
     assert_eq!(report(&host, "on_log.request_header"), "Ok");
     assert_eq!(report(&host, "on_log.response_status"), "204");
+    assert_eq!(
+        report(&host, "on_log.write"),
+        "BadArgument",
+        "nothing is writable once the stream is done"
+    );
 }

@@ -16,3 +16,4 @@ mod properties;
 mod shared_data;
 mod streams;
 mod time;
+mod wasi;

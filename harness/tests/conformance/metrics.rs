@@ -7,6 +7,11 @@ fn counters_gauges_and_histograms_behave_as_in_envoy() {
     run(&mut vm, "metrics", &[]);
     assert_eq!(report(&host, "metrics.counter_inc"), "Ok");
     assert_eq!(report(&host, "metrics.counter_negative"), "BadArgument");
+    assert_eq!(
+        report(&host, "metrics.counter_zero"),
+        "BadArgument",
+        "a counter only goes up"
+    );
     assert_eq!(report(&host, "metrics.gauge_up"), "Ok");
     assert_eq!(report(&host, "metrics.gauge_down"), "Ok");
     assert_eq!(report(&host, "metrics.counter_value"), "2");

@@ -1,0 +1,15 @@
+//! The edge-session companion: the session API (DESIGN.md section 5) over MongoDB (section 6).
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod ids;
+pub mod metrics;
+pub mod routes;
+pub mod server;
+pub mod store;
+
+pub use app::{AppState, build_app};
+pub use config::Config;

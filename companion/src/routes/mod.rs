@@ -1,0 +1,5 @@
+//! The HTTP handlers, one file per resource.
+
+pub mod health;
+pub mod sessions;
+pub mod users;

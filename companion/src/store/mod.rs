@@ -1,0 +1,432 @@
+//! The only module that talks to MongoDB. One collection of session documents
+//! `{_id, data, user, ttl_seconds, browser_session, created_at, updated_at, expires_at}` with a
+//! TTL index on `expires_at` (each document expires at its own time) and an index on `user`.
+//! Every read also filters on `expires_at > now`, because the TTL monitor runs only about once
+//! a minute. Every operation is bounded by the configured timeout.
+
+pub mod data;
+pub mod keys;
+
+use bson::{DateTime, Document, doc};
+use futures::TryStreamExt;
+use mongodb::error::{ErrorKind, WriteFailure};
+use mongodb::options::{ClientOptions, IndexOptions, ReturnDocument};
+use mongodb::{Client, Collection, Database, IndexModel};
+use proto::{Session, SessionId, Timestamp};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::future::IntoFuture;
+use std::time::Duration;
+
+const TTL_INDEX: &str = "expires_at_ttl";
+const USER_INDEX: &str = "user_1";
+const DUPLICATE_KEY: i32 = 11000;
+const NAMESPACE_NOT_FOUND: i32 = 26;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database did not answer in time or failed: the client should retry later.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// The request's data cannot be stored as given.
+    #[error("{0}")]
+    Data(String),
+}
+
+impl From<mongodb::error::Error> for StoreError {
+    fn from(err: mongodb::error::Error) -> Self {
+        Self::Unavailable(err.to_string())
+    }
+}
+
+impl From<data::DataError> for StoreError {
+    fn from(err: data::DataError) -> Self {
+        Self::Data(err.to_string())
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct SessionDoc {
+    #[serde(rename = "_id")]
+    id: String,
+    data: Document,
+    user: Option<String>,
+    ttl_seconds: i64,
+    browser_session: bool,
+    created_at: DateTime,
+    updated_at: DateTime,
+    expires_at: DateTime,
+}
+
+impl SessionDoc {
+    /// A stored document as the API shows it. Documents this service wrote always convert;
+    /// one that does not was written by something else and is reported, not guessed at.
+    fn into_session(self) -> Result<Session, StoreError> {
+        let corrupt = |what: &str| StoreError::Unavailable(format!("stored session has {what}"));
+        Ok(Session {
+            id: SessionId::parse(&self.id).map_err(|_| corrupt("a malformed id"))?,
+            data: data::document_to_object(&self.data),
+            user: self.user,
+            ttl_seconds: u64::try_from(self.ttl_seconds)
+                .map_err(|_| corrupt("a negative ttl_seconds"))?,
+            browser_session: self.browser_session,
+            created_at: timestamp(self.created_at)
+                .ok_or_else(|| corrupt("created_at out of range"))?,
+            updated_at: timestamp(self.updated_at)
+                .ok_or_else(|| corrupt("updated_at out of range"))?,
+            expires_at: timestamp(self.expires_at)
+                .ok_or_else(|| corrupt("expires_at out of range"))?,
+        })
+    }
+}
+
+fn timestamp(t: DateTime) -> Option<Timestamp> {
+    Timestamp::from_unix_nanos(i128::from(t.timestamp_millis()) * 1_000_000)
+}
+
+fn seconds(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn after(now: DateTime, seconds_later: u64) -> DateTime {
+    DateTime::from_millis(
+        now.timestamp_millis()
+            .saturating_add(seconds(seconds_later).saturating_mul(1000)),
+    )
+}
+
+/// A session to create.
+pub struct NewSession {
+    pub data: Map<String, Value>,
+    pub user: Option<String>,
+    pub ttl_seconds: u64,
+    pub browser_session: bool,
+}
+
+/// Changes to apply to one session, in one atomic update.
+pub struct Changes {
+    pub set: Map<String, Value>,
+    pub unset: Vec<String>,
+    pub user: Option<String>,
+    pub ttl_seconds: Option<u64>,
+    pub browser_session: Option<bool>,
+    pub touch: bool,
+}
+
+pub enum PatchOutcome {
+    Updated(Session),
+    NotFound,
+    /// The data would grow to this many bytes, over the limit.
+    TooLarge(usize),
+}
+
+pub struct Store {
+    db: Database,
+    sessions: Collection<SessionDoc>,
+    timeout: Duration,
+    max_key_bytes: usize,
+}
+
+impl Store {
+    /// Prepares a client. Connecting happens lazily, so the service starts while the database
+    /// is down and recovers by itself when it comes back.
+    pub async fn connect(
+        uri: &str,
+        database: &str,
+        collection: &str,
+        timeout: Duration,
+        max_key_bytes: usize,
+    ) -> Result<Self, StoreError> {
+        let mut options = ClientOptions::parse(uri).await?;
+        options.app_name = Some("edge-session-companion".into());
+        // The driver's 30 s defaults would hold requests far past any proxy's patience.
+        options.server_selection_timeout = Some(timeout);
+        options.connect_timeout = Some(timeout);
+        let client = Client::with_options(options)?;
+        let db = client.database(database);
+        let sessions = db.collection(collection);
+        Ok(Self {
+            db,
+            sessions,
+            timeout,
+            max_key_bytes,
+        })
+    }
+
+    /// Runs a driver operation within the timeout; the driver's own error stays inspectable.
+    async fn bounded_raw<T>(
+        &self,
+        operation: impl IntoFuture<Output = mongodb::error::Result<T>>,
+    ) -> Result<mongodb::error::Result<T>, StoreError> {
+        tokio::time::timeout(self.timeout, operation)
+            .await
+            .map_err(|_| {
+                StoreError::Unavailable(format!("no answer within {} ms", self.timeout.as_millis()))
+            })
+    }
+
+    async fn bounded<T>(
+        &self,
+        operation: impl IntoFuture<Output = mongodb::error::Result<T>>,
+    ) -> Result<T, StoreError> {
+        Ok(self.bounded_raw(operation).await??)
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.bounded(self.db.run_command(doc! {"ping": 1}))
+            .await
+            .map(|_| ())
+    }
+
+    /// Creates the TTL index on `expires_at` and the index on `user`, or leaves them as they
+    /// are when right. A TTL index with another `expireAfterSeconds` is changed in place with
+    /// `collMod`, never dropped. Safe to run from any number of replicas at once: creating an
+    /// identical index is a no-op.
+    pub async fn ensure_indexes(&self) -> Result<(), StoreError> {
+        let listed = self
+            .bounded_raw(async {
+                self.sessions
+                    .list_indexes()
+                    .await?
+                    .try_collect::<Vec<_>>()
+                    .await
+            })
+            .await?;
+        let existing = match listed {
+            Ok(list) => list,
+            // No collection yet: no indexes either.
+            Err(err) if command_code(&err) == Some(NAMESPACE_NOT_FOUND) => Vec::new(),
+            Err(err) => return Err(err.into()),
+        };
+        let ttl = existing.iter().find(|m| m.keys == doc! {"expires_at": 1});
+        match ttl.map(|m| m.options.as_ref().and_then(|o| o.expire_after)) {
+            Some(Some(after)) if after == Duration::ZERO => {}
+            Some(_) => {
+                let name = self.sessions.name().to_string();
+                let command = doc! {
+                    "collMod": name,
+                    "index": {"keyPattern": {"expires_at": 1}, "expireAfterSeconds": 0_i64},
+                };
+                self.bounded(self.db.run_command(command)).await?;
+                tracing::info!("changed the TTL index on expires_at to expireAfterSeconds 0");
+            }
+            None => {
+                let options = IndexOptions::builder()
+                    .name(TTL_INDEX.to_string())
+                    .expire_after(Duration::ZERO)
+                    .build();
+                let model = IndexModel::builder()
+                    .keys(doc! {"expires_at": 1})
+                    .options(options)
+                    .build();
+                self.bounded(self.sessions.create_index(model)).await?;
+            }
+        }
+        let options = IndexOptions::builder().name(USER_INDEX.to_string()).build();
+        let model = IndexModel::builder()
+            .keys(doc! {"user": 1})
+            .options(options)
+            .build();
+        self.bounded(self.sessions.create_index(model)).await?;
+        Ok(())
+    }
+
+    fn live(id: &str, now: DateTime) -> Document {
+        doc! {"_id": id, "expires_at": {"$gt": now}}
+    }
+
+    async fn find_live(&self, id: &str, now: DateTime) -> Result<Option<SessionDoc>, StoreError> {
+        self.bounded(self.sessions.find_one(Self::live(id, now)))
+            .await
+    }
+
+    pub async fn get(&self, id: &SessionId, now: DateTime) -> Result<Option<Session>, StoreError> {
+        self.find_live(id.as_str(), now)
+            .await?
+            .map(SessionDoc::into_session)
+            .transpose()
+    }
+
+    /// Inserts a session under a fresh id (a collision, at 2^-256, just draws again).
+    pub async fn create(&self, new: NewSession, now: DateTime) -> Result<Session, StoreError> {
+        let doc = SessionDoc {
+            id: String::new(),
+            data: data::object_to_document(&new.data, self.max_key_bytes)?,
+            user: new.user,
+            ttl_seconds: seconds(new.ttl_seconds),
+            browser_session: new.browser_session,
+            created_at: now,
+            updated_at: now,
+            expires_at: after(now, new.ttl_seconds),
+        };
+        self.insert_with_new_id(doc).await?.into_session()
+    }
+
+    async fn insert_with_new_id(&self, mut doc: SessionDoc) -> Result<SessionDoc, StoreError> {
+        for _ in 0..3 {
+            doc.id = crate::ids::new_session_id()
+                .map_err(|e| {
+                    StoreError::Unavailable(format!("no randomness from the operating system: {e}"))
+                })?
+                .as_str()
+                .to_string();
+            match self.bounded_raw(self.sessions.insert_one(&doc)).await? {
+                Ok(_) => return Ok(doc),
+                Err(err) if is_duplicate_key(&err) => continue,
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Err(StoreError::Unavailable(
+            "three id collisions in a row".into(),
+        ))
+    }
+
+    /// Applies `changes` as one atomic update (`$set`/`$unset` on `data.<key>` paths), so
+    /// concurrent writers to different keys never lose each other's change. The size limit
+    /// is checked against the session as read just before the update; concurrent writers can
+    /// together overshoot it by at most their own payloads.
+    pub async fn patch(
+        &self,
+        id: &SessionId,
+        changes: Changes,
+        now: DateTime,
+        max_data_bytes: usize,
+    ) -> Result<PatchOutcome, StoreError> {
+        if let Some(key) = changes.unset.iter().find(|k| changes.set.contains_key(*k)) {
+            return Err(StoreError::Data(format!(
+                "key {key:?} is both set and unset"
+            )));
+        }
+        let mut set = Document::new();
+        for (key, value) in &changes.set {
+            set.insert(
+                format!(
+                    "data.{}",
+                    keys::escape(key, self.max_key_bytes).map_err(data::DataError::from)?
+                ),
+                data::to_bson(value, self.max_key_bytes)?,
+            );
+        }
+        let mut unset = Document::new();
+        for key in &changes.unset {
+            unset.insert(
+                format!(
+                    "data.{}",
+                    keys::escape(key, self.max_key_bytes).map_err(data::DataError::from)?
+                ),
+                "",
+            );
+        }
+        let Some(current) = self.find_live(id.as_str(), now).await? else {
+            return Ok(PatchOutcome::NotFound);
+        };
+        let mut merged = data::document_to_object(&current.data);
+        for key in &changes.unset {
+            merged.remove(key);
+        }
+        for (key, value) in &changes.set {
+            merged.insert(key.clone(), value.clone());
+        }
+        let size = data::json_size(&merged);
+        if size > max_data_bytes {
+            return Ok(PatchOutcome::TooLarge(size));
+        }
+        set.insert("updated_at", now);
+        if let Some(user) = changes.user {
+            set.insert("user", user);
+        }
+        if let Some(browser) = changes.browser_session {
+            set.insert("browser_session", browser);
+        }
+        let ttl = changes
+            .ttl_seconds
+            .unwrap_or(u64::try_from(current.ttl_seconds).unwrap_or(0));
+        if let Some(new_ttl) = changes.ttl_seconds {
+            set.insert("ttl_seconds", seconds(new_ttl));
+        }
+        if changes.ttl_seconds.is_some() || changes.touch {
+            set.insert("expires_at", after(now, ttl));
+        }
+        let mut update = doc! {"$set": set};
+        if !unset.is_empty() {
+            update.insert("$unset", unset);
+        }
+        let updated = self
+            .bounded(
+                self.sessions
+                    .find_one_and_update(Self::live(id.as_str(), now), update)
+                    .return_document(ReturnDocument::After),
+            )
+            .await?;
+        match updated {
+            Some(doc) => Ok(PatchOutcome::Updated(doc.into_session()?)),
+            None => Ok(PatchOutcome::NotFound),
+        }
+    }
+
+    /// Idempotent: deleting what is not there is fine.
+    pub async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+        self.bounded(self.sessions.delete_one(doc! {"_id": id.as_str()}))
+            .await
+            .map(|_| ())
+    }
+
+    /// The same data under a new id; the old id never answers again. Insert first, then
+    /// delete: if the delete fails, the new copy is removed and the error returned, so the
+    /// caller can retry and no second live copy stays behind.
+    pub async fn cycle(
+        &self,
+        id: &SessionId,
+        now: DateTime,
+    ) -> Result<Option<Session>, StoreError> {
+        let Some(mut doc) = self.find_live(id.as_str(), now).await? else {
+            return Ok(None);
+        };
+        doc.updated_at = now;
+        let fresh = self.insert_with_new_id(doc).await?;
+        if let Err(err) = self.delete(id).await {
+            let _ = self
+                .bounded(self.sessions.delete_one(doc! {"_id": &fresh.id}))
+                .await;
+            return Err(err);
+        }
+        fresh.into_session().map(Some)
+    }
+
+    pub async fn list_user(&self, user: &str, now: DateTime) -> Result<Vec<Session>, StoreError> {
+        let filter = doc! {"user": user, "expires_at": {"$gt": now}};
+        let docs = self
+            .bounded(async {
+                self.sessions
+                    .find(filter)
+                    .await?
+                    .try_collect::<Vec<_>>()
+                    .await
+            })
+            .await?;
+        docs.into_iter().map(SessionDoc::into_session).collect()
+    }
+
+    pub async fn delete_user(&self, user: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .bounded(self.sessions.delete_many(doc! {"user": user}))
+            .await?
+            .deleted_count)
+    }
+}
+
+/// The current time as the store compares it.
+pub fn now() -> DateTime {
+    DateTime::now()
+}
+
+fn is_duplicate_key(err: &mongodb::error::Error) -> bool {
+    matches!(&*err.kind, ErrorKind::Write(WriteFailure::WriteError(e)) if e.code == DUPLICATE_KEY)
+}
+
+fn command_code(err: &mongodb::error::Error) -> Option<i32> {
+    match &*err.kind {
+        ErrorKind::Command(e) => Some(e.code),
+        _ => None,
+    }
+}

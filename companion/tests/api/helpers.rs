@@ -1,0 +1,195 @@
+//! Spawning the app on a port-0 server with its own database, a client for it, and a TCP
+//! proxy in front of the database that can take it away and bring it back.
+
+use companion::{AppState, Config, build_app};
+use reqwest::{Client, Method, StatusCode};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+pub const TOKEN: &str = "test-token-0123456789";
+
+pub fn mongodb_uri() -> String {
+    std::env::var("MONGODB_URI")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .expect("MONGODB_URI is not set: run `cargo xtask test`, which starts a test server, or point it at a mongod")
+}
+
+/// A database name no other test uses.
+pub fn unique_database() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "t{}_{}_{}",
+        std::process::id(),
+        nanos % 1_000_000_000,
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: Client,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// A request with the right token; returns status and JSON body (`Null` when empty).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        self.call_with_token(method, path, body, Some(TOKEN)).await
+    }
+
+    pub async fn call_with_token(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        token: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let bytes = response.bytes().await.unwrap();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        (status, body)
+    }
+
+    /// Creates a session and returns its JSON.
+    pub async fn create(&self, body: Value) -> Value {
+        let (status, session) = self.call(Method::POST, "/v1/sessions", Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{session}");
+        session
+    }
+}
+
+/// Starts the app against `uri` with its own database, indexes ensured.
+pub async fn spawn_with(uri: &str, database: &str, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let mut config = Config::for_tests(uri, database, TOKEN);
+    config.db_timeout_ms = 1_000;
+    adjust(&mut config);
+    let state = AppState::from_config(&config).await.unwrap();
+    state.store.ensure_indexes().await.unwrap();
+    state.indexes_ready.store(true, Ordering::Release);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = build_app(state.clone(), config.request_timeout());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    TestApp {
+        addr,
+        client: Client::new(),
+    }
+}
+
+pub async fn spawn() -> TestApp {
+    spawn_with(&mongodb_uri(), &unique_database(), |_| {}).await
+}
+
+/// A TCP proxy in front of the database: `stop` closes its port and cuts every connection,
+/// as a stopped server would; `start` opens the same port again.
+pub struct DbProxy {
+    pub addr: SocketAddr,
+    running: watch::Sender<bool>,
+}
+
+impl DbProxy {
+    pub async fn start(target: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (running, _) = watch::channel(true);
+        let proxy = Self { addr, running };
+        proxy.serve(listener, target);
+        proxy
+    }
+
+    fn serve(&self, listener: TcpListener, target: SocketAddr) {
+        let mut running = self.running.subscribe();
+        let template = self.running.subscribe();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => {
+                        let Ok((mut inbound, _)) = accepted else { continue };
+                        let mut stop = template.clone();
+                        tokio::spawn(async move {
+                            let Ok(mut outbound) = TcpStream::connect(target).await else { return };
+                            tokio::select! {
+                                _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                                _ = stop.wait_for(|up| !*up) => {}
+                            }
+                        });
+                    }
+                    _ = running.wait_for(|up| !*up) => return,
+                }
+            }
+        });
+    }
+
+    /// The database goes away: no new connections, existing ones cut.
+    pub fn stop(&self) {
+        self.running.send_replace(false);
+    }
+
+    /// The database comes back on the same address.
+    pub async fn restart(&self, target: SocketAddr) {
+        self.running.send_replace(true);
+        let mut listener = None;
+        for _ in 0..50 {
+            match TcpListener::bind(self.addr).await {
+                Ok(l) => {
+                    listener = Some(l);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+        self.serve(
+            listener.expect("the proxy's port could not be reopened"),
+            target,
+        );
+    }
+}
+
+/// The single `host:port` of a `mongodb://` URI, for putting a proxy in front of it.
+pub fn single_host(uri: &str) -> (SocketAddr, String) {
+    let rest = uri
+        .strip_prefix("mongodb://")
+        .expect("the outage test needs a mongodb:// URI");
+    let (hosts, tail) = rest.split_once('/').unwrap_or((rest, ""));
+    let host = hosts.rsplit('@').next().unwrap_or(hosts);
+    assert!(
+        !host.contains(','),
+        "the outage test needs a single-host MONGODB_URI, got {uri}"
+    );
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(host)
+        .unwrap()
+        .next()
+        .unwrap();
+    (addr, tail.to_string())
+}

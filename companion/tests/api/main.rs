@@ -1,0 +1,15 @@
+//! The companion's whole API through real HTTP on a port-0 server, against a real MongoDB
+//! wire-protocol server (`MONGODB_URI`; `cargo xtask test` starts one). Each test has its own
+//! database.
+#![allow(clippy::unwrap_used)]
+
+mod helpers;
+
+mod auth;
+mod concurrency;
+mod expiry;
+mod indexes;
+mod outage;
+mod sessions;
+mod startup;
+mod users;
