@@ -34,8 +34,18 @@ pub enum StoreError {
 }
 
 impl From<mongodb::error::Error> for StoreError {
+    /// Server error messages can quote the documents involved (a duplicate key names its
+    /// `_id`), and these messages are logged: keep only the code for those.
     fn from(err: mongodb::error::Error) -> Self {
-        Self::Unavailable(err.to_string())
+        let described = match &*err.kind {
+            ErrorKind::Command(e) => format!("server error {} ({})", e.code, e.code_name),
+            ErrorKind::Write(WriteFailure::WriteError(e)) => format!("write error {}", e.code),
+            ErrorKind::Write(WriteFailure::WriteConcernError(e)) => {
+                format!("write concern error {}", e.code)
+            }
+            _ => err.to_string(),
+        };
+        Self::Unavailable(described)
     }
 }
 
