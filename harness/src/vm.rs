@@ -475,22 +475,7 @@ impl Vm {
             .direction_ref(dir.is_response())
             .headers
             .len() as i32;
-        let action = match func {
-            None => Action::Continue,
-            Some(f) => match self.invoke(
-                callback,
-                phase,
-                id,
-                &f,
-                (id as i32, count, end_of_stream as i32),
-            ) {
-                Ok(raw) => Action::from_raw(raw),
-                Err(err) => {
-                    self.fail_stream(id);
-                    return Err(err);
-                }
-            },
-        };
+        let action = self.stream_callback(id, callback, phase, func, count, end_of_stream)?;
         if action == Action::Continue && !self.stream_end_pending(id) {
             self.forward_headers(id, dir)?;
         }
@@ -532,6 +517,35 @@ impl Vm {
         Ok(action)
     }
 
+    /// Runs a header or body callback `(context, count or size, end_of_stream) -> action`. A
+    /// module without that export continues; a trap fails the stream and is returned.
+    fn stream_callback(
+        &mut self,
+        id: u32,
+        callback: &str,
+        phase: Phase,
+        func: Option<StreamCallback>,
+        count: i32,
+        end_of_stream: bool,
+    ) -> Result<Action, HarnessError> {
+        let Some(func) = func else {
+            return Ok(Action::Continue);
+        };
+        match self.invoke(
+            callback,
+            phase,
+            id,
+            &func,
+            (id as i32, count, end_of_stream as i32),
+        ) {
+            Ok(raw) => Ok(Action::from_raw(raw)),
+            Err(err) => {
+                self.fail_stream(id);
+                Err(err)
+            }
+        }
+    }
+
     /// Gives the buffered body to the filter; on Continue it goes on, on Pause it stays.
     fn run_body_callback(&mut self, id: u32, dir: Dir) -> Result<Action, HarnessError> {
         let (callback, phase, func) = match dir {
@@ -550,16 +564,7 @@ impl Vm {
             let d = self.stream_ref(id)?.direction_ref(dir.is_response());
             (d.buffered_body.len() as i32, d.end_of_stream)
         };
-        let action = match func {
-            None => Action::Continue,
-            Some(f) => match self.invoke(callback, phase, id, &f, (id as i32, size, eos as i32)) {
-                Ok(raw) => Action::from_raw(raw),
-                Err(err) => {
-                    self.fail_stream(id);
-                    return Err(err);
-                }
-            },
-        };
+        let action = self.stream_callback(id, callback, phase, func, size, eos)?;
         if self.stream_end_pending(id) {
             return Ok(action);
         }
