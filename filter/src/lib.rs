@@ -5,6 +5,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod control;
 pub mod cookie;
 pub mod inject;
 pub mod json_ascii;

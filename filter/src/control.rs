@@ -1,0 +1,469 @@
+//! Control headers (DESIGN.md section 3): how a legacy app writes its session through response
+//! headers, parsed into what to do, and the companion calls that do it.
+
+use crate::config::HeaderNames;
+use proto::{CreateSession, PatchSession, SessionId};
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// The longest user id the app may bind (the companion's own limit).
+const MAX_USER_BYTES: usize = 256;
+
+/// A session's expiry as the app asks for it with `x-session-expiry`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expiry {
+    /// Seconds of lifetime; the cookie gets `Max-Age`.
+    Seconds(u64),
+    /// Cookie without `Max-Age` (gone when the browser closes); the server-side TTL stays.
+    Browser,
+    /// Back to the configured lifetime.
+    Default,
+}
+
+/// Everything the app asked for in one response.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Controls {
+    pub flush: bool,
+    pub cycle: bool,
+    /// Keys to set; a `null` value removes the key (JSON merge patch, one level).
+    pub set: Option<Map<String, Value>>,
+    pub user: Option<String>,
+    pub expiry: Option<Expiry>,
+}
+
+/// A control header that cannot be applied. The whole write is then skipped: the session is
+/// not changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ControlError {
+    pub header: String,
+    pub reason: &'static str,
+}
+
+impl fmt::Display for ControlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.header, self.reason)
+    }
+}
+
+fn bad(header: &str, reason: &'static str) -> ControlError {
+    ControlError {
+        header: header.to_string(),
+        reason,
+    }
+}
+
+/// Reads the control headers among a response's headers. `Ok(None)`: the app wrote nothing.
+/// A repeated control header is refused, as its meaning would be ambiguous.
+pub fn parse(
+    names: &HeaderNames,
+    headers: &[(String, Vec<u8>)],
+    max_bytes: usize,
+) -> Result<Option<Controls>, ControlError> {
+    let mut controls = Controls::default();
+    let mut seen: Vec<&str> = Vec::new();
+    let mut any = false;
+    for (name, value) in headers {
+        let Some(kind) = control_kind(names, name) else {
+            continue;
+        };
+        if seen.contains(&kind) {
+            return Err(bad(name, "repeated"));
+        }
+        seen.push(kind);
+        any = true;
+        if value.len() > max_bytes {
+            return Err(bad(name, "too large"));
+        }
+        let text = std::str::from_utf8(value)
+            .map_err(|_| bad(name, "not UTF-8"))?
+            .trim();
+        match kind {
+            "set" => {
+                let parsed: Value =
+                    serde_json::from_str(text).map_err(|_| bad(name, "not JSON"))?;
+                let Value::Object(map) = parsed else {
+                    return Err(bad(name, "not a JSON object"));
+                };
+                if map.keys().any(String::is_empty) {
+                    return Err(bad(name, "empty key"));
+                }
+                controls.set = Some(map);
+            }
+            "user" => {
+                if text.is_empty()
+                    || text.len() > MAX_USER_BYTES
+                    || text.chars().any(char::is_control)
+                {
+                    return Err(bad(name, "not a user id"));
+                }
+                controls.user = Some(text.to_string());
+            }
+            "expiry" => {
+                controls.expiry = Some(match text {
+                    "browser" => Expiry::Browser,
+                    "default" => Expiry::Default,
+                    seconds => match seconds.parse::<u64>() {
+                        Ok(n) if n > 0 => Expiry::Seconds(n),
+                        _ => return Err(bad(name, "not seconds, browser or default")),
+                    },
+                });
+            }
+            "cycle" => controls.cycle = flag(name, text)?,
+            _ => controls.flush = flag(name, text)?,
+        }
+    }
+    Ok(any.then_some(controls))
+}
+
+fn flag(name: &str, text: &str) -> Result<bool, ControlError> {
+    match text {
+        "1" | "true" => Ok(true),
+        "0" | "false" => Ok(false),
+        _ => Err(bad(name, "not 1 or 0")),
+    }
+}
+
+fn control_kind(names: &HeaderNames, name: &str) -> Option<&'static str> {
+    let suffix = name
+        .get(names.prefix.len()..)
+        .filter(|_| names.has_prefix(name))?;
+    ["set", "user", "expiry", "cycle", "flush"]
+        .into_iter()
+        .find(|k| suffix.eq_ignore_ascii_case(k))
+}
+
+/// The companion calls a write takes, in order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WritePlan {
+    /// Delete the session (if any) and clear the cookie.
+    Flush(Option<SessionId>),
+    /// A new session.
+    Create(CreateSession),
+    /// A new id for the session, then the changes (if any) on the new id.
+    Cycle(SessionId, Option<PatchSession>),
+    Patch(SessionId, PatchSession),
+}
+
+/// What to do for `controls`, given the session the request carried (if it was valid).
+/// `flush` wins over everything; `cycle` comes first so a login moves pre-login data to the
+/// new id; `set`, `user` and `expiry` then apply to the resulting session.
+pub fn plan(
+    controls: Controls,
+    current: Option<&SessionId>,
+    default_ttl_seconds: u64,
+) -> Option<WritePlan> {
+    if controls.flush {
+        return Some(WritePlan::Flush(current.cloned()));
+    }
+    let (ttl_seconds, browser_session) = match controls.expiry {
+        None => (None, None),
+        Some(Expiry::Seconds(n)) => (Some(n), Some(false)),
+        Some(Expiry::Browser) => (None, Some(true)),
+        Some(Expiry::Default) => (Some(default_ttl_seconds), Some(false)),
+    };
+    let has_changes =
+        controls.set.is_some() || controls.user.is_some() || controls.expiry.is_some();
+    match current {
+        None if controls.cycle || has_changes => {
+            let data = controls
+                .set
+                .map(|set| set.into_iter().filter(|(_, v)| !v.is_null()).collect());
+            Some(WritePlan::Create(CreateSession {
+                data,
+                user: controls.user,
+                ttl_seconds: Some(ttl_seconds.unwrap_or(default_ttl_seconds)),
+                browser_session,
+            }))
+        }
+        None => None,
+        Some(id) => {
+            let patch = has_changes.then(|| {
+                let (set, unset) = split_merge_patch(controls.set);
+                PatchSession {
+                    set,
+                    unset,
+                    user: controls.user,
+                    ttl_seconds,
+                    browser_session,
+                    touch: false,
+                }
+            });
+            match (controls.cycle, patch) {
+                (true, patch) => Some(WritePlan::Cycle(id.clone(), patch)),
+                (false, Some(patch)) => Some(WritePlan::Patch(id.clone(), patch)),
+                (false, None) => None,
+            }
+        }
+    }
+}
+
+/// A one-level JSON merge patch as the companion's `set` and `unset`.
+fn split_merge_patch(
+    set: Option<Map<String, Value>>,
+) -> (Option<Map<String, Value>>, Option<Vec<String>>) {
+    let Some(map) = set else { return (None, None) };
+    let mut keep = Map::new();
+    let mut remove = Vec::new();
+    for (key, value) in map {
+        if value.is_null() {
+            remove.push(key);
+        } else {
+            keep.insert(key, value);
+        }
+    }
+    (
+        (!keep.is_empty()).then_some(keep),
+        (!remove.is_empty()).then_some(remove),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use serde_json::json;
+
+    fn names() -> HeaderNames {
+        let config = json!({
+            "keys": [{"id": "k", "secret": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="}],
+            "companion": {"cluster": "c", "token": "t"},
+        });
+        Config::parse(config.to_string().as_bytes())
+            .unwrap()
+            .headers
+    }
+
+    fn headers(list: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
+    fn parse_list(list: &[(&str, &str)]) -> Result<Option<Controls>, ControlError> {
+        parse(&names(), &headers(list), 100)
+    }
+
+    #[test]
+    fn reads_every_control_header() {
+        let controls = parse_list(&[
+            ("content-type", "text/html"),
+            ("x-session-set", r#"{"cart": [1], "old": null}"#),
+            ("X-Session-User", " alice "),
+            ("x-session-expiry", "3600"),
+            ("x-session-cycle", "1"),
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            controls.set,
+            json!({"cart": [1], "old": null}).as_object().cloned()
+        );
+        assert_eq!(controls.user.as_deref(), Some("alice"));
+        assert_eq!(controls.expiry, Some(Expiry::Seconds(3600)));
+        assert!(controls.cycle && !controls.flush);
+        assert_eq!(
+            parse_list(&[("x-session-expiry", "browser")])
+                .unwrap()
+                .unwrap()
+                .expiry,
+            Some(Expiry::Browser)
+        );
+        assert_eq!(
+            parse_list(&[("x-session-expiry", "default")])
+                .unwrap()
+                .unwrap()
+                .expiry,
+            Some(Expiry::Default)
+        );
+        assert!(
+            parse_list(&[("x-session-flush", "1")])
+                .unwrap()
+                .unwrap()
+                .flush
+        );
+        assert_eq!(
+            parse_list(&[("content-type", "text/html"), ("x-session-other", "1")]),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn refuses_bad_control_headers_naming_them() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("x-session-set", "{not json", "not JSON"),
+            ("x-session-set", "[1, 2]", "not a JSON object"),
+            ("x-session-set", r#"{"": 1}"#, "empty key"),
+            ("x-session-set", &"x".repeat(101), "too large"),
+            ("x-session-user", "", "not a user id"),
+            ("x-session-user", "a\u{7}b", "not a user id"),
+            ("x-session-expiry", "0", "not seconds, browser or default"),
+            (
+                "x-session-expiry",
+                "soon",
+                "not seconds, browser or default",
+            ),
+            ("x-session-cycle", "yes", "not 1 or 0"),
+            ("x-session-flush", "2", "not 1 or 0"),
+        ];
+        for (name, value, reason) in cases {
+            assert_eq!(
+                parse_list(&[(name, value)]),
+                Err(bad(name, reason)),
+                "{name}: {value}"
+            );
+        }
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        assert!(
+            parse(
+                &names(),
+                &headers(&[("x-session-set", &format!("{{\"a\":{deep}}}"))]),
+                10_000
+            )
+            .is_err()
+        );
+        let twice = parse_list(&[("x-session-user", "a"), ("x-session-user", "b")]);
+        assert_eq!(twice, Err(bad("x-session-user", "repeated")));
+        let binary = parse(&names(), &[("x-session-user".into(), vec![0xff])], 100);
+        assert_eq!(binary, Err(bad("x-session-user", "not UTF-8")));
+    }
+
+    fn id(n: u8) -> SessionId {
+        SessionId::from_bytes(&[n; 32])
+    }
+
+    fn controls(
+        set: Option<Value>,
+        user: Option<&str>,
+        expiry: Option<Expiry>,
+        cycle: bool,
+        flush: bool,
+    ) -> Controls {
+        Controls {
+            flush,
+            cycle,
+            set: set.and_then(|v| v.as_object().cloned()),
+            user: user.map(str::to_string),
+            expiry,
+        }
+    }
+
+    #[test]
+    fn plans_follow_the_design_order() {
+        let current = id(1);
+        // flush wins over everything
+        assert_eq!(
+            plan(
+                controls(Some(json!({"a": 1})), Some("u"), None, true, true),
+                Some(&current),
+                60
+            ),
+            Some(WritePlan::Flush(Some(current.clone())))
+        );
+        assert_eq!(
+            plan(controls(None, None, None, false, true), None, 60),
+            Some(WritePlan::Flush(None))
+        );
+        // login: cycle first, then the changes on the new id
+        let login = plan(
+            controls(
+                Some(json!({"user": "alice"})),
+                Some("alice"),
+                None,
+                true,
+                false,
+            ),
+            Some(&current),
+            60,
+        );
+        let Some(WritePlan::Cycle(old, Some(patch))) = login else {
+            panic!("{login:?}")
+        };
+        assert_eq!(old, current);
+        assert_eq!(patch.user.as_deref(), Some("alice"));
+        assert_eq!(patch.set, json!({"user": "alice"}).as_object().cloned());
+        // cycle with nothing else
+        assert_eq!(
+            plan(controls(None, None, None, true, false), Some(&current), 60),
+            Some(WritePlan::Cycle(current.clone(), None))
+        );
+        // set with nulls: merge patch into set and unset
+        let Some(WritePlan::Patch(_, patch)) = plan(
+            controls(Some(json!({"a": 1, "b": null})), None, None, false, false),
+            Some(&current),
+            60,
+        ) else {
+            panic!()
+        };
+        assert_eq!(
+            (patch.set, patch.unset),
+            (
+                json!({"a": 1}).as_object().cloned(),
+                Some(vec!["b".to_string()])
+            )
+        );
+        // expiry
+        let Some(WritePlan::Patch(_, browser)) = plan(
+            controls(None, None, Some(Expiry::Browser), false, false),
+            Some(&current),
+            60,
+        ) else {
+            panic!()
+        };
+        assert_eq!(
+            (browser.ttl_seconds, browser.browser_session),
+            (None, Some(true))
+        );
+        let Some(WritePlan::Patch(_, default)) = plan(
+            controls(None, None, Some(Expiry::Default), false, false),
+            Some(&current),
+            60,
+        ) else {
+            panic!()
+        };
+        assert_eq!(
+            (default.ttl_seconds, default.browser_session),
+            (Some(60), Some(false))
+        );
+    }
+
+    #[test]
+    fn without_a_session_writes_create_one() {
+        let Some(WritePlan::Create(create)) = plan(
+            controls(
+                Some(json!({"a": 1, "gone": null})),
+                Some("u"),
+                Some(Expiry::Seconds(30)),
+                false,
+                false,
+            ),
+            None,
+            60,
+        ) else {
+            panic!()
+        };
+        assert_eq!(
+            create.data,
+            json!({"a": 1}).as_object().cloned(),
+            "nulls mean nothing in a new session"
+        );
+        assert_eq!(
+            (
+                create.user.as_deref(),
+                create.ttl_seconds,
+                create.browser_session
+            ),
+            (Some("u"), Some(30), Some(false))
+        );
+        let Some(WritePlan::Create(login)) =
+            plan(controls(None, None, None, true, false), None, 60)
+        else {
+            panic!()
+        };
+        assert_eq!(login.ttl_seconds, Some(60));
+        assert_eq!(
+            plan(Controls::default(), None, 60),
+            None,
+            "nothing asked, nothing done"
+        );
+    }
+}
