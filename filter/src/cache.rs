@@ -3,6 +3,7 @@
 
 use crate::config::CacheConfig;
 use crate::inject::Injection;
+use crate::revocation::RevocationTag;
 use lru::LruCache;
 use proto::SessionId;
 use std::rc::Rc;
@@ -14,10 +15,15 @@ pub struct Resolved {
     pub injection: Injection,
     /// The session's expiry, nanoseconds since the epoch.
     pub expires_at_nanos: i128,
+    /// The session's own lifetime, for sliding expiry.
+    pub ttl_seconds: u64,
+    /// Where another worker announces that this session changed.
+    pub revocation: RevocationTag,
 }
 
 struct Entry {
     resolved: Rc<Resolved>,
+    cached_at: i128,
     fresh_until: i128,
 }
 
@@ -34,10 +40,12 @@ impl SessionCache {
         }
     }
 
-    /// A fresh entry, or `None` (a stale one is dropped on the way).
-    pub fn get(&mut self, id: &SessionId, now_nanos: i128) -> Option<Rc<Resolved>> {
+    /// A fresh entry and when it was cached, or `None` (a stale one is dropped on the way).
+    pub fn get(&mut self, id: &SessionId, now_nanos: i128) -> Option<(Rc<Resolved>, i128)> {
         match self.entries.get(id) {
-            Some(entry) if entry.fresh_until > now_nanos => Some(entry.resolved.clone()),
+            Some(entry) if entry.fresh_until > now_nanos => {
+                Some((entry.resolved.clone(), entry.cached_at))
+            }
             Some(_) => {
                 self.entries.pop(id);
                 None
@@ -55,6 +63,7 @@ impl SessionCache {
                 resolved.id.clone(),
                 Entry {
                     resolved,
+                    cached_at: now_nanos,
                     fresh_until,
                 },
             );
@@ -94,6 +103,8 @@ mod tests {
                 omitted: vec![],
             },
             expires_at_nanos,
+            ttl_seconds: 60,
+            revocation: RevocationTag::of(&id(n)),
         })
     }
 
@@ -107,6 +118,12 @@ mod tests {
     #[test]
     fn entries_are_fresh_for_the_ttl_only() {
         let mut c = cache(2000, 10);
+        c.insert(resolved(1, 100 * SECOND), 5);
+        assert_eq!(
+            c.get(&id(1), 6).map(|(_, cached_at)| cached_at),
+            Some(5),
+            "reports when it was cached"
+        );
         c.insert(resolved(1, 100 * SECOND), 0);
         assert!(c.get(&id(1), 0).is_some());
         assert!(c.get(&id(1), 2 * SECOND - 1).is_some());

@@ -11,6 +11,7 @@ pub mod inject;
 pub mod json_ascii;
 pub mod metrics;
 pub mod resolve;
+pub mod revocation;
 pub mod token;
 
 mod root;

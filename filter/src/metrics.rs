@@ -12,11 +12,13 @@ pub enum Counter {
     CacheMiss,
     CalloutError,
     Writes,
+    WriteError,
+    BadControl,
     HeaderOmitted,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 10] = [
+    pub const ALL: [Counter; 12] = [
         Self::Valid,
         Self::None,
         Self::Invalid,
@@ -26,6 +28,8 @@ impl Counter {
         Self::CacheMiss,
         Self::CalloutError,
         Self::Writes,
+        Self::WriteError,
+        Self::BadControl,
         Self::HeaderOmitted,
     ];
 
@@ -40,6 +44,8 @@ impl Counter {
             Self::CacheMiss => "edge_session_cache_miss",
             Self::CalloutError => "edge_session_callout_error",
             Self::Writes => "edge_session_writes",
+            Self::WriteError => "edge_session_write_error",
+            Self::BadControl => "edge_session_bad_control",
             Self::HeaderOmitted => "edge_session_header_omitted",
         }
     }

@@ -6,3 +6,4 @@ mod support;
 
 mod properties;
 mod request_path;
+mod response_path;

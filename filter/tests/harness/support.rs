@@ -157,3 +157,42 @@ pub fn session_headers(headers: &harness::HeaderMap) -> Vec<(String, String)> {
         .filter(|(k, _)| k.starts_with("x-session-"))
         .collect()
 }
+
+/// A session body with every field chosen.
+pub fn session_with(
+    id: &SessionId,
+    data: Value,
+    user: Option<&str>,
+    ttl: u64,
+    expires_at: &str,
+    browser: bool,
+) -> String {
+    json!({
+        "id": id.as_str(), "data": data, "user": user, "ttl_seconds": ttl, "browser_session": browser,
+        "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z", "expires_at": expires_at
+    })
+    .to_string()
+}
+
+/// Sends the app's response headers; returns what the stream did (the filter may pause it).
+pub fn app_responds(vm: &mut Vm, stream: u32, headers: &[(&str, &str)]) -> harness::Action {
+    let mut all = vec![(":status", "200"), ("content-type", "text/html")];
+    all.extend_from_slice(headers);
+    vm.response_headers(stream, &all, true).unwrap()
+}
+
+/// The single pending callout; panics when there is not exactly one.
+pub fn only_callout(vm: &Vm) -> harness::Callout {
+    let calls = vm.pending_callouts();
+    assert_eq!(calls.len(), 1, "{calls:#?}");
+    calls.into_iter().next().unwrap()
+}
+
+/// A request with a valid cookie whose session the companion resolves at once.
+pub fn resolved_request(vm: &mut Vm, sid: &SessionId, body: String) -> u32 {
+    let s = get_with_cookie(vm, &format!("sid={}", valid_token(sid)));
+    let call = only_callout(vm);
+    vm.answer_callout(call.token, CalloutReply::new(200).body(body))
+        .unwrap();
+    s
+}

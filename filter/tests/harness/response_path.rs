@@ -1,0 +1,335 @@
+//! The response path: legacy apps write sessions with control headers (DESIGN.md section 3).
+
+use crate::support::*;
+use harness::{Action, CalloutReply};
+use serde_json::{Value, json};
+
+const LATER: &str = "2026-01-15T00:00:00Z";
+
+fn body_of(call: &harness::Callout) -> Value {
+    serde_json::from_slice(&call.body).unwrap()
+}
+
+fn client(vm: &harness::Vm, s: u32) -> harness::Message {
+    let stream = vm.stream(s).unwrap();
+    assert!(stream.violations.is_empty(), "{:?}", stream.violations);
+    stream
+        .client
+        .clone()
+        .unwrap_or_else(|| panic!("nothing reached the client: {stream:#?}"))
+}
+
+#[test]
+fn login_without_a_session_creates_one_and_sets_its_cookie() {
+    let (host, mut vm) = start(config(json!({})));
+    let s = get(&mut vm, &[]);
+    let action = app_responds(
+        &mut vm,
+        s,
+        &[
+            ("x-session-cycle", "1"),
+            ("x-session-user", "alice"),
+            ("x-session-set", r#"{"user": "alice"}"#),
+        ],
+    );
+    assert_eq!(
+        action,
+        Action::Pause,
+        "the response waits for the companion"
+    );
+    assert!(vm.stream(s).unwrap().client.is_none());
+    let call = only_callout(&vm);
+    assert_eq!(
+        (call.method(), call.path()),
+        (Some("POST"), Some("/v1/sessions"))
+    );
+    assert_eq!(call.headers.get("content-type"), Some("application/json"));
+    assert_eq!(
+        body_of(&call),
+        json!({"data": {"user": "alice"}, "user": "alice", "ttl_seconds": 1209600})
+    );
+
+    let new = id(20);
+    let created = session_with(
+        &new,
+        json!({"user": "alice"}),
+        Some("alice"),
+        1209600,
+        LATER,
+        false,
+    );
+    vm.answer_callout(call.token, CalloutReply::new(201).body(created))
+        .unwrap();
+    let out = client(&vm, s);
+    assert_eq!(
+        out.header("set-cookie").map(str::to_string),
+        Some(format!(
+            "sid={}; Max-Age=1209600; Path=/; Secure; HttpOnly; SameSite=Lax",
+            valid_token(&new)
+        ))
+    );
+    assert!(
+        session_headers(&out.headers).is_empty(),
+        "control headers never reach the client"
+    );
+    assert_eq!(out.header("vary"), Some("Cookie"));
+    assert_eq!(vm.stream(s).unwrap().response.resumes, 1);
+    assert_eq!(host.counter("edge_session_writes"), 1);
+}
+
+#[test]
+fn login_with_a_session_cycles_it_then_applies_the_changes_on_the_new_id() {
+    let (host, mut vm) = start(config(json!({})));
+    let old = id(21);
+    let s = resolved_request(
+        &mut vm,
+        &old,
+        session_body(&old, json!({"cart": [1]}), None),
+    );
+    app_responds(
+        &mut vm,
+        s,
+        &[("x-session-cycle", "1"), ("x-session-user", "bob")],
+    );
+    let cycle = only_callout(&vm);
+    assert_eq!(
+        (cycle.method(), cycle.path()),
+        (
+            Some("POST"),
+            Some(format!("/v1/sessions/{}/cycle", old.as_str()).as_str())
+        )
+    );
+    let new = id(22);
+    vm.answer_callout(
+        cycle.token,
+        CalloutReply::new(201).body(session_body(&new, json!({"cart": [1]}), None)),
+    )
+    .unwrap();
+    let patch = only_callout(&vm);
+    assert_eq!(
+        (patch.method(), patch.path()),
+        (
+            Some("PATCH"),
+            Some(format!("/v1/sessions/{}", new.as_str()).as_str())
+        )
+    );
+    assert_eq!(body_of(&patch), json!({"user": "bob"}));
+    vm.answer_callout(
+        patch.token,
+        CalloutReply::new(200).body(session_body(&new, json!({"cart": [1]}), Some("bob"))),
+    )
+    .unwrap();
+    let cookie = client(&vm, s).header("set-cookie").unwrap().to_string();
+    assert!(
+        cookie.starts_with(&format!("sid={};", valid_token(&new))),
+        "{cookie}"
+    );
+    assert_eq!(
+        host.counter("edge_session_writes"),
+        1,
+        "one write, two calls"
+    );
+
+    // The old id was dropped from the cache: the companion is asked, and says it is gone.
+    let again = get_with_cookie(&mut vm, &format!("sid={}", valid_token(&old)));
+    let read = only_callout(&vm);
+    vm.answer_callout(read.token, CalloutReply::new(404))
+        .unwrap();
+    assert_eq!(upstream(&vm, again).get("x-session-state"), Some("expired"));
+}
+
+#[test]
+fn set_patches_the_session_without_a_new_cookie() {
+    let (_host, mut vm) = start(config(json!({})));
+    let sid = id(23);
+    let s = resolved_request(&mut vm, &sid, session_body(&sid, json!({"a": 1}), None));
+    app_responds(
+        &mut vm,
+        s,
+        &[("x-session-set", r#"{"b": "two", "a": null}"#)],
+    );
+    let call = only_callout(&vm);
+    assert_eq!(call.method(), Some("PATCH"));
+    assert_eq!(body_of(&call), json!({"set": {"b": "two"}, "unset": ["a"]}));
+    vm.answer_callout(
+        call.token,
+        CalloutReply::new(200).body(session_body(&sid, json!({"b": "two"}), None)),
+    )
+    .unwrap();
+    let out = client(&vm, s);
+    assert!(
+        !out.headers.contains("set-cookie"),
+        "same session, same cookie"
+    );
+    assert_eq!(out.header("cache-control"), Some("private"));
+}
+
+#[test]
+fn browser_expiry_reissues_the_cookie_without_max_age() {
+    let (_host, mut vm) = start(config(json!({})));
+    let sid = id(24);
+    let s = resolved_request(&mut vm, &sid, session_body(&sid, json!({}), None));
+    app_responds(&mut vm, s, &[("x-session-expiry", "browser")]);
+    let call = only_callout(&vm);
+    assert_eq!(body_of(&call), json!({"browser_session": true}));
+    vm.answer_callout(
+        call.token,
+        CalloutReply::new(200).body(session_with(&sid, json!({}), None, 1209600, LATER, true)),
+    )
+    .unwrap();
+    assert_eq!(
+        client(&vm, s).header("set-cookie").map(str::to_string),
+        Some(format!(
+            "sid={}; Path=/; Secure; HttpOnly; SameSite=Lax",
+            valid_token(&sid)
+        ))
+    );
+}
+
+#[test]
+fn logout_deletes_the_session_clears_the_cookie_and_every_worker_forgets_it() {
+    let host = host();
+    let cfg = config(json!({}));
+    let mut a = try_start(&host, &cfg).unwrap();
+    let mut b = try_start(&host, &cfg).unwrap();
+    let sid = id(25);
+    // Both workers have the session cached.
+    let on_a = resolved_request(&mut a, &sid, session_body(&sid, json!({}), Some("u")));
+    let on_b = resolved_request(&mut b, &sid, session_body(&sid, json!({}), Some("u")));
+    respond(&mut b, on_b, &[]);
+    let cached = get_with_cookie(&mut b, &format!("sid={}", valid_token(&sid)));
+    assert!(
+        b.pending_callouts().is_empty(),
+        "b serves it from its cache"
+    );
+    respond(&mut b, cached, &[]);
+
+    app_responds(
+        &mut a,
+        on_a,
+        &[
+            ("x-session-flush", "1"),
+            ("x-session-set", r#"{"ignored": 1}"#),
+        ],
+    );
+    let call = only_callout(&a);
+    assert_eq!(
+        (call.method(), call.path()),
+        (
+            Some("DELETE"),
+            Some(format!("/v1/sessions/{}", sid.as_str()).as_str())
+        )
+    );
+    a.answer_callout(call.token, CalloutReply::new(204))
+        .unwrap();
+    assert_eq!(
+        client(&a, on_a).header("set-cookie"),
+        Some("sid=; Max-Age=0; Path=/; Secure; HttpOnly; SameSite=Lax")
+    );
+
+    // Worker b no longer trusts its cached copy: the replayed cookie goes to the companion.
+    let replay = get_with_cookie(&mut b, &format!("sid={}", valid_token(&sid)));
+    let read = only_callout(&b);
+    b.answer_callout(read.token, CalloutReply::new(404))
+        .unwrap();
+    assert_eq!(upstream(&b, replay).get("x-session-state"), Some("expired"));
+    assert_eq!(host.counter("edge_session_writes"), 1);
+}
+
+#[test]
+fn logout_without_a_session_just_clears_the_cookie() {
+    let (_host, mut vm) = start(config(json!({})));
+    let s = get_with_cookie(&mut vm, "sid=garbage");
+    assert_eq!(
+        app_responds(&mut vm, s, &[("x-session-flush", "1")]),
+        Action::Continue
+    );
+    assert!(vm.pending_callouts().is_empty());
+    assert_eq!(
+        client(&vm, s).header("set-cookie"),
+        Some("sid=; Max-Age=0; Path=/; Secure; HttpOnly; SameSite=Lax")
+    );
+}
+
+#[test]
+fn bad_control_headers_change_nothing_and_are_counted() {
+    for (name, value) in [
+        ("x-session-set", "{broken"),
+        ("x-session-set", "[1]"),
+        ("x-session-expiry", "later"),
+        ("x-session-cycle", "yes"),
+    ] {
+        let (host, mut vm) = start(config(json!({})));
+        let sid = id(26);
+        let s = resolved_request(&mut vm, &sid, session_body(&sid, json!({}), None));
+        let action = app_responds(&mut vm, s, &[(name, value), ("x-session-user", "mallory")]);
+        assert_eq!(action, Action::Continue, "{name}: {value}");
+        assert!(vm.pending_callouts().is_empty(), "{name}: no write at all");
+        let out = client(&vm, s);
+        assert!(session_headers(&out.headers).is_empty());
+        assert!(!out.headers.contains("set-cookie"));
+        assert_eq!(host.counter("edge_session_bad_control"), 1);
+        assert!(host.logged(name), "the log names the header");
+    }
+}
+
+#[test]
+fn a_failed_write_never_sets_a_cookie_and_follows_the_policy() {
+    // pass: the app's response goes out unchanged, counted.
+    let (host, mut vm) = start(config(json!({})));
+    let s = get(&mut vm, &[]);
+    app_responds(&mut vm, s, &[("x-session-cycle", "1")]);
+    let call = only_callout(&vm);
+    vm.answer_callout(call.token, CalloutReply::new(503).body("down"))
+        .unwrap();
+    let out = client(&vm, s);
+    assert_eq!(out.status(), Some(200));
+    assert!(!out.headers.contains("set-cookie"));
+    assert_eq!(host.counter("edge_session_write_error"), 1);
+    assert_eq!(host.counter("edge_session_writes"), 0);
+
+    // fail: 503, still no cookie; a reset call counts the same.
+    let (_host, mut vm) = start(config(json!({"on_write_error": "fail"})));
+    let s = get(&mut vm, &[]);
+    app_responds(&mut vm, s, &[("x-session-set", r#"{"a": 1}"#)]);
+    let call = only_callout(&vm);
+    vm.fail_callout(call.token).unwrap();
+    let out = client(&vm, s);
+    assert_eq!(out.status(), Some(503));
+    assert!(!out.headers.contains("set-cookie"));
+}
+
+#[test]
+fn sliding_expiry_touches_a_session_past_half_its_life_without_pausing() {
+    let (_host, mut vm) = start(config(json!({})));
+    let sid = id(27);
+    // One hour of lifetime, 20 minutes left (the harness clock starts at 2026-01-01T00:00:00Z).
+    let s = resolved_request(
+        &mut vm,
+        &sid,
+        session_with(&sid, json!({}), None, 3600, "2026-01-01T00:20:00Z", false),
+    );
+    assert!(
+        vm.stream(s).unwrap().upstream.is_some(),
+        "the request did not wait"
+    );
+    let touch = only_callout(&vm);
+    assert_eq!(
+        (touch.method(), touch.path()),
+        (
+            Some("PATCH"),
+            Some(format!("/v1/sessions/{}", sid.as_str()).as_str())
+        )
+    );
+    assert_eq!(body_of(&touch), json!({"touch": true}));
+    vm.answer_callout(
+        touch.token,
+        CalloutReply::new(200).body(session_body(&sid, json!({}), None)),
+    )
+    .unwrap();
+    assert!(vm.stream(s).unwrap().violations.is_empty());
+    // A fresh session is not touched.
+    let fresh = id(28);
+    resolved_request(&mut vm, &fresh, session_body(&fresh, json!({}), None));
+    assert!(vm.pending_callouts().is_empty());
+}
