@@ -21,5 +21,13 @@ pub fn run() -> Result<()> {
             .env("MONGODB_URI", &uri),
     )?;
     drop(server);
+    // The sample legacy app's own tests (Python standard library only).
+    exec(Command::new("python3").args([
+        "-m",
+        "unittest",
+        "discover",
+        "-s",
+        "examples/legacy-app",
+    ]))?;
     lint::run()
 }

@@ -1,0 +1,168 @@
+//! One HTTP stream: the request path of DESIGN.md section 2 (`request`) and the response path
+//! of section 3 (`response`). Moves data between Envoy and the pure core; decides nothing
+//! itself.
+
+mod request;
+mod response;
+
+use crate::root::Filter;
+use proto::{PatchSession, SessionId};
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::Action;
+use std::rc::Rc;
+use std::time::UNIX_EPOCH;
+
+/// A write to the companion in flight, and what follows it.
+enum WriteStep {
+    Create,
+    /// The old id; then the changes to apply on the new one.
+    Cycle {
+        old: SessionId,
+        then: Option<PatchSession>,
+    },
+    /// `reissue`: the cookie must be sent again (new id, or new expiry).
+    Patch {
+        id: SessionId,
+        reissue: bool,
+    },
+    Flush {
+        id: SessionId,
+    },
+}
+
+/// The callout this stream waits for.
+enum Pending {
+    Read { token: u32, id: SessionId },
+    Write { token: u32, step: WriteStep },
+}
+
+pub struct SessionStream {
+    filter: Rc<Filter>,
+    pending: Option<Pending>,
+    /// The valid session the request carried.
+    session: Option<SessionId>,
+    /// The response must delete the cookie (bad token, gone session, logout).
+    clear_cookie: bool,
+    /// A cookie a write issued.
+    set_cookie: Option<String>,
+    /// The response depends on the session: shared caches must not serve it to others.
+    session_dependent: bool,
+}
+
+impl SessionStream {
+    pub fn new(filter: Rc<Filter>) -> Self {
+        Self {
+            filter,
+            pending: None,
+            session: None,
+            clear_cookie: false,
+            set_cookie: None,
+            session_dependent: false,
+        }
+    }
+
+    fn now_nanos(&self) -> i128 {
+        self.get_current_time()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128)
+    }
+
+    /// One HTTP call to the companion cluster.
+    fn companion_call(
+        &mut self,
+        filter: &Filter,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<u32, ()> {
+        let companion = &filter.config.companion;
+        let mut headers = vec![
+            (":method", method),
+            (":path", path),
+            (":authority", companion.authority.as_str()),
+            ("authorization", companion.authorization.as_str()),
+            ("accept", "application/json"),
+        ];
+        if body.is_some() {
+            headers.push(("content-type", "application/json"));
+        }
+        self.dispatch_http_call(&companion.cluster, headers, body, vec![], companion.timeout)
+            .map_err(|status| {
+                log::error!(
+                    "edge-session: cannot call cluster {:?}: {status:?}",
+                    companion.cluster
+                );
+            })
+    }
+}
+
+impl Context for SessionStream {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let filter = self.filter.clone();
+        let matches = match &self.pending {
+            Some(Pending::Read { token: t, .. } | Pending::Write { token: t, .. }) => *t == token,
+            None => false,
+        };
+        if !matches {
+            // A sliding-expiry touch, answered: nothing waits for it.
+            return;
+        }
+        // With no headers the call failed and Envoy holds no reply maps: reading them would trap.
+        let (status, body) = if num_headers == 0 {
+            (None, Vec::new())
+        } else {
+            (
+                self.get_http_call_response_header_bytes(":status"),
+                self.get_http_call_response_body(0, body_size)
+                    .unwrap_or_default(),
+            )
+        };
+        match self.pending.take() {
+            Some(Pending::Read { id, .. }) => self.read_response(&filter, id, status, &body),
+            Some(Pending::Write { step, .. }) => {
+                let code = status
+                    .as_deref()
+                    .and_then(|s| std::str::from_utf8(s).ok())
+                    .and_then(|s| s.parse().ok());
+                self.write_response(&filter, step, code, &body);
+            }
+            None => {}
+        }
+    }
+}
+
+impl HttpContext for SessionStream {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let filter = self.filter.clone();
+        self.request_headers(&filter)
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let filter = self.filter.clone();
+        self.response_headers(&filter)
+    }
+}
+
+/// A stream on a plugin without a configuration. Envoy never creates one (it refuses the
+/// plugin first), but if it did, nothing unchecked may reach the app: answer 503.
+pub struct Unconfigured;
+
+impl Context for Unconfigured {}
+
+impl HttpContext for Unconfigured {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        log::error!("edge-session: stream on an unconfigured plugin refused");
+        self.send_http_response(
+            503,
+            vec![("content-type", "text/plain")],
+            Some(b"session filter not configured\n"),
+        );
+        Action::Pause
+    }
+}

@@ -1,0 +1,259 @@
+//! The response path (DESIGN.md section 3): control headers applied through the companion
+//! while the response waits, then the cookie and the cache headers.
+
+use super::{Pending, SessionStream, WriteStep};
+use crate::config::WriteErrorPolicy;
+use crate::control::{self, WritePlan};
+use crate::metrics::Counter;
+use crate::revocation::RevocationTag;
+use crate::root::Filter;
+use proto::{Session, SessionId};
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::Action;
+
+impl SessionStream {
+    pub(super) fn response_headers(&mut self, filter: &Filter) -> Action {
+        let headers = self.get_http_response_headers_bytes();
+        let config = &filter.config;
+        let controls = control::parse(&config.headers, &headers, config.max_header_bytes);
+        // Control headers are for the filter only: they never reach the client.
+        for (name, _) in &headers {
+            if config.headers.has_prefix(name) {
+                self.set_http_response_header(name, None);
+            }
+        }
+        let plan = match controls {
+            Ok(Some(controls)) => {
+                control::plan(controls, self.session.as_ref(), config.ttl_seconds)
+            }
+            Ok(None) => None,
+            Err(err) => {
+                filter.count(Counter::BadControl);
+                log::warn!("edge-session: control header refused, session left as it was: {err}");
+                None
+            }
+        };
+        match plan {
+            None => {
+                self.finish_response_headers(filter);
+                Action::Continue
+            }
+            Some(plan) => self.start_write(filter, plan),
+        }
+    }
+
+    fn start_write(&mut self, filter: &Filter, plan: WritePlan) -> Action {
+        let (method, path, body, step) = match plan {
+            WritePlan::Flush(None) => {
+                filter.count(Counter::Writes);
+                self.clear_cookie = true;
+                self.session_dependent = true;
+                self.finish_response_headers(filter);
+                return Action::Continue;
+            }
+            WritePlan::Flush(Some(id)) => (
+                "DELETE",
+                format!("/v1/sessions/{}", id.as_str()),
+                None,
+                WriteStep::Flush { id },
+            ),
+            WritePlan::Create(create) => (
+                "POST",
+                "/v1/sessions".to_string(),
+                Some(json(&create)),
+                WriteStep::Create,
+            ),
+            WritePlan::Cycle(old, then) => (
+                "POST",
+                format!("/v1/sessions/{}/cycle", old.as_str()),
+                None,
+                WriteStep::Cycle { old, then },
+            ),
+            WritePlan::Patch(id, patch) => {
+                let reissue = patch.ttl_seconds.is_some() || patch.browser_session.is_some();
+                (
+                    "PATCH",
+                    format!("/v1/sessions/{}", id.as_str()),
+                    Some(json(&patch)),
+                    WriteStep::Patch { id, reissue },
+                )
+            }
+        };
+        match self.companion_call(filter, method, &path, body.as_deref()) {
+            Ok(token) => {
+                self.pending = Some(Pending::Write { token, step });
+                Action::Pause
+            }
+            Err(()) => self.write_failed(filter, false),
+        }
+    }
+
+    pub(super) fn write_response(
+        &mut self,
+        filter: &Filter,
+        step: WriteStep,
+        status: Option<u16>,
+        body: &[u8],
+    ) {
+        let session = || serde_json::from_slice::<Session>(body).ok();
+        match (step, status) {
+            (WriteStep::Flush { id }, Some(204 | 404)) => {
+                self.announce_change(filter, &id);
+                self.clear_cookie = true;
+                self.complete_write(filter);
+            }
+            (WriteStep::Create, Some(201)) => match session() {
+                Some(created) => {
+                    self.issue_cookie(filter, &created);
+                    self.complete_write(filter);
+                }
+                None => self.write_failed_in_callout(filter),
+            },
+            (WriteStep::Cycle { old, then }, Some(201)) => match session() {
+                Some(cycled) => {
+                    self.announce_change(filter, &old);
+                    self.issue_cookie(filter, &cycled);
+                    match then {
+                        None => self.complete_write(filter),
+                        Some(patch) => {
+                            let path = format!("/v1/sessions/{}", cycled.id.as_str());
+                            let step = WriteStep::Patch {
+                                id: cycled.id,
+                                reissue: true,
+                            };
+                            match self.companion_call(filter, "PATCH", &path, Some(&json(&patch))) {
+                                Ok(token) => self.pending = Some(Pending::Write { token, step }),
+                                Err(()) => self.write_failed_in_callout(filter),
+                            }
+                        }
+                    }
+                }
+                None => self.write_failed_in_callout(filter),
+            },
+            (WriteStep::Patch { id, reissue }, Some(200)) => match session() {
+                Some(patched) => {
+                    self.announce_change(filter, &id);
+                    if reissue {
+                        self.issue_cookie(filter, &patched);
+                    }
+                    self.complete_write(filter);
+                }
+                None => self.write_failed_in_callout(filter),
+            },
+            (_, status) => {
+                log::warn!("edge-session: write answered {status:?}");
+                self.write_failed_in_callout(filter);
+            }
+        }
+    }
+
+    /// Drops the local copy and tells the other workers (DESIGN.md section 7).
+    fn announce_change(&self, filter: &Filter, id: &SessionId) {
+        if let Some(cache) = filter.cache.borrow_mut().as_mut() {
+            cache.remove(id);
+        }
+        let tag = RevocationTag::of(id);
+        if self
+            .set_shared_data(&tag.key, Some(&tag.entry(self.now_nanos())), None)
+            .is_err()
+        {
+            log::warn!(
+                "edge-session: session #{}: change not announced to other workers",
+                id.short_hash()
+            );
+        }
+    }
+
+    /// The cookie for a stored session: its token, and `Max-Age` up to its expiry unless it is
+    /// a browser session.
+    fn issue_cookie(&mut self, filter: &Filter, session: &Session) {
+        let config = &filter.config;
+        let max_age = (!session.browser_session).then(|| {
+            let left = (session.expires_at.unix_nanos() - self.now_nanos()) / 1_000_000_000;
+            u64::try_from(left).unwrap_or(0).max(1)
+        });
+        self.set_cookie = Some(
+            config
+                .cookie
+                .set_header(&config.keys.sign(&session.id), max_age),
+        );
+        self.clear_cookie = false;
+        self.session_dependent = true;
+    }
+
+    fn complete_write(&mut self, filter: &Filter) {
+        filter.count(Counter::Writes);
+        self.finish_response_headers(filter);
+        self.resume_http_response();
+    }
+
+    /// The companion failed a write: never a cookie for a session that was not stored.
+    /// `pass` lets the app's response out without any cookie change; `fail` answers 503.
+    fn write_failed(&mut self, filter: &Filter, paused: bool) -> Action {
+        filter.count(Counter::WriteError);
+        log::warn!(
+            "edge-session: session write failed ({:?})",
+            filter.config.on_write_error
+        );
+        self.set_cookie = None;
+        match filter.config.on_write_error {
+            WriteErrorPolicy::Pass => {
+                self.finish_response_headers(filter);
+                if paused {
+                    self.resume_http_response();
+                }
+                Action::Continue
+            }
+            WriteErrorPolicy::Fail => {
+                self.send_http_response(
+                    503,
+                    vec![
+                        ("content-type", "text/plain"),
+                        ("cache-control", "no-store"),
+                    ],
+                    Some(b"session store unavailable\n"),
+                );
+                Action::Pause
+            }
+        }
+    }
+
+    /// `write_failed` from a callout callback, where the stream is resumed or answered there.
+    fn write_failed_in_callout(&mut self, filter: &Filter) {
+        let _ = self.write_failed(filter, true);
+    }
+
+    /// The headers a session decision calls for on the response.
+    fn finish_response_headers(&mut self, filter: &Filter) {
+        if let Some(set_cookie) = self.set_cookie.take() {
+            self.add_http_response_header("set-cookie", &set_cookie);
+        } else if self.clear_cookie {
+            self.add_http_response_header("set-cookie", filter.config.cookie.clear_header());
+        }
+        if !self.session_dependent {
+            return;
+        }
+        let headers = self.get_http_response_headers_bytes();
+        let varies = headers.iter().any(|(name, value)| {
+            name.eq_ignore_ascii_case("vary")
+                && value.split(|b| *b == b',').any(|v| {
+                    let v = v.trim_ascii();
+                    v == b"*" || v.eq_ignore_ascii_case(b"cookie")
+                })
+        });
+        if !varies {
+            self.add_http_response_header("vary", "Cookie");
+        }
+        if !headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("cache-control"))
+        {
+            self.add_http_response_header("cache-control", "private");
+        }
+    }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    // The wire types serialize to JSON without fail.
+    serde_json::to_vec(value).unwrap_or_default()
+}
