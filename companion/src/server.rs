@@ -46,6 +46,15 @@ pub fn ensure_indexes_in_background(state: &AppState) {
     });
 }
 
+/// Serves the API on an already bound listener (tests and embedding; no shutdown handling).
+pub async fn serve_listener(
+    listener: TcpListener,
+    state: AppState,
+    request_timeout: Duration,
+) -> std::io::Result<()> {
+    axum::serve(listener, build_app(state, request_timeout)).await
+}
+
 /// Serves until `shutdown` resolves, then gives in-flight requests the grace period.
 pub async fn run(
     config: Config,

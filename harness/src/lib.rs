@@ -4,6 +4,7 @@
 
 pub mod abi;
 mod callout;
+pub mod dev;
 mod error;
 mod header_map;
 mod host;

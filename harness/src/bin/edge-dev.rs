@@ -1,0 +1,88 @@
+//! `edge-dev`: the development proxy. Runs the filter's `.wasm` as Envoy would, configured from
+//! `envoy.yaml` (listener, routes, clusters, the filter's plugin configuration).
+
+use clap::Parser;
+use harness::dev::envoy_config::DevConfig;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Serve HTTP through the edge-session filter, as Envoy would, from envoy.yaml.
+#[derive(Parser)]
+#[command(name = "edge-dev", version)]
+struct Args {
+    /// The Envoy configuration to read.
+    #[arg(long, default_value = "envoy.yaml")]
+    config: PathBuf,
+    /// Listen here instead of the listener's address.
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// Override a cluster's address: NAME=HOST:PORT (repeatable).
+    #[arg(long = "cluster", value_parser = parse_override)]
+    clusters: Vec<(String, String)>,
+    /// Use this .wasm instead of the file named in the configuration.
+    #[arg(long)]
+    wasm: Option<PathBuf>,
+    /// Worker VMs (Envoy runs one per worker thread), sharing one shared-data store.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+}
+
+fn parse_override(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(name, address)| (name.to_string(), address.to_string()))
+        .ok_or_else(|| format!("expected NAME=HOST:PORT, got {text:?}"))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let mut config = match DevConfig::load(&args.config) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("edge-dev: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    for warning in &config.warnings {
+        eprintln!("edge-dev: warning: {warning}");
+    }
+    for (name, address) in args.clusters {
+        if config.clusters.insert(name.clone(), address).is_none() {
+            eprintln!(
+                "edge-dev: warning: --cluster {name} adds a cluster envoy.yaml does not have"
+            );
+        }
+    }
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(wasm) = args.wasm {
+        config.plugin.filename = wasm;
+    }
+    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+        Ok(listener) => listener,
+        Err(err) => {
+            eprintln!("edge-dev: cannot listen on {}: {err}", config.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!(
+        "edge-dev: listening on http://{} ({} workers)",
+        config.listen, args.workers
+    );
+    let shutdown = async {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+        }
+    };
+    match harness::dev::serve(config, args.workers, listener, shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("edge-dev: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}

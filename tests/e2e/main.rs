@@ -1,0 +1,270 @@
+//! The whole stack over real sockets: a MongoDB wire-protocol server (`MONGODB_URI`), the
+//! companion, `edge-dev` running the release `filter.wasm` with the project's `envoy.yaml`, and
+//! the Python legacy app. `cargo xtask test` provides the database and the module.
+#![allow(clippy::unwrap_used)]
+
+use harness::dev::envoy_config::DevConfig;
+use reqwest::{Client, StatusCode};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const TOKEN: &str = "dev-token-change-me-0123456789";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Stack {
+    proxy: SocketAddr,
+    client: Client,
+    _app: KillOnDrop,
+}
+
+async fn wait_for(addr: SocketAddr) {
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("nothing listens on {addr}");
+}
+
+/// Starts the companion, the legacy app and edge-dev, each on a free port.
+async fn stack() -> Stack {
+    let uri = std::env::var("MONGODB_URI").expect("MONGODB_URI is not set: run `cargo xtask test`");
+    let database = format!("e2e_{}_{}", std::process::id(), free_addr().port());
+    let config = companion::Config::for_tests(&uri, &database, TOKEN);
+    let state = companion::AppState::from_config(&config).await.unwrap();
+    state.store.ensure_indexes().await.unwrap();
+    let companion_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let companion_addr = companion_listener.local_addr().unwrap();
+    let timeout = config.request_timeout();
+    tokio::spawn(companion::server::serve_listener(
+        companion_listener,
+        state,
+        timeout,
+    ));
+
+    let app_addr = free_addr();
+    let legacy = Command::new("python3")
+        .arg(root().join("examples/legacy-app/app.py"))
+        .args(["--port", &app_addr.port().to_string()])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let legacy = KillOnDrop(legacy);
+
+    let mut dev = DevConfig::load(&root().join("envoy.yaml")).unwrap();
+    dev.clusters
+        .insert("companion".into(), companion_addr.to_string());
+    dev.clusters
+        .insert("legacy_app".into(), app_addr.to_string());
+    if let Some(dir) = std::env::var_os("EDGE_SESSION_WASM_DIR") {
+        dev.plugin.filename = PathBuf::from(dir).join("filter.wasm");
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        harness::dev::serve(dev, 2, listener, std::future::pending::<()>())
+            .await
+            .unwrap();
+    });
+    wait_for(app_addr).await;
+    wait_for(companion_addr).await;
+    Stack {
+        proxy,
+        client: Client::new(),
+        _app: legacy,
+    }
+}
+
+struct Reply {
+    status: StatusCode,
+    set_cookie: Option<String>,
+    headers: reqwest::header::HeaderMap,
+    body: String,
+}
+
+impl Stack {
+    async fn get(&self, path: &str, cookie: Option<&str>, extra: &[(&str, &str)]) -> Reply {
+        let mut request = self.client.get(format!("http://{}{path}", self.proxy));
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        for (name, value) in extra {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let set_cookie = headers
+            .get("set-cookie")
+            .map(|v| v.to_str().unwrap().to_string());
+        Reply {
+            status,
+            set_cookie,
+            headers,
+            body: response.text().await.unwrap(),
+        }
+    }
+
+    /// What the app saw: its JSON echo of the request headers.
+    async fn seen(&self, cookie: Option<&str>, extra: &[(&str, &str)]) -> Value {
+        let reply = self.get("/", cookie, extra).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        serde_json::from_str(&reply.body).unwrap()
+    }
+}
+
+/// `sid=<token>` from a Set-Cookie value.
+fn cookie_of(set_cookie: &str) -> String {
+    set_cookie.split(';').next().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_data_logout_and_replay() {
+    let stack = stack().await;
+    // Before login: no session.
+    assert_eq!(stack.seen(None, &[]).await["x-session-state"], "none");
+
+    let login = stack.get("/login?user=alice", None, &[]).await;
+    assert_eq!(login.status, StatusCode::OK);
+    let set = login.set_cookie.expect("login sets the cookie");
+    assert!(
+        set.contains("Max-Age=") && set.contains("HttpOnly"),
+        "{set}"
+    );
+    assert!(
+        login
+            .headers
+            .keys()
+            .all(|k| !k.as_str().starts_with("x-session-")),
+        "control headers never reach the client"
+    );
+    let cookie = cookie_of(&set);
+
+    let seen = stack.seen(Some(&cookie), &[]).await;
+    assert_eq!(seen["x-session-state"], "valid");
+    assert_eq!(seen["x-session-user"], "alice");
+    assert!(
+        seen.get("cookie").is_none(),
+        "the session cookie stays out of the app"
+    );
+
+    let set_data = stack
+        .get("/set?key=color&value=blue", Some(&cookie), &[])
+        .await;
+    assert!(set_data.set_cookie.is_none(), "same session, same cookie");
+    let seen = stack.seen(Some(&cookie), &[]).await;
+    let data: Value = serde_json::from_str(seen["x-session-data"].as_str().unwrap()).unwrap();
+    assert_eq!(data, serde_json::json!({"user": "alice", "color": "blue"}));
+
+    let logout = stack.get("/logout", Some(&cookie), &[]).await;
+    assert!(logout.set_cookie.unwrap().contains("Max-Age=0"));
+    let replay = stack.seen(Some(&cookie), &[]).await;
+    assert_eq!(
+        replay["x-session-state"], "expired",
+        "a replayed cookie after logout is refused"
+    );
+    assert!(replay.get("x-session-user").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_cycles_the_id_so_a_planted_session_is_useless() {
+    let stack = stack().await;
+    // An attacker's session, planted in the victim's browser.
+    let planted = cookie_of(
+        &stack
+            .get("/set?key=x&value=1", None, &[])
+            .await
+            .set_cookie
+            .unwrap(),
+    );
+    assert_eq!(
+        stack.seen(Some(&planted), &[]).await["x-session-state"],
+        "valid"
+    );
+    let login = stack.get("/login?user=victim", Some(&planted), &[]).await;
+    let fresh = cookie_of(&login.set_cookie.expect("login issues a new cookie"));
+    assert_ne!(fresh, planted);
+    assert_eq!(
+        stack.seen(Some(&fresh), &[]).await["x-session-user"],
+        "victim"
+    );
+    let old = stack.seen(Some(&planted), &[]).await;
+    assert_eq!(
+        old["x-session-state"], "expired",
+        "the pre-login id no longer works"
+    );
+    let data: Value = serde_json::from_str(
+        stack.seen(Some(&fresh), &[]).await["x-session-data"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(data["x"], "1", "pre-login data moved to the new id");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_cookies_and_spoofed_headers_are_refused() {
+    let stack = stack().await;
+    let good = cookie_of(
+        &stack
+            .get("/login?user=carol", None, &[])
+            .await
+            .set_cookie
+            .unwrap(),
+    );
+    let mut tampered = good.clone();
+    tampered.pop();
+    tampered.push(if good.ends_with('A') { 'B' } else { 'A' });
+    let reply = stack.get("/", Some(&tampered), &[]).await;
+    assert!(
+        reply.set_cookie.unwrap().contains("Max-Age=0"),
+        "a tampered cookie is cleared"
+    );
+    let seen: Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(seen["x-session-state"], "invalid");
+    let unknown_key = format!("sid=other{}", &good["sid=dev1".len()..]);
+    assert_eq!(
+        stack.seen(Some(&unknown_key), &[]).await["x-session-state"],
+        "invalid"
+    );
+
+    let spoofed = stack
+        .seen(
+            None,
+            &[
+                ("X-Session-User", "admin"),
+                ("x-session-state", "valid"),
+                ("x-cart", "[\"free\"]"),
+            ],
+        )
+        .await;
+    assert_eq!(spoofed["x-session-state"], "none");
+    assert!(spoofed.get("x-session-user").is_none());
+    assert!(
+        spoofed.get("x-cart").is_none(),
+        "mapped headers are stripped too"
+    );
+}
