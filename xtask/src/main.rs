@@ -1,8 +1,9 @@
 //! The project's task runner, the one front door for people and CI: `cargo xtask <task>`.
 //!
-//! Tasks: `wasm` builds the proxy-wasm modules; `test` builds them, then runs every test and
-//! lint; `lint` runs rustfmt and clippy only.
+//! Tasks: `demo` runs the local stack; `wasm` builds the proxy-wasm modules; `test` builds them,
+//! then runs every test and lint; `lint` runs rustfmt and clippy only.
 
+mod demo;
 mod lint;
 mod mongo;
 mod test;
@@ -15,6 +16,7 @@ use std::process::Command;
 const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
+  demo    run the local stack: database, companion, legacy app, edge-dev with the filter
   wasm    build the proxy-wasm modules (installs the Debian toolchain packages if missing)
   test    build the modules, then run all tests, rustfmt and clippy
   lint    rustfmt --check and clippy -D warnings";
@@ -23,6 +25,7 @@ fn main() -> Result<()> {
     let task = std::env::args().nth(1).unwrap_or_default();
     match task.as_str() {
         "wasm" => wasm::build_all().map(|_| ()),
+        "demo" => demo::run(),
         "test" => test::run(),
         "lint" => lint::run(),
         "" | "help" | "--help" | "-h" => {
