@@ -37,6 +37,14 @@ struct Stack {
     proxy: SocketAddr,
     client: Client,
     _app: KillOnDrop,
+    companion: companion::Config,
+    /// Stops the running companion, and its task.
+    running: std::sync::Mutex<
+        Option<(
+            tokio::sync::oneshot::Sender<()>,
+            tokio::task::JoinHandle<()>,
+        )>,
+    >,
 }
 
 async fn wait_for(addr: SocketAddr) {
@@ -51,19 +59,16 @@ async fn wait_for(addr: SocketAddr) {
 
 /// Starts the companion, the legacy app and edge-dev, each on a free port.
 async fn stack() -> Stack {
+    stack_with("fail_open").await
+}
+
+/// The same, with the filter's `on_store_error` set to `store_policy`.
+async fn stack_with(store_policy: &str) -> Stack {
     let uri = std::env::var("MONGODB_URI").expect("MONGODB_URI is not set: run `cargo xtask test`");
     let database = format!("e2e_{}_{}", std::process::id(), free_addr().port());
-    let config = companion::Config::for_tests(&uri, &database, TOKEN);
-    let state = companion::AppState::from_config(&config).await.unwrap();
-    state.store.ensure_indexes().await.unwrap();
-    let companion_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let companion_addr = companion_listener.local_addr().unwrap();
-    let timeout = config.request_timeout();
-    tokio::spawn(companion::server::serve_listener(
-        companion_listener,
-        state,
-        timeout,
-    ));
+    let mut companion = companion::Config::for_tests(&uri, &database, TOKEN);
+    companion.listen = free_addr();
+    companion.shutdown_grace_ms = 500;
 
     let app_addr = free_addr();
     let legacy = Command::new("python3")
@@ -76,12 +81,15 @@ async fn stack() -> Stack {
 
     let mut dev = DevConfig::load(&root().join("envoy.yaml")).unwrap();
     dev.clusters
-        .insert("companion".into(), companion_addr.to_string());
+        .insert("companion".into(), companion.listen.to_string());
     dev.clusters
         .insert("legacy_app".into(), app_addr.to_string());
     if let Some(dir) = std::env::var_os("EDGE_SESSION_WASM_DIR") {
         dev.plugin.filename = PathBuf::from(dir).join("filter.wasm");
     }
+    let mut filter_config: Value = serde_json::from_str(&dev.plugin.configuration).unwrap();
+    filter_config["on_store_error"] = Value::from(store_policy);
+    dev.plugin.configuration = filter_config.to_string();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let proxy = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -89,13 +97,16 @@ async fn stack() -> Stack {
             .await
             .unwrap();
     });
-    wait_for(app_addr).await;
-    wait_for(companion_addr).await;
-    Stack {
+    let stack = Stack {
         proxy,
         client: Client::new(),
         _app: legacy,
-    }
+        companion,
+        running: std::sync::Mutex::new(None),
+    };
+    stack.start_companion().await;
+    wait_for(app_addr).await;
+    stack
 }
 
 struct Reply {
@@ -106,6 +117,29 @@ struct Reply {
 }
 
 impl Stack {
+    /// Runs the companion binary's server loop, as `edge-session-companion` would.
+    async fn start_companion(&self) {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let config = self.companion.clone();
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.await;
+            };
+            companion::server::run(config, shutdown).await.unwrap();
+        });
+        *self.running.lock().unwrap() = Some((stop, task));
+        wait_for(self.companion.listen).await;
+    }
+
+    /// Stops the companion as SIGTERM would, and waits until it has exited.
+    async fn stop_companion(&self) {
+        let running = self.running.lock().unwrap().take();
+        if let Some((stop, task)) = running {
+            let _ = stop.send(());
+            task.await.unwrap();
+        }
+    }
+
     async fn get(&self, path: &str, cookie: Option<&str>, extra: &[(&str, &str)]) -> Reply {
         let mut request = self.client.get(format!("http://{}{path}", self.proxy));
         if let Some(cookie) = cookie {
@@ -266,5 +300,87 @@ async fn forged_cookies_and_spoofed_headers_are_refused() {
     assert!(
         spoofed.get("x-cart").is_none(),
         "mapped headers are stripped too"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_concurrent_sets_on_one_session_all_persist() {
+    let stack = std::sync::Arc::new(stack().await);
+    let cookie = cookie_of(
+        &stack
+            .get("/login?user=dave", None, &[])
+            .await
+            .set_cookie
+            .unwrap(),
+    );
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let (stack, cookie) = (stack.clone(), cookie.clone());
+        tasks.push(tokio::spawn(async move {
+            stack
+                .get(&format!("/set?key=k{i}&value=v{i}"), Some(&cookie), &[])
+                .await
+                .status
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), StatusCode::OK);
+    }
+    let seen = stack.seen(Some(&cookie), &[]).await;
+    let data: Value = serde_json::from_str(seen["x-session-data"].as_str().unwrap()).unwrap();
+    for i in 0..20 {
+        assert_eq!(data[format!("k{i}")], format!("v{i}"), "{data}");
+    }
+    assert_eq!(data["user"], "dave");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn companion_down_follows_the_store_policy_and_recovers() {
+    // fail_open: the app is reached, told the session is unavailable; no one is logged out.
+    let stack = stack().await;
+    let cookie = cookie_of(
+        &stack
+            .get("/login?user=erin", None, &[])
+            .await
+            .set_cookie
+            .unwrap(),
+    );
+    stack.stop_companion().await;
+    // A cached copy may answer for up to the cache TTL (2 s); wait it out.
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    let reply = stack.get("/", Some(&cookie), &[]).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(
+        reply.set_cookie.is_none(),
+        "a store outage never clears the cookie"
+    );
+    let seen: Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(seen["x-session-state"], "unavailable");
+    stack.start_companion().await;
+    assert_eq!(
+        stack.seen(Some(&cookie), &[]).await["x-session-user"],
+        "erin",
+        "recovered without a restart"
+    );
+
+    // fail_closed: 503 while the companion is down.
+    let closed = stack_with("fail_closed").await;
+    let cookie = cookie_of(
+        &closed
+            .get("/login?user=fay", None, &[])
+            .await
+            .set_cookie
+            .unwrap(),
+    );
+    closed.stop_companion().await;
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    assert_eq!(
+        closed.get("/", Some(&cookie), &[]).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    closed.start_companion().await;
+    assert_eq!(
+        closed.seen(Some(&cookie), &[]).await["x-session-state"],
+        "valid"
     );
 }
