@@ -67,6 +67,19 @@ impl SessionStream {
             .map_or(0, |d| d.as_nanos() as i128)
     }
 
+    /// The 503 the filter answers when the session store fails a read (`fail_closed`) or a
+    /// write (`fail`).
+    fn send_store_unavailable(&self) {
+        self.send_http_response(
+            503,
+            vec![
+                ("content-type", "text/plain"),
+                ("cache-control", "no-store"),
+            ],
+            Some(b"session store unavailable\n"),
+        );
+    }
+
     /// One HTTP call to the companion cluster.
     fn companion_call(
         &mut self,

@@ -108,14 +108,7 @@ impl SessionStream {
             }
             StoreErrorPolicy::FailClosed => {
                 filter.count(Counter::Unavailable);
-                self.send_http_response(
-                    503,
-                    vec![
-                        ("content-type", "text/plain"),
-                        ("cache-control", "no-store"),
-                    ],
-                    Some(b"session store unavailable\n"),
-                );
+                self.send_store_unavailable();
                 Action::Pause
             }
         }

@@ -35,7 +35,7 @@ impl SessionStream {
         };
         match plan {
             None => {
-                self.finish_response_headers(filter);
+                self.finish_response_headers(filter, Some(&headers));
                 Action::Continue
             }
             Some(plan) => self.start_write(filter, plan),
@@ -48,7 +48,7 @@ impl SessionStream {
                 filter.count(Counter::Writes);
                 self.clear_cookie = true;
                 self.session_dependent = true;
-                self.finish_response_headers(filter);
+                self.finish_response_headers(filter, None);
                 return Action::Continue;
             }
             WritePlan::Flush(Some(id)) => (
@@ -183,7 +183,7 @@ impl SessionStream {
 
     fn complete_write(&mut self, filter: &Filter) {
         filter.count(Counter::Writes);
-        self.finish_response_headers(filter);
+        self.finish_response_headers(filter, None);
         self.resume_http_response();
     }
 
@@ -198,21 +198,14 @@ impl SessionStream {
         self.set_cookie = None;
         match filter.config.on_write_error {
             WriteErrorPolicy::Pass => {
-                self.finish_response_headers(filter);
+                self.finish_response_headers(filter, None);
                 if paused {
                     self.resume_http_response();
                 }
                 Action::Continue
             }
             WriteErrorPolicy::Fail => {
-                self.send_http_response(
-                    503,
-                    vec![
-                        ("content-type", "text/plain"),
-                        ("cache-control", "no-store"),
-                    ],
-                    Some(b"session store unavailable\n"),
-                );
+                self.send_store_unavailable();
                 Action::Pause
             }
         }
@@ -223,8 +216,10 @@ impl SessionStream {
         let _ = self.write_failed(filter, true);
     }
 
-    /// The headers a session decision calls for on the response.
-    fn finish_response_headers(&mut self, filter: &Filter) {
+    /// The headers a session decision calls for on the response. `known`: the response
+    /// headers as already read in this callback (the common path reads them only once);
+    /// `None` reads them now, after a write the response waited for.
+    fn finish_response_headers(&mut self, filter: &Filter, known: Option<&[(String, Vec<u8>)]>) {
         if let Some(set_cookie) = self.set_cookie.take() {
             self.add_http_response_header("set-cookie", &set_cookie);
         } else if self.clear_cookie {
@@ -233,7 +228,14 @@ impl SessionStream {
         if !self.session_dependent {
             return;
         }
-        let headers = self.get_http_response_headers_bytes();
+        let read;
+        let headers = match known {
+            Some(headers) => headers,
+            None => {
+                read = self.get_http_response_headers_bytes();
+                &read
+            }
+        };
         let varies = headers.iter().any(|(name, value)| {
             name.eq_ignore_ascii_case("vary")
                 && value.split(|b| *b == b',').any(|v| {

@@ -41,6 +41,14 @@ const HOP_BY_HOP: &[&str] = &[
     "trailer",
 ];
 
+/// Whether a header of a message goes onto the wire as it is: pseudo-headers become the
+/// request or status line, `content-length` is recomputed, hop-by-hop headers stay behind.
+fn forwardable(name: &[u8]) -> bool {
+    !(name.starts_with(b":")
+        || name == b"content-length"
+        || HOP_BY_HOP.iter().any(|h| h.as_bytes() == name))
+}
+
 struct Proxy {
     config: DevConfig,
     workers: Vec<mpsc::Sender<Msg>>,
@@ -219,10 +227,7 @@ fn to_request(address: &str, message: &Message) -> Option<Request<Full<Bytes>>> 
         builder = builder.header(hyper::header::HOST, authority);
     }
     for (name, value) in message.headers.iter() {
-        if name.starts_with(b":")
-            || name == b"content-length"
-            || HOP_BY_HOP.iter().any(|h| h.as_bytes() == name)
-        {
+        if !forwardable(name) {
             continue;
         }
         builder = builder.header(name, value);
@@ -303,10 +308,7 @@ fn to_response(message: Message) -> Response<Full<Bytes>> {
     let status = message.status().unwrap_or(502);
     let mut builder = Response::builder().status(status);
     for (name, value) in message.headers.iter() {
-        if name.starts_with(b":")
-            || name == b"content-length"
-            || HOP_BY_HOP.iter().any(|h| h.as_bytes() == name)
-        {
+        if !forwardable(name) {
             continue;
         }
         builder = builder.header(name, value);
