@@ -12,6 +12,7 @@ Routes:
     GET /login?user=NAME      log NAME in (new session id, user bound, data {"user": NAME})
     GET /logout               end the session
     GET /set?key=K&value=V    store K=V in the session
+    GET /expiry?value=V       set this session's expiry: seconds, browser or default
     GET /shop                 an HTML page: who is logged in, a cart, buttons to try it all
     GET /cart/add?item=X      add X to the cart, back to /shop
 """
@@ -84,6 +85,11 @@ class Handler(BaseHTTPRequestHandler):
             if not key:
                 return self.reply(400, json.dumps({"error": "key is required"}))
             return self.reply(200, json.dumps({"set": {key: value}}), headers=[("x-session-set", json.dumps({key: value}))])
+        if url.path == "/expiry":
+            value = query.get("value", "").strip()
+            if not value:
+                return self.reply(400, json.dumps({"error": "value is required (seconds, browser or default)"}))
+            return self.reply(200, json.dumps({"expiry": value}), headers=[("x-session-expiry", value)])
         if url.path == "/shop":
             return self.reply(200, self.shop_page(headers), content_type="text/html; charset=utf-8")
         if url.path == "/cart/add":

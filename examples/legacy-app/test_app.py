@@ -50,6 +50,15 @@ class LegacyAppTest(unittest.TestCase):
         self.assertEqual(json.loads(headers["x-session-set"]), {"color": "blue"})
         self.assertEqual(self.get("/set")[0], 400)
 
+    def test_expiry_passes_the_value_on(self):
+        for value in ("browser", "default", "3600"):
+            status, headers, _ = self.get(f"/expiry?value={value}")
+            self.assertEqual(status, 200)
+            self.assertEqual(headers["x-session-expiry"], value)
+        status, headers, _ = self.get("/expiry")
+        self.assertEqual(status, 400)
+        self.assertNotIn("x-session-expiry", headers)
+
     def test_shop_page_shows_the_session(self):
         data = json.dumps({"cart": ["<b>tea</b>"]})
         _, _, body = self.get("/shop", {"x-session-state": "valid", "x-session-user": "bob", "x-session-data": data})

@@ -409,6 +409,25 @@ impl Vm {
         self.body_arrives(id, Dir::Response, chunk, end_of_stream)
     }
 
+    /// Takes the body bytes that have gone on in one direction since the last call (upstream
+    /// for the request, to the client for the response) and whether that direction has ended,
+    /// for a proxy that streams bodies: the stream's message then keeps only its headers.
+    pub fn take_forwarded_body(
+        &mut self,
+        id: u32,
+        response: bool,
+    ) -> Result<(Vec<u8>, bool), HarnessError> {
+        let stream = self.stream_mut(id)?;
+        let message = if response {
+            stream.client.as_mut()
+        } else {
+            stream.upstream.as_mut()
+        };
+        Ok(message.map_or((Vec::new(), false), |m| {
+            (std::mem::take(&mut m.body), m.end_of_stream)
+        }))
+    }
+
     /// Ends the stream: `proxy_on_done`, `proxy_on_log`, `proxy_on_delete`. Returns the
     /// stream's final state; its callouts still in flight stay pending, as in Envoy, where
     /// they belong to the root context.
@@ -760,9 +779,14 @@ impl Vm {
         };
         stream.failure.get_or_insert(reason);
         if fail_open {
+            // Held directions go on without the filter; so does body that arrived on a
+            // direction already forwarded (the filter no longer sees it).
             let held: Vec<Dir> = [Dir::Request, Dir::Response]
                 .into_iter()
-                .filter(|dir| stream.direction_ref(dir.is_response()).is_paused())
+                .filter(|dir| {
+                    let d = stream.direction_ref(dir.is_response());
+                    d.is_paused() || d.flow == Flow::Forwarded
+                })
                 .collect();
             for dir in held {
                 // The stream exists (checked above), so this cannot fail.

@@ -162,6 +162,28 @@ impl Stack {
         }
     }
 
+    /// The session as the companion stores it, by the id the app was given.
+    async fn stored(&self, id: &str) -> Value {
+        let response = self
+            .client
+            .get(format!("http://{}/v1/sessions/{id}", self.companion.listen))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+
+    /// Logs `user` in and returns the `sid=<token>` cookie and the session id the app sees.
+    async fn login(&self, user: &str) -> (String, String) {
+        let login = self.get(&format!("/login?user={user}"), None, &[]).await;
+        let cookie = cookie_of(&login.set_cookie.expect("login sets the cookie"));
+        let seen = self.seen(Some(&cookie), &[]).await;
+        let id = seen["x-session-id"].as_str().unwrap().to_string();
+        (cookie, id)
+    }
+
     /// What the app saw: its JSON echo of the request headers.
     async fn seen(&self, cookie: Option<&str>, extra: &[(&str, &str)]) -> Value {
         let reply = self.get("/", cookie, extra).await;
@@ -381,6 +403,102 @@ async fn companion_down_follows_the_store_policy_and_recovers() {
     closed.start_companion().await;
     assert_eq!(
         closed.seen(Some(&cookie), &[]).await["x-session-state"],
+        "valid"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_expiry_gives_a_cookie_without_max_age() {
+    let stack = stack().await;
+    let (cookie, id) = stack.login("gil").await;
+    let reply = stack.get("/expiry?value=browser", Some(&cookie), &[]).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let set = reply.set_cookie.expect("a new expiry re-issues the cookie");
+    assert!(
+        !set.contains("Max-Age"),
+        "a browser session's cookie: {set}"
+    );
+    assert_eq!(cookie_of(&set), cookie, "same session, same token");
+    assert!(
+        reply
+            .headers
+            .keys()
+            .all(|k| !k.as_str().starts_with("x-session-")),
+        "control headers never reach the client"
+    );
+    let stored = stack.stored(&id).await;
+    assert_eq!(stored["browser_session"], true, "{stored}");
+    assert_eq!(
+        stack.seen(Some(&cookie), &[]).await["x-session-state"],
+        "valid",
+        "the server-side TTL still applies, the session lives on"
+    );
+    let back = stack.get("/expiry?value=default", Some(&cookie), &[]).await;
+    assert!(
+        back.set_cookie.unwrap().contains("Max-Age="),
+        "default expiry brings Max-Age back"
+    );
+    assert_eq!(stack.stored(&id).await["browser_session"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sliding_expiry_moves_expires_at() {
+    let stack = stack().await;
+    let (cookie, id) = stack.login("hal").await;
+    // A short lifetime, so that half of it passes quickly.
+    let ttl = 4;
+    let reply = stack
+        .get(&format!("/expiry?value={ttl}"), Some(&cookie), &[])
+        .await;
+    let set = reply.set_cookie.unwrap();
+    let max_age: i64 = set
+        .split("; ")
+        .find_map(|a| a.strip_prefix("Max-Age="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (ttl - 1..=ttl).contains(&max_age),
+        "Max-Age up to the new expiry: {set}"
+    );
+    let expires = |session: &Value| {
+        time::OffsetDateTime::parse(
+            session["expires_at"].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap()
+    };
+    let before = expires(&stack.stored(&id).await);
+    // Under half the lifetime used: no touch.
+    stack.seen(Some(&cookie), &[]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        expires(&stack.stored(&id).await),
+        before,
+        "too early to slide"
+    );
+    // Past half of it: a request touches the session in the background.
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    assert_eq!(
+        stack.seen(Some(&cookie), &[]).await["x-session-state"],
+        "valid"
+    );
+    let mut after = before;
+    for _ in 0..40 {
+        after = expires(&stack.stored(&id).await);
+        if after > before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        after - before >= time::Duration::seconds(2),
+        "expires_at moved from {before} to {after}"
+    );
+    // The session outlives its first deadline.
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    assert_eq!(
+        stack.seen(Some(&cookie), &[]).await["x-session-state"],
         "valid"
     );
 }

@@ -2,8 +2,8 @@
 //! request, configured from the project's `envoy.yaml`. It listens, runs request headers (and
 //! body) through the filter on one of several worker VMs sharing one shared-data store, makes
 //! the filter's callouts as real HTTP requests to the named clusters, forwards to the routed
-//! cluster, and runs the response through the filter. Bodies are buffered whole (a dev proxy;
-//! Envoy streams them).
+//! cluster, and runs the response through the filter. Bodies stream through the filter chunk
+//! by chunk in both directions, a few chunks in flight at most.
 
 pub mod envoy_config;
 mod worker;
@@ -11,8 +11,10 @@ mod worker;
 use crate::{Callout, CalloutReply, Host, Message, Plugin, PluginConfig};
 use bytes::Bytes;
 use envoy_config::DevConfig;
+use http_body_util::channel::{Channel, Sender};
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use hyper::body::{Body, Frame, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
@@ -26,9 +28,9 @@ use std::sync::mpsc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use worker::{Msg, Outcome};
+use worker::{BodyOutcome, Msg, Outcome};
 
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
+type HttpClient = Client<HttpConnector, ProxyBody>;
 
 /// Hop-by-hop headers, never forwarded.
 const HOP_BY_HOP: &[&str] = &[
@@ -42,10 +44,11 @@ const HOP_BY_HOP: &[&str] = &[
 ];
 
 /// Whether a header of a message goes onto the wire as it is: pseudo-headers become the
-/// request or status line, `content-length` is recomputed, hop-by-hop headers stay behind.
-fn forwardable(name: &[u8]) -> bool {
+/// request or status line, hop-by-hop headers stay behind, and `content-length` goes on with
+/// a streamed body (hyper frames by it) but is recomputed for a whole one.
+fn forwardable(name: &[u8], streamed: bool) -> bool {
     !(name.starts_with(b":")
-        || name == b"content-length"
+        || (name == b"content-length" && !streamed)
         || HOP_BY_HOP.iter().any(|h| h.as_bytes() == name))
 }
 
@@ -132,76 +135,183 @@ pub async fn serve(
 async fn handle(
     proxy: Arc<Proxy>,
     request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<ProxyBody>, Infallible> {
     let worker = &proxy.workers[proxy.next.fetch_add(1, Ordering::Relaxed) % proxy.workers.len()];
     let (parts, body) = request.into_parts();
-    let body = match body.collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(_) => return Ok(plain(400, "cannot read the request body")),
-    };
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_string();
-    let authority = parts
-        .headers
-        .get(hyper::header::HOST)
-        .map(|h| h.as_bytes().to_vec())
-        .or_else(|| {
-            parts
-                .uri
-                .authority()
-                .map(|a| a.as_str().as_bytes().to_vec())
-        })
-        .unwrap_or_default();
-    let mut headers = vec![
-        (
-            b":method".to_vec(),
-            parts.method.as_str().as_bytes().to_vec(),
-        ),
-        (b":path".to_vec(), path.into_bytes()),
-        (b":authority".to_vec(), authority),
-        (b":scheme".to_vec(), b"http".to_vec()),
-    ];
-    for (name, value) in &parts.headers {
-        if name != hyper::header::HOST && !HOP_BY_HOP.contains(&name.as_str()) {
-            headers.push((name.as_str().as_bytes().to_vec(), value.as_bytes().to_vec()));
-        }
-    }
-    let (stream, upstream) = match ask(worker, |reply| Msg::Request {
-        headers,
-        body,
+    let end_of_stream = body.is_end_stream();
+    let (stream, upstream) = match ask(worker, |reply| Msg::RequestHeaders {
+        headers: request_headers(&parts),
+        end_of_stream,
         reply,
     })
     .await
     {
-        Outcome::Client(message) => return Ok(to_response(message)),
+        Outcome::Client(message) => return Ok(whole_response(message)),
         Outcome::Upstream { stream, message } => (stream, message),
     };
+    // From here on the stream is open in the VM: whatever ends this request (the client
+    // hanging up included, which drops this future) ends the stream there too.
+    let guard = StreamGuard {
+        worker: worker.clone(),
+        stream,
+    };
+    let upstream_body = if end_of_stream {
+        whole(Bytes::new())
+    } else {
+        let (sender, body_out) = Channel::new(BODY_CHUNKS_IN_FLIGHT);
+        tokio::spawn(pump(
+            worker.clone(),
+            stream,
+            false,
+            Source::Incoming(body),
+            sender,
+        ));
+        body_out.boxed()
+    };
     let path = upstream.header(":path").unwrap_or("/").to_string();
-    let response = match proxy
+    let address = proxy
         .config
         .route(&path)
-        .and_then(|cluster| proxy.config.clusters.get(cluster))
-    {
-        Some(address) => forward(&proxy.client, address, &upstream).await,
+        .and_then(|cluster| proxy.config.clusters.get(cluster));
+    let (headers, source) = match address {
+        Some(address) => match send(&proxy.client, address, &upstream, upstream_body).await {
+            Ok(response) => {
+                let (parts, body) = response.into_parts();
+                (response_headers(&parts), Source::Incoming(body))
+            }
+            Err(text) => synthesized(503, text),
+        },
         None => synthesized(404, "no route"),
     };
-    let (headers, body) = response;
-    Ok(
-        match ask(worker, |reply| Msg::Response {
+    let end_of_stream = source.is_end_stream();
+    let message = match ask(worker, |reply| Msg::ResponseHeaders {
+        stream,
+        headers,
+        end_of_stream,
+        reply,
+    })
+    .await
+    {
+        Outcome::Client(message) => message,
+        Outcome::Upstream { .. } => return Ok(plain(502, "the filter sent a response upstream")),
+    };
+    if message.end_of_stream {
+        // Headers only, or a local reply that replaces the upstream's response.
+        return Ok(whole_response(message));
+    }
+    let (mut sender, body_out) = Channel::new(BODY_CHUNKS_IN_FLIGHT);
+    if !message.body.is_empty() {
+        // Body the filter let through along with the headers; the channel is empty, so this
+        // fits.
+        let _ = sender.try_send(Frame::data(Bytes::from(message.body.clone())));
+    }
+    tokio::spawn(async move {
+        pump(guard.worker.clone(), stream, true, source, sender).await;
+        drop(guard);
+    });
+    Ok(streamed_response(&message, body_out.boxed()))
+}
+
+/// How many body chunks may wait between the filter and the peer before reading stops.
+const BODY_CHUNKS_IN_FLIGHT: usize = 4;
+
+/// A body failed part-way (the peer or the filter stopped it): the receiving side must see an
+/// error, never a body that looks complete.
+#[derive(Debug, thiserror::Error)]
+#[error("the body was cut short: {0}")]
+pub struct BodyCut(&'static str);
+
+type ProxyBody = BoxBody<Bytes, BodyCut>;
+
+fn whole(bytes: Bytes) -> ProxyBody {
+    Full::new(bytes).map_err(|never| match never {}).boxed()
+}
+
+/// Ends the stream in the VM when dropped (a no-op if it already ended).
+struct StreamGuard {
+    worker: mpsc::Sender<Msg>,
+    stream: u32,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        let _ = self.worker.send(Msg::Abort {
+            stream: self.stream,
+        });
+    }
+}
+
+/// Where a body comes from: the peer, or a whole body the proxy made up.
+enum Source {
+    Incoming(Incoming),
+    Whole(Option<Bytes>),
+}
+
+impl Source {
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Source::Incoming(body) => body.is_end_stream(),
+            Source::Whole(bytes) => bytes.as_ref().is_none_or(Bytes::is_empty),
+        }
+    }
+
+    /// The next data chunk and whether it is the last; `None` at the end, an error when the
+    /// peer broke off. Trailers are dropped (the filter does not see them either).
+    async fn next(&mut self) -> Option<Result<Bytes, ()>> {
+        match self {
+            Source::Whole(bytes) => bytes.take().map(Ok),
+            Source::Incoming(body) => loop {
+                match body.frame().await? {
+                    Ok(frame) => match frame.into_data() {
+                        Ok(data) => return Some(Ok(data)),
+                        Err(_trailers) => continue,
+                    },
+                    Err(_) => return Some(Err(())),
+                }
+            },
+        }
+    }
+}
+
+/// Moves one direction's body through the filter, chunk by chunk, to the receiving peer.
+async fn pump(
+    worker: mpsc::Sender<Msg>,
+    stream: u32,
+    response: bool,
+    mut source: Source,
+    mut sender: Sender<Bytes, BodyCut>,
+) {
+    loop {
+        let (chunk, end_of_stream) = match source.next().await {
+            Some(Ok(chunk)) => (chunk, source.is_end_stream()),
+            None => (Bytes::new(), true),
+            Some(Err(())) => return sender.abort(BodyCut("the sending peer broke off")),
+        };
+        let outcome = ask_body(&worker, |reply| Msg::Body {
             stream,
-            headers,
-            body,
+            response,
+            chunk,
+            end_of_stream,
             reply,
         })
-        .await
-        {
-            Outcome::Client(message) => to_response(message),
-            Outcome::Upstream { .. } => plain(502, "the filter sent a response upstream"),
-        },
-    )
+        .await;
+        match outcome {
+            BodyOutcome::Data { bytes, end } => {
+                if !bytes.is_empty() && sender.send_data(bytes).await.is_err() {
+                    // The receiving peer is gone; the guard ends the stream.
+                    return;
+                }
+                if end {
+                    return;
+                }
+                if end_of_stream {
+                    // The filter has the last chunk but did not finish the body.
+                    return sender.abort(BodyCut("the filter did not end the body"));
+                }
+            }
+            BodyOutcome::Stopped => return sender.abort(BodyCut("the stream was stopped")),
+        }
+    }
 }
 
 async fn ask(
@@ -216,8 +326,62 @@ async fn ask(
         .unwrap_or_else(|_| Outcome::Client(worker::service_unavailable()))
 }
 
+async fn ask_body(
+    worker: &mpsc::Sender<Msg>,
+    message: impl FnOnce(oneshot::Sender<BodyOutcome>) -> Msg,
+) -> BodyOutcome {
+    let (tx, rx) = oneshot::channel();
+    if worker.send(message(tx)).is_err() {
+        return BodyOutcome::Stopped;
+    }
+    rx.await.unwrap_or(BodyOutcome::Stopped)
+}
+
+type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// The request as the filter sees it: pseudo-headers first, then the client's headers.
+fn request_headers(parts: &hyper::http::request::Parts) -> Pairs {
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let authority = parts
+        .headers
+        .get(hyper::header::HOST)
+        .map(|h| h.as_bytes())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str().as_bytes()))
+        .unwrap_or_default();
+    let mut headers = vec![
+        (
+            b":method".to_vec(),
+            parts.method.as_str().as_bytes().to_vec(),
+        ),
+        (b":path".to_vec(), path.as_bytes().to_vec()),
+        (b":authority".to_vec(), authority.to_vec()),
+        (b":scheme".to_vec(), b"http".to_vec()),
+    ];
+    for (name, value) in &parts.headers {
+        if name != hyper::header::HOST && !HOP_BY_HOP.contains(&name.as_str()) {
+            headers.push((name.as_str().as_bytes().to_vec(), value.as_bytes().to_vec()));
+        }
+    }
+    headers
+}
+
+fn response_headers(parts: &hyper::http::response::Parts) -> Pairs {
+    let mut headers = vec![(
+        b":status".to_vec(),
+        parts.status.as_str().as_bytes().to_vec(),
+    )];
+    for (name, value) in &parts.headers {
+        if !HOP_BY_HOP.contains(&name.as_str()) {
+            headers.push((name.as_str().as_bytes().to_vec(), value.as_bytes().to_vec()));
+        }
+    }
+    headers
+}
+
 /// Builds an HTTP request from a message's headers (pseudo-headers become the request line).
-fn to_request(address: &str, message: &Message) -> Option<Request<Full<Bytes>>> {
+/// `content-length` is kept when the body streams (hyper then frames by it) and recomputed
+/// when it is whole.
+fn to_request(address: &str, message: &Message, body: ProxyBody) -> Option<Request<ProxyBody>> {
     let method = message.header(":method").unwrap_or("GET");
     let path = message.header(":path").unwrap_or("/");
     let mut builder = Request::builder()
@@ -226,52 +390,30 @@ fn to_request(address: &str, message: &Message) -> Option<Request<Full<Bytes>>> 
     if let Some(authority) = message.header(":authority") {
         builder = builder.header(hyper::header::HOST, authority);
     }
+    let streamed = !body.is_end_stream();
     for (name, value) in message.headers.iter() {
-        if !forwardable(name) {
-            continue;
+        if forwardable(name, streamed) {
+            builder = builder.header(name, value);
         }
-        builder = builder.header(name, value);
     }
-    builder
-        .body(Full::new(Bytes::from(message.body.clone())))
-        .ok()
+    builder.body(body).ok()
 }
 
-/// Sends a request to a cluster; a connection failure becomes Envoy's 503.
-async fn forward(
+/// Sends a request to a cluster and waits for the response headers; a connection failure
+/// becomes Envoy's 503 text.
+async fn send(
     client: &HttpClient,
     address: &str,
     message: &Message,
-) -> (Vec<(Vec<u8>, Vec<u8>)>, Bytes) {
-    let Some(request) = to_request(address, message) else {
-        return synthesized(502, "malformed upstream request");
+    body: ProxyBody,
+) -> Result<Response<Incoming>, &'static str> {
+    let Some(request) = to_request(address, message, body) else {
+        return Err("malformed upstream request");
     };
-    let response =
-        match tokio::time::timeout(Duration::from_secs(60), client.request(request)).await {
-            Ok(Ok(response)) => response,
-            _ => {
-                return synthesized(
-                    503,
-                    "upstream connect error or disconnect/reset before headers",
-                );
-            }
-        };
-    let (parts, body) = response.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    let mut headers = vec![(
-        b":status".to_vec(),
-        parts.status.as_str().as_bytes().to_vec(),
-    )];
-    for (name, value) in &parts.headers {
-        if !HOP_BY_HOP.contains(&name.as_str()) && name != hyper::header::CONTENT_LENGTH {
-            headers.push((name.as_str().as_bytes().to_vec(), value.as_bytes().to_vec()));
-        }
+    match tokio::time::timeout(Duration::from_secs(60), client.request(request)).await {
+        Ok(Ok(response)) => Ok(response),
+        _ => Err("upstream connect error or disconnect/reset before headers"),
     }
-    (headers, body)
 }
 
 /// A callout, made for real. Envoy's async client answers a failed connection with a 503
@@ -279,10 +421,29 @@ async fn forward(
 async fn call(client: &HttpClient, address: &str, callout: Callout) -> Option<CalloutReply> {
     let message = Message {
         headers: callout.headers.clone(),
-        body: callout.body.clone(),
+        body: Vec::new(),
         end_of_stream: true,
     };
-    let (headers, body) = forward(client, address, &message).await;
+    let body = whole(Bytes::from(callout.body));
+    let (headers, body) = match send(client, address, &message, body).await {
+        Ok(response) => {
+            let (parts, body) = response.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            (response_headers(&parts), body)
+        }
+        Err(text) => {
+            let (headers, source) = synthesized(503, text);
+            let body = match source {
+                Source::Whole(bytes) => bytes.unwrap_or_default(),
+                Source::Incoming(_) => Bytes::new(),
+            };
+            (headers, body)
+        }
+    };
     let status = headers
         .first()
         .map(|(_, v)| v.clone())
@@ -294,32 +455,46 @@ async fn call(client: &HttpClient, address: &str, callout: Callout) -> Option<Ca
     Some(reply)
 }
 
-fn synthesized(status: u16, text: &str) -> (Vec<(Vec<u8>, Vec<u8>)>, Bytes) {
-    (
-        vec![
-            (b":status".to_vec(), status.to_string().into_bytes()),
-            (b"content-type".to_vec(), b"text/plain".to_vec()),
-        ],
-        Bytes::from(format!("{text}\n")),
-    )
+/// A response the proxy makes up itself (no route, upstream unreachable), as Envoy would.
+fn synthesized(status: u16, text: &str) -> (Pairs, Source) {
+    let body = Bytes::from(format!("{text}\n"));
+    let headers = vec![
+        (b":status".to_vec(), status.to_string().into_bytes()),
+        (b"content-type".to_vec(), b"text/plain".to_vec()),
+        (
+            b"content-length".to_vec(),
+            body.len().to_string().into_bytes(),
+        ),
+    ];
+    (headers, Source::Whole(Some(body)))
 }
 
-fn to_response(message: Message) -> Response<Full<Bytes>> {
-    let status = message.status().unwrap_or(502);
-    let mut builder = Response::builder().status(status);
+fn response_builder(message: &Message, streamed: bool) -> hyper::http::response::Builder {
+    let mut builder = Response::builder().status(message.status().unwrap_or(502));
     for (name, value) in message.headers.iter() {
-        if !forwardable(name) {
-            continue;
+        if forwardable(name, streamed) {
+            builder = builder.header(name, value);
         }
-        builder = builder.header(name, value);
     }
     builder
-        .body(Full::new(Bytes::from(message.body)))
+}
+
+/// A response whose body is all in `message` (a local reply, or headers only).
+fn whole_response(message: Message) -> Response<ProxyBody> {
+    response_builder(&message, false)
+        .body(whole(Bytes::from(message.body)))
         .unwrap_or_else(|_| plain(502, "malformed response"))
 }
 
-fn plain(status: u16, text: &str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(format!("{text}\n"))));
+/// A response whose body follows through the filter.
+fn streamed_response(message: &Message, body: ProxyBody) -> Response<ProxyBody> {
+    response_builder(message, true)
+        .body(body)
+        .unwrap_or_else(|_| plain(502, "malformed response"))
+}
+
+fn plain(status: u16, text: &str) -> Response<ProxyBody> {
+    let mut response = Response::new(whole(Bytes::from(format!("{text}\n"))));
     *response.status_mut() =
         hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::BAD_GATEWAY);
     response

@@ -2,34 +2,54 @@
 //! responses and callout replies arrive as messages; callouts leave as real HTTP requests on
 //! the shared runtime. The host clock follows real time so ticks and callout timeouts fire.
 
-use crate::{CalloutReply, Host, Message, Plugin, PluginConfig, Vm};
+use crate::{CalloutReply, Flow, Host, Message, Plugin, PluginConfig, Vm};
 use bytes::Bytes;
 use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
 
-/// What the filter decided for a request or a response.
+/// What the filter decided for a request's or a response's headers.
 #[derive(Debug)]
 pub enum Outcome {
-    /// Send this request upstream; the stream id comes back with the response.
+    /// Send this request upstream; the stream id comes back with the body and the response.
     Upstream { stream: u32, message: Message },
-    /// Answer the client with this (a local reply, or the response after the filter).
+    /// Answer the client with this: the response headers after the filter (more body follows
+    /// unless `end_of_stream`), or a whole local reply.
     Client(Message),
 }
 
+/// What became of a body chunk.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BodyOutcome {
+    /// These bytes go on (possibly none while the filter holds the body); `end` when the
+    /// direction is complete.
+    Data { bytes: Bytes, end: bool },
+    /// The stream was reset or answered locally: this direction goes no further.
+    Stopped,
+}
+
 pub enum Msg {
-    Request {
+    RequestHeaders {
         headers: Vec<(Vec<u8>, Vec<u8>)>,
-        body: Bytes,
+        end_of_stream: bool,
         reply: oneshot::Sender<Outcome>,
     },
-    Response {
+    ResponseHeaders {
         stream: u32,
         headers: Vec<(Vec<u8>, Vec<u8>)>,
-        body: Bytes,
+        end_of_stream: bool,
         reply: oneshot::Sender<Outcome>,
     },
+    Body {
+        stream: u32,
+        response: bool,
+        chunk: Bytes,
+        end_of_stream: bool,
+        reply: oneshot::Sender<BodyOutcome>,
+    },
+    /// The client or the upstream went away: end the stream if it is still open.
+    Abort { stream: u32 },
     CalloutDone {
         token: u32,
         reply: Option<CalloutReply>,
@@ -39,11 +59,18 @@ pub enum Msg {
 /// Performs a callout for real; `None` means the call failed (reset).
 pub type CalloutRunner = Box<dyn Fn(crate::Callout, mpsc::Sender<Msg>) + Send>;
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Waiting {
-    Request,
-    Response,
+/// A caller waiting for the filter's decision on one direction of a stream.
+enum Waiter {
+    Headers(oneshot::Sender<Outcome>),
+    Body {
+        end_of_stream: bool,
+        reply: oneshot::Sender<BodyOutcome>,
+    },
 }
+
+/// Waiters are keyed by stream and direction (`true` for the response): a request body may
+/// still be flowing while the response headers arrive.
+type Waiting = HashMap<(u32, bool), Waiter>;
 
 fn now_nanos() -> u64 {
     SystemTime::now()
@@ -92,7 +119,7 @@ fn run(
     own: mpsc::Sender<Msg>,
     run_callout: CalloutRunner,
 ) {
-    let mut waiting: HashMap<u32, (Waiting, oneshot::Sender<Outcome>)> = HashMap::new();
+    let mut waiting = Waiting::new();
     let mut started: HashSet<u32> = HashSet::new();
     loop {
         let message = rx.recv_timeout(Duration::from_millis(10));
@@ -100,36 +127,56 @@ fn run(
         if let Err(err) = vm.run_timers() {
             eprintln!("edge-dev: {err}");
         }
+        // Errors from the VM (traps) are reflected in the stream's state, as Envoy fails the
+        // stream; `settle` reads that state.
         match message {
-            Ok(Msg::Request {
+            Ok(Msg::RequestHeaders {
                 headers,
-                body,
+                end_of_stream,
                 reply,
             }) => match vm.create_stream() {
                 Ok(id) => {
-                    // Errors (traps) are reflected in the stream's state, as Envoy fails it.
-                    let _ = vm.request_headers(id, &headers, body.is_empty());
-                    if !body.is_empty() {
-                        let _ = vm.request_body(id, &body, true);
-                    }
-                    waiting.insert(id, (Waiting::Request, reply));
+                    let _ = vm.request_headers(id, &headers, end_of_stream);
+                    waiting.insert((id, false), Waiter::Headers(reply));
                 }
                 Err(err) => {
                     eprintln!("edge-dev: {err}");
                     let _ = reply.send(Outcome::Client(service_unavailable()));
                 }
             },
-            Ok(Msg::Response {
+            Ok(Msg::ResponseHeaders {
                 stream,
                 headers,
-                body,
+                end_of_stream,
                 reply,
             }) => {
-                let _ = vm.response_headers(stream, &headers, body.is_empty());
-                if !body.is_empty() {
-                    let _ = vm.response_body(stream, &body, true);
-                }
-                waiting.insert(stream, (Waiting::Response, reply));
+                let _ = vm.response_headers(stream, &headers, end_of_stream);
+                waiting.insert((stream, true), Waiter::Headers(reply));
+            }
+            Ok(Msg::Body {
+                stream,
+                response,
+                chunk,
+                end_of_stream,
+                reply,
+            }) => {
+                let _ = if response {
+                    vm.response_body(stream, &chunk, end_of_stream)
+                } else {
+                    vm.request_body(stream, &chunk, end_of_stream)
+                };
+                waiting.insert(
+                    (stream, response),
+                    Waiter::Body {
+                        end_of_stream,
+                        reply,
+                    },
+                );
+            }
+            Ok(Msg::Abort { stream }) => {
+                waiting.retain(|(id, _), _| *id != stream);
+                // Already finished is fine: the stream ended normally before the abort.
+                let _ = vm.finish_stream(stream);
             }
             Ok(Msg::CalloutDone { token, reply }) => {
                 // A callout already timed out by the clock is no longer known: that is fine.
@@ -150,39 +197,107 @@ fn run(
     }
 }
 
-/// Answers every waiting request or response whose filter decision is made.
-fn settle(vm: &mut Vm, waiting: &mut HashMap<u32, (Waiting, oneshot::Sender<Outcome>)>) {
-    let ready: Vec<u32> = waiting
+/// Answers every waiter whose filter decision is made. A stream ends (`on_done`, `on_log`)
+/// once its response has fully reached the client, or it was stopped.
+fn settle(vm: &mut Vm, waiting: &mut Waiting) {
+    let ready: Vec<(u32, bool)> = waiting
         .iter()
-        .filter(|(id, (phase, _))| match vm.stream(**id) {
-            None => true,
-            Some(s) => {
-                s.client.is_some()
-                    || s.reset
-                    || (*phase == Waiting::Request && s.upstream.is_some())
-            }
-        })
-        .map(|(id, _)| *id)
+        .filter(|(key, waiter)| is_decided(vm, key.0, key.1, waiter))
+        .map(|(key, _)| *key)
         .collect();
-    for id in ready {
-        let Some((phase, reply)) = waiting.remove(&id) else {
+    for (id, response) in ready {
+        let Some(waiter) = waiting.remove(&(id, response)) else {
             continue;
         };
-        let outcome = match vm.stream(id) {
-            Some(s) if s.client.is_some() => s.client.clone().map(Outcome::Client),
-            Some(s) if phase == Waiting::Request && !s.reset => {
-                s.upstream.clone().map(|message| Outcome::Upstream {
-                    stream: id,
-                    message,
-                })
+        let finished = match waiter {
+            Waiter::Headers(reply) => {
+                let outcome = headers_outcome(vm, id, response);
+                let finished = match &outcome {
+                    Outcome::Client(message) => message.end_of_stream,
+                    Outcome::Upstream { .. } => false,
+                };
+                let _ = reply.send(outcome);
+                finished
             }
-            _ => None,
+            Waiter::Body { reply, .. } => {
+                let outcome = body_outcome(vm, id, response);
+                let finished = match &outcome {
+                    BodyOutcome::Data { end, .. } => response && *end,
+                    BodyOutcome::Stopped => false,
+                };
+                let _ = reply.send(outcome);
+                finished
+            }
         };
-        let finished = !matches!(outcome, Some(Outcome::Upstream { .. }));
-        let _ = reply.send(outcome.unwrap_or_else(|| Outcome::Client(service_unavailable())));
-        if finished {
+        if finished || vm.stream(id).is_some_and(|s| s.reset) {
+            waiting.retain(|(other, _), _| *other != id);
             let _ = vm.finish_stream(id);
         }
+    }
+}
+
+fn is_decided(vm: &Vm, id: u32, response: bool, waiter: &Waiter) -> bool {
+    let Some(s) = vm.stream(id) else {
+        return true;
+    };
+    if s.reset {
+        return true;
+    }
+    match waiter {
+        Waiter::Headers(_) => s.client.is_some() || (!response && s.upstream.is_some()),
+        // A held body is answered at once (the filter may want more of it before it decides),
+        // except its end, which waits for the filter to let it go.
+        Waiter::Body { end_of_stream, .. } => {
+            let d = if response { &s.response } else { &s.request };
+            !(*end_of_stream && d.is_paused()) || d.flow == Flow::Stopped
+        }
+    }
+}
+
+fn headers_outcome(vm: &mut Vm, id: u32, response: bool) -> Outcome {
+    let Some(s) = vm.stream(id) else {
+        return Outcome::Client(service_unavailable());
+    };
+    if let Some(client) = s.client.clone() {
+        // Either the response headers, or a local reply (which may come at either phase).
+        let mut message = client;
+        message.body = vm
+            .take_forwarded_body(id, true)
+            .map(|(body, _)| body)
+            .unwrap_or_default();
+        return Outcome::Client(message);
+    }
+    match s.upstream.clone() {
+        Some(mut message) if !response && !s.reset => {
+            message.body = vm
+                .take_forwarded_body(id, false)
+                .map(|(body, _)| body)
+                .unwrap_or_default();
+            Outcome::Upstream {
+                stream: id,
+                message,
+            }
+        }
+        _ => Outcome::Client(service_unavailable()),
+    }
+}
+
+fn body_outcome(vm: &mut Vm, id: u32, response: bool) -> BodyOutcome {
+    let stopped = vm.stream(id).is_none_or(|s| {
+        s.reset || (!response && s.local_response.is_some()) || {
+            let d = if response { &s.response } else { &s.request };
+            d.flow == Flow::Stopped
+        }
+    });
+    if stopped {
+        return BodyOutcome::Stopped;
+    }
+    match vm.take_forwarded_body(id, response) {
+        Ok((bytes, end)) => BodyOutcome::Data {
+            bytes: Bytes::from(bytes),
+            end,
+        },
+        Err(_) => BodyOutcome::Stopped,
     }
 }
 

@@ -69,6 +69,50 @@ fn fail_open_passes_streams_through_after_a_trap() {
 }
 
 #[test]
+fn fail_open_passes_body_that_arrives_after_the_trap() {
+    let host = host();
+    let plugin = probe_plugin(&host);
+    let mut open = config("");
+    open.fail_open = true;
+    let mut vm = Vm::start(&plugin, open).unwrap();
+    // A stream whose headers went on before the VM failed on another stream.
+    let id = vm.create_stream().unwrap();
+    let headers = [(":method", "POST"), (":path", "/"), ("x-probe", "plain")];
+    assert_eq!(
+        vm.request_headers(id, &headers, false),
+        Ok(Action::Continue)
+    );
+    let (_, result) = request(&mut vm, "trap", &[]);
+    trap_message(result, "proxy_on_request_headers");
+    assert_eq!(vm.request_body(id, b"late", true), Ok(Action::Continue));
+    let upstream = vm.stream(id).unwrap().upstream.clone().unwrap();
+    assert_eq!(upstream.body, b"late");
+    assert!(upstream.end_of_stream);
+}
+
+#[test]
+fn forwarded_body_is_taken_in_pieces_as_a_streaming_proxy_sends_it() {
+    let (_host, mut vm) = probe();
+    let id = vm.create_stream().unwrap();
+    let headers = [(":method", "POST"), (":path", "/"), ("x-probe", "plain")];
+    vm.request_headers(id, &headers, false).unwrap();
+    assert_eq!(vm.take_forwarded_body(id, false), Ok((Vec::new(), false)));
+    vm.request_body(id, b"one", false).unwrap();
+    assert_eq!(
+        vm.take_forwarded_body(id, false),
+        Ok((b"one".to_vec(), false))
+    );
+    vm.request_body(id, b"two", true).unwrap();
+    assert_eq!(
+        vm.take_forwarded_body(id, false),
+        Ok((b"two".to_vec(), true))
+    );
+    // Nothing has reached the client yet; an unknown stream is an error.
+    assert_eq!(vm.take_forwarded_body(id, true), Ok((Vec::new(), false)));
+    assert!(vm.take_forwarded_body(id + 100, false).is_err());
+}
+
+#[test]
 fn trap_in_a_callout_response_fails_the_paused_stream() {
     let (_host, mut vm) = probe();
     let (id, _) = request(&mut vm, "callout-trap", &[]);

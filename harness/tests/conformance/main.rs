@@ -6,6 +6,7 @@
 mod support;
 
 mod callouts;
+mod dev_proxy;
 mod failures;
 mod headers;
 mod imports;

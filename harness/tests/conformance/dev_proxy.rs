@@ -1,0 +1,284 @@
+//! `edge-dev` over real sockets with the probe module: bodies stream through the filter in
+//! both directions (a proxy that buffered would deadlock these tests, which then time out),
+//! a filter that buffers sees the whole body, and a trap fails the stream as Envoy does.
+
+use crate::support::wasm_dir;
+use bytes::Bytes;
+use harness::dev::envoy_config::DevConfig;
+use http_body_util::channel::Channel;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Incoming};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Mutex, Notify, mpsc, oneshot};
+
+/// Long enough for a loaded machine, short enough that a deadlock fails the test quickly.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// The upstream: `/echo` answers the request body; `/stream-up` tells the test when the first
+/// request chunk arrived; `/stream-down` sends one response chunk, then waits for the test.
+struct Upstream {
+    address: SocketAddr,
+    first_chunk_arrived: Mutex<mpsc::UnboundedReceiver<Bytes>>,
+    send_rest: Arc<Notify>,
+}
+
+async fn upstream() -> Upstream {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (arrived_tx, arrived_rx) = mpsc::unbounded_channel();
+    let send_rest = Arc::new(Notify::new());
+    let notify = send_rest.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((socket, _)) = listener.accept().await else {
+                return;
+            };
+            let (arrived, notify) = (arrived_tx.clone(), notify.clone());
+            let service = service_fn(move |request: Request<Incoming>| {
+                let (arrived, notify) = (arrived.clone(), notify.clone());
+                async move { Ok::<_, Infallible>(serve_upstream(request, arrived, notify).await) }
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(socket), service),
+            );
+        }
+    });
+    Upstream {
+        address,
+        first_chunk_arrived: Mutex::new(arrived_rx),
+        send_rest,
+    }
+}
+
+type TestBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+async fn serve_upstream(
+    request: Request<Incoming>,
+    arrived: mpsc::UnboundedSender<Bytes>,
+    send_rest: Arc<Notify>,
+) -> Response<TestBody> {
+    let path = request.uri().path().to_string();
+    let mut body = request.into_body();
+    let mut received = Vec::new();
+    if path == "/stream-down" {
+        let (mut sender, out) = Channel::<Bytes, Infallible>::new(1);
+        tokio::spawn(async move {
+            let _ = sender.send_data(Bytes::from_static(b"first;")).await;
+            send_rest.notified().await;
+            let _ = sender.send_data(Bytes::from_static(b"second")).await;
+        });
+        return Response::new(out.boxed());
+    }
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.unwrap().into_data() else {
+            continue;
+        };
+        if path == "/stream-up" && received.is_empty() {
+            let _ = arrived.send(data.clone());
+        }
+        received.extend_from_slice(&data);
+    }
+    Response::new(Full::new(Bytes::from(received)).boxed())
+}
+
+/// Starts `edge-dev` with the probe module and one worker in front of `upstream`.
+async fn edge_dev(upstream: SocketAddr, fail_open: bool) -> (SocketAddr, oneshot::Sender<()>) {
+    let probe = wasm_dir().join("probe.wasm");
+    assert!(
+        probe.is_file(),
+        "{} is missing: run `cargo xtask wasm`",
+        probe.display()
+    );
+    let yaml = format!(
+        r#"
+static_resources:
+  listeners:
+    - address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
+      filter_chains:
+        - filters:
+            - typed_config:
+                route_config:
+                  virtual_hosts:
+                    - routes: [{{ match: {{ prefix: "/" }}, route: {{ cluster: app }} }}]
+                http_filters:
+                  - name: envoy.filters.http.wasm
+                    typed_config:
+                      config:
+                        root_id: probe-root
+                        fail_open: {fail_open}
+                        vm_config: {{ code: {{ local: {{ filename: "{}" }} }} }}
+                        configuration: {{ value: "" }}
+                  - name: envoy.filters.http.router
+  clusters:
+    - name: app
+      load_assignment:
+        endpoints:
+          - lb_endpoints:
+              - endpoint: {{ address: {{ socket_address: {{ address: {}, port_value: {} }} }} }}
+"#,
+        probe.display(),
+        upstream.ip(),
+        upstream.port()
+    );
+    let config = DevConfig::parse(&yaml, std::path::Path::new("/")).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        harness::dev::serve(config, 1, listener, shutdown)
+            .await
+            .unwrap();
+    });
+    (address, stop)
+}
+
+/// Sends one request over a fresh connection; the response's body is read by the caller.
+async fn send<B>(proxy: SocketAddr, request: Request<B>) -> Response<Incoming>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let socket = TcpStream::connect(proxy).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(socket))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    sender.send_request(request).await.unwrap()
+}
+
+fn get(path: &str, scenario: &str) -> Request<Full<Bytes>> {
+    Request::get(path)
+        .header("host", "app")
+        .header("x-probe", scenario)
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
+
+async fn text(response: Response<Incoming>) -> String {
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_body_reaches_the_upstream_before_the_client_has_sent_all_of_it() {
+    let upstream = upstream().await;
+    let (proxy, _stop) = edge_dev(upstream.address, false).await;
+    let (mut body, body_in) = Channel::<Bytes, Infallible>::new(1);
+    let request = Request::post("/stream-up")
+        .header("host", "app")
+        .header("x-probe", "plain")
+        .body(body_in)
+        .unwrap();
+    let response = tokio::spawn(send(proxy, request));
+    body.send_data(Bytes::from_static(b"first;")).await.unwrap();
+    let first = tokio::time::timeout(PATIENCE, upstream.first_chunk_arrived.lock().await.recv())
+        .await
+        .expect("the first chunk did not reach the upstream while the request was still open");
+    assert_eq!(first.as_deref(), Some(&b"first;"[..]));
+    body.send_data(Bytes::from_static(b"second")).await.unwrap();
+    drop(body);
+    let response = tokio::time::timeout(PATIENCE, response)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(text(response).await, "first;second");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_body_reaches_the_client_before_the_upstream_has_sent_all_of_it() {
+    let upstream = upstream().await;
+    let (proxy, _stop) = edge_dev(upstream.address, false).await;
+    let response = send(proxy, get("/stream-down", "plain")).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["x-probe-seen"],
+        "1",
+        "the filter saw the headers"
+    );
+    let mut body = response.into_body();
+    let first = tokio::time::timeout(PATIENCE, body.frame())
+        .await
+        .expect("the first chunk did not reach the client while the upstream was still sending");
+    assert_eq!(first.unwrap().unwrap().into_data().unwrap(), "first;");
+    upstream.send_rest.notify_one();
+    let rest = tokio::time::timeout(PATIENCE, body.collect())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rest.to_bytes(), "second");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filter_that_holds_the_body_sees_all_of_it_and_its_edit_goes_upstream() {
+    let upstream = upstream().await;
+    let (proxy, _stop) = edge_dev(upstream.address, false).await;
+    let (mut body, body_in) = Channel::<Bytes, Infallible>::new(4);
+    let request = Request::post("/echo")
+        .header("host", "app")
+        .header("x-probe", "body")
+        .body(body_in)
+        .unwrap();
+    let response = tokio::spawn(send(proxy, request));
+    for chunk in ["hello, ", "streaming ", "world"] {
+        body.send_data(Bytes::from(chunk)).await.unwrap();
+    }
+    drop(body);
+    let response = tokio::time::timeout(PATIENCE, response)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(text(response).await, "HELLO, STREAMING WORLD");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_reply_in_the_response_replaces_the_upstream_body() {
+    let upstream = upstream().await;
+    let (proxy, _stop) = edge_dev(upstream.address, false).await;
+    let response = send(proxy, get("/stream-down", "local-in-response")).await;
+    assert_eq!(response.status(), 502);
+    assert_eq!(text(response).await, "replaced");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trap_fails_the_stream_closed_and_the_vm_stays_failed() {
+    let upstream = upstream().await;
+    let (proxy, _stop) = edge_dev(upstream.address, false).await;
+    let response = send(proxy, get("/echo", "trap")).await;
+    assert_eq!(response.status(), 503);
+    // One worker, whose VM is now failed: the next request is failed too, filter or not.
+    let response = send(proxy, get("/echo", "plain")).await;
+    assert_eq!(response.status(), 503);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trap_with_fail_open_lets_requests_through_without_the_filter() {
+    let upstream = upstream().await;
+    let (proxy, _stop) = edge_dev(upstream.address, true).await;
+    let request = Request::post("/echo")
+        .header("host", "app")
+        .header("x-probe", "trap")
+        .body(Full::new(Bytes::from_static(b"kept")))
+        .unwrap();
+    let response = send(proxy, request).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(text(response).await, "kept");
+    let response = send(proxy, get("/echo", "plain")).await;
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers().get("x-probe-seen").is_none(),
+        "the failed VM's filter no longer runs"
+    );
+}
