@@ -39,7 +39,9 @@ enum Pending {
 pub struct SessionStream {
     filter: Rc<Filter>,
     pending: Option<Pending>,
-    /// The valid session the request carried.
+    /// The session the app's writes go to: the valid one the request carried, or the one its
+    /// verified cookie names when the store could not answer (fail_open). Never a new session
+    /// in its place: that would log the user out over a passing outage.
     session: Option<SessionId>,
     /// The response must delete the cookie (bad token, gone session, logout).
     clear_cookie: bool,

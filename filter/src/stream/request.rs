@@ -99,11 +99,13 @@ impl SessionStream {
         }
     }
 
-    /// The store could not answer a read: the configured policy decides.
-    fn store_unavailable(&mut self, filter: &Filter) -> Action {
+    /// The store could not answer a read of the cookie's session `id`: the configured policy
+    /// decides. Under fail_open the app gets no session, but its writes still go to `id`.
+    fn store_unavailable(&mut self, filter: &Filter, id: &SessionId) -> Action {
         match filter.config.on_store_error {
             StoreErrorPolicy::FailOpen => {
                 self.without_session(filter, State::Unavailable);
+                self.session = Some(id.clone());
                 Action::Continue
             }
             StoreErrorPolicy::FailClosed => {
@@ -184,7 +186,7 @@ impl SessionStream {
             }
             Err(()) => {
                 filter.count(Counter::CalloutError);
-                self.store_unavailable(filter)
+                self.store_unavailable(filter, &id)
             }
         }
     }
@@ -229,7 +231,7 @@ impl SessionStream {
             Resolution::Unavailable(failure) => {
                 filter.count(Counter::CalloutError);
                 log::warn!("edge-session: session #{}: {failure}", id.short_hash());
-                if self.store_unavailable(filter) == Action::Continue {
+                if self.store_unavailable(filter, &id) == Action::Continue {
                     self.resume_http_request();
                 }
             }

@@ -300,6 +300,43 @@ fn a_failed_write_never_sets_a_cookie_and_follows_the_policy() {
 }
 
 #[test]
+fn writes_while_the_store_is_unavailable_go_to_the_cookies_session_never_a_new_one() {
+    // fail_open: the app runs without the session, but what it writes must not replace the
+    // user's session with a new one (a new cookie would log them out over an outage).
+    for (control, method) in [
+        (("x-session-set", r#"{"a": 1}"#), "PATCH"),
+        (("x-session-flush", "1"), "DELETE"),
+        (("x-session-cycle", "1"), "POST"),
+    ] {
+        let (_host, mut vm) = start(config(json!({})));
+        let sid = id(29);
+        let s = get_with_cookie(&mut vm, &format!("sid={}", valid_token(&sid)));
+        let read = only_callout(&vm);
+        vm.answer_callout(read.token, CalloutReply::new(503).body("down"))
+            .unwrap();
+        assert_eq!(upstream(&vm, s).get("x-session-state"), Some("unavailable"));
+        app_responds(&mut vm, s, &[control]);
+        let write = only_callout(&vm);
+        let own = format!("/v1/sessions/{}", sid.as_str());
+        let expected = match method {
+            "POST" => format!("{own}/cycle"),
+            _ => own,
+        };
+        assert_eq!(
+            (write.method(), write.path()),
+            (Some(method), Some(expected.as_str())),
+            "{control:?}"
+        );
+        // Still down: nothing changes for the client.
+        vm.answer_callout(write.token, CalloutReply::new(503).body("down"))
+            .unwrap();
+        let out = client(&vm, s);
+        assert_eq!(out.status(), Some(200));
+        assert!(!out.headers.contains("set-cookie"), "{control:?}");
+    }
+}
+
+#[test]
 fn sliding_expiry_touches_a_session_past_half_its_life_without_pausing() {
     let (_host, mut vm) = start(config(json!({})));
     let sid = id(27);
