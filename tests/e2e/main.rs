@@ -10,6 +10,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+use testkit::FaultyLink;
+
+mod drills;
 
 const TOKEN: &str = "dev-token-change-me-0123456789";
 
@@ -45,6 +48,8 @@ struct Stack {
             tokio::task::JoinHandle<()>,
         )>,
     >,
+    database_link: Option<FaultyLink>,
+    companion_link: Option<FaultyLink>,
 }
 
 async fn wait_for(addr: SocketAddr) {
@@ -64,11 +69,55 @@ async fn stack() -> Stack {
 
 /// The same, with the filter's `on_store_error` set to `store_policy`.
 async fn stack_with(store_policy: &str) -> Stack {
+    stack_for(Options {
+        store_policy,
+        ..Options::default()
+    })
+    .await
+}
+
+/// How a test's stack differs from the project's `envoy.yaml`.
+#[derive(Clone, Copy)]
+struct Options<'a> {
+    /// The filter's `on_store_error`.
+    store_policy: &'a str,
+    /// The filter's `cache.ttl_ms`, if not the configured one.
+    cache_ttl_ms: Option<u64>,
+    /// Put a [`FaultyLink`] between the companion and the database.
+    database_link: bool,
+    /// Put a [`FaultyLink`] between edge-dev and the companion.
+    companion_link: bool,
+}
+
+impl Default for Options<'_> {
+    fn default() -> Self {
+        Self {
+            store_policy: "fail_open",
+            cache_ttl_ms: None,
+            database_link: false,
+            companion_link: false,
+        }
+    }
+}
+
+async fn stack_for(options: Options<'_>) -> Stack {
     let uri = std::env::var("MONGODB_URI").expect("MONGODB_URI is not set: run `cargo xtask test`");
     let database = format!("e2e_{}_{}", std::process::id(), free_addr().port());
+    let database_link = match options.database_link {
+        true => Some(FaultyLink::start(testkit::single_host(&uri).0).await),
+        false => None,
+    };
+    let uri = match &database_link {
+        Some(link) => testkit::through(&uri, link.addr),
+        None => uri,
+    };
     let mut companion = companion::Config::for_tests(&uri, &database, TOKEN);
     companion.listen = free_addr();
     companion.shutdown_grace_ms = 500;
+    let companion_link = match options.companion_link {
+        true => Some(FaultyLink::start(companion.listen).await),
+        false => None,
+    };
 
     let app_addr = free_addr();
     let legacy = Command::new("python3")
@@ -80,15 +129,19 @@ async fn stack_with(store_policy: &str) -> Stack {
     let legacy = KillOnDrop(legacy);
 
     let mut dev = DevConfig::load(&root().join("envoy.yaml")).unwrap();
+    let companion_addr = companion_link.as_ref().map_or(companion.listen, |l| l.addr);
     dev.clusters
-        .insert("companion".into(), companion.listen.to_string());
+        .insert("companion".into(), companion_addr.to_string());
     dev.clusters
         .insert("legacy_app".into(), app_addr.to_string());
     if let Some(dir) = std::env::var_os("EDGE_SESSION_WASM_DIR") {
         dev.plugin.filename = PathBuf::from(dir).join("filter.wasm");
     }
     let mut filter_config: Value = serde_json::from_str(&dev.plugin.configuration).unwrap();
-    filter_config["on_store_error"] = Value::from(store_policy);
+    filter_config["on_store_error"] = Value::from(options.store_policy);
+    if let Some(ttl) = options.cache_ttl_ms {
+        filter_config["cache"] = serde_json::json!({ "ttl_ms": ttl });
+    }
     dev.plugin.configuration = filter_config.to_string();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let proxy = listener.local_addr().unwrap();
@@ -103,6 +156,8 @@ async fn stack_with(store_policy: &str) -> Stack {
         _app: legacy,
         companion,
         running: std::sync::Mutex::new(None),
+        database_link,
+        companion_link,
     };
     stack.start_companion().await;
     wait_for(app_addr).await;
