@@ -8,6 +8,8 @@ Run by `cargo xtask test` (xtask/src/deploy.rs) in a virtualenv holding the pinn
   included, because the message types of every extension used are imported below.
 - deploy/istio/*.yaml are parsed with the Istio CRD models of cloudcoil-models-istio, made
   strict (unknown fields refused) the way `kubectl --validate=strict` treats them.
+- docker-compose's Envoy config must equal envoy.yaml but for addresses, the module path and
+  the plugin configuration (two copies, so the check keeps them from drifting).
 - Then the facts the filter and companion rely on, which no schema knows: the Wasm filter before
   the router, the v8 runtime, a local module, fail closed, the plugin's companion cluster
   exists, the admin interface on loopback, Compose health dependencies, the WasmPlugin's
@@ -71,12 +73,14 @@ class Problems:
 
 
 def check_envoy(document, source, problems):
-    """Parses a bootstrap strictly and checks what the filter needs. Returns the plugin JSON."""
+    """Parses a bootstrap strictly and checks what the filter needs.
+
+    Returns the Bootstrap and the plugin JSON (either None when not found)."""
     try:
         bootstrap = json_format.ParseDict(document, bootstrap_pb2.Bootstrap())
     except json_format.ParseError as err:
         problems.add(source, f"not a valid Envoy v3 Bootstrap: {err}")
-        return None
+        return None, None
     clusters = {c.name for c in bootstrap.static_resources.clusters}
     admin = bootstrap.admin.address.socket_address.address
     problems.check(
@@ -112,7 +116,45 @@ def check_envoy(document, source, problems):
                 plugin_json = check_wasm(wasm_filter, clusters, where, problems)
     if plugin_json is None:
         problems.add(source, "no plugin configuration found")
-    return plugin_json
+    return bootstrap, plugin_json
+
+
+def deployment_neutral(bootstrap):
+    """A copy without what differs between deployments on purpose: the listener and endpoint
+    addresses, the module's path and the plugin configuration (secrets)."""
+    copy = bootstrap_pb2.Bootstrap()
+    copy.CopyFrom(bootstrap)
+    for listener in copy.static_resources.listeners:
+        listener.ClearField("address")
+        for chain in listener.filter_chains:
+            for network_filter in chain.filters:
+                hcm = hcm_pb2.HttpConnectionManager()
+                if not network_filter.typed_config.Unpack(hcm):
+                    continue
+                for http_filter in hcm.http_filters:
+                    wasm = wasm_pb2.Wasm()
+                    if http_filter.typed_config.Unpack(wasm):
+                        wasm.config.vm_config.code.local.ClearField("filename")
+                        wasm.config.ClearField("configuration")
+                        http_filter.typed_config.Pack(wasm)
+                network_filter.typed_config.Pack(hcm)
+    for cluster in copy.static_resources.clusters:
+        for locality in cluster.load_assignment.endpoints:
+            for endpoint in locality.lb_endpoints:
+                endpoint.endpoint.address.socket_address.ClearField("address")
+    return copy
+
+
+def check_same_envoy(dev, compose, problems):
+    """docker-compose's Envoy config must stay envoy.yaml but for the deployment's own values."""
+    if dev is None or compose is None:
+        return
+    if deployment_neutral(dev) != deployment_neutral(compose):
+        problems.add(
+            "docker-compose.yml configs.envoy",
+            "differs from envoy.yaml in more than addresses, the module path and the plugin "
+            "configuration; change both files together",
+        )
 
 
 def check_wasm(http_filter, clusters, where, problems):
@@ -218,7 +260,7 @@ def check_compose(root, problems):
     env = read_env_file(root / ".env.example")
     raw = load_yaml(root / source, root, problems)
     if raw is None:
-        return None
+        return None, None
     compose = interpolate_all(raw, env, source, problems)
     services = compose.get("services", {})
     for name, service in services.items():
@@ -249,12 +291,12 @@ def check_compose(root, problems):
     envoy_config = compose.get("configs", {}).get("envoy", {}).get("content")
     if envoy_config is None:
         problems.add(source, "configs.envoy.content (Envoy's configuration) is missing")
-        return None
+        return None, None
     try:
         document = yaml.safe_load(envoy_config)
     except yaml.YAMLError as err:
         problems.add(source, f"configs.envoy.content is not valid YAML: {err}")
-        return None
+        return None, None
     return check_envoy(document, f"{source} configs.envoy", problems)
 
 
@@ -439,11 +481,14 @@ def main():
     out_dir.mkdir(parents=True, exist_ok=True)
     problems = Problems()
     envoy_yaml = load_yaml(root / "envoy.yaml", root, problems)
+    dev, dev_plugin = (None, None)
+    if envoy_yaml is not None:
+        dev, dev_plugin = check_envoy(envoy_yaml, "envoy.yaml", problems)
+    compose, compose_plugin = check_compose(root, problems)
+    check_same_envoy(dev, compose, problems)
     plugin_configs = {
-        "envoy.yaml": None
-        if envoy_yaml is None
-        else check_envoy(envoy_yaml, "envoy.yaml", problems),
-        "docker-compose.yml": check_compose(root, problems),
+        "envoy.yaml": dev_plugin,
+        "docker-compose.yml": compose_plugin,
         "deploy-istio-wasmplugin": check_istio(root, problems),
     }
     check_kubernetes(root, problems)
