@@ -51,6 +51,22 @@ pub struct Config {
     /// Time in-flight requests get to finish after SIGTERM, in milliseconds.
     #[arg(long, env = "COMPANION_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     pub shutdown_grace_ms: u64,
+    /// Without a subcommand the service starts.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What to do instead of serving.
+#[derive(Clone, Debug, PartialEq, Eq, clap::Subcommand)]
+pub enum Command {
+    /// Ask the running service's /readyz (at --listen; a wildcard address is reached on
+    /// loopback) and exit 0 if it answered 200, else 1: a container health check for images
+    /// without a shell or curl.
+    Healthcheck {
+        /// Time the whole check may take, in milliseconds.
+        #[arg(long, default_value_t = 2_000)]
+        timeout_ms: u64,
+    },
 }
 
 /// A configuration the service must not start with.
@@ -159,5 +175,16 @@ mod tests {
             "10",
         ]);
         assert_eq!(inverted.validate(), Err(ConfigError::TtlOverMax));
+    }
+
+    #[test]
+    fn healthcheck_is_a_subcommand_that_reads_the_listen_address() {
+        let config = parse(&["--listen", "0.0.0.0:9999", "healthcheck"]);
+        assert_eq!(
+            config.command,
+            Some(Command::Healthcheck { timeout_ms: 2_000 })
+        );
+        assert_eq!(config.listen, "0.0.0.0:9999".parse().unwrap());
+        assert_eq!(parse(&[]).command, None);
     }
 }

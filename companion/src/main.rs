@@ -1,9 +1,11 @@
-//! `edge-session-companion`: configuration, logging, serve.
+//! `edge-session-companion`: configuration, logging, serve (or, with `healthcheck`, probe).
 
 use clap::Parser;
-use companion::Config;
+use companion::config::Command;
 use companion::server::{run, shutdown_signal};
+use companion::{Config, healthcheck};
 use std::process::ExitCode;
+use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -15,6 +17,15 @@ async fn main() -> ExitCode {
         )
         .init();
     let config = Config::parse();
+    if let Some(Command::Healthcheck { timeout_ms }) = config.command {
+        return match healthcheck::check(config.listen, Duration::from_millis(timeout_ms)).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("edge-session-companion healthcheck: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Err(err) = config.validate() {
         eprintln!("edge-session-companion: {err}");
         return ExitCode::from(2);

@@ -1,12 +1,15 @@
 //! The project's task runner, the one front door for people and CI: `cargo xtask <task>`.
 //!
 //! Tasks: `demo` runs the local stack; `wasm` builds the proxy-wasm modules; `test` builds them,
-//! then runs every test and lint; `lint` runs rustfmt and clippy only.
+//! then runs every test and lint; `lint` runs rustfmt and clippy only; `deploy` checks the
+//! deploy artifacts (also part of `test`).
 
 mod demo;
+mod deploy;
 mod lint;
 mod mongo;
 mod test;
+mod venv;
 mod wasm;
 
 use anyhow::{Context, Result, bail};
@@ -19,7 +22,9 @@ tasks:
   demo    run the local stack: database, companion, legacy app, edge-dev with the filter
   wasm    build the proxy-wasm modules (installs the Debian toolchain packages if missing)
   test    build the modules, then run all tests, rustfmt and clippy
-  lint    rustfmt --check and clippy -D warnings";
+  lint    rustfmt --check and clippy -D warnings
+  deploy  check envoy.yaml, docker-compose.yml and deploy/ against Envoy's, Compose's,
+          Kubernetes' and Istio's schemas, and their plugin configs with the filter's parser";
 
 fn main() -> Result<()> {
     let task = std::env::args().nth(1).unwrap_or_default();
@@ -28,6 +33,7 @@ fn main() -> Result<()> {
         "demo" => demo::run(),
         "test" => test::run(),
         "lint" => lint::run(),
+        "deploy" => deploy::run(),
         "" | "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())

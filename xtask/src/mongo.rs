@@ -3,7 +3,6 @@
 //! installed into a virtualenv under the target directory and started on a free port with
 //! in-memory storage. Setting `MONGODB_URI` uses that server (a real `mongod`) instead.
 
-use crate::exec;
 use anyhow::{Context, Result, bail};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -25,31 +24,9 @@ impl Drop for TestServer {
     }
 }
 
-fn venv_dir() -> PathBuf {
-    crate::wasm::cargo_target_dir().join("venv")
-}
-
-/// Installs the pinned SecantusDB into the virtualenv if it is not there yet.
+/// Installs the pinned SecantusDB into its virtualenv if it is not there yet.
 fn ensure_installed() -> Result<PathBuf> {
-    let venv = venv_dir();
-    let marker = venv.join(".edge-session-installed");
-    let server = venv.join("bin/secantusd-py");
-    if server.is_file() && std::fs::read_to_string(&marker).is_ok_and(|m| m == SECANTUS) {
-        return Ok(venv);
-    }
-    eprintln!("xtask: installing {SECANTUS} into {}", venv.display());
-    exec(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-    exec(Command::new(venv.join("bin/pip")).args([
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        SECANTUS,
-    ]))?;
-    if !server.is_file() {
-        bail!("{SECANTUS} installed but {} is missing", server.display());
-    }
-    std::fs::write(&marker, SECANTUS)?;
-    Ok(venv)
+    crate::venv::ensure("venv", &[SECANTUS], "bin/secantusd-py")
 }
 
 fn free_port() -> Result<u16> {

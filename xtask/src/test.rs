@@ -29,5 +29,6 @@ pub fn run() -> Result<()> {
         "-s",
         "examples/legacy-app",
     ]))?;
+    crate::deploy::run()?;
     lint::run()
 }

@@ -1,0 +1,511 @@
+"""Checks the deploy artifacts against the schemas of the software that loads them.
+
+Run by `cargo xtask test` (xtask/src/deploy.rs) in a virtualenv holding the pinned tools:
+
+- envoy.yaml, and the Envoy config inside docker-compose.yml (with .env.example's values filled
+  in as Compose would), are parsed into Envoy's v3 `Bootstrap` with xds-protos (Envoy's API
+  compiled for Python protobuf): unknown fields are refused at every depth, `typed_config`
+  included, because the message types of every extension used are imported below.
+- deploy/istio/*.yaml are parsed with the Istio CRD models of cloudcoil-models-istio, made
+  strict (unknown fields refused) the way `kubectl --validate=strict` treats them.
+- docker-compose's Envoy config must equal envoy.yaml but for addresses, the module path and
+  the plugin configuration (two copies, so the check keeps them from drifting).
+- Then the facts the filter and companion rely on, which no schema knows: the Wasm filter before
+  the router, the v8 runtime, a local module, fail closed, the plugin's companion cluster
+  exists, the admin interface on loopback, Compose health dependencies, the WasmPlugin's
+  cluster naming the companion's Service, probes, limits and the Secret's keys.
+
+The plugin configurations found (JSON) are written to OUT_DIR for the filter's own parser
+(`cargo run -p filter --example check_plugin_config`). docker-compose.yml's Compose schema and
+the Kubernetes manifests' schemas are checked by check-jsonschema and kubernetes-validate,
+which xtask runs itself.
+
+usage: deploy_check.py ROOT OUT_DIR
+"""
+
+import inspect
+import ipaddress
+import json
+import re
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+import pydantic
+import yaml
+from google.protobuf import json_format, wrappers_pb2
+
+# Every message type that appears in a typed_config of our Envoy configs. Importing a module
+# registers its types, so the Any fields resolve instead of failing as unknown types.
+from envoy.config.bootstrap.v3 import bootstrap_pb2
+from envoy.extensions.access_loggers.stream.v3 import stream_pb2  # noqa: F401
+from envoy.extensions.filters.http.router.v3 import router_pb2  # noqa: F401
+from envoy.extensions.filters.http.wasm.v3 import wasm_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2  # noqa: F401
+
+from cloudcoil import apimachinery
+from cloudcoil.models.istio.extensions import v1alpha1 as istio_extensions
+from cloudcoil.models.istio.networking import v1 as istio_networking
+from cloudcoil.models.istio.security import v1 as istio_security
+
+WASM_FILTER = "envoy.filters.http.wasm"
+ROUTER_FILTER = "envoy.filters.http.router"
+
+
+class Problems:
+    """Collects every problem, so one run names them all."""
+
+    def __init__(self):
+        self.items = []
+
+    def add(self, source, message):
+        self.items.append(f"{source}: {message}")
+
+    def check(self, condition, source, message):
+        if not condition:
+            self.add(source, message)
+
+
+# ----- Envoy ------------------------------------------------------------------------------------
+
+
+def check_envoy(document, source, problems):
+    """Parses a bootstrap strictly and checks what the filter needs.
+
+    Returns the Bootstrap and the plugin JSON (either None when not found)."""
+    try:
+        bootstrap = json_format.ParseDict(document, bootstrap_pb2.Bootstrap())
+    except json_format.ParseError as err:
+        problems.add(source, f"not a valid Envoy v3 Bootstrap: {err}")
+        return None, None
+    clusters = {c.name for c in bootstrap.static_resources.clusters}
+    admin = bootstrap.admin.address.socket_address.address
+    problems.check(
+        is_loopback(admin), source, f"admin listens on {admin!r}, not on loopback"
+    )
+    plugin_json = None
+    for listener in bootstrap.static_resources.listeners:
+        for chain in listener.filter_chains:
+            for network_filter in chain.filters:
+                hcm = hcm_pb2.HttpConnectionManager()
+                if not network_filter.typed_config.Unpack(hcm):
+                    continue
+                where = f"{source}: listener {listener.name}"
+                for host in hcm.route_config.virtual_hosts:
+                    for route in host.routes:
+                        cluster = route.route.cluster
+                        problems.check(
+                            not cluster or cluster in clusters,
+                            where,
+                            f"route to unknown cluster {cluster!r}",
+                        )
+                names = [f.name for f in hcm.http_filters]
+                if WASM_FILTER not in names:
+                    problems.add(where, f"no {WASM_FILTER} filter")
+                    continue
+                problems.check(
+                    names[-1:] == [ROUTER_FILTER]
+                    and names.index(WASM_FILTER) < names.index(ROUTER_FILTER),
+                    where,
+                    f"the router must be the last filter, after {WASM_FILTER}: {names}",
+                )
+                wasm_filter = hcm.http_filters[names.index(WASM_FILTER)]
+                plugin_json = check_wasm(wasm_filter, clusters, where, problems)
+    if plugin_json is None:
+        problems.add(source, "no plugin configuration found")
+    return bootstrap, plugin_json
+
+
+def deployment_neutral(bootstrap):
+    """A copy without what differs between deployments on purpose: the listener and endpoint
+    addresses, the module's path and the plugin configuration (secrets)."""
+    copy = bootstrap_pb2.Bootstrap()
+    copy.CopyFrom(bootstrap)
+    for listener in copy.static_resources.listeners:
+        listener.ClearField("address")
+        for chain in listener.filter_chains:
+            for network_filter in chain.filters:
+                hcm = hcm_pb2.HttpConnectionManager()
+                if not network_filter.typed_config.Unpack(hcm):
+                    continue
+                for http_filter in hcm.http_filters:
+                    wasm = wasm_pb2.Wasm()
+                    if http_filter.typed_config.Unpack(wasm):
+                        wasm.config.vm_config.code.local.ClearField("filename")
+                        wasm.config.ClearField("configuration")
+                        http_filter.typed_config.Pack(wasm)
+                network_filter.typed_config.Pack(hcm)
+    for cluster in copy.static_resources.clusters:
+        for locality in cluster.load_assignment.endpoints:
+            for endpoint in locality.lb_endpoints:
+                endpoint.endpoint.address.socket_address.ClearField("address")
+    return copy
+
+
+def check_same_envoy(dev, compose, problems):
+    """docker-compose's Envoy config must stay envoy.yaml but for the deployment's own values."""
+    if dev is None or compose is None:
+        return
+    if deployment_neutral(dev) != deployment_neutral(compose):
+        problems.add(
+            "docker-compose.yml configs.envoy",
+            "differs from envoy.yaml in more than addresses, the module path and the plugin "
+            "configuration; change both files together",
+        )
+
+
+def check_wasm(http_filter, clusters, where, problems):
+    wasm = wasm_pb2.Wasm()
+    if not http_filter.typed_config.Unpack(wasm):
+        problems.add(where, f"{WASM_FILTER}'s typed_config is not a Wasm message")
+        return None
+    config = wasm.config
+    vm = config.vm_config
+    problems.check(
+        vm.runtime == "envoy.wasm.runtime.v8",
+        where,
+        f"runtime {vm.runtime!r}, want envoy.wasm.runtime.v8",
+    )
+    problems.check(
+        vm.code.local.filename != "",
+        where,
+        "the module must come from a local file (vm_config.code.local.filename)",
+    )
+    problems.check(config.root_id != "", where, "root_id is empty")
+    problems.check(
+        not config.fail_open,
+        where,
+        "fail_open is true: a failed VM would pass requests without session checks",
+    )
+    value = wrappers_pb2.StringValue()
+    if not config.configuration.Unpack(value):
+        problems.add(where, "configuration must be a google.protobuf.StringValue (JSON)")
+        return None
+    try:
+        plugin = json.loads(value.value)
+    except ValueError as err:
+        problems.add(where, f"the plugin configuration is not JSON: {err}")
+        return None
+    cluster = plugin.get("companion", {}).get("cluster") if isinstance(plugin, dict) else None
+    problems.check(
+        cluster in clusters,
+        where,
+        f"the plugin's companion.cluster {cluster!r} is not a cluster of this config",
+    )
+    return value.value
+
+
+def is_loopback(address):
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return address == "localhost"
+
+
+# ----- Compose ----------------------------------------------------------------------------------
+
+ENV_LINE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
+VARIABLE = re.compile(r"\$(\$|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\})")
+
+
+def read_env_file(path):
+    """A Compose env file: KEY=VALUE lines; single quotes keep the value literally."""
+    values = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        match = ENV_LINE.match(line)
+        if not match:
+            raise ValueError(f"{path.name}:{number}: not KEY=VALUE")
+        key, value = match.groups()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key] = value
+    return values
+
+
+def interpolate(text, env, source, problems):
+    """Compose's ${VAR}, ${VAR:-default}, ${VAR:?error} and $$, on one string."""
+
+    def substitute(match):
+        if match.group(1) == "$":
+            return "$"
+        name, operator, argument = match.group(2), match.group(3), match.group(4)
+        value = env.get(name)
+        if value is None or (value == "" and operator and operator.startswith(":")):
+            if operator and operator.endswith("-"):
+                return argument
+            problems.add(source, f"${{{name}}} is not set in .env.example")
+            return ""
+        return value
+
+    return VARIABLE.sub(substitute, text)
+
+
+def interpolate_all(value, env, source, problems):
+    if isinstance(value, str):
+        return interpolate(value, env, source, problems)
+    if isinstance(value, list):
+        return [interpolate_all(v, env, source, problems) for v in value]
+    if isinstance(value, dict):
+        return {k: interpolate_all(v, env, source, problems) for k, v in value.items()}
+    return value
+
+
+def check_compose(root, problems):
+    source = "docker-compose.yml"
+    env = read_env_file(root / ".env.example")
+    raw = load_yaml(root / source, root, problems)
+    if raw is None:
+        return None, None
+    compose = interpolate_all(raw, env, source, problems)
+    services = compose.get("services", {})
+    for name, service in services.items():
+        for dependency, condition in (service.get("depends_on") or {}).items():
+            wanted = condition.get("condition") if isinstance(condition, dict) else None
+            target = services.get(dependency, {})
+            if wanted == "service_healthy":
+                problems.check(
+                    "healthcheck" in target,
+                    source,
+                    f"{name} waits for {dependency} to be healthy, which has no healthcheck",
+                )
+            problems.check(
+                dependency in services, source, f"{name} depends on unknown {dependency}"
+            )
+    for name in ("mongo", "companion"):
+        problems.check(
+            "healthcheck" in services.get(name, {}), source, f"{name} has no healthcheck"
+        )
+    for name, service in services.items():
+        image = service.get("image")
+        if image:
+            problems.check(
+                re.search(r":v?\d+\.\d+\.\d+", image) is not None,
+                source,
+                f"{name}'s image {image!r} is not pinned to a full version",
+            )
+    envoy_config = compose.get("configs", {}).get("envoy", {}).get("content")
+    if envoy_config is None:
+        problems.add(source, "configs.envoy.content (Envoy's configuration) is missing")
+        return None, None
+    try:
+        document = yaml.safe_load(envoy_config)
+    except yaml.YAMLError as err:
+        problems.add(source, f"configs.envoy.content is not valid YAML: {err}")
+        return None, None
+    return check_envoy(document, f"{source} configs.envoy", problems)
+
+
+# ----- Istio ------------------------------------------------------------------------------------
+
+
+def strict_istio_models():
+    """The CRD models, refusing unknown fields (pydantic's default ignores them)."""
+    modules = (apimachinery, istio_extensions, istio_networking, istio_security)
+    models = [
+        cls
+        for module in modules
+        for _, cls in inspect.getmembers(module, inspect.isclass)
+        if issubclass(cls, pydantic.BaseModel) and cls.__module__ == module.__name__
+    ]
+    for cls in models:
+        cls.model_config["extra"] = "forbid"
+    # Twice: a model embeds its fields' schemas as they were when it was rebuilt.
+    for _ in range(2):
+        for cls in models:
+            cls.model_rebuild(force=True)
+    return {
+        ("extensions.istio.io/v1alpha1", "WasmPlugin"): istio_extensions.WasmPlugin,
+        ("networking.istio.io/v1", "ServiceEntry"): istio_networking.ServiceEntry,
+        ("security.istio.io/v1", "PeerAuthentication"): istio_security.PeerAuthentication,
+        ("security.istio.io/v1", "AuthorizationPolicy"): istio_security.AuthorizationPolicy,
+    }
+
+
+def load_documents(path):
+    return [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+
+
+def load_yaml(path, root, problems):
+    """One YAML document, or None (and a problem) when it does not parse."""
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        problems.add(str(path.relative_to(root)), f"not valid YAML: {err}")
+        return None
+
+
+def mesh_services(root):
+    """`(FQDN, port)` of the Services in deploy/kubernetes and hosts of ServiceEntries."""
+    known = set()
+    for path in sorted((root / "deploy/kubernetes").glob("*.yaml")):
+        for doc in load_documents(path):
+            if doc.get("kind") == "Service":
+                meta = doc["metadata"]
+                fqdn = f"{meta['name']}.{meta.get('namespace', 'default')}.svc.cluster.local"
+                for port in doc["spec"].get("ports", []):
+                    known.add((fqdn, port["port"]))
+    for path in sorted((root / "deploy/istio").glob("*.yaml")):
+        for doc in load_documents(path):
+            if doc.get("kind") == "ServiceEntry":
+                for host in doc["spec"].get("hosts", []):
+                    for port in doc["spec"].get("ports", []):
+                        known.add((host, port["number"]))
+    return known
+
+
+def check_istio(root, problems):
+    models = strict_istio_models()
+    services = mesh_services(root)
+    plugin_json = None
+    for path in sorted((root / "deploy/istio").glob("*.yaml")):
+        source = str(path.relative_to(root))
+        for doc in load_documents(path):
+            key = (doc.get("apiVersion"), doc.get("kind"))
+            model = models.get(key)
+            if model is None:
+                problems.add(source, f"no schema known for {key}")
+                continue
+            try:
+                model.model_validate(doc)
+            except pydantic.ValidationError as err:
+                problems.add(source, f"{key[1]} does not match Istio's schema: {err}")
+                continue
+            if key[1] == "WasmPlugin":
+                plugin_json = check_wasm_plugin(doc, services, source, problems)
+    if plugin_json is None:
+        problems.add("deploy/istio", "no WasmPlugin found")
+    return plugin_json
+
+
+def check_wasm_plugin(doc, services, source, problems):
+    spec = doc["spec"]
+    problems.check(
+        spec.get("failStrategy") == "FAIL_CLOSE",
+        source,
+        "failStrategy must be FAIL_CLOSE: a failed VM would pass requests unchecked",
+    )
+    problems.check(
+        "selector" in spec or "targetRefs" in spec,
+        source,
+        "no selector or targetRefs: the plugin would apply to every workload",
+    )
+    problems.check(spec.get("phase"), source, "no phase")
+    plugin = spec.get("pluginConfig")
+    if not isinstance(plugin, dict):
+        problems.add(source, "pluginConfig is missing")
+        return None
+    cluster = plugin.get("companion", {}).get("cluster", "")
+    match = re.fullmatch(r"outbound\|(\d+)\|[^|]*\|(.+)", cluster)
+    problems.check(
+        match is not None and (match.group(2), int(match.group(1))) in services,
+        source,
+        f"companion.cluster {cluster!r} is not outbound|<port>||<host> of the companion's "
+        f"Service or a ServiceEntry (known: {sorted(services)})",
+    )
+    return json.dumps(plugin)
+
+
+# ----- Kubernetes facts the companion relies on (schemas: kubernetes-validate) ----------------
+
+
+def check_kubernetes(root, problems):
+    docs = []
+    for path in sorted((root / "deploy/kubernetes").glob("*.yaml")):
+        docs += [(str(path.relative_to(root)), d) for d in load_documents(path)]
+    by_kind = {}
+    for source, doc in docs:
+        by_kind.setdefault(doc.get("kind"), []).append((source, doc))
+    secrets = {
+        doc["metadata"]["name"]: set(doc.get("stringData", {})) | set(doc.get("data", {}))
+        for _, doc in by_kind.get("Secret", [])
+    }
+    deployments = by_kind.get("Deployment", [])
+    problems.check(deployments, "deploy/kubernetes", "no Deployment")
+    for source, deployment in deployments:
+        pod = deployment["spec"]["template"]
+        labels = pod["metadata"].get("labels", {})
+        for container in pod["spec"]["containers"]:
+            where = f"{source}: container {container['name']}"
+            for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+                got = container.get(probe, {}).get("httpGet", {}).get("path")
+                problems.check(got == path, where, f"{probe} must GET {path}, not {got!r}")
+            limits = container.get("resources", {}).get("limits", {})
+            problems.check("memory" in limits, where, "no memory limit")
+            env = {e["name"]: e for e in container.get("env", [])}
+            for name in ("MONGODB_URI", "COMPANION_TOKEN"):
+                ref = env.get(name, {}).get("valueFrom", {}).get("secretKeyRef", {})
+                problems.check(
+                    ref.get("key") in secrets.get(ref.get("name"), set()),
+                    where,
+                    f"{name} must come from a key of the Secret template",
+                )
+            listen = env.get("COMPANION_LISTEN", {}).get("value", "")
+            problems.check(
+                listen.startswith("0.0.0.0:"),
+                where,
+                "COMPANION_LISTEN must be 0.0.0.0:<port>: the image's default is loopback",
+            )
+        security = pod["spec"].get("securityContext", {})
+        problems.check(security.get("runAsNonRoot") is True, source, "runAsNonRoot not set")
+        for kind in ("Service", "PodDisruptionBudget"):
+            matching = [
+                s
+                for s, doc in by_kind.get(kind, [])
+                if selects(selector_of(doc), labels)
+            ]
+            problems.check(matching, source, f"no {kind} selects the Deployment's pods")
+
+
+def selector_of(doc):
+    selector = doc["spec"].get("selector", {})
+    return selector.get("matchLabels", selector)
+
+
+def selects(selector, labels):
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+# ----- main -------------------------------------------------------------------------------------
+
+
+def main():
+    if len(sys.argv) != 3:
+        print(__doc__.strip().splitlines()[-1], file=sys.stderr)
+        return 2
+    root, out_dir = Path(sys.argv[1]), Path(sys.argv[2])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    problems = Problems()
+    envoy_yaml = load_yaml(root / "envoy.yaml", root, problems)
+    dev, dev_plugin = (None, None)
+    if envoy_yaml is not None:
+        dev, dev_plugin = check_envoy(envoy_yaml, "envoy.yaml", problems)
+    compose, compose_plugin = check_compose(root, problems)
+    check_same_envoy(dev, compose, problems)
+    plugin_configs = {
+        "envoy.yaml": dev_plugin,
+        "docker-compose.yml": compose_plugin,
+        "deploy-istio-wasmplugin": check_istio(root, problems),
+    }
+    check_kubernetes(root, problems)
+    for name, plugin_json in plugin_configs.items():
+        if plugin_json is not None:
+            (out_dir / f"{name}.plugin.json").write_text(plugin_json)
+    tools = ", ".join(
+        f"{p} {version(p)}" for p in ("xds-protos", "protobuf", "cloudcoil.models.istio")
+    )
+    if problems.items:
+        print("deploy check FAILED:", file=sys.stderr)
+        for item in problems.items:
+            print(f"  {item}", file=sys.stderr)
+        return 1
+    print(f"deploy check: Envoy configs, Istio resources and manifest facts ok ({tools})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
