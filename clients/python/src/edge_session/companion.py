@@ -183,7 +183,7 @@ class CompanionClient:
         except urllib.error.HTTPError as error:
             status, raw = error.code, error.read()
         except (OSError, ValueError, http.client.HTTPException) as error:  # refused, reset, timeout, bad reply
-            raise CompanionUnavailable(f"the companion did not answer {method} in time: {error}") from error
+            raise CompanionUnavailable(f"the companion could not be reached ({method}): {error}") from error
         if status == 404 or status == 204:
             return status, None
         try:
