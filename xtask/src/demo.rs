@@ -10,9 +10,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// The development token `envoy.yaml` gives the filter; the companion must expect the same.
-const DEV_TOKEN: &str = "dev-token-change-me-0123456789";
+pub(crate) const DEV_TOKEN: &str = "dev-token-change-me-0123456789";
 
-struct Started(Vec<(&'static str, Child)>);
+pub(crate) struct Started(pub(crate) Vec<(&'static str, Child)>);
 
 impl Drop for Started {
     fn drop(&mut self) {
@@ -24,7 +24,7 @@ impl Drop for Started {
     }
 }
 
-fn wait_for_port(port: u16, what: &str, started: &mut Started) -> Result<()> {
+pub(crate) fn wait_for_port(port: u16, what: &str, started: &mut Started) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {

@@ -52,7 +52,7 @@ fn ensure_installed() -> Result<PathBuf> {
     Ok(venv)
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 

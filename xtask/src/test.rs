@@ -20,6 +20,7 @@ pub fn run() -> Result<()> {
             .env("EDGE_SESSION_WASM_DIR", &wasm_dir)
             .env("MONGODB_URI", &uri),
     )?;
+    crate::python_clients::run(&wasm_dir, &uri)?;
     drop(server);
     // The sample legacy app's own tests (Python standard library only).
     exec(Command::new("python3").args([

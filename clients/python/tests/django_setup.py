@@ -23,7 +23,7 @@ if not settings.configured:
             "COMPANION_URL": support.companion_url(),
             "COMPANION_TOKEN": support.companion_token(),
             "KEYS": support.keys(),
-            "TIMEOUT": 2.0,
+            "TIMEOUT": 10.0,
         },
     )
     django.setup()

@@ -3,12 +3,10 @@ distribution, unmodified) run against ``edge_session.django.SessionStore`` on a 
 
 from __future__ import annotations
 
-from . import django_setup  # noqa: F401, I001 - configures Django before the imports below
+from django.test import SimpleTestCase
+from sessions_tests.tests import SessionTestsMixin
 
-from django.test import SimpleTestCase  # noqa: E402
-from sessions_tests.tests import SessionTestsMixin  # noqa: E402
-
-from edge_session.django import SessionStore  # noqa: E402
+from edge_session.django import SessionStore
 
 
 class EdgeSessionTests(SessionTestsMixin, SimpleTestCase):

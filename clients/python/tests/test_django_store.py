@@ -4,23 +4,21 @@ writes, browser-close sessions and user binding, all against a real companion.""
 
 from __future__ import annotations
 
-from . import django_setup  # noqa: F401, I001 - configures Django before the imports below
+import socket
+from typing import Any
 
-import socket  # noqa: E402
-from typing import Any  # noqa: E402
+from django.conf import settings
+from django.contrib.sessions.backends.base import CreateError, UpdateError
+from django.contrib.sessions.exceptions import SessionInterrupted
+from django.contrib.sessions.middleware import SessionMiddleware
+from django.http import HttpRequest, HttpResponse
+from django.test import RequestFactory, SimpleTestCase, override_settings
 
-from django.conf import settings  # noqa: E402
-from django.contrib.sessions.backends.base import CreateError, UpdateError  # noqa: E402
-from django.contrib.sessions.exceptions import SessionInterrupted  # noqa: E402
-from django.contrib.sessions.middleware import SessionMiddleware  # noqa: E402
-from django.http import HttpRequest, HttpResponse  # noqa: E402
-from django.test import RequestFactory, SimpleTestCase, override_settings  # noqa: E402
+from edge_session.companion import CompanionClient, CompanionUnavailable
+from edge_session.django import SessionStore
+from edge_session.token import Keyring
 
-from edge_session.companion import CompanionClient, CompanionUnavailable  # noqa: E402
-from edge_session.django import SessionStore  # noqa: E402
-from edge_session.token import Keyring  # noqa: E402
-
-from . import support  # noqa: E402
+from . import support
 
 
 def closed_port_url() -> str:
@@ -125,12 +123,14 @@ class DjangoEngineTests(SimpleTestCase):
 
     def test_expiry_forms_reach_the_companion(self) -> None:
         store = self.saved(x=1)
-        self.assertEqual((self.stored(store).ttl_seconds, self.stored(store).browser_session),
-                         (settings.SESSION_COOKIE_AGE, False))
+        self.assertEqual(
+            (self.stored(store).ttl_seconds, self.stored(store).browser_session), (settings.SESSION_COOKIE_AGE, False)
+        )
         store.set_expiry(0)  # until the browser closes; the server keeps the default lifetime
         store.save()
-        self.assertEqual((self.stored(store).ttl_seconds, self.stored(store).browser_session),
-                         (settings.SESSION_COOKIE_AGE, True))
+        self.assertEqual(
+            (self.stored(store).ttl_seconds, self.stored(store).browser_session), (settings.SESSION_COOKIE_AGE, True)
+        )
         store.set_expiry(60)
         store.save()
         self.assertEqual((self.stored(store).ttl_seconds, self.stored(store).browser_session), (60, False))

@@ -25,7 +25,7 @@ def make_app(companion_url: str | None = None) -> Flask:
         EDGE_SESSION_COMPANION_URL=companion_url or support.companion_url(),
         EDGE_SESSION_COMPANION_TOKEN=support.companion_token(),
         EDGE_SESSION_KEYS=support.keys(),
-        EDGE_SESSION_TIMEOUT=2.0,
+        EDGE_SESSION_TIMEOUT=10.0,
     )
     init_app(app)
 

@@ -4,20 +4,18 @@ it receives), all on the same companion."""
 
 from __future__ import annotations
 
-from . import django_setup  # noqa: F401, I001 - configures Django before the imports below
+import json
+import time
+import unittest
+import urllib.request
+from collections.abc import Callable
+from typing import Any
 
-import json  # noqa: E402
-import time  # noqa: E402
-import unittest  # noqa: E402
-import urllib.request  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from typing import Any  # noqa: E402
+from edge_session.django import SessionStore
+from edge_session.token import Keyring
 
-from edge_session.django import SessionStore  # noqa: E402
-from edge_session.token import Keyring  # noqa: E402
-
-from . import support  # noqa: E402
-from .test_flask import make_app  # noqa: E402
+from . import support
+from .test_flask import make_app
 
 
 def through_proxy(path: str, token: str | None = None) -> tuple[dict[str, Any], str | None]:
@@ -46,7 +44,7 @@ def eventually(check: Callable[[], Any], expected: Any, within: float) -> Any:
 
 
 def cache_window() -> float:
-    return support.plugin_config().get("cache", {}).get("ttl_ms", 2000) / 1000 + 1.0
+    return float(support.plugin_config().get("cache", {}).get("ttl_ms", 2000)) / 1000 + 1.0
 
 
 class SharingTests(unittest.TestCase):
@@ -93,8 +91,9 @@ class SharingTests(unittest.TestCase):
         # Django writes; the filter shows it to the legacy app.
         store["cart"] = ["lamp"]
         store.save()
-        seen = eventually(lambda: json.loads(app_saw(token)["x-session-data"]), {"user": "alice", "cart": ["lamp"]},
-                          cache_window())
+        seen = eventually(
+            lambda: json.loads(app_saw(token)["x-session-data"]), {"user": "alice", "cart": ["lamp"]}, cache_window()
+        )
         self.assertEqual(seen, {"user": "alice", "cart": ["lamp"]})
         # The legacy app writes through the filter; Django reads it.
         through_proxy("/set?key=color&value=blue", token)

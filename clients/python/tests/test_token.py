@@ -62,7 +62,8 @@ class TokenTests(unittest.TestCase):
                 self.assertIsNone(ring.verify(token))
 
     def test_keys_from_the_filter_configuration(self) -> None:
-        ring = Keyring.from_config([{"id": "dev1", "secret": "ZGV2LW9ubHktc2VjcmV0LWRvLW5vdC11c2UtaW4tcHJvZHVjdGlvbiE="}])
+        secret = "ZGV2LW9ubHktc2VjcmV0LWRvLW5vdC11c2UtaW4tcHJvZHVjdGlvbiE="  # envoy.yaml's dev key
+        ring = Keyring.from_config([{"id": "dev1", "secret": secret}])
         self.assertEqual(ring.verify(ring.sign(ID)), ID)
         self.assertNotIn("ZGV2", repr(ring), "secrets never show")
 

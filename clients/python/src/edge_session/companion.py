@@ -193,6 +193,6 @@ class CompanionClient:
         if 200 <= status < 300:
             return status, parsed
         if status in (400, 401, 413):
-            error = parsed if isinstance(parsed, dict) else {}
-            raise CompanionRefused(status, str(error.get("error", "")), str(error.get("message", "")))
+            answer = parsed if isinstance(parsed, dict) else {}
+            raise CompanionRefused(status, str(answer.get("error", "")), str(answer.get("message", "")))
         raise CompanionUnavailable(f"the companion answered {status}")

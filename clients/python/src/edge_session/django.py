@@ -70,6 +70,8 @@ def _user_key() -> str | None:
 class SessionStore(SessionBase):
     """Django's ``SessionBase`` over the companion's ``/v1`` API."""
 
+    _session_key: str | None  # SessionBase's property, declared for the type checker
+
     def __init__(self, session_key: str | None = None) -> None:
         super().__init__(session_key)
         # The data as the companion last showed it: what a save compares against.
