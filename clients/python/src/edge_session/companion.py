@@ -89,6 +89,12 @@ def changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[JsonOb
     return set_, unset
 
 
+def user_of(data: Mapping[str, Any], key: str | None) -> str | None:
+    """The user a session's data names under ``key`` (e.g. Django's ``_auth_user_id``), as text."""
+    value = data.get(key) if key else None
+    return None if value is None else str(value)
+
+
 class CompanionClient:
     """The ``/v1`` calls, with the bearer token and a timeout (seconds) on every one."""
 
@@ -145,6 +151,29 @@ class CompanionClient:
             if value is not None:
                 body[name] = value
         return self._session("PATCH", f"/v1/sessions/{session_id}", body)
+
+    def write(
+        self,
+        session_id: str,
+        stored: Mapping[str, Any],
+        data: Mapping[str, Any],
+        *,
+        user: str | None,
+        bound_user: str | None,
+        ttl_seconds: int,
+        browser_session: bool,
+    ) -> Session | None:
+        """Saves ``data`` over what the companion ``stored``: only the changed keys, the user only
+        when it changed, and the lifetime. None if the session is gone (never re-created)."""
+        set_, unset = changes(stored, data)
+        return self.patch(
+            session_id,
+            set=set_,
+            unset=unset,
+            user=user if user != bound_user else None,
+            ttl_seconds=ttl_seconds,
+            browser_session=browser_session,
+        )
 
     def cycle(self, session_id: str) -> Session | None:
         """A new id for the same data; the old id is gone. None if there was no such session."""

@@ -33,7 +33,7 @@ from django.conf import settings
 from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
 from django.core.exceptions import ImproperlyConfigured
 
-from .companion import CompanionClient, CompanionError, Session, changes, snapshot
+from .companion import CompanionClient, CompanionError, Session, snapshot, user_of
 from .token import ConfigError, Keyring
 
 __all__ = ["SessionStore"]
@@ -116,11 +116,6 @@ class SessionStore(SessionBase):
     def _lifetime(self) -> tuple[int, bool]:
         return self.get_expiry_age(), self.get_expire_at_browser_close()
 
-    def _user_of(self, data: Mapping[str, Any]) -> str | None:
-        key = _user_key()
-        value = data.get(key) if key else None
-        return None if value is None else str(value)
-
     def save(self, must_create: bool = False) -> None:
         data = self._get_session(no_load=must_create)
         ttl, browser = self._lifetime()
@@ -137,20 +132,19 @@ class SessionStore(SessionBase):
             return
         if session_id is None:
             try:
-                created = client.create(data, user=self._user_of(data), ttl_seconds=ttl, browser_session=browser)
+                created = client.create(data, user=user_of(data, _user_key()), ttl_seconds=ttl, browser_session=browser)
             except CompanionError as error:
                 raise CreateError(str(error)) from error
             self._remember(created)
             return
         stored = self._stored if self._stored is not None else self._stored_data(session_id)
-        set_, unset = changes(stored, data)
-        user = self._user_of(data)
         try:
-            updated = client.patch(
+            updated = client.write(
                 session_id,
-                set=set_,
-                unset=unset,
-                user=user if user != self._bound_user else None,
+                stored,
+                data,
+                user=user_of(data, _user_key()),
+                bound_user=self._bound_user,
                 ttl_seconds=ttl,
                 browser_session=browser,
             )

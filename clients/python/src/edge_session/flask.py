@@ -28,7 +28,7 @@ from flask import Flask, Request, Response
 from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.datastructures import CallbackDict
 
-from .companion import CompanionClient, CompanionError, Session, changes, snapshot
+from .companion import CompanionClient, CompanionError, Session, snapshot, user_of
 from .token import Keyring
 
 __all__ = ["EdgeSession", "EdgeSessionInterface", "SessionInterrupted", "init_app"]
@@ -60,11 +60,6 @@ class EdgeSession(CallbackDict[str, Any], SessionMixin):
         """Give the session a new id when the response goes out, dropping the old one (login)."""
         self.cycle_requested = True
         self.modified = True
-
-
-def _user_of(data: Mapping[str, Any], key: str | None) -> str | None:
-    value = data.get(key) if key else None
-    return None if value is None else str(value)
 
 
 class EdgeSessionInterface(SessionInterface):
@@ -117,11 +112,7 @@ class EdgeSessionInterface(SessionInterface):
             self.get_cookie_name(app),
             self.keyring.sign(written.id),
             expires=self.get_expiration_time(app, session),
-            httponly=self.get_cookie_httponly(app),
-            domain=self.get_cookie_domain(app),
-            path=self.get_cookie_path(app),
-            secure=self.get_cookie_secure(app),
-            samesite=self.get_cookie_samesite(app),
+            **self._cookie_attributes(app),
         )
         response.vary.add("Cookie")
 
@@ -129,7 +120,7 @@ class EdgeSessionInterface(SessionInterface):
         """Stores the session; None if it was deleted meanwhile (never resurrected)."""
         ttl = int(app.permanent_session_lifetime.total_seconds())
         browser = not session.permanent
-        user = _user_of(session, self.user_key)
+        user = user_of(session, self.user_key)
         if session.session_id is None:
             return self.companion.create(dict(session), user=user, ttl_seconds=ttl, browser_session=browser)
         session_id, stored = session.session_id, session.stored or {}
@@ -138,25 +129,21 @@ class EdgeSessionInterface(SessionInterface):
             if cycled is None:
                 return None
             session_id, stored = cycled.id, cycled.data
-        set_, unset = changes(stored, session)
-        return self.companion.patch(
-            session_id,
-            set=set_,
-            unset=unset,
-            user=user if user != session.user else None,
-            ttl_seconds=ttl,
-            browser_session=browser,
+        return self.companion.write(
+            session_id, stored, session, user=user, bound_user=session.user, ttl_seconds=ttl, browser_session=browser
         )
 
+    def _cookie_attributes(self, app: Flask) -> dict[str, Any]:
+        return {
+            "domain": self.get_cookie_domain(app),
+            "path": self.get_cookie_path(app),
+            "secure": self.get_cookie_secure(app),
+            "samesite": self.get_cookie_samesite(app),
+            "httponly": self.get_cookie_httponly(app),
+        }
+
     def _delete_cookie(self, app: Flask, response: Response) -> None:
-        response.delete_cookie(
-            self.get_cookie_name(app),
-            domain=self.get_cookie_domain(app),
-            path=self.get_cookie_path(app),
-            secure=self.get_cookie_secure(app),
-            samesite=self.get_cookie_samesite(app),
-            httponly=self.get_cookie_httponly(app),
-        )
+        response.delete_cookie(self.get_cookie_name(app), **self._cookie_attributes(app))
         response.vary.add("Cookie")
 
 
