@@ -107,6 +107,25 @@ class DjangoEngineTests(SimpleTestCase):
         self.assertNotIn(settings.SESSION_COOKIE_NAME, response.cookies)
         self.assertEqual(SessionStore(key).load(), {"cart": [1]})
 
+    def test_middleware_sets_the_token_cookie_and_browser_sessions_have_no_max_age(self) -> None:
+        def view(request: HttpRequest) -> HttpResponse:
+            request.session["cart"] = ["x"]
+            if request.GET.get("browser"):
+                request.session.set_expiry(0)
+            return HttpResponse("ok")
+
+        for query, max_age in [("", str(settings.SESSION_COOKIE_AGE)), ("?browser=1", "")]:
+            with self.subTest(query=query):
+                request = RequestFactory().get("/" + query)
+                response = SessionMiddleware(view)(request)
+                cookie = response.cookies[settings.SESSION_COOKIE_NAME]
+                self.addCleanup(SessionStore().delete, cookie.value)
+                self.assertEqual(str(cookie["max-age"]), max_age)
+                self.assertIsNotNone(self.keyring.verify(cookie.value), "the cookie is the filter's token")
+                self.assertEqual(
+                    SessionStore(cookie.value).load(), {"cart": ["x"], **({"_session_expiry": 0} if query else {})}
+                )
+
     def test_concurrent_saves_of_different_keys_both_persist(self) -> None:
         key = self.saved(base=0).session_key
         first, second = SessionStore(key), SessionStore(key)

@@ -29,7 +29,7 @@ from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.datastructures import CallbackDict
 
 from .companion import CompanionClient, CompanionError, Session, snapshot, user_of
-from .token import Keyring
+from .token import ConfigError, Keyring
 
 __all__ = ["EdgeSession", "EdgeSessionInterface", "SessionInterrupted", "init_app"]
 
@@ -72,13 +72,13 @@ class EdgeSessionInterface(SessionInterface):
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> EdgeSessionInterface:
+        try:
+            url, token, keys = (config[f"EDGE_SESSION_{name}"] for name in ("COMPANION_URL", "COMPANION_TOKEN", "KEYS"))
+        except KeyError as missing:
+            raise ConfigError(f"Flask config needs {missing.args[0]}") from None
         return cls(
-            CompanionClient(
-                config["EDGE_SESSION_COMPANION_URL"],
-                config["EDGE_SESSION_COMPANION_TOKEN"],
-                float(config.get("EDGE_SESSION_TIMEOUT", 1.0)),
-            ),
-            Keyring.from_config(config["EDGE_SESSION_KEYS"]),
+            CompanionClient(url, token, float(config.get("EDGE_SESSION_TIMEOUT", 1.0))),
+            Keyring.from_config(keys),
             config.get("EDGE_SESSION_USER_KEY", "_user_id"),
         )
 
