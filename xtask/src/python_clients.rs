@@ -1,7 +1,7 @@
 //! The Python client package (`clients/python`): Django's own session tests (`SessionTestsMixin`
 //! from the pinned Django source distribution, fetched here, never committed), the Flask tests
 //! and the sharing tests, against a real companion, the legacy app, and `edge-dev` running the
-//! release `filter.wasm` with the project's `envoy.yaml`.
+//! release `filter.wasm` with the project's `envoy.yaml`; and `mypy --strict` over the package.
 
 use crate::demo::{DEV_TOKEN, Started, wait_for_port};
 use crate::{exec, mongo, root, wasm};
@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-/// Pinned test dependencies; the package itself needs only the standard library.
-const PINS: &[&str] = &["Django==5.2.19", "Flask==3.1.3"];
+/// Pinned test dependencies (and the type checker); the package itself needs only the
+/// standard library.
+const PINS: &[&str] = &["Django==5.2.19", "Flask==3.1.3", "mypy==2.4.1"];
 /// The source distribution whose `tests/sessions_tests/tests.py` holds `SessionTestsMixin`.
 const DJANGO_SDIST: &str = "Django==5.2.19";
 const DJANGO_SOURCE_DIR: &str = "django-5.2.19";
@@ -35,6 +36,16 @@ pub fn run(wasm_dir: &Path, mongodb_uri: &str) -> Result<()> {
     let began = Instant::now();
     let venv = ensure_venv()?;
     let django_tests = ensure_django_tests(&venv)?;
+    exec(
+        Command::new(venv.join("bin/mypy"))
+            .args([
+                "--config-file",
+                "clients/python/pyproject.toml",
+                "--cache-dir",
+            ])
+            .arg(wasm::cargo_target_dir().join("mypy-cache"))
+            .arg("clients/python/src"),
+    )?;
     // The binaries as `cargo test --workspace` builds them (the same features, so after that
     // run this builds nothing; a narrower `cargo build` would rebuild the dependencies).
     exec(Command::new("cargo").args(["test", "--workspace", "--locked", "--no-run"]))?;
