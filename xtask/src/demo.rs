@@ -10,9 +10,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// The development token `envoy.yaml` gives the filter; the companion must expect the same.
-const DEV_TOKEN: &str = "dev-token-change-me-0123456789";
+pub(crate) const DEV_TOKEN: &str = "dev-token-change-me-0123456789";
 
-struct Started(Vec<(&'static str, Child)>);
+pub(crate) struct Started(pub(crate) Vec<(&'static str, Child)>);
 
 impl Drop for Started {
     fn drop(&mut self) {
@@ -24,7 +24,7 @@ impl Drop for Started {
     }
 }
 
-fn wait_for_port(port: u16, what: &str, started: &mut Started) -> Result<()> {
+pub(crate) fn wait_for_port(port: u16, what: &str, started: &mut Started) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -55,13 +55,7 @@ pub fn run() -> Result<()> {
         "edge-dev",
     ]))?;
     let bin = wasm::cargo_target_dir().join("debug");
-    let (uri, _database) = match std::env::var("MONGODB_URI") {
-        Ok(uri) if !uri.is_empty() => (uri, None),
-        _ => {
-            let server = mongo::start()?;
-            (server.uri.clone(), Some(server))
-        }
-    };
+    let (uri, _database) = mongo::uri_or_start()?;
     let (stop_tx, stop_rx) = mpsc::channel();
     ctrlc::set_handler(move || {
         let _ = stop_tx.send(());

@@ -2,12 +2,13 @@
 //!
 //! Tasks: `demo` runs the local stack; `wasm` builds the proxy-wasm modules; `test` builds them,
 //! then runs every test and lint; `lint` runs rustfmt and clippy only; `deploy` checks the
-//! deploy artifacts (also part of `test`).
+//! deploy artifacts and `python` runs the Python clients' tests (both also part of `test`).
 
 mod demo;
 mod deploy;
 mod lint;
 mod mongo;
+mod python_clients;
 mod test;
 mod venv;
 mod wasm;
@@ -24,7 +25,8 @@ tasks:
   test    build the modules, then run all tests, rustfmt and clippy
   lint    rustfmt --check and clippy -D warnings
   deploy  check envoy.yaml, docker-compose.yml and deploy/ against Envoy's, Compose's,
-          Kubernetes' and Istio's schemas, and their plugin configs with the filter's parser";
+          Kubernetes' and Istio's schemas, and their plugin configs with the filter's parser
+  python  the Python clients' tests (Django's own session tests, Flask, sharing with the filter)";
 
 fn main() -> Result<()> {
     let task = std::env::args().nth(1).unwrap_or_default();
@@ -34,6 +36,7 @@ fn main() -> Result<()> {
         "test" => test::run(),
         "lint" => lint::run(),
         "deploy" => deploy::run(),
+        "python" => python_clients::task(),
         "" | "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())

@@ -29,11 +29,23 @@ fn ensure_installed() -> Result<PathBuf> {
     crate::venv::ensure("venv", &[SECANTUS], "bin/secantusd-py")
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// Starts a fresh in-memory server and waits until it answers `ping`.
+/// The database for a task: the real server named by `MONGODB_URI` if set, else a test server
+/// started now (stopped when the returned guard drops).
+pub fn uri_or_start() -> Result<(String, Option<TestServer>)> {
+    match std::env::var("MONGODB_URI") {
+        Ok(uri) if !uri.is_empty() => Ok((uri, None)),
+        _ => {
+            let server = start()?;
+            Ok((server.uri.clone(), Some(server)))
+        }
+    }
+}
+
 pub fn start() -> Result<TestServer> {
     let venv = ensure_installed()?;
     let port = free_port()?;

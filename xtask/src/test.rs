@@ -6,20 +6,14 @@ use std::process::Command;
 
 pub fn run() -> Result<()> {
     let wasm_dir = wasm::build_all()?;
-    // A real server given in MONGODB_URI wins; otherwise start the test server for this run.
-    let (uri, server) = match std::env::var("MONGODB_URI") {
-        Ok(uri) if !uri.is_empty() => (uri, None),
-        _ => {
-            let server = mongo::start()?;
-            (server.uri.clone(), Some(server))
-        }
-    };
+    let (uri, server) = mongo::uri_or_start()?;
     exec(
         Command::new("cargo")
             .args(["test", "--workspace", "--locked"])
             .env("EDGE_SESSION_WASM_DIR", &wasm_dir)
             .env("MONGODB_URI", &uri),
     )?;
+    crate::python_clients::run(&wasm_dir, &uri)?;
     drop(server);
     // The sample legacy app's own tests (Python standard library only).
     exec(Command::new("python3").args([

@@ -1,0 +1,17 @@
+"""edge-session for Python apps: the filter's cookie token and the companion's ``/v1`` API, with a
+Django session engine (``edge_session.django``) and a Flask session interface
+(``edge_session.flask``) on top, so Python apps share sessions with everything behind the proxy."""
+
+from .companion import CompanionClient, CompanionError, CompanionRefused, CompanionUnavailable, Session
+from .token import ConfigError, Keyring, SigningKey
+
+__all__ = [
+    "CompanionClient",
+    "CompanionError",
+    "CompanionRefused",
+    "CompanionUnavailable",
+    "ConfigError",
+    "Keyring",
+    "Session",
+    "SigningKey",
+]

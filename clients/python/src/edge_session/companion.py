@@ -1,0 +1,227 @@
+"""A small client of the companion's ``/v1`` API (DESIGN.md section 5), on the standard library.
+
+Every call has a timeout. A session that does not exist is ``None``; a companion that cannot
+answer raises :class:`CompanionUnavailable`; a request it refuses raises :class:`CompanionRefused`.
+Nothing here ever turns a failure into an empty session.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .token import is_session_id
+
+JsonObject = dict[str, Any]
+
+
+class CompanionError(Exception):
+    """The companion did not do what was asked."""
+
+
+class CompanionUnavailable(CompanionError):
+    """No usable answer: connection refused or reset, timeout, 5xx, or a body that is not a session."""
+
+
+class CompanionRefused(CompanionError):
+    """The companion refused the request (400, 401, 413): a client or configuration error."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"companion answered {status} {code}: {message}")
+        self.status = status
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Session:
+    """A session as the companion returns it."""
+
+    id: str
+    data: JsonObject
+    user: str | None
+    ttl_seconds: int
+    browser_session: bool
+    expires_at: str
+
+    @classmethod
+    def from_json(cls, body: Any) -> Session:
+        try:
+            session = cls(
+                id=body["id"],
+                data=body["data"],
+                user=body["user"],
+                ttl_seconds=body["ttl_seconds"],
+                browser_session=body["browser_session"],
+                expires_at=body["expires_at"],
+            )
+        except (KeyError, TypeError):
+            raise CompanionUnavailable("the companion answered something that is not a session") from None
+        if not (isinstance(session.id, str) and is_session_id(session.id) and isinstance(session.data, dict)):
+            raise CompanionUnavailable("the companion answered something that is not a session")
+        return session
+
+
+def snapshot(data: Mapping[str, Any]) -> JsonObject:
+    """A deep copy of session data as JSON would carry it (tuples become lists)."""
+    copied: JsonObject = json.loads(json.dumps(data))
+    return copied
+
+
+def changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[JsonObject, list[str]]:
+    """The keys to set and to unset that turn ``before`` into ``after``.
+
+    Only these go to the companion, as one atomic ``$set``/``$unset``: a writer never replaces
+    keys it did not change, so concurrent requests changing different keys lose nothing.
+    Values compare as JSON text, so ``1`` and ``True`` differ.
+    """
+
+    def text(value: Any) -> str:
+        return json.dumps(value, sort_keys=True)
+
+    set_ = {k: v for k, v in after.items() if k not in before or text(before[k]) != text(v)}
+    unset = [k for k in before if k not in after]
+    return set_, unset
+
+
+def user_of(data: Mapping[str, Any], key: str | None) -> str | None:
+    """The user a session's data names under ``key`` (e.g. Django's ``_auth_user_id``), as text."""
+    value = data.get(key) if key else None
+    return None if value is None else str(value)
+
+
+class CompanionClient:
+    """The ``/v1`` calls, with the bearer token and a timeout (seconds) on every one."""
+
+    def __init__(self, url: str, token: str, timeout: float = 1.0) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"the companion URL must be http(s): {url!r}")
+        self.url = url.rstrip("/")
+        self._token = token
+        self.timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"CompanionClient({self.url!r}, timeout={self.timeout})"
+
+    def get(self, session_id: str) -> Session | None:
+        return self._session("GET", f"/v1/sessions/{session_id}")
+
+    def create(
+        self,
+        data: Mapping[str, Any],
+        *,
+        user: str | None = None,
+        ttl_seconds: int | None = None,
+        browser_session: bool | None = None,
+    ) -> Session:
+        body: JsonObject = {"data": dict(data)}
+        for name, value in (("user", user), ("ttl_seconds", ttl_seconds), ("browser_session", browser_session)):
+            if value is not None:
+                body[name] = value
+        session = self._session("POST", "/v1/sessions", body)
+        if session is None:
+            raise CompanionUnavailable("the companion answered 404 to a create")
+        return session
+
+    def patch(
+        self,
+        session_id: str,
+        *,
+        set: Mapping[str, Any] | None = None,  # noqa: A002 - the API's field name
+        unset: list[str] | None = None,
+        user: str | None = None,
+        ttl_seconds: int | None = None,
+        browser_session: bool | None = None,
+        touch: bool = False,
+    ) -> Session | None:
+        body: JsonObject = {}
+        for name, value in (
+            ("set", dict(set) if set else None),
+            ("unset", unset or None),
+            ("user", user),
+            ("ttl_seconds", ttl_seconds),
+            ("browser_session", browser_session),
+            ("touch", touch or None),
+        ):
+            if value is not None:
+                body[name] = value
+        return self._session("PATCH", f"/v1/sessions/{session_id}", body)
+
+    def write(
+        self,
+        session_id: str,
+        stored: Mapping[str, Any],
+        data: Mapping[str, Any],
+        *,
+        user: str | None,
+        bound_user: str | None,
+        ttl_seconds: int,
+        browser_session: bool,
+    ) -> Session | None:
+        """Saves ``data`` over what the companion ``stored``: only the changed keys, the user only
+        when it changed, and the lifetime. None if the session is gone (never re-created)."""
+        set_, unset = changes(stored, data)
+        return self.patch(
+            session_id,
+            set=set_,
+            unset=unset,
+            user=user if user != bound_user else None,
+            ttl_seconds=ttl_seconds,
+            browser_session=browser_session,
+        )
+
+    def cycle(self, session_id: str) -> Session | None:
+        """A new id for the same data; the old id is gone. None if there was no such session."""
+        return self._session("POST", f"/v1/sessions/{session_id}/cycle")
+
+    def delete(self, session_id: str) -> None:
+        self._call("DELETE", f"/v1/sessions/{session_id}")
+
+    def user_sessions(self, user: str) -> list[Session]:
+        _, body = self._call("GET", f"/v1/users/{urllib.parse.quote(user, safe='')}/sessions")
+        if not isinstance(body, list):
+            raise CompanionUnavailable("the companion answered something that is not a list")
+        return [Session.from_json(item) for item in body]
+
+    def delete_user_sessions(self, user: str) -> int:
+        _, body = self._call("DELETE", f"/v1/users/{urllib.parse.quote(user, safe='')}/sessions")
+        if not isinstance(body, dict) or not isinstance(body.get("deleted"), int):
+            raise CompanionUnavailable("the companion answered something that is not a count")
+        return int(body["deleted"])
+
+    def _session(self, method: str, path: str, body: JsonObject | None = None) -> Session | None:
+        status, answer = self._call(method, path, body)
+        return None if status == 404 else Session.from_json(answer)
+
+    def _call(self, method: str, path: str, body: JsonObject | None = None) -> tuple[int, Any]:
+        """``(status, parsed body)`` for 2xx and 404; raises for everything else."""
+        payload = None if body is None else json.dumps(body, ensure_ascii=False).encode("utf-8")
+        request = urllib.request.Request(self.url + path, data=payload, method=method)
+        request.add_header("authorization", f"Bearer {self._token}")
+        request.add_header("accept", "application/json")
+        if payload is not None:
+            request.add_header("content-type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - http(s) only, checked above
+                status, raw = response.status, response.read()
+        except urllib.error.HTTPError as error:
+            status, raw = error.code, error.read()
+        except (OSError, ValueError, http.client.HTTPException) as error:  # refused, reset, timeout, bad reply
+            raise CompanionUnavailable(f"the companion could not be reached ({method}): {error}") from error
+        if status == 404 or status == 204:
+            return status, None
+        try:
+            parsed = json.loads(raw) if raw else None
+        except ValueError:
+            raise CompanionUnavailable(f"the companion answered {status} with a body that is not JSON") from None
+        if 200 <= status < 300:
+            return status, parsed
+        if status in (400, 401, 413):
+            answer = parsed if isinstance(parsed, dict) else {}
+            raise CompanionRefused(status, str(answer.get("error", "")), str(answer.get("message", "")))
+        raise CompanionUnavailable(f"the companion answered {status}")

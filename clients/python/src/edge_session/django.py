@@ -1,0 +1,198 @@
+"""A Django session engine on the companion: ``SESSION_ENGINE = "edge_session.django"``.
+
+The session key Django keeps in its cookie is the filter's signed token (``<kid>.<id>.<mac>``),
+so a session made here is the session the proxy injects into every other app, and back. Each
+token is verified with the configured keys before any call; unsigned or forged keys never reach
+the companion. Settings (``EDGE_SESSION``)::
+
+    EDGE_SESSION = {
+        "COMPANION_URL": "http://127.0.0.1:8081",
+        "COMPANION_TOKEN": "<the companion's bearer token>",
+        "KEYS": [{"id": "2026a", "secret": "<base64 of 32+ bytes>"}],  # as in the filter
+        "TIMEOUT": 1.0,                   # seconds per companion call
+        "USER_KEY": "_auth_user_id",      # data key bound as the session's user; None: never
+    }
+
+Saving sends only the keys that changed since the session was loaded (one atomic
+``$set``/``$unset``), with the lifetime from ``get_expiry_age()`` and
+``get_expire_at_browser_close()``. The companion expires sessions itself, so
+``clear_expired`` does nothing. A companion that cannot answer raises: ``CreateError`` when a
+session cannot be made, ``UpdateError`` (``SessionInterrupted`` in the middleware) when one
+cannot be saved, :class:`~edge_session.companion.CompanionUnavailable` when one cannot be read
+or deleted. A failed read never looks like an empty session that a save would then write back.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
+from django.core.exceptions import ImproperlyConfigured
+
+from .companion import CompanionClient, CompanionError, Session, snapshot, user_of
+from .token import ConfigError, Keyring
+
+__all__ = ["SessionStore"]
+
+_configured: dict[str, tuple[CompanionClient, Keyring]] = {}
+
+
+def _connection() -> tuple[CompanionClient, Keyring]:
+    """The client and keys for the current ``EDGE_SESSION`` setting (built once per value)."""
+    conf = getattr(settings, "EDGE_SESSION", None)
+    if not isinstance(conf, Mapping):
+        raise ImproperlyConfigured("EDGE_SESSION must be a dict with COMPANION_URL, COMPANION_TOKEN and KEYS")
+    cache_key = json.dumps(conf, sort_keys=True, default=str)
+    if cache_key not in _configured:
+        try:
+            client = CompanionClient(
+                str(conf["COMPANION_URL"]), str(conf["COMPANION_TOKEN"]), float(conf.get("TIMEOUT", 1.0))
+            )
+            keyring = Keyring.from_config(conf["KEYS"])
+        except KeyError as missing:
+            raise ImproperlyConfigured(f"EDGE_SESSION needs {missing.args[0]}") from None
+        except (ConfigError, ValueError) as error:
+            raise ImproperlyConfigured(f"EDGE_SESSION: {error}") from None
+        _configured[cache_key] = (client, keyring)
+    return _configured[cache_key]
+
+
+def _user_key() -> str | None:
+    conf = getattr(settings, "EDGE_SESSION", {})
+    key = conf.get("USER_KEY", "_auth_user_id")
+    return None if key is None else str(key)
+
+
+class SessionStore(SessionBase):
+    """Django's ``SessionBase`` over the companion's ``/v1`` API."""
+
+    _session_key: str | None  # SessionBase's property, declared for the type checker
+
+    def __init__(self, session_key: str | None = None) -> None:
+        super().__init__(session_key)
+        # The data as the companion last showed it: what a save compares against.
+        self._stored: dict[str, Any] | None = None
+        self._bound_user: str | None = None
+
+    @property
+    def bound_user(self) -> str | None:
+        """The user the session is bound to in the companion ("log out everywhere"), once loaded."""
+        return self._bound_user
+
+    def _session_id(self, session_key: str | None) -> str | None:
+        """The companion id a session key carries, if a configured key signed it."""
+        if not session_key:
+            return None
+        return _connection()[1].verify(session_key)
+
+    def _remember(self, session: Session) -> None:
+        self._session_key = _connection()[1].sign(session.id)
+        self._stored = snapshot(session.data)
+        self._bound_user = session.user
+
+    def load(self) -> dict[str, Any]:
+        session_id = self._session_id(self.session_key)
+        session = _connection()[0].get(session_id) if session_id else None
+        if session is None:
+            # Unknown, expired or forged: a new session, never created on load.
+            self._session_key = None
+            self._stored = None
+            return {}
+        self._remember(session)
+        return snapshot(session.data)
+
+    def exists(self, session_key: str | None) -> bool:
+        session_id = self._session_id(session_key)
+        return session_id is not None and _connection()[0].get(session_id) is not None
+
+    def create(self) -> None:
+        self.save(must_create=True)
+        self.modified = True
+
+    def _lifetime(self) -> tuple[int, bool]:
+        return self.get_expiry_age(), self.get_expire_at_browser_close()
+
+    def save(self, must_create: bool = False) -> None:
+        data = self._get_session(no_load=must_create)
+        ttl, browser = self._lifetime()
+        client = _connection()[0]
+        session_id = None if must_create else self._session_id(self.session_key)
+        if ttl <= 0:
+            # Already expired (set_expiry in the past): what Django would store is a session
+            # nobody can load, so nothing is stored and any stored copy goes.
+            if session_id is not None:
+                try:
+                    self._delete_id(session_id)
+                except CompanionError as error:
+                    raise UpdateError(str(error)) from error
+            return
+        if session_id is None:
+            try:
+                created = client.create(data, user=user_of(data, _user_key()), ttl_seconds=ttl, browser_session=browser)
+            except CompanionError as error:
+                raise CreateError(str(error)) from error
+            self._remember(created)
+            return
+        stored = self._stored if self._stored is not None else self._stored_data(session_id)
+        try:
+            updated = client.write(
+                session_id,
+                stored,
+                data,
+                user=user_of(data, _user_key()),
+                bound_user=self._bound_user,
+                ttl_seconds=ttl,
+                browser_session=browser,
+            )
+        except CompanionError as error:
+            raise UpdateError(str(error)) from error
+        if updated is None:
+            # Deleted meanwhile (a logout in another request): never resurrect it.
+            raise UpdateError("the session no longer exists")
+        self._stored = snapshot(updated.data)
+        self._bound_user = updated.user
+
+    def _stored_data(self, session_id: str) -> dict[str, Any]:
+        try:
+            session = _connection()[0].get(session_id)
+        except CompanionError as error:
+            raise UpdateError(str(error)) from error
+        if session is None:
+            raise UpdateError("the session no longer exists")
+        return snapshot(session.data)
+
+    def _delete_id(self, session_id: str) -> None:
+        _connection()[0].delete(session_id)
+        if self._session_id(self.session_key) == session_id:
+            self._stored = None
+
+    def delete(self, session_key: str | None = None) -> None:
+        session_id = self._session_id(self.session_key if session_key is None else session_key)
+        if session_id is not None:
+            self._delete_id(session_id)
+
+    def cycle_key(self) -> None:
+        """A new id for the same data through the companion's cycle: the old id is gone at once."""
+        data = self._session
+        session_id = self._session_id(self.session_key)
+        try:
+            cycled = _connection()[0].cycle(session_id) if session_id else None
+        except CompanionError as error:
+            raise CreateError(str(error)) from error
+        if cycled is None:
+            self.create()
+        else:
+            self._remember(cycled)
+            self.modified = True
+        self._session_cache = data
+
+    async def acycle_key(self) -> None:
+        await sync_to_async(self.cycle_key)()
+
+    @classmethod
+    def clear_expired(cls) -> None:
+        """Nothing to do: the companion's TTL index removes expired sessions."""

@@ -1,0 +1,154 @@
+"""A Flask session interface on the companion, with the filter's cookie format.
+
+    from edge_session.flask import init_app
+    app.config.update(
+        SESSION_COOKIE_NAME="sid",                      # the filter's cookie name
+        EDGE_SESSION_COMPANION_URL="http://127.0.0.1:8081",
+        EDGE_SESSION_COMPANION_TOKEN="<the companion's bearer token>",
+        EDGE_SESSION_KEYS=[{"id": "2026a", "secret": "<base64 of 32+ bytes>"}],
+        EDGE_SESSION_TIMEOUT=1.0,                       # seconds per companion call
+        EDGE_SESSION_USER_KEY="_user_id",               # data key bound as the user (Flask-Login's)
+    )
+    init_app(app)
+
+The session is a dict as with Flask's own sessions; ``session.cycle()`` gives it a new id at
+the end of the request (do it at login), ``session.clear()`` deletes it (logout). Only changed
+keys are written, so concurrent requests changing different keys lose nothing. A permanent
+session's cookie has an expiry (``PERMANENT_SESSION_LIFETIME``); any other is a browser-session
+cookie, and the companion keeps it for ``PERMANENT_SESSION_LIFETIME`` too. A companion that
+cannot answer raises (Flask answers 500): a failed read never shows up as an empty session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, Request, Response
+from flask.sessions import SessionInterface, SessionMixin
+from werkzeug.datastructures import CallbackDict
+
+from .companion import CompanionClient, CompanionError, Session, snapshot, user_of
+from .token import ConfigError, Keyring
+
+__all__ = ["EdgeSession", "EdgeSessionInterface", "SessionInterrupted", "init_app"]
+
+
+class SessionInterrupted(CompanionError):
+    """The session was deleted (a logout elsewhere) while this request changed it."""
+
+
+class EdgeSession(CallbackDict[str, Any], SessionMixin):
+    """The session of one request."""
+
+    def __init__(self, stored: Session | None = None, *, stale_cookie: bool = False) -> None:
+        def on_update(session: EdgeSession) -> None:
+            session.modified = True
+            session.accessed = True
+
+        super().__init__(snapshot(stored.data) if stored else None, on_update)
+        self.session_id = stored.id if stored else None
+        # The data as the companion showed it: what a save compares against.
+        self.stored = snapshot(stored.data) if stored else None
+        self.user = stored.user if stored else None
+        self.stale_cookie = stale_cookie
+        self.modified = False
+        self.accessed = False
+        self.cycle_requested = False
+
+    def cycle(self) -> None:
+        """Give the session a new id when the response goes out, dropping the old one (login)."""
+        self.cycle_requested = True
+        self.modified = True
+
+
+class EdgeSessionInterface(SessionInterface):
+    """Opens and saves :class:`EdgeSession` through the companion."""
+
+    def __init__(self, companion: CompanionClient, keyring: Keyring, user_key: str | None = "_user_id") -> None:
+        self.companion = companion
+        self.keyring = keyring
+        self.user_key = user_key
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> EdgeSessionInterface:
+        try:
+            url, token, keys = (config[f"EDGE_SESSION_{name}"] for name in ("COMPANION_URL", "COMPANION_TOKEN", "KEYS"))
+        except KeyError as missing:
+            raise ConfigError(f"Flask config needs {missing.args[0]}") from None
+        return cls(
+            CompanionClient(url, token, float(config.get("EDGE_SESSION_TIMEOUT", 1.0))),
+            Keyring.from_config(keys),
+            config.get("EDGE_SESSION_USER_KEY", "_user_id"),
+        )
+
+    def open_session(self, app: Flask, request: Request) -> EdgeSession:
+        token = request.cookies.get(self.get_cookie_name(app))
+        if not token:
+            return EdgeSession()
+        session_id = self.keyring.verify(token)
+        # An outage raises here (Flask answers 500) rather than open an empty session.
+        stored = self.companion.get(session_id) if session_id else None
+        return EdgeSession(stored) if stored else EdgeSession(stale_cookie=True)
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        if not isinstance(session, EdgeSession):
+            return  # open_session failed; Flask is answering with the error
+        if session.accessed:
+            response.vary.add("Cookie")
+        if not session:
+            if session.modified and session.session_id:
+                self.companion.delete(session.session_id)  # logout
+            if (session.modified and session.session_id) or session.stale_cookie:
+                self._delete_cookie(app, response)
+            return
+        if not self.should_set_cookie(app, session):
+            return
+        written = self._write(app, session)
+        if written is None:
+            self._delete_cookie(app, response)
+            raise SessionInterrupted("the session was deleted before the request completed")
+        response.set_cookie(
+            self.get_cookie_name(app),
+            self.keyring.sign(written.id),
+            expires=self.get_expiration_time(app, session),
+            **self._cookie_attributes(app),
+        )
+        response.vary.add("Cookie")
+
+    def _write(self, app: Flask, session: EdgeSession) -> Session | None:
+        """Stores the session; None if it was deleted meanwhile (never resurrected)."""
+        ttl = int(app.permanent_session_lifetime.total_seconds())
+        browser = not session.permanent
+        user = user_of(session, self.user_key)
+        if session.session_id is None:
+            return self.companion.create(dict(session), user=user, ttl_seconds=ttl, browser_session=browser)
+        session_id, stored = session.session_id, session.stored or {}
+        if session.cycle_requested:
+            cycled = self.companion.cycle(session_id)
+            if cycled is None:
+                return None
+            session_id, stored = cycled.id, cycled.data
+        return self.companion.write(
+            session_id, stored, session, user=user, bound_user=session.user, ttl_seconds=ttl, browser_session=browser
+        )
+
+    def _cookie_attributes(self, app: Flask) -> dict[str, Any]:
+        return {
+            "domain": self.get_cookie_domain(app),
+            "path": self.get_cookie_path(app),
+            "secure": self.get_cookie_secure(app),
+            "samesite": self.get_cookie_samesite(app),
+            "httponly": self.get_cookie_httponly(app),
+        }
+
+    def _delete_cookie(self, app: Flask, response: Response) -> None:
+        response.delete_cookie(self.get_cookie_name(app), **self._cookie_attributes(app))
+        response.vary.add("Cookie")
+
+
+def init_app(app: Flask) -> EdgeSessionInterface:
+    """Installs the interface configured by the app's ``EDGE_SESSION_*`` settings."""
+    interface = EdgeSessionInterface.from_config(app.config)
+    app.session_interface = interface
+    return interface

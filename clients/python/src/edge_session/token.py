@@ -1,0 +1,118 @@
+"""The cookie token (DESIGN.md section 4), byte for byte as the filter makes and checks it.
+
+``<kid>.<id>.<mac>``: ``id`` is the companion's session id (32 bytes, unpadded base64url),
+``kid`` names the signing key and ``mac`` is unpadded base64url of
+HMAC-SHA256(secret(kid), ``"edge-session/v1|" kid "|" id``). The first key signs, every key
+verifies, so keys rotate without logging anyone out.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+MAX_TOKEN_LEN = 256
+MIN_SECRET_BYTES = 32
+_DOMAIN = b"edge-session/v1|"
+_KEY_ID = re.compile(r"[A-Za-z0-9_-]{1,16}")
+_B64_43 = re.compile(r"[A-Za-z0-9_-]{43}")
+
+
+class ConfigError(ValueError):
+    """A key list that must not be used; the message names the bad entry."""
+
+
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _decode_32(text: str) -> bytes | None:
+    """The 32 bytes of a canonical 43-character unpadded base64url string, else None."""
+    if not _B64_43.fullmatch(text):
+        return None
+    raw = base64.urlsafe_b64decode(text + "=")
+    # The last character carries two spare bits; only the canonical encoding is accepted,
+    # as the filter and the companion do.
+    return raw if len(raw) == 32 and _b64url(raw) == text else None
+
+
+def is_session_id(text: str) -> bool:
+    """Whether ``text`` is a well-formed session id (the companion makes them)."""
+    return _decode_32(text) is not None
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """A key id and its secret. The secret never shows in ``repr``."""
+
+    id: str
+    secret: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if not _KEY_ID.fullmatch(self.id):
+            raise ConfigError(f"key id {self.id!r} must be 1 to 16 of A-Z a-z 0-9 _ -")
+        if len(self.secret) < MIN_SECRET_BYTES:
+            raise ConfigError(f"key {self.id!r}: the secret must be at least {MIN_SECRET_BYTES} bytes")
+
+    def mac(self, session_id: str) -> bytes:
+        message = _DOMAIN + self.id.encode("ascii") + b"|" + session_id.encode("ascii")
+        return hmac.new(self.secret, message, hashlib.sha256).digest()
+
+
+class Keyring:
+    """The configured keys: the first signs, every one verifies."""
+
+    def __init__(self, keys: Iterable[SigningKey]) -> None:
+        self._keys = tuple(keys)
+        if not self._keys:
+            raise ConfigError("at least one key is required")
+        self._by_id = {key.id: key for key in self._keys}
+        if len(self._by_id) != len(self._keys):
+            raise ConfigError("key ids must be unique")
+
+    @classmethod
+    def from_config(cls, keys: Iterable[Mapping[str, str]]) -> Keyring:
+        """From the filter's ``keys`` list: ``[{"id": ..., "secret": <base64>}]``."""
+        parsed = []
+        for index, entry in enumerate(keys):
+            try:
+                key_id, secret = entry["id"], entry["secret"]
+            except (KeyError, TypeError):
+                raise ConfigError(f"keys[{index}] needs an id and a secret") from None
+            try:
+                raw = base64.b64decode(secret, validate=True)
+            except (binascii.Error, ValueError):
+                raise ConfigError(f"keys[{index}].secret is not base64") from None
+            parsed.append(SigningKey(key_id, raw))
+        return cls(parsed)
+
+    def __repr__(self) -> str:
+        return f"Keyring({[key.id for key in self._keys]})"
+
+    def sign(self, session_id: str) -> str:
+        """The cookie value for a session id, signed with the first key."""
+        if not is_session_id(session_id):
+            raise ValueError("not a session id")
+        key = self._keys[0]
+        return f"{key.id}.{session_id}.{_b64url(key.mac(session_id))}"
+
+    def verify(self, token: str) -> str | None:
+        """The session id a token carries, or None for anything not signed by a listed key."""
+        if len(token) > MAX_TOKEN_LEN:
+            return None
+        parts = token.split(".")
+        if len(parts) != 3:
+            return None
+        kid, session_id, tag = parts
+        if not _KEY_ID.fullmatch(kid) or not is_session_id(session_id):
+            return None
+        mac = _decode_32(tag)
+        key = self._by_id.get(kid)
+        if mac is None or key is None:
+            return None
+        return session_id if hmac.compare_digest(key.mac(session_id), mac) else None

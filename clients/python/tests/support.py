@@ -1,0 +1,54 @@
+"""What the tests run against, from the environment ``cargo xtask python`` sets up.
+
+``EDGE_SESSION_COMPANION_URL``: a real companion (over a real MongoDB wire-protocol server).
+``EDGE_SESSION_ENVOY_YAML``: the project's envoy.yaml; the keys and the companion token come
+from its filter configuration, so these tests sign exactly as the filter does.
+``EDGE_SESSION_PROXY_URL``: edge-dev running the release filter.wasm in front of the legacy app.
+``DJANGO_TESTS_DIR``: the ``tests/`` directory of the pinned Django source distribution.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+
+def required(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise RuntimeError(f"{name} is not set: run these tests with `cargo xtask python`")
+    return value
+
+
+@cache
+def plugin_config() -> dict[str, Any]:
+    """The filter's JSON configuration, read from envoy.yaml (the block under ``value: |``)."""
+    lines = Path(required("EDGE_SESSION_ENVOY_YAML")).read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == "value: |") + 1
+    indent = len(lines[start]) - len(lines[start].lstrip())
+    block = []
+    for line in lines[start:]:
+        if line.strip() and len(line) - len(line.lstrip()) < indent:
+            break
+        block.append(line)
+    config: dict[str, Any] = json.loads("\n".join(block))
+    return config
+
+
+def companion_url() -> str:
+    return required("EDGE_SESSION_COMPANION_URL")
+
+
+def companion_token() -> str:
+    return str(plugin_config()["companion"]["token"])
+
+
+def keys() -> list[dict[str, str]]:
+    return list(plugin_config()["keys"])
+
+
+def cookie_name() -> str:
+    return str(plugin_config().get("cookie", {}).get("name", "sid"))

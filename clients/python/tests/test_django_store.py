@@ -1,0 +1,185 @@
+"""What the Django engine promises beyond Django's own mixin: filter tokens as session keys, no
+companion call for a forged key, outages that raise instead of emptying a session, per-key
+writes, browser-close sessions and user binding, all against a real companion."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from django.conf import settings
+from django.contrib.sessions.backends.base import CreateError, UpdateError
+from django.contrib.sessions.exceptions import SessionInterrupted
+from django.contrib.sessions.middleware import SessionMiddleware
+from django.http import HttpRequest, HttpResponse
+from django.test import RequestFactory, SimpleTestCase, override_settings
+
+from edge_session.companion import CompanionClient, CompanionUnavailable
+from edge_session.django import SessionStore
+from edge_session.token import Keyring
+
+from . import support
+
+
+def closed_port_url() -> str:
+    """A URL where nothing listens: the companion is down."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def companion_down() -> Any:
+    return override_settings(EDGE_SESSION={**settings.EDGE_SESSION, "COMPANION_URL": closed_port_url()})
+
+
+class DjangoEngineTests(SimpleTestCase):
+    def setUp(self) -> None:
+        self.companion = CompanionClient(support.companion_url(), support.companion_token())
+        self.keyring = Keyring.from_config(support.keys())
+
+    def saved(self, **data: Any) -> SessionStore:
+        store = SessionStore()
+        store.update(data)
+        store.save()
+        self.addCleanup(SessionStore().delete, store.session_key)
+        return store
+
+    def stored(self, store: SessionStore) -> Any:
+        session_id = self.keyring.verify(store.session_key or "")
+        assert session_id is not None, "the session key is a token the filter's keys verify"
+        return self.companion.get(session_id)
+
+    def test_session_key_is_the_filters_token_and_the_data_is_plain_json(self) -> None:
+        store = self.saved(cart=[1, 2], name="Zoë ✓")
+        self.assertRegex(store.session_key or "", r"^dev1\.[A-Za-z0-9_-]{43}\.[A-Za-z0-9_-]{43}$")
+        stored = self.stored(store)
+        self.assertEqual(stored.data, {"cart": [1, 2], "name": "Zoë ✓"})
+        self.assertEqual(SessionStore(store.session_key).load(), {"cart": [1, 2], "name": "Zoë ✓"})
+
+    def test_forged_or_unsigned_keys_never_reach_the_companion(self) -> None:
+        real = self.saved(secret="x").session_key or ""
+        kid, session_id, mac = real.split(".")
+        forged = f"{kid}.{session_id}.{mac[:-2]}{'A' if mac[-2] != 'A' else 'B'}{mac[-1]}"
+        with companion_down():  # any call would raise CompanionUnavailable
+            for key in [forged, session_id, "someunknownkey", f"other.{session_id}.{mac}"]:
+                store = SessionStore(key)
+                self.assertEqual(store.load(), {}, key)
+                self.assertIsNone(store.session_key)
+                self.assertIs(store.exists(key), False)
+                store.delete(key)  # nothing to delete, nothing called
+
+    def test_an_outage_raises_and_never_looks_like_an_empty_session(self) -> None:
+        key = self.saved(cart=[1]).session_key
+        with companion_down():
+            with self.assertRaises(CompanionUnavailable):
+                SessionStore(key).load()
+            with self.assertRaises(CompanionUnavailable):
+                SessionStore(key).exists(key)
+            with self.assertRaises(CompanionUnavailable):
+                SessionStore(key).delete()
+            fresh = SessionStore()
+            fresh["a"] = 1
+            with self.assertRaises(CreateError):
+                fresh.save()
+        loaded = SessionStore(key)
+        loaded["more"] = True
+        with companion_down():
+            with self.assertRaises(UpdateError):
+                loaded.save()
+            with self.assertRaises(CreateError):
+                loaded.cycle_key()
+        self.assertEqual(SessionStore(key).load(), {"cart": [1]}, "the stored session is untouched")
+
+    def test_middleware_turns_a_failed_save_into_session_interrupted_and_sets_no_cookie(self) -> None:
+        key = self.saved(cart=[1]).session_key
+
+        def view(request: HttpRequest) -> HttpResponse:
+            request.session["cart"] = [1, 2]
+            return HttpResponse("ok")
+
+        request = RequestFactory().get("/", HTTP_COOKIE=f"{settings.SESSION_COOKIE_NAME}={key}")
+        middleware = SessionMiddleware(view)
+        middleware.process_request(request)
+        response = view(request)
+        with companion_down(), self.assertRaises(SessionInterrupted):
+            middleware.process_response(request, response)
+        self.assertNotIn(settings.SESSION_COOKIE_NAME, response.cookies)
+        self.assertEqual(SessionStore(key).load(), {"cart": [1]})
+
+    def test_middleware_sets_the_token_cookie_and_browser_sessions_have_no_max_age(self) -> None:
+        def view(request: HttpRequest) -> HttpResponse:
+            request.session["cart"] = ["x"]
+            if request.GET.get("browser"):
+                request.session.set_expiry(0)
+            return HttpResponse("ok")
+
+        for query, max_age in [("", str(settings.SESSION_COOKIE_AGE)), ("?browser=1", "")]:
+            with self.subTest(query=query):
+                request = RequestFactory().get("/" + query)
+                response = SessionMiddleware(view)(request)
+                cookie = response.cookies[settings.SESSION_COOKIE_NAME]
+                self.addCleanup(SessionStore().delete, cookie.value)
+                self.assertEqual(str(cookie["max-age"]), max_age)
+                self.assertIsNotNone(self.keyring.verify(cookie.value), "the cookie is the filter's token")
+                self.assertEqual(
+                    SessionStore(cookie.value).load(), {"cart": ["x"], **({"_session_expiry": 0} if query else {})}
+                )
+
+    def test_concurrent_saves_of_different_keys_both_persist(self) -> None:
+        key = self.saved(base=0).session_key
+        first, second = SessionStore(key), SessionStore(key)
+        first.load(), second.load()
+        first["a"] = 1
+        second["b"] = 2
+        first.save()
+        second.save()
+        # Django's whole-blob backends keep only the last save here; per-key writes keep both.
+        self.assertEqual(SessionStore(key).load(), {"base": 0, "a": 1, "b": 2})
+        del first["base"]
+        first.save()
+        self.assertEqual(SessionStore(key).load(), {"a": 1, "b": 2}, "a deleted key is unset")
+
+    def test_expiry_forms_reach_the_companion(self) -> None:
+        store = self.saved(x=1)
+        self.assertEqual(
+            (self.stored(store).ttl_seconds, self.stored(store).browser_session), (settings.SESSION_COOKIE_AGE, False)
+        )
+        store.set_expiry(0)  # until the browser closes; the server keeps the default lifetime
+        store.save()
+        self.assertEqual(
+            (self.stored(store).ttl_seconds, self.stored(store).browser_session), (settings.SESSION_COOKIE_AGE, True)
+        )
+        store.set_expiry(60)
+        store.save()
+        self.assertEqual((self.stored(store).ttl_seconds, self.stored(store).browser_session), (60, False))
+        with override_settings(SESSION_EXPIRE_AT_BROWSER_CLOSE=True):
+            store.set_expiry(None)
+            store.save()
+            self.assertEqual(self.stored(store).browser_session, True)
+
+    def test_login_binds_the_user_and_cycle_keeps_unsaved_changes(self) -> None:
+        store = self.saved(cart=["book"])
+        old_key = store.session_key
+        store["_auth_user_id"] = "42"  # what django.contrib.auth.login stores
+        store.cycle_key()
+        store.save()
+        self.assertNotEqual(store.session_key, old_key)
+        self.assertIs(SessionStore().exists(old_key), False, "the old id is gone at once")
+        self.assertEqual(SessionStore(store.session_key).load(), {"cart": ["book"], "_auth_user_id": "42"})
+        self.assertEqual(self.stored(store).user, "42")
+        self.assertIn(self.keyring.verify(store.session_key or ""), [s.id for s in self.companion.user_sessions("42")])
+        self.companion.delete_user_sessions("42")  # "log out everywhere"
+        self.assertEqual(SessionStore(store.session_key).load(), {})
+
+    def test_a_bad_configuration_is_refused_by_name(self) -> None:
+        from django.core.exceptions import ImproperlyConfigured
+
+        for conf, message in [
+            ({}, "COMPANION_URL"),
+            ({**settings.EDGE_SESSION, "KEYS": []}, "at least one key"),
+            ({**settings.EDGE_SESSION, "COMPANION_URL": "ftp://x"}, "http"),
+        ]:
+            with self.subTest(message), override_settings(EDGE_SESSION=conf):
+                with self.assertRaisesRegex(ImproperlyConfigured, message):
+                    SessionStore("x" * 20).exists("dev1.x.y")

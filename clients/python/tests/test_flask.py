@@ -1,0 +1,167 @@
+"""The Flask session interface through Flask's test client, against a real companion."""
+
+from __future__ import annotations
+
+import threading
+import unittest
+from datetime import timedelta
+from typing import Any
+
+from flask import Flask, jsonify, request, session
+from flask.testing import FlaskClient
+
+from edge_session.companion import CompanionClient
+from edge_session.flask import EdgeSession, init_app
+from edge_session.token import Keyring
+
+from . import support
+from .test_django_store import closed_port_url
+
+
+def make_app(companion_url: str | None = None) -> Flask:
+    app = Flask(__name__)
+    app.config.update(
+        SESSION_COOKIE_NAME=support.cookie_name(),
+        EDGE_SESSION_COMPANION_URL=companion_url or support.companion_url(),
+        EDGE_SESSION_COMPANION_TOKEN=support.companion_token(),
+        EDGE_SESSION_KEYS=support.keys(),
+        EDGE_SESSION_TIMEOUT=10.0,
+    )
+    init_app(app)
+
+    @app.get("/")
+    def show() -> Any:
+        return jsonify(dict(session))
+
+    @app.post("/set")
+    def set_() -> Any:
+        body = request.get_json()
+        session.update(body)
+        return jsonify(dict(session))
+
+    @app.post("/login/<user>")
+    def login(user: str) -> Any:
+        assert isinstance(session, EdgeSession)
+        session.cycle()
+        session["_user_id"] = user
+        session.permanent = True
+        return jsonify(ok=True)
+
+    @app.post("/logout")
+    def logout() -> Any:
+        session.clear()
+        return jsonify(ok=True)
+
+    return app
+
+
+class FlaskInterfaceTests(unittest.TestCase):
+    def setUp(self) -> None:
+        self.app = make_app()
+        self.client = self.app.test_client()
+        self.companion = CompanionClient(support.companion_url(), support.companion_token())
+        self.keyring = Keyring.from_config(support.keys())
+
+    def token(self, client: FlaskClient | None = None) -> str:
+        cookie = (client or self.client).get_cookie(support.cookie_name())
+        assert cookie is not None, "the response set the session cookie"
+        return cookie.value
+
+    def stored(self, client: FlaskClient | None = None) -> Any:
+        session_id = self.keyring.verify(self.token(client))
+        assert session_id is not None, "the cookie is a token the filter's keys verify"
+        return self.companion.get(session_id)
+
+    def test_values_persist_across_requests_in_the_filters_cookie_format(self) -> None:
+        self.assertEqual(self.client.get("/").json, {})
+        self.assertIsNone(self.client.get_cookie(support.cookie_name()), "an empty session sets no cookie")
+        self.client.post("/set", json={"cart": [1, 2]})
+        self.assertRegex(self.token(), r"^dev1\.[A-Za-z0-9_-]{43}\.[A-Za-z0-9_-]{43}$")
+        self.assertEqual(self.client.get("/").json, {"cart": [1, 2]})
+        self.assertEqual(self.stored().data, {"cart": [1, 2]})
+
+    def test_non_ascii_keys_and_values_round_trip(self) -> None:
+        values = {"name": "Zoë Ørsted", "city": "東京", "emoji": "🍪✓", "ключ": "значение", "nul": "a\u0000b"}
+        self.client.post("/set", json=values)
+        self.assertEqual(self.client.get("/").json, values)
+        self.assertEqual(self.stored().data, values, "stored as the text itself, not escaped twice")
+
+    def test_concurrent_requests_changing_different_keys_lose_nothing(self) -> None:
+        self.client.post("/set", json={"start": True})
+        token, name = self.token(), support.cookie_name()
+        errors: list[BaseException] = []
+
+        def worker(n: int) -> None:
+            client = self.app.test_client()
+            client.set_cookie(name, token)
+            try:
+                for round_ in range(3):
+                    reply = client.post("/set", json={f"k{n}": round_})
+                    assert reply.status_code == 200, reply.status_code
+            except BaseException as error:  # noqa: BLE001 - reported by the main thread
+                errors.append(error)
+
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        self.assertEqual(errors, [])
+        self.assertEqual(self.client.get("/").json, {"start": True, **{f"k{n}": 2 for n in range(8)}})
+
+    def test_login_cycles_the_id_binds_the_user_and_makes_a_permanent_cookie(self) -> None:
+        self.client.post("/set", json={"cart": ["book"]})
+        before = self.token()
+        self.assertTrue(self.stored().browser_session, "not permanent: a browser-session cookie")
+        reply = self.client.post("/login/alice")
+        after = self.token()
+        self.assertNotEqual(after, before)
+        self.assertIn("Expires=", reply.headers["Set-Cookie"])
+        stored = self.stored()
+        self.assertEqual((stored.user, stored.browser_session), ("alice", False))
+        self.assertEqual(stored.ttl_seconds, int(self.app.permanent_session_lifetime.total_seconds()))
+        self.assertEqual(self.client.get("/").json, {"cart": ["book"], "_user_id": "alice", "_permanent": True})
+        old = self.app.test_client()
+        old.set_cookie(support.cookie_name(), before)
+        self.assertEqual(old.get("/").json, {}, "the pre-login id answers nothing")
+
+    def test_logout_deletes_the_session_and_the_cookie(self) -> None:
+        self.client.post("/set", json={"a": 1})
+        token = self.token()
+        reply = self.client.post("/logout")
+        self.assertIn("Max-Age=0", reply.headers["Set-Cookie"])
+        self.assertIsNone(self.companion.get(self.keyring.verify(token) or ""))
+        replay = self.app.test_client()
+        replay.set_cookie(support.cookie_name(), token)
+        self.assertEqual(replay.get("/").json, {})
+
+    def test_a_permanent_session_is_refreshed_and_lives_as_configured(self) -> None:
+        self.app.permanent_session_lifetime = timedelta(seconds=120)
+        self.client.post("/login/bob")
+        self.assertEqual(self.stored().ttl_seconds, 120)
+        reply = self.client.get("/")
+        self.assertIn("Expires=", reply.headers.get("Set-Cookie", ""), "SESSION_REFRESH_EACH_REQUEST")
+
+    def test_forged_cookie_opens_a_new_session_without_a_call_and_is_cleared(self) -> None:
+        down = make_app(closed_port_url()).test_client()
+        down.set_cookie(support.cookie_name(), "dev1." + "A" * 43 + "." + "B" * 43)
+        reply = down.get("/")
+        self.assertEqual((reply.status_code, reply.json), (200, {}))
+        self.assertIn("Max-Age=0", reply.headers["Set-Cookie"])
+
+    def test_an_outage_answers_500_and_leaves_the_stored_session_alone(self) -> None:
+        self.client.post("/set", json={"cart": [1]})
+        token = self.token()
+        down = make_app(closed_port_url())
+        down.testing = False  # let Flask answer the error as in production
+        down.logger.disabled = True  # the expected traceback
+        client = down.test_client()
+        client.set_cookie(support.cookie_name(), token)
+        for reply in [client.get("/"), client.post("/set", json={"cart": []})]:
+            self.assertEqual(reply.status_code, 500)
+            self.assertNotIn("Set-Cookie", reply.headers)
+        self.assertEqual(self.client.get("/").json, {"cart": [1]})
+
+
+if __name__ == "__main__":
+    unittest.main()
