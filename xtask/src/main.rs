@@ -4,6 +4,7 @@
 //! then runs every test and lint; `lint` runs rustfmt and clippy only.
 
 mod demo;
+mod fuzz;
 mod lint;
 mod mongo;
 mod test;
@@ -19,7 +20,8 @@ tasks:
   demo    run the local stack: database, companion, legacy app, edge-dev with the filter
   wasm    build the proxy-wasm modules (installs the Debian toolchain packages if missing)
   test    build the modules, then run all tests, rustfmt and clippy
-  lint    rustfmt --check and clippy -D warnings";
+  lint    rustfmt --check and clippy -D warnings
+  fuzz    [--seconds N] [TARGET...]  fuzz the parsers for N s each (default 300)";
 
 fn main() -> Result<()> {
     let task = std::env::args().nth(1).unwrap_or_default();
@@ -28,6 +30,7 @@ fn main() -> Result<()> {
         "demo" => demo::run(),
         "test" => test::run(),
         "lint" => lint::run(),
+        "fuzz" => fuzz::command(&std::env::args().skip(2).collect::<Vec<_>>()),
         "" | "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())

@@ -29,5 +29,6 @@ pub fn run() -> Result<()> {
         "-s",
         "examples/legacy-app",
     ]))?;
+    crate::fuzz::run(crate::fuzz::CI_SECONDS, &[])?;
     lint::run()
 }
