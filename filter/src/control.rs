@@ -355,7 +355,13 @@ mod tests {
     #[test]
     fn numbers_reach_the_companion_as_the_app_wrote_them() {
         let big = format!("1{}", "3".repeat(34));
-        for number in [big.as_str(), "1.333333333333333e34", "0.1", "-2.5e-300", "1e308"] {
+        for number in [
+            big.as_str(),
+            "1.333333333333333e34",
+            "0.1",
+            "-2.5e-300",
+            "1e308",
+        ] {
             let header = format!("{{\"n\": {number}}}");
             let controls = parse_list(&[("x-session-set", &header)]).unwrap().unwrap();
             let Some(WritePlan::Patch(_, patch)) = plan(controls, Some(&id(1)), 60) else {

@@ -8,6 +8,7 @@ mod helpers;
 mod auth;
 mod concurrency;
 mod expiry;
+mod hostile_input;
 mod indexes;
 mod outage;
 mod sessions;
