@@ -39,29 +39,45 @@ fuzz_target!(|data: &[u8]| {
         .split(|b| *b == b'\n')
         .filter_map(|line| {
             let (pick, value) = line.split_first()?;
-            Some((NAMES[usize::from(*pick) % NAMES.len()].to_string(), value.to_vec()))
+            Some((
+                NAMES[usize::from(*pick) % NAMES.len()].to_string(),
+                value.to_vec(),
+            ))
         })
         .collect();
     let names = &config().headers;
-    let is_control = |name: &str| name.to_ascii_lowercase().starts_with("x-session-")
-        && name != "x-session-other";
+    let is_control = |name: &str| {
+        name.to_ascii_lowercase().starts_with("x-session-") && name != "x-session-other"
+    };
     let controls = match control::parse(names, &headers, max_bytes) {
         Err(err) => {
-            assert!(is_control(&err.header), "refused a header that is not a control: {err}");
+            assert!(
+                is_control(&err.header),
+                "refused a header that is not a control: {err}"
+            );
             return;
         }
         Ok(None) => {
-            assert!(!headers.iter().any(|(n, _)| is_control(n)), "control headers ignored");
+            assert!(
+                !headers.iter().any(|(n, _)| is_control(n)),
+                "control headers ignored"
+            );
             return;
         }
         Ok(Some(controls)) => controls,
     };
     for (name, value) in &headers {
-        assert!(!is_control(name) || value.len() <= max_bytes, "{name} over the limit accepted");
+        assert!(
+            !is_control(name) || value.len() <= max_bytes,
+            "{name} over the limit accepted"
+        );
     }
     if let Some(set) = &controls.set {
         assert!(set.keys().all(|k| !k.is_empty()), "an empty key accepted");
-        assert!(proto::data_within_depth(set), "data deeper than the companion stores accepted");
+        assert!(
+            proto::data_within_depth(set),
+            "data deeper than the companion stores accepted"
+        );
     }
     if let Some(user) = &controls.user {
         assert!(!user.is_empty() && user.len() <= 256 && !user.chars().any(char::is_control));

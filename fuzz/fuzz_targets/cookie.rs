@@ -16,9 +16,14 @@ fuzz_target!(|data: &[u8]| {
             let at = value.as_ptr() as usize;
             start <= at && at + value.len() <= end
         };
-        assert!(headers.iter().any(within), "find returned bytes from nowhere");
         assert!(
-            headers.iter().any(|h| cookie::without(h, "sid").as_deref() != Some(*h)),
+            headers.iter().any(within),
+            "find returned bytes from nowhere"
+        );
+        assert!(
+            headers
+                .iter()
+                .any(|h| cookie::without(h, "sid").as_deref() != Some(*h)),
             "a session cookie was found that removal does not remove"
         );
     }
@@ -27,7 +32,11 @@ fuzz_target!(|data: &[u8]| {
             continue;
         };
         assert!(rest.len() <= header.len() + header.len() / 2 + 2);
-        assert_eq!(cookie::find([rest.as_slice()], "sid"), None, "removal left a session cookie");
+        assert_eq!(
+            cookie::find([rest.as_slice()], "sid"),
+            None,
+            "removal left a session cookie"
+        );
         assert_eq!(
             cookie::without(&rest, "sid").as_deref(),
             Some(rest.as_slice()),

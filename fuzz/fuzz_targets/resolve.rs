@@ -30,7 +30,9 @@ fuzz_target!(|data: &[u8]| {
         0 => (None, rest),
         1 => (Some(b"200"), rest),
         2 => (Some(b"404"), rest),
-        _ => rest.split_at_checked(3).map_or((Some(rest), &[][..]), |(s, b)| (Some(s), b)),
+        _ => rest
+            .split_at_checked(3)
+            .map_or((Some(rest), &[][..]), |(s, b)| (Some(s), b)),
     };
     let Ok(expected) = SessionId::parse(EXPECTED_ID) else {
         panic!("EXPECTED_ID is not a session id");
@@ -38,15 +40,27 @@ fuzz_target!(|data: &[u8]| {
     let Resolution::Found(session) = resolve::classify(status, body, &expected, NOW_NANOS) else {
         return;
     };
-    assert_eq!(status, Some(&b"200"[..]), "a session from a reply that is not a 200");
+    assert_eq!(
+        status,
+        Some(&b"200"[..]),
+        "a session from a reply that is not a 200"
+    );
     assert_eq!(session.id, expected, "another session accepted");
-    assert!(session.expires_at.unix_nanos() > NOW_NANOS, "an expired session accepted");
+    assert!(
+        session.expires_at.unix_nanos() > NOW_NANOS,
+        "an expired session accepted"
+    );
     let names = &config().headers;
     let injection = inject::for_session(names, &session, MAX_HEADER_BYTES);
     for (name, value) in &injection.headers {
-        assert!(value.len() <= MAX_HEADER_BYTES, "{name} over the limit injected");
         assert!(
-            value.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b)),
+            value.len() <= MAX_HEADER_BYTES,
+            "{name} over the limit injected"
+        );
+        assert!(
+            value
+                .bytes()
+                .all(|b| b == b'\t' || (0x20..0x7f).contains(&b)),
             "{name} carries a byte a header must not: {value:?}"
         );
     }

@@ -29,7 +29,11 @@ fuzz_target!(|data: &[u8]| {
         } else {
             keys.sign(&id)
         };
-        assert_eq!(resigned.as_bytes(), data, "a token verified that no key signed");
+        assert_eq!(
+            resigned.as_bytes(),
+            data,
+            "a token verified that no key signed"
+        );
     }
     // Round trip with an id made from the input.
     let Some((id_bytes, rest)) = data.split_first_chunk::<32>() else {
@@ -37,7 +41,11 @@ fuzz_target!(|data: &[u8]| {
     };
     let id = SessionId::from_bytes(id_bytes);
     let token = keys.sign(&id).into_bytes();
-    assert_eq!(keys.verify(&token), Ok(id.clone()), "a signed token does not verify");
+    assert_eq!(
+        keys.verify(&token),
+        Ok(id.clone()),
+        "a signed token does not verify"
+    );
     let (at, with) = match rest {
         [a, b, ..] => (usize::from(*a) % token.len(), *b),
         [a] => (usize::from(*a) % token.len(), 0),
@@ -45,11 +53,20 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut changed = token.clone();
     changed[at] ^= with.max(1);
-    assert!(keys.verify(&changed).is_err(), "a changed byte still verifies");
+    assert!(
+        keys.verify(&changed).is_err(),
+        "a changed byte still verifies"
+    );
     let mut shorter = token.clone();
     shorter.remove(at);
-    assert!(keys.verify(&shorter).is_err(), "a deleted byte still verifies");
+    assert!(
+        keys.verify(&shorter).is_err(),
+        "a deleted byte still verifies"
+    );
     let mut longer = token;
     longer.insert(at, with);
-    assert!(keys.verify(&longer).is_err(), "an inserted byte still verifies");
+    assert!(
+        keys.verify(&longer).is_err(),
+        "an inserted byte still verifies"
+    );
 });

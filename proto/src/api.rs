@@ -141,7 +141,11 @@ mod tests {
     fn nested(depth: usize, array: bool) -> Map<String, Value> {
         let mut value = json!(1);
         for _ in 1..depth {
-            value = if array { json!([value]) } else { json!({ "d": value }) };
+            value = if array {
+                json!([value])
+            } else {
+                json!({ "d": value })
+            };
         }
         json!({ "d": value }).as_object().cloned().unwrap()
     }

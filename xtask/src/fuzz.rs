@@ -55,7 +55,11 @@ pub fn command(args: &[String]) -> Result<()> {
 pub fn run(seconds: u64, only: &[String]) -> Result<()> {
     ensure_cargo_fuzz()?;
     let started = Instant::now();
-    exec(fuzz_command().args(["build", "-O", "-a"]).args(target_dir_args()))?;
+    exec(
+        fuzz_command()
+            .args(["build", "-O", "-a"])
+            .args(target_dir_args()),
+    )?;
     eprintln!("xtask: fuzz targets built in {:.0?}", started.elapsed());
     for (target, max_len) in TARGETS {
         if !only.is_empty() && !only.iter().any(|o| o == target) {
@@ -63,7 +67,10 @@ pub fn run(seconds: u64, only: &[String]) -> Result<()> {
         }
         fuzz_one(target, *max_len, seconds)?;
     }
-    eprintln!("xtask: fuzzing done in {:.0?}, no findings", started.elapsed());
+    eprintln!(
+        "xtask: fuzzing done in {:.0?}, no findings",
+        started.elapsed()
+    );
     Ok(())
 }
 
@@ -140,7 +147,9 @@ fn ensure_cargo_fuzz() -> Result<()> {
     let installed = Command::new("cargo")
         .args(["fuzz", "--version"])
         .output()
-        .map(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(CARGO_FUZZ_VERSION))
+        .map(|o| {
+            o.status.success() && String::from_utf8_lossy(&o.stdout).contains(CARGO_FUZZ_VERSION)
+        })
         .unwrap_or(false);
     if installed {
         return Ok(());
