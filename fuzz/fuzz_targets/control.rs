@@ -5,11 +5,9 @@
 #![no_main]
 
 use edge_session_fuzz::rotated;
-use filter::config::Config;
 use filter::control::{self, WritePlan};
 use libfuzzer_sys::fuzz_target;
 use proto::{CreateSession, PatchSession, SessionId};
-use std::sync::OnceLock;
 
 const NAMES: [&str; 8] = [
     "x-session-set",
@@ -22,11 +20,6 @@ const NAMES: [&str; 8] = [
     "x-session-other",
 ];
 const LIMITS: [usize; 4] = [0, 16, 512, 8192];
-
-fn config() -> &'static Config {
-    static CONFIG: OnceLock<Config> = OnceLock::new();
-    CONFIG.get_or_init(rotated)
-}
 
 // Input: one byte of options, then one header per line: a byte choosing the name, the value.
 fuzz_target!(|data: &[u8]| {
@@ -45,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
             ))
         })
         .collect();
-    let names = &config().headers;
+    let names = &rotated().headers;
     let is_control = |name: &str| {
         name.to_ascii_lowercase().starts_with("x-session-") && name != "x-session-other"
     };

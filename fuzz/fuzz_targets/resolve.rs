@@ -6,20 +6,13 @@
 #![no_main]
 
 use edge_session_fuzz::{EXPECTED_ID, NOW_NANOS, rotated};
-use filter::config::Config;
 use filter::inject;
 use filter::resolve::{self, Resolution};
 use libfuzzer_sys::fuzz_target;
 use proto::SessionId;
 use serde_json::Value;
-use std::sync::OnceLock;
 
 const MAX_HEADER_BYTES: usize = 512;
-
-fn config() -> &'static Config {
-    static CONFIG: OnceLock<Config> = OnceLock::new();
-    CONFIG.get_or_init(rotated)
-}
 
 // Input: a byte choosing the status (no reply, 200, 404, or the next three bytes), the body.
 fuzz_target!(|data: &[u8]| {
@@ -50,7 +43,7 @@ fuzz_target!(|data: &[u8]| {
         session.expires_at.unix_nanos() > NOW_NANOS,
         "an expired session accepted"
     );
-    let names = &config().headers;
+    let names = &rotated().headers;
     let injection = inject::for_session(names, &session, MAX_HEADER_BYTES);
     for (name, value) in &injection.headers {
         assert!(

@@ -9,11 +9,6 @@ use libfuzzer_sys::fuzz_target;
 use proto::SessionId;
 use std::sync::OnceLock;
 
-fn ring() -> &'static Config {
-    static RING: OnceLock<Config> = OnceLock::new();
-    RING.get_or_init(rotated)
-}
-
 /// `k2` alone, to re-sign what the ring verified under `k2`.
 fn old_key() -> &'static Config {
     static OLD: OnceLock<Config> = OnceLock::new();
@@ -21,7 +16,7 @@ fn old_key() -> &'static Config {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let keys = &ring().keys;
+    let keys = &rotated().keys;
     // Arbitrary input: a token that verifies is exactly what its key signs for that id.
     if let Ok(id) = keys.verify(data) {
         let resigned = if data.starts_with(b"k2.") {

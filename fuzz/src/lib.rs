@@ -2,6 +2,7 @@
 
 use filter::config::Config;
 use serde_json::json;
+use std::sync::OnceLock;
 
 /// 32 bytes 0x01..0x20, base64: the key `k1` that signs.
 pub const SECRET_K1: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
@@ -29,7 +30,8 @@ pub fn config(keys: &[(&str, &str)]) -> Config {
     }
 }
 
-/// The production configuration of the fuzz targets: `k1` signs, `k2` verifies.
-pub fn rotated() -> Config {
-    config(&[("k1", SECRET_K1), ("k2", SECRET_K2)])
+/// The configuration of the fuzz targets, parsed once: `k1` signs, `k2` verifies.
+pub fn rotated() -> &'static Config {
+    static ROTATED: OnceLock<Config> = OnceLock::new();
+    ROTATED.get_or_init(|| config(&[("k1", SECRET_K1), ("k2", SECRET_K2)]))
 }

@@ -54,6 +54,25 @@ fn assert_error(status: StatusCode, body: &Value, expected: StatusCode, code: &s
     );
 }
 
+/// A PATCH of the session at `path` is refused with `expected` and its error code, and the
+/// session reads back as `before`: nothing stored half-way.
+async fn assert_patch_refused(
+    app: &TestApp,
+    path: &str,
+    body: Value,
+    expected: StatusCode,
+    before: &Value,
+) {
+    let (status, err) = app.call(Method::PATCH, path, Some(body.clone())).await;
+    let code = match expected {
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        _ => "bad_request",
+    };
+    assert_error(status, &err, expected, code);
+    let (_, after) = app.call(Method::GET, path, None).await;
+    assert_eq!(&after, before, "{body}: nothing stored half-way");
+}
+
 #[tokio::test]
 async fn deep_data_is_refused_alike_by_create_and_patch_and_never_stored() {
     let (app, sessions) = app_and_collection(|_| {}).await;
@@ -88,16 +107,8 @@ async fn deep_data_is_refused_alike_by_create_and_patch_and_never_stored() {
         "at the limit it is stored"
     );
     let path = format!("/v1/sessions/{}", created["id"].as_str().unwrap());
-    let (status, err) = app
-        .call(
-            Method::PATCH,
-            &path,
-            Some(json!({"set": {"k": nested(max + 1), "ok": 1}})),
-        )
-        .await;
-    assert_error(status, &err, StatusCode::BAD_REQUEST, "bad_request");
-    let (_, after) = app.call(Method::GET, &path, None).await;
-    assert_eq!(after, created, "the session is unchanged");
+    let body = json!({"set": {"k": nested(max + 1), "ok": 1}});
+    assert_patch_refused(&app, &path, body, StatusCode::BAD_REQUEST, &created).await;
     assert_eq!(stored(&sessions).await, 1);
 }
 
@@ -151,16 +162,8 @@ async fn nul_bytes_in_data_round_trip_but_not_in_users() {
         )
         .await;
     assert_error(status, &err, StatusCode::BAD_REQUEST, "bad_request");
-    let (status, err) = app
-        .call(
-            Method::PATCH,
-            &path,
-            Some(json!({"user": "a\u{0}", "set": {"z": 1}})),
-        )
-        .await;
-    assert_error(status, &err, StatusCode::BAD_REQUEST, "bad_request");
-    let (_, after) = app.call(Method::GET, &path, None).await;
-    assert_eq!(after, read, "the refused patch changed nothing");
+    let body = json!({"user": "a\u{0}", "set": {"z": 1}});
+    assert_patch_refused(&app, &path, body, StatusCode::BAD_REQUEST, &read).await;
     for user in ["%00", "a%0Ab", "%FF"] {
         let (status, err) = app
             .call(Method::GET, &format!("/v1/users/{user}/sessions"), None)
@@ -193,10 +196,7 @@ async fn a_patch_with_one_bad_value_changes_nothing() {
         json!({"set": {"b": 2}, "extra": true}),
     ];
     for body in cases {
-        let (status, err) = app.call(Method::PATCH, &path, Some(body.clone())).await;
-        assert_error(status, &err, StatusCode::BAD_REQUEST, "bad_request");
-        let (_, after) = app.call(Method::GET, &path, None).await;
-        assert_eq!(after, created, "{body}: nothing stored half-way");
+        assert_patch_refused(&app, &path, body, StatusCode::BAD_REQUEST, &created).await;
     }
     assert_eq!(stored(&sessions).await, 1);
 }
@@ -208,61 +208,26 @@ async fn data_and_bodies_at_and_over_the_limits() {
     // `{"a":"…"}` as compact JSON is 8 bytes plus the string.
     let data = |len: usize| json!({"a": "x".repeat(len - 8)});
     let at = app.create(json!({"data": data(limit)})).await;
-    let (status, err) = app
-        .call(
-            Method::POST,
-            "/v1/sessions",
-            Some(json!({"data": data(limit + 1), "user": "big"})),
-        )
-        .await;
-    assert_error(
-        status,
-        &err,
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
-    );
-    // Escaping counts: 200 NULs are 1200 bytes of JSON.
-    let (status, err) = app
-        .call(
-            Method::POST,
-            "/v1/sessions",
-            Some(json!({"data": {"a": "\u{0}".repeat(200)}})),
-        )
-        .await;
-    assert_error(
-        status,
-        &err,
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
-    );
-    // Over the body limit (four times the data limit plus 16 KiB): refused before parsing.
-    let (status, err) = post_raw(
-        &app,
-        "/v1/sessions",
-        json!({"data": {"a": "y".repeat(limit * 4 + 16 * 1024)}})
-            .to_string()
-            .into_bytes(),
-    )
-    .await;
-    assert_error(
-        status,
-        &err,
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
-    );
+    let too_large = [
+        json!({"data": data(limit + 1), "user": "big"}),
+        // Escaping counts: 200 NULs are 1200 bytes of JSON.
+        json!({"data": {"a": "\u{0}".repeat(200)}}),
+        // Over the body limit (four times the data limit plus 16 KiB): refused before parsing.
+        json!({"data": {"a": "y".repeat(limit * 4 + 16 * 1024)}}),
+    ];
+    for body in too_large {
+        let (status, err) = post_raw(&app, "/v1/sessions", body.to_string().into_bytes()).await;
+        assert_error(
+            status,
+            &err,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        );
+    }
     // A patch that would take the data one byte over.
     let path = format!("/v1/sessions/{}", at["id"].as_str().unwrap());
-    let (status, err) = app
-        .call(Method::PATCH, &path, Some(json!({"set": {"b": 1}})))
-        .await;
-    assert_error(
-        status,
-        &err,
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
-    );
-    let (_, after) = app.call(Method::GET, &path, None).await;
-    assert_eq!(after, at);
+    let body = json!({"set": {"b": 1}});
+    assert_patch_refused(&app, &path, body, StatusCode::PAYLOAD_TOO_LARGE, &at).await;
     let (_, big) = app.call(Method::GET, "/v1/users/big/sessions", None).await;
     assert_eq!(big, json!([]));
     assert_eq!(stored(&sessions).await, 1, "only the session at the limit");
