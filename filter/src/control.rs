@@ -87,6 +87,11 @@ pub fn parse(
                 if map.keys().any(String::is_empty) {
                     return Err(bad(name, "empty key"));
                 }
+                // The companion would refuse it; refused here, it is a bad control header
+                // (counted, logged by name) rather than a failed write.
+                if !proto::data_within_depth(&map) {
+                    return Err(bad(name, "nested too deep"));
+                }
                 controls.set = Some(map);
             }
             "user" => {
@@ -321,10 +326,53 @@ mod tests {
             )
             .is_err()
         );
+        let nested = |depth: usize| {
+            format!(
+                "{{\"a\":{}1{}}}",
+                "[".repeat(depth - 1),
+                "]".repeat(depth - 1)
+            )
+        };
+        let at_limit = nested(proto::MAX_DATA_DEPTH);
+        assert!(matches!(
+            parse(&names(), &headers(&[("x-session-set", &at_limit)]), 10_000),
+            Ok(Some(_))
+        ));
+        let over = nested(proto::MAX_DATA_DEPTH + 1);
+        assert_eq!(
+            parse(&names(), &headers(&[("x-session-set", &over)]), 10_000),
+            Err(bad("x-session-set", "nested too deep"))
+        );
         let twice = parse_list(&[("x-session-user", "a"), ("x-session-user", "b")]);
         assert_eq!(twice, Err(bad("x-session-user", "repeated")));
         let binary = parse(&names(), &[("x-session-user".into(), vec![0xff])], 100);
         assert_eq!(binary, Err(bad("x-session-user", "not UTF-8")));
+    }
+
+    /// Found by the `control` fuzz target: with serde_json's default float parser, a number
+    /// too large for an integer read back one unit in the last place off after the filter
+    /// wrote it into the companion's body, so the stored value was not the app's.
+    #[test]
+    fn numbers_reach_the_companion_as_the_app_wrote_them() {
+        let big = format!("1{}", "3".repeat(34));
+        for number in [
+            big.as_str(),
+            "1.333333333333333e34",
+            "0.1",
+            "-2.5e-300",
+            "1e308",
+        ] {
+            let header = format!("{{\"n\": {number}}}");
+            let controls = parse_list(&[("x-session-set", &header)]).unwrap().unwrap();
+            let Some(WritePlan::Patch(_, patch)) = plan(controls, Some(&id(1)), 60) else {
+                panic!("{number}")
+            };
+            let body = serde_json::to_vec(&patch).unwrap();
+            let read: PatchSession = serde_json::from_slice(&body).unwrap();
+            assert_eq!(read, patch, "{number}");
+            let exact: f64 = number.parse().unwrap();
+            assert_eq!(read.set.unwrap()["n"].as_f64(), Some(exact), "{number}");
+        }
     }
 
     fn id(n: u8) -> SessionId {

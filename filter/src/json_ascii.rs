@@ -1,5 +1,7 @@
 //! Compact JSON with every non-ASCII character escaped as `\uXXXX`, so session data fits in an
-//! HTTP header whatever language its strings are in (DESIGN.md section 2.1).
+//! HTTP header whatever language its strings are in (DESIGN.md section 2.1). DEL (0x7f) is
+//! escaped too: serde_json escapes the other control characters but not DEL, and a header
+//! value may not carry it (RFC 9110 section 5.5); strict upstreams refuse the request.
 
 use serde::Serialize;
 use serde_json::ser::{Formatter, Serializer};
@@ -16,7 +18,7 @@ impl Formatter for AsciiFormatter {
     ) -> io::Result<()> {
         let mut start = 0;
         for (at, ch) in fragment.char_indices() {
-            if ch.is_ascii() {
+            if ch.is_ascii() && ch != '\x7f' {
                 continue;
             }
             writer.write_all(&fragment.as_bytes()[start..at])?;
@@ -55,6 +57,7 @@ mod tests {
             (json!("emoji 😀"), r#""emoji \ud83d\ude00""#),
             (json!({"ctl": "a\nb\u{0}"}), r#"{"ctl":"a\nb\u0000"}"#),
             (json!({"q": "\"\\"}), r#"{"q":"\"\\"}"#),
+            (json!({"del": "a\u{7f}b"}), r#"{"del":"a\u007fb"}"#),
             (
                 json!([1.5, true, null, [1, {}]]),
                 r#"[1.5,true,null,[1,{}]]"#,

@@ -4,6 +4,29 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+/// How deeply session data may nest: a value inside more than this many objects and arrays
+/// (the data object itself counts as one) is refused. The filter checks it before it writes,
+/// the companion before it stores, so a too-deep control header is refused by name instead of
+/// failing as a write. MongoDB itself stops at 100 levels of documents.
+pub const MAX_DATA_DEPTH: usize = 64;
+
+/// Whether every value in `data` lies within `MAX_DATA_DEPTH` levels. Iterative, so hostile
+/// input cannot exhaust the stack.
+pub fn data_within_depth(data: &Map<String, Value>) -> bool {
+    let mut stack: Vec<(&Value, usize)> = data.values().map(|v| (v, 1)).collect();
+    while let Some((value, depth)) = stack.pop() {
+        if depth > MAX_DATA_DEPTH {
+            return false;
+        }
+        match value {
+            Value::Array(items) => stack.extend(items.iter().map(|v| (v, depth + 1))),
+            Value::Object(map) => stack.extend(map.values().map(|v| (v, depth + 1))),
+            _ => {}
+        }
+    }
+    true
+}
+
 /// `POST /v1/sessions`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -112,5 +135,31 @@ mod tests {
         assert!(serde_json::from_value::<PatchSession>(json!({"sett": {}})).is_err());
         let parsed: PatchSession = serde_json::from_value(json!({"touch": true})).unwrap();
         assert!(parsed.touch);
+    }
+
+    /// `depth` levels: `{"d": {"d": ... 1}}` with the data object as level one.
+    fn nested(depth: usize, array: bool) -> Map<String, Value> {
+        let mut value = json!(1);
+        for _ in 1..depth {
+            value = if array {
+                json!([value])
+            } else {
+                json!({ "d": value })
+            };
+        }
+        json!({ "d": value }).as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn data_depth_is_counted_from_the_data_object() {
+        for array in [false, true] {
+            assert!(data_within_depth(&nested(MAX_DATA_DEPTH, array)));
+            assert!(!data_within_depth(&nested(MAX_DATA_DEPTH + 1, array)));
+        }
+        assert!(data_within_depth(&Map::new()));
+        let mut wide = Map::new();
+        wide.insert("ok".into(), json!([1, [2]]));
+        wide.insert("deep".into(), Value::Object(nested(MAX_DATA_DEPTH, false)));
+        assert!(!data_within_depth(&wide), "one deep value is enough");
     }
 }

@@ -6,6 +6,8 @@ mod api;
 mod session;
 mod session_id;
 
-pub use api::{ApiError, CreateSession, Deleted, ErrorCode, PatchSession};
+pub use api::{
+    ApiError, CreateSession, Deleted, ErrorCode, MAX_DATA_DEPTH, PatchSession, data_within_depth,
+};
 pub use session::{Session, Timestamp};
 pub use session_id::{InvalidSessionId, SESSION_ID_BYTES, SESSION_ID_LEN, SessionId, short_hash};

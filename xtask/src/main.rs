@@ -6,6 +6,7 @@
 
 mod demo;
 mod deploy;
+mod fuzz;
 mod lint;
 mod mongo;
 mod python_clients;
@@ -26,7 +27,8 @@ tasks:
   lint    rustfmt --check and clippy -D warnings
   deploy  check envoy.yaml, docker-compose.yml and deploy/ against Envoy's, Compose's,
           Kubernetes' and Istio's schemas, and their plugin configs with the filter's parser
-  python  the Python clients' tests (Django's own session tests, Flask, sharing with the filter)";
+  python  the Python clients' tests (Django's own session tests, Flask, sharing with the filter)
+  fuzz    [--seconds N] [TARGET...]  fuzz the parsers for N s each (default 300)";
 
 fn main() -> Result<()> {
     let task = std::env::args().nth(1).unwrap_or_default();
@@ -37,6 +39,7 @@ fn main() -> Result<()> {
         "lint" => lint::run(),
         "deploy" => deploy::run(),
         "python" => python_clients::task(),
+        "fuzz" => fuzz::command(&std::env::args().skip(2).collect::<Vec<_>>()),
         "" | "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())

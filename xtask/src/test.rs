@@ -24,5 +24,6 @@ pub fn run() -> Result<()> {
         "examples/legacy-app",
     ]))?;
     crate::deploy::run()?;
+    crate::fuzz::run(crate::fuzz::CI_SECONDS, &[])?;
     lint::run()
 }

@@ -5,8 +5,8 @@ use bson::{Bson, Document};
 use serde_json::{Map, Number, Value};
 use std::fmt;
 
-/// Deeper data is refused (MongoDB itself stops at 100 levels of documents).
-pub const MAX_DEPTH: usize = 64;
+/// Deeper data is refused; the filter holds control headers to the same limit.
+pub const MAX_DEPTH: usize = proto::MAX_DATA_DEPTH;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DataError {
@@ -36,9 +36,11 @@ impl From<KeyError> for DataError {
     }
 }
 
-/// A JSON value as BSON, object keys escaped.
+/// A value stored under a top-level data key (`data.<key>`), as BSON, object keys escaped. It
+/// sits one level down, as in `object_to_document`, so a PATCH allows exactly the depth a
+/// create does.
 pub fn to_bson(value: &Value, max_key_bytes: usize) -> Result<Bson, DataError> {
-    convert(value, max_key_bytes, 0)
+    convert(value, max_key_bytes, 1)
 }
 
 /// A JSON object as a BSON document, keys escaped.
@@ -155,5 +157,22 @@ mod tests {
             object_to_document(deep.as_object().unwrap(), 256),
             Err(DataError::TooDeep)
         );
+    }
+
+    /// A value set by PATCH under a top-level key was counted from 0, one level more lenient
+    /// than the same value in a created session.
+    #[test]
+    fn a_patched_value_is_held_to_the_depth_of_a_created_one() {
+        for depth in [MAX_DEPTH, MAX_DEPTH + 1] {
+            let mut value = json!(1);
+            for _ in 1..depth {
+                value = json!([value]);
+            }
+            let data = json!({ "k": value.clone() });
+            let created = object_to_document(data.as_object().unwrap(), 256).map(|_| ());
+            let patched = to_bson(&value, 256).map(|_| ());
+            assert_eq!(patched, created, "depth {depth}");
+            assert_eq!(created.is_ok(), depth <= MAX_DEPTH, "depth {depth}");
+        }
     }
 }

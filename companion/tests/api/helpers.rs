@@ -6,9 +6,7 @@ use reqwest::{Client, Method, StatusCode};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::net::TcpListener;
 
 pub const TOKEN: &str = "test-token-0123456789";
 
@@ -109,87 +107,4 @@ pub async fn spawn_with(uri: &str, database: &str, adjust: impl FnOnce(&mut Conf
 
 pub async fn spawn() -> TestApp {
     spawn_with(&mongodb_uri(), &unique_database(), |_| {}).await
-}
-
-/// A TCP proxy in front of the database: `stop` closes its port and cuts every connection,
-/// as a stopped server would; `start` opens the same port again.
-pub struct DbProxy {
-    pub addr: SocketAddr,
-    running: watch::Sender<bool>,
-}
-
-impl DbProxy {
-    pub async fn start(target: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (running, _) = watch::channel(true);
-        let proxy = Self { addr, running };
-        proxy.serve(listener, target);
-        proxy
-    }
-
-    fn serve(&self, listener: TcpListener, target: SocketAddr) {
-        let mut running = self.running.subscribe();
-        let template = self.running.subscribe();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    accepted = listener.accept() => {
-                        let Ok((mut inbound, _)) = accepted else { continue };
-                        let mut stop = template.clone();
-                        tokio::spawn(async move {
-                            let Ok(mut outbound) = TcpStream::connect(target).await else { return };
-                            tokio::select! {
-                                _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                                _ = stop.wait_for(|up| !*up) => {}
-                            }
-                        });
-                    }
-                    _ = running.wait_for(|up| !*up) => return,
-                }
-            }
-        });
-    }
-
-    /// The database goes away: no new connections, existing ones cut.
-    pub fn stop(&self) {
-        self.running.send_replace(false);
-    }
-
-    /// The database comes back on the same address.
-    pub async fn restart(&self, target: SocketAddr) {
-        self.running.send_replace(true);
-        let mut listener = None;
-        for _ in 0..50 {
-            match TcpListener::bind(self.addr).await {
-                Ok(l) => {
-                    listener = Some(l);
-                    break;
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        }
-        self.serve(
-            listener.expect("the proxy's port could not be reopened"),
-            target,
-        );
-    }
-}
-
-/// The single `host:port` of a `mongodb://` URI, for putting a proxy in front of it.
-pub fn single_host(uri: &str) -> (SocketAddr, String) {
-    let rest = uri
-        .strip_prefix("mongodb://")
-        .expect("the outage test needs a mongodb:// URI");
-    let (hosts, tail) = rest.split_once('/').unwrap_or((rest, ""));
-    let host = hosts.rsplit('@').next().unwrap_or(hosts);
-    assert!(
-        !host.contains(','),
-        "the outage test needs a single-host MONGODB_URI, got {uri}"
-    );
-    let addr = std::net::ToSocketAddrs::to_socket_addrs(host)
-        .unwrap()
-        .next()
-        .unwrap();
-    (addr, tail.to_string())
 }

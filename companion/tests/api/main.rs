@@ -9,6 +9,7 @@ mod auth;
 mod concurrency;
 mod expiry;
 mod healthcheck;
+mod hostile_input;
 mod indexes;
 mod outage;
 mod sessions;

@@ -5,21 +5,14 @@ use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_outage_answers_503_in_time_and_recovers_without_a_restart() {
-    let (db_addr, tail) = single_host(&mongodb_uri());
-    let proxy = DbProxy::start(db_addr).await;
-    let query = if tail.contains("directConnection") {
-        tail.clone()
-    } else if tail.contains('?') {
-        format!("{tail}&directConnection=true")
-    } else {
-        format!("{tail}?directConnection=true")
-    };
-    let uri = format!("mongodb://{}/{}", proxy.addr, query.trim_start_matches('/'));
+    let uri = mongodb_uri();
+    let proxy = testkit::FaultyLink::start(testkit::single_host(&uri).0).await;
+    let uri = testkit::through(&uri, proxy.addr);
     let app = spawn_with(&uri, &unique_database(), |c| c.db_timeout_ms = 500).await;
     let created = app.create(json!({"data": {"a": 1}})).await;
     let path = format!("/v1/sessions/{}", created["id"].as_str().unwrap());
 
-    proxy.stop();
+    proxy.cut();
     for (method, url, body) in [
         (Method::GET, path.clone(), None),
         (Method::POST, "/v1/sessions".to_string(), Some(json!({}))),
@@ -49,7 +42,7 @@ async fn database_outage_answers_503_in_time_and_recovers_without_a_restart() {
         StatusCode::SERVICE_UNAVAILABLE
     );
 
-    proxy.restart(db_addr).await;
+    proxy.restore().await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (status, body) = app.call(Method::GET, &path, None).await;

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod boundaries;
 mod properties;
 mod request_path;
 mod response_path;
