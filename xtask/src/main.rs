@@ -1,8 +1,10 @@
 //! The project's task runner, the one front door for people and CI: `cargo xtask <task>`.
 //!
 //! Tasks: `demo` runs the local stack; `wasm` builds the proxy-wasm modules; `test` builds them,
-//! then runs every test and lint; `lint` runs rustfmt and clippy only.
+//! then runs every test and lint; `lint` runs rustfmt and clippy only; `bench` runs the
+//! benchmarks and writes `BENCHMARKS.md`.
 
+mod bench;
 mod demo;
 mod lint;
 mod mongo;
@@ -19,7 +21,8 @@ tasks:
   demo    run the local stack: database, companion, legacy app, edge-dev with the filter
   wasm    build the proxy-wasm modules (installs the Debian toolchain packages if missing)
   test    build the modules, then run all tests, rustfmt and clippy
-  lint    rustfmt --check and clippy -D warnings";
+  lint    rustfmt --check and clippy -D warnings
+  bench   run the benchmarks and write BENCHMARKS.md (numbers only, never fails on them)";
 
 fn main() -> Result<()> {
     let task = std::env::args().nth(1).unwrap_or_default();
@@ -28,6 +31,7 @@ fn main() -> Result<()> {
         "demo" => demo::run(),
         "test" => test::run(),
         "lint" => lint::run(),
+        "bench" => bench::run(),
         "" | "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())

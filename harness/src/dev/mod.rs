@@ -8,7 +8,7 @@
 pub mod envoy_config;
 mod worker;
 
-use crate::{Callout, CalloutReply, Host, Message, Plugin, PluginConfig};
+use crate::{Callout, CalloutReply, HeaderMap, Host, Message, Plugin, PluginConfig};
 use bytes::Bytes;
 use envoy_config::DevConfig;
 use http_body_util::{BodyExt, Full};
@@ -66,44 +66,21 @@ pub enum DevError {
     Io(#[from] std::io::Error),
 }
 
-/// Starts the workers and serves `listener` until `shutdown` resolves.
+/// Starts the workers and serves `listener` until `shutdown` resolves. With no workers the
+/// filter is not loaded and requests go straight to their route: the baseline the end-to-end
+/// benchmark compares the filter against.
 pub async fn serve(
     config: DevConfig,
     workers: usize,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), DevError> {
-    let host = Host::new();
-    for name in config.clusters.keys() {
-        host.add_cluster(name);
-    }
-    let plugin = Plugin::load(&host, &config.plugin.filename)
-        .map_err(|e| DevError::Plugin(e.to_string()))?;
     let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
-    let runtime = tokio::runtime::Handle::current();
-    let mut senders = Vec::new();
-    for i in 0..workers.max(1) {
-        let mut plugin_config = PluginConfig::new(config.plugin.configuration.clone().into_bytes());
-        plugin_config.name = config.plugin.name.clone();
-        plugin_config.root_id = config.plugin.root_id.clone();
-        plugin_config.vm_id = config.plugin.vm_id.clone();
-        plugin_config.fail_open = config.plugin.fail_open;
-        let clusters = config.clusters.clone();
-        let (client, runtime) = (client.clone(), runtime.clone());
-        let runner: worker::CalloutRunner =
-            Box::new(move |callout: Callout, reply_to: mpsc::Sender<Msg>| {
-                let address = clusters.get(&callout.cluster).cloned().unwrap_or_default();
-                let client = client.clone();
-                runtime.spawn(async move {
-                    let token = callout.token;
-                    let reply = call(&client, &address, callout).await;
-                    let _ = reply_to.send(Msg::CalloutDone { token, reply });
-                });
-            });
-        let sender = worker::spawn(format!("worker-{i}"), plugin.clone(), plugin_config, runner)
-            .map_err(DevError::Worker)?;
-        senders.push(sender);
-    }
+    let senders = if workers == 0 {
+        Vec::new()
+    } else {
+        start_workers(&config, workers, &client)?
+    };
     let proxy = Arc::new(Proxy {
         config,
         workers: senders,
@@ -129,11 +106,49 @@ pub async fn serve(
     }
 }
 
+/// Loads the filter and starts one VM per worker thread, all on one host (shared data).
+fn start_workers(
+    config: &DevConfig,
+    workers: usize,
+    client: &HttpClient,
+) -> Result<Vec<mpsc::Sender<Msg>>, DevError> {
+    let host = Host::new();
+    for name in config.clusters.keys() {
+        host.add_cluster(name);
+    }
+    let plugin = Plugin::load(&host, &config.plugin.filename)
+        .map_err(|e| DevError::Plugin(e.to_string()))?;
+    let runtime = tokio::runtime::Handle::current();
+    let mut senders = Vec::new();
+    for i in 0..workers {
+        let mut plugin_config = PluginConfig::new(config.plugin.configuration.clone().into_bytes());
+        plugin_config.name = config.plugin.name.clone();
+        plugin_config.root_id = config.plugin.root_id.clone();
+        plugin_config.vm_id = config.plugin.vm_id.clone();
+        plugin_config.fail_open = config.plugin.fail_open;
+        let clusters = config.clusters.clone();
+        let (client, runtime) = (client.clone(), runtime.clone());
+        let runner: worker::CalloutRunner =
+            Box::new(move |callout: Callout, reply_to: mpsc::Sender<Msg>| {
+                let address = clusters.get(&callout.cluster).cloned().unwrap_or_default();
+                let client = client.clone();
+                runtime.spawn(async move {
+                    let token = callout.token;
+                    let reply = call(&client, &address, callout).await;
+                    let _ = reply_to.send(Msg::CalloutDone { token, reply });
+                });
+            });
+        let sender = worker::spawn(format!("worker-{i}"), plugin.clone(), plugin_config, runner)
+            .map_err(DevError::Worker)?;
+        senders.push(sender);
+    }
+    Ok(senders)
+}
+
 async fn handle(
     proxy: Arc<Proxy>,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    let worker = &proxy.workers[proxy.next.fetch_add(1, Ordering::Relaxed) % proxy.workers.len()];
     let (parts, body) = request.into_parts();
     let body = match body.collect().await {
         Ok(collected) => collected.to_bytes(),
@@ -169,6 +184,23 @@ async fn handle(
             headers.push((name.as_str().as_bytes().to_vec(), value.as_bytes().to_vec()));
         }
     }
+    let Some(worker) = proxy
+        .workers
+        .get(proxy.next.fetch_add(1, Ordering::Relaxed) % proxy.workers.len().max(1))
+    else {
+        // No filter: straight to the route.
+        let message = Message {
+            headers: HeaderMap::from_pairs(&headers),
+            body: body.to_vec(),
+            end_of_stream: true,
+        };
+        let (headers, body) = route(&proxy, &message).await;
+        return Ok(to_response(Message {
+            headers: HeaderMap::from_pairs(&headers),
+            body: body.to_vec(),
+            end_of_stream: true,
+        }));
+    };
     let (stream, upstream) = match ask(worker, |reply| Msg::Request {
         headers,
         body,
@@ -179,16 +211,7 @@ async fn handle(
         Outcome::Client(message) => return Ok(to_response(message)),
         Outcome::Upstream { stream, message } => (stream, message),
     };
-    let path = upstream.header(":path").unwrap_or("/").to_string();
-    let response = match proxy
-        .config
-        .route(&path)
-        .and_then(|cluster| proxy.config.clusters.get(cluster))
-    {
-        Some(address) => forward(&proxy.client, address, &upstream).await,
-        None => synthesized(404, "no route"),
-    };
-    let (headers, body) = response;
+    let (headers, body) = route(&proxy, &upstream).await;
     Ok(
         match ask(worker, |reply| Msg::Response {
             stream,
@@ -202,6 +225,19 @@ async fn handle(
             Outcome::Upstream { .. } => plain(502, "the filter sent a response upstream"),
         },
     )
+}
+
+/// Sends a request to the cluster its path routes to.
+async fn route(proxy: &Proxy, message: &Message) -> (Vec<(Vec<u8>, Vec<u8>)>, Bytes) {
+    let path = message.header(":path").unwrap_or("/");
+    match proxy
+        .config
+        .route(path)
+        .and_then(|cluster| proxy.config.clusters.get(cluster))
+    {
+        Some(address) => forward(&proxy.client, address, message).await,
+        None => synthesized(404, "no route"),
+    }
 }
 
 async fn ask(
