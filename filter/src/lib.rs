@@ -10,6 +10,7 @@ pub mod cookie;
 pub mod inject;
 pub mod json_ascii;
 pub mod metrics;
+pub mod request_path;
 pub mod resolve;
 pub mod revocation;
 pub mod token;

@@ -1,20 +1,28 @@
 //! The root context: parses the configuration once, defines the counters, owns the cache.
 
-use crate::cache::SessionCache;
 use crate::config::Config;
 use crate::metrics::Counter;
+use crate::request_path::SessionCore;
 use crate::stream::{SessionStream, Unconfigured};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, MetricType};
-use std::cell::RefCell;
+use std::ops::Deref;
 use std::rc::Rc;
 
-/// What every stream of this plugin shares.
+/// What every stream of this plugin shares: the core (configuration and cache) and the
+/// counters Envoy handed out.
 pub struct Filter {
-    pub config: Config,
-    pub cache: RefCell<Option<SessionCache>>,
+    core: SessionCore,
     counters: [Option<u32>; Counter::ALL.len()],
+}
+
+impl Deref for Filter {
+    type Target = SessionCore;
+
+    fn deref(&self) -> &SessionCore {
+        &self.core
+    }
 }
 
 impl Filter {
@@ -51,10 +59,8 @@ impl RootContext for Root {
             counters[counter.index()] =
                 hostcalls::define_metric(MetricType::Counter, counter.name()).ok();
         }
-        let cache = config.cache.map(SessionCache::new);
         self.filter = Some(Rc::new(Filter {
-            config,
-            cache: RefCell::new(cache),
+            core: SessionCore::new(config),
             counters,
         }));
         log::info!("edge-session: configured");

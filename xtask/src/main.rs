@@ -2,8 +2,11 @@
 //!
 //! Tasks: `demo` runs the local stack; `wasm` builds the proxy-wasm modules; `test` builds them,
 //! then runs every test and lint; `lint` runs rustfmt and clippy only; `deploy` checks the
-//! deploy artifacts and `python` runs the Python clients' tests (both also part of `test`).
+//! deploy artifacts and `python` runs the Python clients' tests (both also part of `test`);
+//! `fuzz` fuzzes the parsers longer than `test` does; `bench` runs the benchmarks and writes
+//! `BENCHMARKS.md`.
 
+mod bench;
 mod demo;
 mod deploy;
 mod fuzz;
@@ -28,7 +31,8 @@ tasks:
   deploy  check envoy.yaml, docker-compose.yml and deploy/ against Envoy's, Compose's,
           Kubernetes' and Istio's schemas, and their plugin configs with the filter's parser
   python  the Python clients' tests (Django's own session tests, Flask, sharing with the filter)
-  fuzz    [--seconds N] [TARGET...]  fuzz the parsers for N s each (default 300)";
+  fuzz    [--seconds N] [TARGET...]  fuzz the parsers for N s each (default 300)
+  bench   run the benchmarks and write BENCHMARKS.md (numbers only, never fails on them)";
 
 fn main() -> Result<()> {
     let task = std::env::args().nth(1).unwrap_or_default();
@@ -40,6 +44,7 @@ fn main() -> Result<()> {
         "deploy" => deploy::run(),
         "python" => python_clients::task(),
         "fuzz" => fuzz::command(&std::env::args().skip(2).collect::<Vec<_>>()),
+        "bench" => bench::run(),
         "" | "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())

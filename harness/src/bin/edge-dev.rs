@@ -25,6 +25,9 @@ struct Args {
     /// Worker VMs (Envoy runs one per worker thread), sharing one shared-data store.
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// Proxy without the filter (no module loaded): the baseline for benchmarks.
+    #[arg(long)]
+    no_filter: bool,
 }
 
 fn parse_override(text: &str) -> Result<(String, String), String> {
@@ -66,9 +69,20 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Zero workers is the no-filter proxy; with the filter there is always at least one.
+    let workers = if args.no_filter {
+        0
+    } else {
+        args.workers.max(1)
+    };
     eprintln!(
-        "edge-dev: listening on http://{} ({} workers)",
-        config.listen, args.workers
+        "edge-dev: listening on http://{} ({})",
+        config.listen,
+        if args.no_filter {
+            "no filter".to_string()
+        } else {
+            format!("{workers} workers")
+        }
     );
     let shutdown = async {
         let mut term =
@@ -78,7 +92,7 @@ async fn main() -> ExitCode {
             _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
         }
     };
-    match harness::dev::serve(config, args.workers, listener, shutdown).await {
+    match harness::dev::serve(config, workers, listener, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("edge-dev: {err}");

@@ -8,7 +8,7 @@
 pub mod envoy_config;
 mod worker;
 
-use crate::{Callout, CalloutReply, Host, Message, Plugin, PluginConfig};
+use crate::{Callout, CalloutReply, HeaderMap, Host, Message, Plugin, PluginConfig};
 use bytes::Bytes;
 use envoy_config::DevConfig;
 use http_body_util::channel::{Channel, Sender};
@@ -69,44 +69,21 @@ pub enum DevError {
     Io(#[from] std::io::Error),
 }
 
-/// Starts the workers and serves `listener` until `shutdown` resolves.
+/// Starts the workers and serves `listener` until `shutdown` resolves. With no workers the
+/// filter is not loaded and requests go straight to their route: the baseline the end-to-end
+/// benchmark compares the filter against.
 pub async fn serve(
     config: DevConfig,
     workers: usize,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), DevError> {
-    let host = Host::new();
-    for name in config.clusters.keys() {
-        host.add_cluster(name);
-    }
-    let plugin = Plugin::load(&host, &config.plugin.filename)
-        .map_err(|e| DevError::Plugin(e.to_string()))?;
     let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
-    let runtime = tokio::runtime::Handle::current();
-    let mut senders = Vec::new();
-    for i in 0..workers.max(1) {
-        let mut plugin_config = PluginConfig::new(config.plugin.configuration.clone().into_bytes());
-        plugin_config.name = config.plugin.name.clone();
-        plugin_config.root_id = config.plugin.root_id.clone();
-        plugin_config.vm_id = config.plugin.vm_id.clone();
-        plugin_config.fail_open = config.plugin.fail_open;
-        let clusters = config.clusters.clone();
-        let (client, runtime) = (client.clone(), runtime.clone());
-        let runner: worker::CalloutRunner =
-            Box::new(move |callout: Callout, reply_to: mpsc::Sender<Msg>| {
-                let address = clusters.get(&callout.cluster).cloned().unwrap_or_default();
-                let client = client.clone();
-                runtime.spawn(async move {
-                    let token = callout.token;
-                    let reply = call(&client, &address, callout).await;
-                    let _ = reply_to.send(Msg::CalloutDone { token, reply });
-                });
-            });
-        let sender = worker::spawn(format!("worker-{i}"), plugin.clone(), plugin_config, runner)
-            .map_err(DevError::Worker)?;
-        senders.push(sender);
-    }
+    let senders = if workers == 0 {
+        Vec::new()
+    } else {
+        start_workers(&config, workers, &client)?
+    };
     let proxy = Arc::new(Proxy {
         config,
         workers: senders,
@@ -132,11 +109,53 @@ pub async fn serve(
     }
 }
 
+/// Loads the filter and starts one VM per worker thread, all on one host (shared data).
+fn start_workers(
+    config: &DevConfig,
+    workers: usize,
+    client: &HttpClient,
+) -> Result<Vec<mpsc::Sender<Msg>>, DevError> {
+    let host = Host::new();
+    for name in config.clusters.keys() {
+        host.add_cluster(name);
+    }
+    let plugin = Plugin::load(&host, &config.plugin.filename)
+        .map_err(|e| DevError::Plugin(e.to_string()))?;
+    let runtime = tokio::runtime::Handle::current();
+    let mut senders = Vec::new();
+    for i in 0..workers {
+        let mut plugin_config = PluginConfig::new(config.plugin.configuration.clone().into_bytes());
+        plugin_config.name = config.plugin.name.clone();
+        plugin_config.root_id = config.plugin.root_id.clone();
+        plugin_config.vm_id = config.plugin.vm_id.clone();
+        plugin_config.fail_open = config.plugin.fail_open;
+        let clusters = config.clusters.clone();
+        let (client, runtime) = (client.clone(), runtime.clone());
+        let runner: worker::CalloutRunner =
+            Box::new(move |callout: Callout, reply_to: mpsc::Sender<Msg>| {
+                let address = clusters.get(&callout.cluster).cloned().unwrap_or_default();
+                let client = client.clone();
+                runtime.spawn(async move {
+                    let token = callout.token;
+                    let reply = call(&client, &address, callout).await;
+                    let _ = reply_to.send(Msg::CalloutDone { token, reply });
+                });
+            });
+        let sender = worker::spawn(format!("worker-{i}"), plugin.clone(), plugin_config, runner)
+            .map_err(DevError::Worker)?;
+        senders.push(sender);
+    }
+    Ok(senders)
+}
+
 async fn handle(
     proxy: Arc<Proxy>,
     request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    let worker = &proxy.workers[proxy.next.fetch_add(1, Ordering::Relaxed) % proxy.workers.len()];
+    let next = proxy.next.fetch_add(1, Ordering::Relaxed);
+    let Some(worker) = proxy.workers.get(next % proxy.workers.len().max(1)) else {
+        return Ok(unfiltered(&proxy, request).await);
+    };
     let (parts, body) = request.into_parts();
     let end_of_stream = body.is_end_stream();
     let (stream, upstream) = match ask(worker, |reply| Msg::RequestHeaders {
@@ -311,6 +330,41 @@ async fn pump(
             }
             BodyOutcome::Stopped => return sender.abort(BodyCut("the stream was stopped")),
         }
+    }
+}
+
+/// Without a filter (`--no-filter`): the request and the response stream straight through.
+async fn unfiltered(proxy: &Proxy, request: Request<Incoming>) -> Response<ProxyBody> {
+    let (parts, body) = request.into_parts();
+    let message = Message {
+        headers: HeaderMap::from_pairs(&request_headers(&parts)),
+        body: Vec::new(),
+        end_of_stream: body.is_end_stream(),
+    };
+    let path = message.header(":path").unwrap_or("/");
+    let Some(address) = proxy
+        .config
+        .route(path)
+        .and_then(|cluster| proxy.config.clusters.get(cluster))
+    else {
+        return plain(404, "no route");
+    };
+    let body = match message.end_of_stream {
+        true => whole(Bytes::new()),
+        false => body.map_err(|_| BodyCut("the client broke off")).boxed(),
+    };
+    match send(&proxy.client, address, &message, body).await {
+        Ok(response) => {
+            let (parts, body) = response.into_parts();
+            let message = Message {
+                headers: HeaderMap::from_pairs(&response_headers(&parts)),
+                body: Vec::new(),
+                end_of_stream: false,
+            };
+            let body = body.map_err(|_| BodyCut("the upstream broke off")).boxed();
+            streamed_response(&message, body)
+        }
+        Err(text) => plain(503, text),
     }
 }
 

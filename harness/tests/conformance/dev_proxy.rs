@@ -91,6 +91,15 @@ async fn serve_upstream(
 
 /// Starts `edge-dev` with the probe module and one worker in front of `upstream`.
 async fn edge_dev(upstream: SocketAddr, fail_open: bool) -> (SocketAddr, oneshot::Sender<()>) {
+    edge_dev_with(upstream, fail_open, 1).await
+}
+
+/// The same with `workers` worker VMs; none means no filter (`--no-filter`).
+async fn edge_dev_with(
+    upstream: SocketAddr,
+    fail_open: bool,
+    workers: usize,
+) -> (SocketAddr, oneshot::Sender<()>) {
     let probe = wasm_dir().join("probe.wasm");
     assert!(
         probe.is_file(),
@@ -136,7 +145,7 @@ static_resources:
         let shutdown = async {
             let _ = stopped.await;
         };
-        harness::dev::serve(config, 1, listener, shutdown)
+        harness::dev::serve(config, workers, listener, shutdown)
             .await
             .unwrap();
     });
@@ -281,4 +290,30 @@ async fn a_trap_with_fail_open_lets_requests_through_without_the_filter() {
         response.headers().get("x-probe-seen").is_none(),
         "the failed VM's filter no longer runs"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_filter_bodies_stream_straight_through() {
+    let upstream = upstream().await;
+    let (proxy, _stop) = edge_dev_with(upstream.address, false, 0).await;
+    let response = send(proxy, get("/stream-down", "plain")).await;
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers().get("x-probe-seen").is_none(),
+        "no filter ran"
+    );
+    let mut body = response.into_body();
+    let first = tokio::time::timeout(PATIENCE, body.frame()).await.unwrap();
+    assert_eq!(first.unwrap().unwrap().into_data().unwrap(), "first;");
+    upstream.send_rest.notify_one();
+    let rest = tokio::time::timeout(PATIENCE, body.collect())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rest.to_bytes(), "second");
+    let echo = Request::post("/echo")
+        .header("host", "app")
+        .body(Full::new(Bytes::from_static(b"as is")))
+        .unwrap();
+    assert_eq!(text(send(proxy, echo).await).await, "as is");
 }

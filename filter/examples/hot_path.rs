@@ -1,0 +1,388 @@
+//! The filter's request path, per request, in the harness (wasmtime running the release
+//! `filter.wasm` with the Envoy-like host) beside the same core code called natively: both run
+//! `filter::request_path::SessionCore` on the same headers, the same configuration and the same
+//! cached session. Prints a Markdown table; asserts nothing.
+//!
+//! The wasm side is what Envoy does per request: stream create, request headers (every header
+//! read, edit and counter a host call), stream end. The native side builds the same header map
+//! from the same pairs and implements the host operations directly on it.
+//!
+//! Rounds alternate native and wasm so load from other processes hits both alike; the table
+//! shows the median of the rounds and the median of the per-round ratios.
+//!
+//! Run: `cargo xtask wasm && cargo run --profile service -p filter --example hot_path
+//! [-- ROUNDS REQUESTS_PER_ROUND]`. For instruction counts, `-- --only SCENARIO SIDE N` runs
+//! each chosen loop once (`measured_loop`) for `valgrind --tool=callgrind --toggle-collect=*measured_loop*`.
+
+use filter::config::Config;
+use filter::metrics::Counter;
+use filter::request_path::{Lookup, Reply, RequestHost, SessionCore};
+use harness::{CalloutReply, DEFAULT_START_NANOS, HeaderMap, Host, Plugin, PluginConfig, Vm};
+use proto::SessionId;
+use serde_json::json;
+use std::cell::{Cell, RefCell};
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::time::Instant;
+
+const SECRET: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
+
+type Error = Box<dyn std::error::Error>;
+
+/// The host operations, natively, on the same header map the harness keeps.
+struct NativeHost {
+    headers: RefCell<HeaderMap>,
+    counters: Cell<[u64; Counter::ALL.len()]>,
+}
+
+impl NativeHost {
+    fn new(headers: &[(&str, &str)]) -> Self {
+        Self {
+            headers: RefCell::new(HeaderMap::from_pairs(headers)),
+            counters: Cell::new([0; Counter::ALL.len()]),
+        }
+    }
+}
+
+impl RequestHost for NativeHost {
+    fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
+        self.headers
+            .borrow()
+            .iter()
+            .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), v.to_vec()))
+            .collect()
+    }
+
+    fn set_request_headers(&self, headers: &[(String, Vec<u8>)]) {
+        *self.headers.borrow_mut() = HeaderMap::from_pairs(headers);
+    }
+
+    fn add_request_header(&self, name: &str, value: &[u8]) {
+        self.headers.borrow_mut().add(name.as_bytes(), value);
+    }
+
+    fn shared_data(&self, _key: &str) -> Option<Vec<u8>> {
+        None
+    }
+
+    fn now_nanos(&self) -> i128 {
+        i128::from(DEFAULT_START_NANOS)
+    }
+
+    fn count(&self, counter: Counter) {
+        let mut counters = self.counters.get();
+        counters[counter.index()] += 1;
+        self.counters.set(counters);
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Scenario {
+    CacheHit,
+    CacheMiss,
+    BadCookie,
+    NoCookie,
+}
+
+impl Scenario {
+    const ALL: [Scenario; 4] = [
+        Self::CacheHit,
+        Self::CacheMiss,
+        Self::BadCookie,
+        Self::NoCookie,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::CacheHit => "cache-hit",
+            Self::CacheMiss => "cache-miss",
+            Self::BadCookie => "bad-cookie",
+            Self::NoCookie => "no-cookie",
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Self::CacheHit => "valid cookie, cache hit, 5 headers injected",
+            Self::CacheMiss => "valid cookie, cache off, callout answered in-process",
+            Self::BadCookie => "bad cookie, refused without a callout",
+            Self::NoCookie => "no cookie",
+        }
+    }
+}
+
+/// Everything one scenario needs, for both sides.
+struct Bench {
+    vm: Vm,
+    core: SessionCore,
+    headers: Vec<(&'static str, &'static str)>,
+}
+
+struct Fixture {
+    /// The session's id, and the companion's reply body for it.
+    id: SessionId,
+    body: String,
+    hit: Bench,
+    miss: Bench,
+    bad: Bench,
+    none: Bench,
+}
+
+fn leak(text: String) -> &'static str {
+    Box::leak(text.into_boxed_str())
+}
+
+fn request(cookie: Option<&'static str>) -> Vec<(&'static str, &'static str)> {
+    let mut headers = vec![
+        (":method", "GET"),
+        (":path", "/account"),
+        (":authority", "app"),
+        (":scheme", "http"),
+        ("user-agent", "bench"),
+        ("accept", "text/html"),
+    ];
+    if let Some(cookie) = cookie {
+        headers.push(("cookie", cookie));
+    }
+    headers
+}
+
+fn fixture(plugin: &Plugin) -> Result<Fixture, Error> {
+    let config = |ttl_ms: u64| {
+        json!({"keys": [{"id": "k1", "secret": SECRET}],
+               "companion": {"cluster": "companion", "token": "t"},
+               "cache": {"ttl_ms": ttl_ms}})
+        .to_string()
+    };
+    let cached = config(2000);
+    let uncached = config(0);
+    let id = SessionId::from_bytes(&[7; 32]);
+    let core = |text: &str| Config::parse(text.as_bytes()).map(SessionCore::new);
+    let token = core(&cached)?.config.keys.sign(&id);
+    let good = request(Some(leak(format!("theme=dark; sid={token}"))));
+    let bad = request(Some("theme=dark; sid=k1.garbage.token"));
+    let body = json!({"id": id.as_str(), "data": {"cart": [1, 2]}, "user": "u-42",
+        "ttl_seconds": 1209600, "browser_session": false, "created_at": "2026-01-01T00:00:00Z",
+        "updated_at": "2026-01-01T00:00:00Z", "expires_at": "2026-01-15T00:00:00Z"})
+    .to_string();
+    let bench = |text: &str, headers: Vec<_>| -> Result<Bench, Error> {
+        Ok(Bench {
+            vm: Vm::start(plugin, PluginConfig::new(text.to_string()))?,
+            core: core(text)?,
+            headers,
+        })
+    };
+    let mut fixture = Fixture {
+        hit: bench(&cached, good.clone())?,
+        miss: bench(&uncached, good)?,
+        bad: bench(&cached, bad)?,
+        none: bench(&cached, request(None))?,
+        id,
+        body,
+    };
+    // Fill both caches of the hit scenario with the session.
+    let (id, body) = (fixture.id.clone(), fixture.body.clone());
+    wasm_request(&mut fixture.hit, &body)?;
+    native_request(&fixture.hit, &id, &body);
+    Ok(fixture)
+}
+
+impl Fixture {
+    fn bench(&mut self, scenario: Scenario) -> (&mut Bench, &SessionId, &str) {
+        let bench = match scenario {
+            Scenario::CacheHit => &mut self.hit,
+            Scenario::CacheMiss => &mut self.miss,
+            Scenario::BadCookie => &mut self.bad,
+            Scenario::NoCookie => &mut self.none,
+        };
+        (bench, &self.id, &self.body)
+    }
+}
+
+/// One request through the harness: what Envoy does per request.
+fn wasm_request(bench: &mut Bench, body: &str) -> Result<(), Error> {
+    let vm = &mut bench.vm;
+    let id = vm.create_stream()?;
+    vm.request_headers(id, &bench.headers, true)?;
+    if let Some(call) = vm.pending_callouts().first() {
+        vm.answer_callout(call.token, CalloutReply::new(200).body(body))?;
+    }
+    let stream = vm.finish_stream(id)?;
+    if stream.upstream.is_none() {
+        return Err("the request did not go upstream".into());
+    }
+    black_box(stream);
+    Ok(())
+}
+
+/// The same request, natively, through the same core code.
+fn native_request(bench: &Bench, id: &SessionId, body: &str) {
+    let host = NativeHost::new(&bench.headers);
+    if let Lookup::Miss(id) = bench.core.request_headers(&host) {
+        let reply = bench
+            .core
+            .read_reply(&host, &id, Some(b"200"), body.as_bytes());
+        black_box(matches!(reply, Reply::Found(_)));
+    }
+    black_box(id);
+    black_box(host.headers.into_inner());
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Native,
+    Wasm,
+}
+
+fn run_requests(
+    fixture: &mut Fixture,
+    scenario: Scenario,
+    side: Side,
+    n: u32,
+) -> Result<(), Error> {
+    let (bench, id, body) = fixture.bench(scenario);
+    for _ in 0..n {
+        match side {
+            Side::Native => native_request(bench, id, body),
+            Side::Wasm => wasm_request(bench, body)?,
+        }
+    }
+    Ok(())
+}
+
+/// The loop callgrind's `--toggle-collect` picks out; never inlined so it keeps its name.
+#[inline(never)]
+fn measured_loop(
+    fixture: &mut Fixture,
+    scenario: Scenario,
+    side: Side,
+    n: u32,
+) -> Result<(), Error> {
+    run_requests(fixture, scenario, side, n)
+}
+
+/// `--only SCENARIO|all native|wasm|all N`: runs each chosen loop once, natives first, after
+/// a warm-up that is not collected, and prints one line per loop in the order it ran them.
+fn only(fixture: &mut Fixture, args: &[String]) -> Result<(), Error> {
+    let usage = "--only SCENARIO|all native|wasm|all N";
+    let scenarios: Vec<Scenario> = match args.first().map(String::as_str) {
+        Some("all") => Scenario::ALL.to_vec(),
+        Some(name) => vec![
+            Scenario::ALL
+                .into_iter()
+                .find(|s| s.name() == name)
+                .ok_or(usage)?,
+        ],
+        None => return Err(usage.into()),
+    };
+    let sides: Vec<Side> = match args.get(1).map(String::as_str) {
+        Some("all") => vec![Side::Native, Side::Wasm],
+        Some("native") => vec![Side::Native],
+        Some("wasm") => vec![Side::Wasm],
+        _ => return Err(usage.into()),
+    };
+    let n = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(1000);
+    for &scenario in &scenarios {
+        for &side in &sides {
+            run_requests(fixture, scenario, side, 100)?;
+            measured_loop(fixture, scenario, side, n)?;
+            let side = if side == Side::Native {
+                "native"
+            } else {
+                "wasm"
+            };
+            println!("{} {side} {n}", scenario.name());
+        }
+    }
+    Ok(())
+}
+
+fn ns_per_request(
+    fixture: &mut Fixture,
+    scenario: Scenario,
+    side: Side,
+    n: u32,
+) -> Result<f64, Error> {
+    let started = Instant::now();
+    measured_loop(fixture, scenario, side, n)?;
+    Ok(started.elapsed().as_nanos() as f64 / f64::from(n))
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn main() -> Result<(), Error> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let dir = std::env::var_os("EDGE_SESSION_WASM_DIR").map_or_else(
+        || {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/wasm/wasm32-unknown-unknown/release")
+        },
+        PathBuf::from,
+    );
+    let wasm = dir.join("filter.wasm");
+    let host = Host::new();
+    host.add_cluster("companion");
+    let plugin = Plugin::load(&host, &wasm)?;
+    let mut fixture = fixture(&plugin)?;
+
+    if args.first().map(String::as_str) == Some("--only") {
+        return only(&mut fixture, &args[1..]);
+    }
+    let rounds: usize = args.first().and_then(|n| n.parse().ok()).unwrap_or(9);
+    let per_round: u32 = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(5_000);
+
+    // Warm both sides (caches, allocator, branch predictors) before any timing.
+    for scenario in Scenario::ALL {
+        ns_per_request(&mut fixture, scenario, Side::Wasm, per_round / 5 + 1)?;
+        ns_per_request(&mut fixture, scenario, Side::Native, per_round / 5 + 1)?;
+    }
+    println!(
+        "| request path | native ns | wasm ns (harness) | wasm/native | targets: ratio <= 1.5, wasm < 3000 ns |"
+    );
+    println!("| --- | ---: | ---: | ---: | --- |");
+    for scenario in Scenario::ALL {
+        let (mut native, mut wasm, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 0..rounds {
+            // Alternate which side goes first, so a slow patch of the machine is shared.
+            let order = if round % 2 == 0 {
+                [Side::Native, Side::Wasm]
+            } else {
+                [Side::Wasm, Side::Native]
+            };
+            let mut pair = [0.0; 2];
+            for side in order {
+                let ns = ns_per_request(&mut fixture, scenario, side, per_round)?;
+                pair[(side == Side::Wasm) as usize] = ns;
+            }
+            native.push(pair[0]);
+            wasm.push(pair[1]);
+            ratios.push(pair[1] / pair[0]);
+        }
+        let (native, wasm, ratio) = (median(native), median(wasm), median(ratios));
+        let verdict = match scenario {
+            Scenario::CacheHit => {
+                let ok = ratio <= 1.5 && wasm < 3000.0;
+                if ok { "met" } else { "missed" }
+            }
+            _ => "(no target)",
+        };
+        println!(
+            "| {} ({}) | {native:.0} | {wasm:.0} | {ratio:.2} | {verdict} |",
+            scenario.name(),
+            scenario.describe()
+        );
+    }
+    println!(
+        "\n{rounds} rounds of {per_round} requests per side and scenario, interleaved; medians. \
+         filter.wasm: {} bytes.",
+        std::fs::metadata(&wasm)?.len()
+    );
+    let (bench, _, _) = fixture.bench(Scenario::CacheHit);
+    if !bench.vm.pending_callouts().is_empty() {
+        return Err("a cache-hit request made a callout".into());
+    }
+    Ok(())
+}

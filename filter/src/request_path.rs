@@ -1,0 +1,381 @@
+//! The request path's work up to the callout (DESIGN.md section 2, steps 1 to 5 and 7) and the
+//! handling of the companion's reply, written against [`RequestHost`]: the few host operations
+//! it needs. The proxy-wasm shell implements the trait with host calls; the benchmark
+//! implements it natively, so both run exactly this code.
+
+use crate::cache::{Resolved, SessionCache};
+use crate::config::Config;
+use crate::cookie;
+use crate::inject::{self, Injection};
+use crate::metrics::Counter;
+use crate::resolve::{self, Failure, Resolution};
+use crate::revocation::RevocationTag;
+use proto::{Session, SessionId};
+use std::cell::RefCell;
+use std::rc::Rc;
+
+/// What the request path needs from the proxy.
+pub trait RequestHost {
+    /// Every request header, names lowercased, in order.
+    fn request_headers(&self) -> Vec<(String, Vec<u8>)>;
+    /// Replaces every request header with these.
+    fn set_request_headers(&self, headers: &[(String, Vec<u8>)]);
+    /// Appends a request header.
+    fn add_request_header(&self, name: &str, value: &[u8]);
+    /// The value of a shared-data key, if any.
+    fn shared_data(&self, key: &str) -> Option<Vec<u8>>;
+    /// The proxy's clock, nanoseconds since the epoch.
+    fn now_nanos(&self) -> i128;
+    fn count(&self, counter: Counter);
+}
+
+/// The request headers as read once, with the filter's changes. Each host call crosses the
+/// VM boundary and copies, so the changes go back in one call: a single added header as an
+/// `add`, anything more as one `set` of the whole map (what Envoy does for either is the
+/// same: the headers end up in this order).
+struct HeaderEdits {
+    headers: Vec<(String, Vec<u8>)>,
+    removed: bool,
+    added: usize,
+}
+
+impl HeaderEdits {
+    fn read(host: &impl RequestHost) -> Self {
+        Self {
+            headers: host.request_headers(),
+            removed: false,
+            added: 0,
+        }
+    }
+
+    fn remove(&mut self, keep: impl Fn(&str) -> bool) {
+        let before = self.headers.len();
+        self.headers.retain(|(name, _)| keep(name));
+        self.removed |= self.headers.len() != before;
+    }
+
+    fn add(&mut self, name: &str, value: &[u8]) {
+        self.headers.push((name.to_string(), value.to_vec()));
+        self.added += 1;
+    }
+
+    fn apply(self, host: &impl RequestHost) {
+        match (self.removed, self.added) {
+            (false, 0) => {}
+            (false, 1) => {
+                if let Some((name, value)) = self.headers.last() {
+                    host.add_request_header(name, value);
+                }
+            }
+            _ => host.set_request_headers(&self.headers),
+        }
+    }
+}
+
+/// The session states the filter reports upstream when there is no valid session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    None,
+    Invalid,
+    Expired,
+    Unavailable,
+}
+
+impl State {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Invalid => "invalid",
+            Self::Expired => "expired",
+            Self::Unavailable => "unavailable",
+        }
+    }
+
+    fn counter(self) -> Counter {
+        match self {
+            Self::None => Counter::None,
+            Self::Invalid => Counter::Invalid,
+            Self::Expired => Counter::Expired,
+            Self::Unavailable => Counter::Unavailable,
+        }
+    }
+}
+
+/// How the request headers were handled.
+#[derive(Debug)]
+pub enum Lookup {
+    /// No session cookie: `x-session-state: none` was added.
+    NoCookie,
+    /// A bad token: `x-session-state: invalid` was added; the cookie must be cleared.
+    Invalid,
+    /// Served from the cache: the session's headers were injected.
+    Hit(Rc<Resolved>),
+    /// A valid token whose session must be asked from the companion.
+    Miss(SessionId),
+}
+
+/// How a companion reply to a read was handled.
+#[derive(Debug)]
+pub enum Reply {
+    /// The session was injected (and cached).
+    Found(Rc<Resolved>),
+    /// `x-session-state: expired` was added; the cookie must be cleared.
+    Expired,
+    /// The store failed; the failure policy decides what follows.
+    Unavailable(Failure),
+}
+
+/// The plugin's configuration and its cache: what every stream of a worker shares.
+pub struct SessionCore {
+    pub config: Config,
+    pub cache: RefCell<Option<SessionCache>>,
+}
+
+impl SessionCore {
+    pub fn new(config: Config) -> Self {
+        let cache = config.cache.map(SessionCache::new);
+        Self {
+            config,
+            cache: RefCell::new(cache),
+        }
+    }
+
+    /// Steps 1 to 5 and 7: strip spoofed headers, find and verify the cookie, drop it from
+    /// what goes upstream, and serve the session from the cache when it can.
+    pub fn request_headers(&self, host: &impl RequestHost) -> Lookup {
+        let mut edits = HeaderEdits::read(host);
+        let lookup = self.lookup(host, &mut edits);
+        edits.apply(host);
+        lookup
+    }
+
+    fn lookup(&self, host: &impl RequestHost, edits: &mut HeaderEdits) -> Lookup {
+        let cookies: Vec<Vec<u8>> = edits
+            .headers
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case("cookie"))
+            .map(|(_, value)| value.clone())
+            .collect();
+        let names = &self.config.headers;
+        edits.remove(|name| !names.is_reserved(name));
+        let token = match cookie::find(cookies.iter().map(Vec::as_slice), self.config.cookie.name())
+        {
+            Some(token) => token.to_vec(),
+            None => {
+                self.report(host, edits, State::None);
+                return Lookup::NoCookie;
+            }
+        };
+        if !self.config.forward_cookie {
+            self.drop_session_cookie(edits, &cookies);
+        }
+        let id = match self.config.keys.verify(&token) {
+            Ok(id) => id,
+            Err(err) => {
+                log::debug!(
+                    "edge-session: cookie #{} refused: {err}",
+                    proto::short_hash(&token)
+                );
+                self.report(host, edits, State::Invalid);
+                return Lookup::Invalid;
+            }
+        };
+        if let Some(resolved) = self.cached(host, &id) {
+            host.count(Counter::CacheHit);
+            self.inject(host, edits, &resolved);
+            return Lookup::Hit(resolved);
+        }
+        if self.cache.borrow().is_some() {
+            host.count(Counter::CacheMiss);
+        }
+        Lookup::Miss(id)
+    }
+
+    /// Step 6: the companion's reply to `GET /v1/sessions/{id}`. `status` is `None` for a
+    /// failed call.
+    pub fn read_reply(
+        &self,
+        host: &impl RequestHost,
+        id: &SessionId,
+        status: Option<&[u8]>,
+        body: &[u8],
+    ) -> Reply {
+        let now = host.now_nanos();
+        match resolve::classify(status, body, id, now) {
+            Resolution::Found(session) => {
+                let resolved = Rc::new(self.resolved(&session));
+                if let Some(cache) = self.cache.borrow_mut().as_mut() {
+                    cache.insert(resolved.clone(), now);
+                }
+                let mut edits = HeaderEdits::read(host);
+                self.inject(host, &mut edits, &resolved);
+                edits.apply(host);
+                Reply::Found(resolved)
+            }
+            Resolution::Expired => {
+                log::debug!("edge-session: session #{} is gone", id.short_hash());
+                self.report_now(host, State::Expired);
+                Reply::Expired
+            }
+            Resolution::Unavailable(failure) => {
+                host.count(Counter::CalloutError);
+                log::warn!("edge-session: session #{}: {failure}", id.short_hash());
+                Reply::Unavailable(failure)
+            }
+        }
+    }
+
+    /// Continues without a session: reports the state upstream (one header, added at once)
+    /// and counts it.
+    pub fn report_now(&self, host: &impl RequestHost, state: State) {
+        host.count(state.counter());
+        host.add_request_header(&self.config.headers.state, state.as_str().as_bytes());
+    }
+
+    fn report(&self, host: &impl RequestHost, edits: &mut HeaderEdits, state: State) {
+        host.count(state.counter());
+        edits.add(&self.config.headers.state, state.as_str().as_bytes());
+    }
+
+    /// Injects a resolved session's headers and counts what was left out.
+    fn inject(&self, host: &impl RequestHost, edits: &mut HeaderEdits, resolved: &Resolved) {
+        host.count(Counter::Valid);
+        let Injection { headers, omitted } = &resolved.injection;
+        for (name, value) in headers {
+            edits.add(name, value.as_bytes());
+        }
+        for name in omitted {
+            host.count(Counter::HeaderOmitted);
+            log::warn!(
+                "edge-session: session #{}: {name} not injected, its value is over max_header_bytes ({})",
+                resolved.id.short_hash(),
+                self.config.max_header_bytes
+            );
+        }
+    }
+
+    /// Rewrites the `cookie` headers without the session cookie (step 7).
+    fn drop_session_cookie(&self, edits: &mut HeaderEdits, cookies: &[Vec<u8>]) {
+        let name = self.config.cookie.name();
+        edits.remove(|header| !header.eq_ignore_ascii_case("cookie"));
+        for header in cookies {
+            if let Some(rest) = cookie::without(header, name) {
+                edits.add("cookie", &rest);
+            }
+        }
+    }
+
+    /// A fresh cached copy, unless another worker announced a change since it was cached.
+    fn cached(&self, host: &impl RequestHost, id: &SessionId) -> Option<Rc<Resolved>> {
+        let now = host.now_nanos();
+        let (resolved, cached_at) = self.cache.borrow_mut().as_mut()?.get(id, now)?;
+        if let Some(value) = host.shared_data(&resolved.revocation.key)
+            && resolved.revocation.revokes(&value, cached_at)
+        {
+            if let Some(cache) = self.cache.borrow_mut().as_mut() {
+                cache.remove(id);
+            }
+            return None;
+        }
+        Some(resolved)
+    }
+
+    /// What to inject and cache for a session the companion returned.
+    fn resolved(&self, session: &Session) -> Resolved {
+        let config = &self.config;
+        Resolved {
+            injection: inject::for_session(&config.headers, session, config.max_header_bytes),
+            expires_at_nanos: session.expires_at.unix_nanos(),
+            ttl_seconds: session.ttl_seconds,
+            revocation: RevocationTag::of(&session.id),
+            id: session.id.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    const SECRET: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+    /// A proxy that records how the headers were changed.
+    #[derive(Default)]
+    struct FakeHost {
+        headers: RefCell<Vec<(String, Vec<u8>)>>,
+        sets: Cell<u32>,
+        adds: Cell<u32>,
+    }
+
+    impl FakeHost {
+        fn with(headers: &[(&str, &str)]) -> Self {
+            let host = Self::default();
+            *host.headers.borrow_mut() = headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+                .collect();
+            host
+        }
+
+        fn names(&self) -> Vec<String> {
+            self.headers
+                .borrow()
+                .iter()
+                .map(|(k, _)| k.clone())
+                .collect()
+        }
+    }
+
+    impl RequestHost for FakeHost {
+        fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
+            self.headers.borrow().clone()
+        }
+        fn set_request_headers(&self, headers: &[(String, Vec<u8>)]) {
+            self.sets.set(self.sets.get() + 1);
+            *self.headers.borrow_mut() = headers.to_vec();
+        }
+        fn add_request_header(&self, name: &str, value: &[u8]) {
+            self.adds.set(self.adds.get() + 1);
+            self.headers
+                .borrow_mut()
+                .push((name.to_string(), value.to_vec()));
+        }
+        fn shared_data(&self, _key: &str) -> Option<Vec<u8>> {
+            None
+        }
+        fn now_nanos(&self) -> i128 {
+            0
+        }
+        fn count(&self, _counter: Counter) {}
+    }
+
+    fn core() -> SessionCore {
+        let config = serde_json::json!({"keys": [{"id": "k1", "secret": SECRET}],
+            "companion": {"cluster": "companion", "token": "t"}});
+        SessionCore::new(Config::parse(config.to_string().as_bytes()).unwrap())
+    }
+
+    #[test]
+    fn a_request_without_cookie_gets_its_state_in_one_add() {
+        let host = FakeHost::with(&[(":path", "/"), ("accept", "*/*")]);
+        assert!(matches!(core().request_headers(&host), Lookup::NoCookie));
+        assert_eq!((host.adds.get(), host.sets.get()), (1, 0));
+        assert_eq!(host.names(), [":path", "accept", "x-session-state"]);
+    }
+
+    #[test]
+    fn spoofed_headers_and_the_session_cookie_go_in_one_set() {
+        let host = FakeHost::with(&[
+            (":path", "/"),
+            ("x-session-user", "admin"),
+            ("cookie", "theme=dark; sid=k1.bad.token"),
+            ("X-Session-Data", "{}"),
+        ]);
+        assert!(matches!(core().request_headers(&host), Lookup::Invalid));
+        assert_eq!((host.adds.get(), host.sets.get()), (0, 1));
+        assert_eq!(host.names(), [":path", "cookie", "x-session-state"]);
+        assert_eq!(host.headers.borrow()[1].1, b"theme=dark");
+        assert_eq!(host.headers.borrow()[2].1, b"invalid");
+    }
+}
