@@ -23,28 +23,24 @@ pub fn run() -> Result<()> {
     let started = Instant::now();
     let load_before = load_average();
     let wasm_dir = wasm::build_all()?;
-    exec(Command::new("cargo").args([
-        "build",
-        "--locked",
-        "--profile",
-        PROFILE,
-        "--package",
-        "filter",
-        "--package",
-        "e2e",
-        "--example",
-        "hot_path",
-        "--example",
-        "load",
-        "--package",
-        "companion",
-        "--bin",
-        "edge-session-companion",
-        "--package",
-        "harness",
-        "--bin",
-        "edge-dev",
-    ]))?;
+    exec(
+        Command::new("cargo")
+            .args([
+                "build",
+                "--locked",
+                "--profile",
+                PROFILE,
+                "--package",
+                "filter",
+                "--package",
+                "e2e",
+                "--example",
+                "hot_path",
+                "--example",
+                "load",
+            ])
+            .args(crate::demo::STACK_BINARIES),
+    )?;
     let bin = wasm::cargo_target_dir().join(PROFILE);
     let examples = bin.join("examples");
 

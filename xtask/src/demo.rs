@@ -40,20 +40,25 @@ pub(crate) fn wait_for_port(port: u16, what: &str, started: &mut Started) -> Res
     bail!("{what} did not open port {port} within 30 s")
 }
 
+/// `cargo build` arguments for the binaries of the stack: the companion and edge-dev.
+pub(crate) const STACK_BINARIES: [&str; 8] = [
+    "--package",
+    "companion",
+    "--bin",
+    "edge-session-companion",
+    "--package",
+    "harness",
+    "--bin",
+    "edge-dev",
+];
+
 pub fn run() -> Result<()> {
     let wasm_dir = wasm::build_all()?;
-    exec(Command::new("cargo").args([
-        "build",
-        "--locked",
-        "--package",
-        "companion",
-        "--bin",
-        "edge-session-companion",
-        "--package",
-        "harness",
-        "--bin",
-        "edge-dev",
-    ]))?;
+    exec(
+        Command::new("cargo")
+            .args(["build", "--locked"])
+            .args(STACK_BINARIES),
+    )?;
     let bin = wasm::cargo_target_dir().join("debug");
     let (uri, _database) = mongo::uri_or_start()?;
     let (stop_tx, stop_rx) = mpsc::channel();

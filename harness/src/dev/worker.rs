@@ -255,30 +255,29 @@ fn is_decided(vm: &Vm, id: u32, response: bool, waiter: &Waiter) -> bool {
 }
 
 fn headers_outcome(vm: &mut Vm, id: u32, response: bool) -> Outcome {
-    let Some(s) = vm.stream(id) else {
-        return Outcome::Client(service_unavailable());
+    // To the client: the response headers, or a local reply (which may come at either phase).
+    // Upstream: the request headers, unless the stream was reset.
+    let to_client = match vm.stream(id) {
+        Some(s) if s.client.is_some() => true,
+        Some(s) if !response && !s.reset && s.upstream.is_some() => false,
+        _ => return Outcome::Client(service_unavailable()),
     };
-    if let Some(client) = s.client.clone() {
-        // Either the response headers, or a local reply (which may come at either phase).
-        let mut message = client;
-        message.body = vm
-            .take_forwarded_body(id, true)
-            .map(|(body, _)| body)
-            .unwrap_or_default();
-        return Outcome::Client(message);
-    }
-    match s.upstream.clone() {
-        Some(mut message) if !response && !s.reset => {
-            message.body = vm
-                .take_forwarded_body(id, false)
-                .map(|(body, _)| body)
-                .unwrap_or_default();
-            Outcome::Upstream {
-                stream: id,
-                message,
-            }
-        }
-        _ => Outcome::Client(service_unavailable()),
+    // The body first, so that only the headers are copied out of the stream.
+    let body = vm
+        .take_forwarded_body(id, to_client)
+        .map(|(body, _)| body)
+        .unwrap_or_default();
+    let message = vm.stream(id).and_then(|s| match to_client {
+        true => s.client.clone(),
+        false => s.upstream.clone(),
+    });
+    match (message, to_client) {
+        (Some(message), true) => Outcome::Client(Message { body, ..message }),
+        (Some(message), false) => Outcome::Upstream {
+            stream: id,
+            message: Message { body, ..message },
+        },
+        (None, _) => Outcome::Client(service_unavailable()),
     }
 }
 

@@ -174,6 +174,24 @@ fn get(path: &str, scenario: &str) -> Request<Full<Bytes>> {
         .unwrap()
 }
 
+/// A POST whose body the test sends chunk by chunk through the returned sender.
+fn streamed_post(
+    path: &str,
+    scenario: &str,
+    chunks_in_flight: usize,
+) -> (
+    http_body_util::channel::Sender<Bytes, Infallible>,
+    Request<Channel<Bytes, Infallible>>,
+) {
+    let (body, body_in) = Channel::<Bytes, Infallible>::new(chunks_in_flight);
+    let request = Request::post(path)
+        .header("host", "app")
+        .header("x-probe", scenario)
+        .body(body_in)
+        .unwrap();
+    (body, request)
+}
+
 async fn text(response: Response<Incoming>) -> String {
     let body = response.into_body().collect().await.unwrap().to_bytes();
     String::from_utf8_lossy(&body).into_owned()
@@ -183,12 +201,7 @@ async fn text(response: Response<Incoming>) -> String {
 async fn request_body_reaches_the_upstream_before_the_client_has_sent_all_of_it() {
     let upstream = upstream().await;
     let (proxy, _stop) = edge_dev(upstream.address, false).await;
-    let (mut body, body_in) = Channel::<Bytes, Infallible>::new(1);
-    let request = Request::post("/stream-up")
-        .header("host", "app")
-        .header("x-probe", "plain")
-        .body(body_in)
-        .unwrap();
+    let (mut body, request) = streamed_post("/stream-up", "plain", 1);
     let response = tokio::spawn(send(proxy, request));
     body.send_data(Bytes::from_static(b"first;")).await.unwrap();
     let first = tokio::time::timeout(PATIENCE, upstream.first_chunk_arrived.lock().await.recv())
@@ -239,12 +252,7 @@ async fn response_body_reaches_the_client_before_the_upstream_has_sent_all_of_it
 async fn a_filter_that_holds_the_body_sees_all_of_it_and_its_edit_goes_upstream() {
     let upstream = upstream().await;
     let (proxy, _stop) = edge_dev(upstream.address, false).await;
-    let (mut body, body_in) = Channel::<Bytes, Infallible>::new(4);
-    let request = Request::post("/echo")
-        .header("host", "app")
-        .header("x-probe", "body")
-        .body(body_in)
-        .unwrap();
+    let (mut body, request) = streamed_post("/echo", "body", 4);
     let response = tokio::spawn(send(proxy, request));
     for chunk in ["hello, ", "streaming ", "world"] {
         body.send_data(Bytes::from(chunk)).await.unwrap();
