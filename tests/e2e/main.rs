@@ -146,7 +146,7 @@ async fn stack_for(options: Options<'_>) -> Stack {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let proxy = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        harness::dev::serve(dev, 2, listener, std::future::pending::<()>())
+        harness::dev::serve(dev, 2, true, listener, std::future::pending::<()>())
             .await
             .unwrap();
     });

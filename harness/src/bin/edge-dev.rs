@@ -22,7 +22,8 @@ struct Args {
     /// Use this .wasm instead of the file named in the configuration.
     #[arg(long)]
     wasm: Option<PathBuf>,
-    /// Worker VMs (Envoy runs one per worker thread), sharing one shared-data store.
+    /// Worker threads, each serving its own connections with its own VM (as Envoy's), the
+    /// VMs sharing one shared-data store.
     #[arg(long, default_value_t = 2)]
     workers: usize,
     /// Proxy without the filter (no module loaded): the baseline for benchmarks.
@@ -69,20 +70,11 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // Zero workers is the no-filter proxy; with the filter there is always at least one.
-    let workers = if args.no_filter {
-        0
-    } else {
-        args.workers.max(1)
-    };
+    let workers = args.workers.max(1);
     eprintln!(
-        "edge-dev: listening on http://{} ({})",
+        "edge-dev: listening on http://{} ({workers} workers{})",
         config.listen,
-        if args.no_filter {
-            "no filter".to_string()
-        } else {
-            format!("{workers} workers")
-        }
+        if args.no_filter { ", no filter" } else { "" }
     );
     let shutdown = async {
         let mut term =
@@ -92,7 +84,7 @@ async fn main() -> ExitCode {
             _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
         }
     };
-    match harness::dev::serve(config, workers, listener, shutdown).await {
+    match harness::dev::serve(config, workers, !args.no_filter, listener, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("edge-dev: {err}");

@@ -8,7 +8,7 @@
 pub mod envoy_config;
 mod worker;
 
-use crate::{Callout, CalloutReply, HeaderMap, Host, Message, Plugin, PluginConfig};
+use crate::{Callout, CalloutReply, HeaderMap, Host, Message, Plugin, PluginConfig, Vm};
 use bytes::Bytes;
 use envoy_config::DevConfig;
 use http_body_util::channel::{Channel, Sender};
@@ -22,13 +22,12 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::convert::Infallible;
+use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use worker::{BodyOutcome, Msg, Outcome};
+use tokio::sync::{oneshot, watch};
+use worker::{BodyOutcome, LocalVm, Msg, Outcome};
 
 type HttpClient = Client<HttpConnector, ProxyBody>;
 
@@ -52,10 +51,18 @@ fn forwardable(name: &[u8], streamed: bool) -> bool {
         || HOP_BY_HOP.iter().any(|h| h.as_bytes() == name))
 }
 
+/// What every worker thread shares: the configuration and, with the filter, the loaded
+/// module and the host (shared data, clock) its VMs run on.
+struct Shared {
+    config: DevConfig,
+    filter: Option<(Host, Plugin)>,
+}
+
+/// One worker thread's proxy: its own HTTP client (connection pool) and, with the filter, its
+/// own VM, as Envoy gives each worker thread its own.
 struct Proxy {
     config: DevConfig,
-    workers: Vec<mpsc::Sender<Msg>>,
-    next: AtomicUsize,
+    vm: Option<Rc<LocalVm>>,
     client: HttpClient,
 }
 
@@ -69,96 +76,158 @@ pub enum DevError {
     Io(#[from] std::io::Error),
 }
 
-/// Starts the workers and serves `listener` until `shutdown` resolves. With no workers the
-/// filter is not loaded and requests go straight to their route: the baseline the end-to-end
-/// benchmark compares the filter against.
+/// Serves `listener` on `workers` threads (at least one) until `shutdown` resolves. Each
+/// thread accepts connections and serves them to the end on its own single-threaded runtime,
+/// with the filter's VM in the same thread (as Envoy's workers): a request never waits on
+/// another thread for the filter. Without `filter` the module is not loaded and requests go
+/// straight to their route, on the same threads: the baseline the end-to-end benchmark
+/// compares the filter against.
 pub async fn serve(
     config: DevConfig,
     workers: usize,
+    filter: bool,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), DevError> {
-    // No Nagle on either side, as Envoy: headers and a streamed body go out as separate
-    // writes, and waiting for the peer's delayed ACK would add ~40 ms to every response.
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    let client: HttpClient = Client::builder(TokioExecutor::new()).build(connector);
-    let senders = if workers == 0 {
-        Vec::new()
-    } else {
-        start_workers(&config, workers, &client)?
-    };
-    let proxy = Arc::new(Proxy {
-        config,
-        workers: senders,
-        next: AtomicUsize::new(0),
-        client,
-    });
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, _) = match accepted {
-                    Ok(pair) => pair,
-                    Err(_) => continue,
-                };
-                let _ = stream.set_nodelay(true);
-                let proxy = proxy.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |request| handle(proxy.clone(), request));
-                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
-                });
-            }
-            () = &mut shutdown => return Ok(()),
+    let filter = if filter {
+        let host = Host::new();
+        for name in config.clusters.keys() {
+            host.add_cluster(name);
         }
+        let plugin = Plugin::load(&host, &config.plugin.filename)
+            .map_err(|e| DevError::Plugin(e.to_string()))?;
+        Some((host, plugin))
+    } else {
+        None
+    };
+    let shared = Arc::new(Shared { config, filter });
+    let listener = listener.into_std()?;
+    let (stop, stopped) = watch::channel(false);
+    let mut started = Vec::new();
+    for i in 0..workers.max(1) {
+        let (ready, is_ready) = oneshot::channel();
+        let (shared, listener, stopped) = (shared.clone(), listener.try_clone()?, stopped.clone());
+        std::thread::Builder::new()
+            .name(format!("worker-{i}"))
+            .spawn(move || worker_thread(i, shared, listener, stopped, ready))?;
+        started.push(is_ready);
     }
+    for is_ready in started {
+        is_ready
+            .await
+            .map_err(|_| DevError::Worker("the worker thread died while starting".into()))??;
+    }
+    shutdown.await;
+    let _ = stop.send(true);
+    Ok(())
 }
 
-/// Loads the filter and starts one VM per worker thread, all on one host (shared data).
-fn start_workers(
-    config: &DevConfig,
-    workers: usize,
-    client: &HttpClient,
-) -> Result<Vec<mpsc::Sender<Msg>>, DevError> {
-    let host = Host::new();
-    for name in config.clusters.keys() {
-        host.add_cluster(name);
-    }
-    let plugin = Plugin::load(&host, &config.plugin.filename)
-        .map_err(|e| DevError::Plugin(e.to_string()))?;
-    let runtime = tokio::runtime::Handle::current();
-    let mut senders = Vec::new();
-    for i in 0..workers {
-        let mut plugin_config = PluginConfig::new(config.plugin.configuration.clone().into_bytes());
-        plugin_config.name = config.plugin.name.clone();
-        plugin_config.root_id = config.plugin.root_id.clone();
-        plugin_config.vm_id = config.plugin.vm_id.clone();
-        plugin_config.fail_open = config.plugin.fail_open;
-        let clusters = config.clusters.clone();
-        let (client, runtime) = (client.clone(), runtime.clone());
-        let runner: worker::CalloutRunner =
-            Box::new(move |callout: Callout, reply_to: mpsc::Sender<Msg>| {
-                let address = clusters.get(&callout.cluster).cloned().unwrap_or_default();
-                let client = client.clone();
-                runtime.spawn(async move {
-                    let token = callout.token;
-                    let reply = call(&client, &address, callout).await;
-                    let _ = reply_to.send(Msg::CalloutDone { token, reply });
-                });
+/// A worker thread: its runtime, its VM, its accept loop. Reports on `ready` once it serves.
+fn worker_thread(
+    index: usize,
+    shared: Arc<Shared>,
+    listener: std::net::TcpListener,
+    mut stopped: watch::Receiver<bool>,
+    ready: oneshot::Sender<Result<(), DevError>>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            let _ = ready.send(Err(DevError::Io(err)));
+            return;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async move {
+        let proxy = match Proxy::start(index, &shared) {
+            Ok(proxy) => Rc::new(proxy),
+            Err(err) => {
+                let _ = ready.send(Err(err));
+                return;
+            }
+        };
+        let listener = match TcpListener::from_std(listener) {
+            Ok(listener) => listener,
+            Err(err) => {
+                let _ = ready.send(Err(DevError::Io(err)));
+                return;
+            }
+        };
+        let _ = ready.send(Ok(()));
+        if let Some(vm) = proxy.vm.clone() {
+            tokio::task::spawn_local(async move {
+                let mut tick = tokio::time::interval(worker::TICK);
+                loop {
+                    tick.tick().await;
+                    vm.handle(Msg::Tick);
+                }
             });
-        let sender = worker::spawn(format!("worker-{i}"), plugin.clone(), plugin_config, runner)
-            .map_err(DevError::Worker)?;
-        senders.push(sender);
+        }
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    // Another worker may have taken the connection first.
+                    let Ok((stream, _)) = accepted else { continue };
+                    let _ = stream.set_nodelay(true);
+                    let proxy = proxy.clone();
+                    tokio::task::spawn_local(async move {
+                        let service = service_fn(move |request| handle(proxy.clone(), request));
+                        let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                    });
+                }
+                _ = stopped.changed() => return,
+            }
+        }
+    });
+}
+
+impl Proxy {
+    /// The worker's HTTP client and, with the filter, its VM, on the shared host.
+    fn start(index: usize, shared: &Shared) -> Result<Self, DevError> {
+        // No Nagle on either side, as Envoy: headers and a streamed body go out as separate
+        // writes, and waiting for the peer's delayed ACK would add ~40 ms to every response.
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client: HttpClient = Client::builder(TokioExecutor::new()).build(connector);
+        let config = shared.config.clone();
+        let vm = match &shared.filter {
+            None => None,
+            Some((host, plugin)) => {
+                let mut plugin_config =
+                    PluginConfig::new(config.plugin.configuration.clone().into_bytes());
+                plugin_config.name = config.plugin.name.clone();
+                plugin_config.root_id = config.plugin.root_id.clone();
+                plugin_config.vm_id = config.plugin.vm_id.clone();
+                plugin_config.fail_open = config.plugin.fail_open;
+                host.clock().advance_to(worker::now_nanos());
+                let vm = Vm::start_named(plugin, plugin_config, &format!("worker-{index}"))
+                    .map_err(|e| DevError::Worker(e.to_string()))?;
+                let (clusters, client) = (config.clusters.clone(), client.clone());
+                let runner: worker::CalloutRunner =
+                    Box::new(move |callout: Callout, vm: Rc<LocalVm>| {
+                        let address = clusters.get(&callout.cluster).cloned().unwrap_or_default();
+                        let client = client.clone();
+                        tokio::task::spawn_local(async move {
+                            let token = callout.token;
+                            let reply = call(&client, &address, callout).await;
+                            vm.handle(Msg::CalloutDone { token, reply });
+                        });
+                    });
+                Some(LocalVm::new(vm, host.clone(), runner))
+            }
+        };
+        Ok(Self { config, vm, client })
     }
-    Ok(senders)
 }
 
 async fn handle(
-    proxy: Arc<Proxy>,
+    proxy: Rc<Proxy>,
     request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    let next = proxy.next.fetch_add(1, Ordering::Relaxed);
-    let Some(worker) = proxy.workers.get(next % proxy.workers.len().max(1)) else {
+    let Some(worker) = &proxy.vm else {
         return Ok(unfiltered(&proxy, request).await);
     };
     let (parts, body) = request.into_parts();
@@ -183,7 +252,7 @@ async fn handle(
         whole(Bytes::new())
     } else {
         let (sender, body_out) = Channel::new(BODY_CHUNKS_IN_FLIGHT);
-        tokio::spawn(pump(
+        tokio::task::spawn_local(pump(
             worker.clone(),
             stream,
             false,
@@ -229,7 +298,7 @@ async fn handle(
         // fits.
         let _ = sender.try_send(Frame::data(Bytes::from(message.body.clone())));
     }
-    tokio::spawn(async move {
+    tokio::task::spawn_local(async move {
         pump(guard.worker.clone(), stream, true, source, sender).await;
         drop(guard);
     });
@@ -253,13 +322,13 @@ fn whole(bytes: Bytes) -> ProxyBody {
 
 /// Ends the stream in the VM when dropped (a no-op if it already ended).
 struct StreamGuard {
-    worker: mpsc::Sender<Msg>,
+    worker: Rc<LocalVm>,
     stream: u32,
 }
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
-        let _ = self.worker.send(Msg::Abort {
+        self.worker.handle(Msg::Abort {
             stream: self.stream,
         });
     }
@@ -299,7 +368,7 @@ impl Source {
 
 /// Moves one direction's body through the filter, chunk by chunk, to the receiving peer.
 async fn pump(
-    worker: mpsc::Sender<Msg>,
+    worker: Rc<LocalVm>,
     stream: u32,
     response: bool,
     mut source: Source,
@@ -373,26 +442,24 @@ async fn unfiltered(proxy: &Proxy, request: Request<Incoming>) -> Response<Proxy
     }
 }
 
+/// Hands an event to the worker's VM and waits for the filter's decision (ready at once
+/// unless the filter paused, for a callout say).
 async fn ask(
-    worker: &mpsc::Sender<Msg>,
+    worker: &Rc<LocalVm>,
     message: impl FnOnce(oneshot::Sender<Outcome>) -> Msg,
 ) -> Outcome {
     let (tx, rx) = oneshot::channel();
-    if worker.send(message(tx)).is_err() {
-        return Outcome::Client(worker::service_unavailable());
-    }
+    worker.handle(message(tx));
     rx.await
         .unwrap_or_else(|_| Outcome::Client(worker::service_unavailable()))
 }
 
 async fn ask_body(
-    worker: &mpsc::Sender<Msg>,
+    worker: &Rc<LocalVm>,
     message: impl FnOnce(oneshot::Sender<BodyOutcome>) -> Msg,
 ) -> BodyOutcome {
     let (tx, rx) = oneshot::channel();
-    if worker.send(message(tx)).is_err() {
-        return BodyOutcome::Stopped;
-    }
+    worker.handle(message(tx));
     rx.await.unwrap_or(BodyOutcome::Stopped)
 }
 

@@ -1,11 +1,15 @@
-//! A worker: one thread owning one filter VM, as an Envoy worker owns its VM. Requests,
-//! responses and callout replies arrive as messages; callouts leave as real HTTP requests on
-//! the shared runtime. The host clock follows real time so ticks and callout timeouts fire.
+//! A worker's filter VM, as an Envoy worker owns its VM: the worker thread's connections call
+//! into it directly, in the thread that serves them, so no request waits on another thread.
+//! Requests, responses, body chunks and callout replies are handed to [`LocalVm::handle`];
+//! the filter's decision comes back on a oneshot channel, already sent when the filter
+//! decided at once. Callouts leave as real HTTP requests on the worker's own runtime. The host
+//! clock follows real time so ticks and callout timeouts fire.
 
-use crate::{CalloutReply, Flow, Host, Message, Plugin, PluginConfig, Vm};
+use crate::{Callout, CalloutReply, Flow, Host, Message, Vm};
 use bytes::Bytes;
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
 
@@ -54,10 +58,13 @@ pub enum Msg {
         token: u32,
         reply: Option<CalloutReply>,
     },
+    /// Nothing new: move the clock and run the filter's timers.
+    Tick,
 }
 
-/// Performs a callout for real; `None` means the call failed (reset).
-pub type CalloutRunner = Box<dyn Fn(crate::Callout, mpsc::Sender<Msg>) + Send>;
+/// Performs a callout for real, in the background; its reply comes back to the VM as
+/// [`Msg::CalloutDone`]. Given the worker's own handle so the reply lands on the same VM.
+pub type CalloutRunner = Box<dyn Fn(Callout, Rc<LocalVm>)>;
 
 /// A caller waiting for the filter's decision on one direction of a stream.
 enum Waiter {
@@ -72,69 +79,64 @@ enum Waiter {
 /// still be flowing while the response headers arrive.
 type Waiting = HashMap<(u32, bool), Waiter>;
 
-fn now_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
+/// How often the worker's clock moves and the filter's timers run when nothing else happens.
+pub const TICK: Duration = Duration::from_millis(10);
 
-/// Starts a worker thread; returns its mailbox once its VM has started (or the reason it did not).
-pub fn spawn(
-    name: String,
-    plugin: Plugin,
-    config: PluginConfig,
-    run_callout: CalloutRunner,
-) -> Result<mpsc::Sender<Msg>, String> {
-    let (tx, rx) = mpsc::channel::<Msg>();
-    let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
-    let own = tx.clone();
-    std::thread::Builder::new()
-        .name(name.clone())
-        .spawn(move || {
-            let host = plugin.host.clone();
-            host.clock().advance_to(now_nanos());
-            let vm = match Vm::start_named(&plugin, config, &name) {
-                Ok(vm) => {
-                    let _ = ready_tx.send(Ok(()));
-                    vm
-                }
-                Err(err) => {
-                    let _ = ready_tx.send(Err(err.to_string()));
-                    return;
-                }
-            };
-            run(vm, host, rx, own, run_callout);
-        })
-        .map_err(|e| e.to_string())?;
-    ready_rx
-        .recv()
-        .map_err(|_| "the worker thread died while starting".to_string())??;
-    Ok(tx)
-}
-
-fn run(
-    mut vm: Vm,
+/// One worker thread's VM and the callers waiting on it. Used from that thread only.
+pub struct LocalVm {
     host: Host,
-    rx: mpsc::Receiver<Msg>,
-    own: mpsc::Sender<Msg>,
+    state: RefCell<VmState>,
     run_callout: CalloutRunner,
-) {
-    let mut waiting = Waiting::new();
-    let mut started: HashSet<u32> = HashSet::new();
-    loop {
-        let message = rx.recv_timeout(Duration::from_millis(10));
-        host.clock().advance_to(now_nanos());
+}
+
+struct VmState {
+    vm: Vm,
+    waiting: Waiting,
+    /// Callouts already handed to the runner, by token.
+    started: HashSet<u32>,
+}
+
+impl LocalVm {
+    pub fn new(vm: Vm, host: Host, run_callout: CalloutRunner) -> Rc<Self> {
+        Rc::new(Self {
+            host,
+            state: RefCell::new(VmState {
+                vm,
+                waiting: Waiting::new(),
+                started: HashSet::new(),
+            }),
+            run_callout,
+        })
+    }
+
+    /// Hands one event to the filter, then starts the callouts it asked for and answers
+    /// every caller whose decision is made. Never called while the VM is in use: each call
+    /// runs to completion on the worker's thread, and nothing it does calls back in.
+    pub fn handle(self: &Rc<Self>, message: Msg) {
+        let Ok(mut state) = self.state.try_borrow_mut() else {
+            // Only a drop in the middle of a VM call could get here (an aborted stream):
+            // handle it as soon as the call is over.
+            let this = self.clone();
+            tokio::task::spawn_local(async move { this.handle(message) });
+            return;
+        };
+        self.host.clock().advance_to(now_nanos());
+        let VmState {
+            vm,
+            waiting,
+            started,
+        } = &mut *state;
         if let Err(err) = vm.run_timers() {
             eprintln!("edge-dev: {err}");
         }
         // Errors from the VM (traps) are reflected in the stream's state, as Envoy fails the
         // stream; `settle` reads that state.
         match message {
-            Ok(Msg::RequestHeaders {
+            Msg::RequestHeaders {
                 headers,
                 end_of_stream,
                 reply,
-            }) => match vm.create_stream() {
+            } => match vm.create_stream() {
                 Ok(id) => {
                     let _ = vm.request_headers(id, &headers, end_of_stream);
                     waiting.insert((id, false), Waiter::Headers(reply));
@@ -144,22 +146,22 @@ fn run(
                     let _ = reply.send(Outcome::Client(service_unavailable()));
                 }
             },
-            Ok(Msg::ResponseHeaders {
+            Msg::ResponseHeaders {
                 stream,
                 headers,
                 end_of_stream,
                 reply,
-            }) => {
+            } => {
                 let _ = vm.response_headers(stream, &headers, end_of_stream);
                 waiting.insert((stream, true), Waiter::Headers(reply));
             }
-            Ok(Msg::Body {
+            Msg::Body {
                 stream,
                 response,
                 chunk,
                 end_of_stream,
                 reply,
-            }) => {
+            } => {
                 let _ = if response {
                     vm.response_body(stream, &chunk, end_of_stream)
                 } else {
@@ -173,28 +175,35 @@ fn run(
                     },
                 );
             }
-            Ok(Msg::Abort { stream }) => {
+            Msg::Abort { stream } => {
                 waiting.retain(|(id, _), _| *id != stream);
                 // Already finished is fine: the stream ended normally before the abort.
                 let _ = vm.finish_stream(stream);
             }
-            Ok(Msg::CalloutDone { token, reply }) => {
+            Msg::CalloutDone { token, reply } => {
                 // A callout already timed out by the clock is no longer known: that is fine.
                 let _ = match reply {
                     Some(reply) => vm.answer_callout(token, reply),
                     None => vm.fail_callout(token),
                 };
             }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return,
+            Msg::Tick => {}
         }
-        for callout in vm.pending_callouts() {
+        let callouts = vm.pending_callouts();
+        started.retain(|token| callouts.iter().any(|c| c.token == *token));
+        for callout in callouts {
             if started.insert(callout.token) {
-                run_callout(callout, own.clone());
+                (self.run_callout)(callout, self.clone());
             }
         }
-        settle(&mut vm, &mut waiting);
+        settle(vm, waiting);
     }
+}
+
+pub fn now_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 /// Answers every waiter whose filter decision is made. A stream ends (`on_done`, `on_log`)

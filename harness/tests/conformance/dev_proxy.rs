@@ -91,14 +91,14 @@ async fn serve_upstream(
 
 /// Starts `edge-dev` with the probe module and one worker in front of `upstream`.
 async fn edge_dev(upstream: SocketAddr, fail_open: bool) -> (SocketAddr, oneshot::Sender<()>) {
-    edge_dev_with(upstream, fail_open, 1).await
+    edge_dev_with(upstream, fail_open, true).await
 }
 
-/// The same with `workers` worker VMs; none means no filter (`--no-filter`).
+/// The same with or without the filter (`--no-filter`).
 async fn edge_dev_with(
     upstream: SocketAddr,
     fail_open: bool,
-    workers: usize,
+    filter: bool,
 ) -> (SocketAddr, oneshot::Sender<()>) {
     let probe = wasm_dir().join("probe.wasm");
     assert!(
@@ -145,7 +145,7 @@ static_resources:
         let shutdown = async {
             let _ = stopped.await;
         };
-        harness::dev::serve(config, workers, listener, shutdown)
+        harness::dev::serve(config, 1, filter, listener, shutdown)
             .await
             .unwrap();
     });
@@ -309,7 +309,7 @@ async fn a_trap_with_fail_open_lets_requests_through_without_the_filter() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_filter_bodies_stream_straight_through() {
     let upstream = upstream().await;
-    let (proxy, _stop) = edge_dev_with(upstream.address, false, 0).await;
+    let (proxy, _stop) = edge_dev_with(upstream.address, false, false).await;
     assert_streams_down(proxy, &upstream, false).await;
     let echo = Request::post("/echo")
         .header("host", "app")
