@@ -13,6 +13,8 @@
 //! Run: `cargo xtask wasm && cargo run --profile service -p filter --example hot_path
 //! [-- ROUNDS REQUESTS_PER_ROUND]`. For instruction counts, `-- --only SCENARIO SIDE N` runs
 //! each chosen loop once (`measured_loop`) for `valgrind --tool=callgrind --toggle-collect=*measured_loop*`.
+//! With `HOT_PATH_CODE_MAP=FILE`, it writes where each of the module's functions was compiled
+//! to (`start length name`, hexadecimal), so the profile's bare addresses can be named.
 
 use filter::config::Config;
 use filter::metrics::Counter;
@@ -326,6 +328,15 @@ fn main() -> Result<(), Error> {
     let host = Host::new();
     host.add_cluster("companion");
     let plugin = Plugin::load(&host, &wasm)?;
+    if let Some(path) = std::env::var_os("HOT_PATH_CODE_MAP") {
+        // For naming the module's functions in a callgrind profile, which sees only addresses.
+        let lines: Vec<String> = plugin
+            .code_map()
+            .into_iter()
+            .map(|(start, len, name)| format!("{start:x} {len:x} {name}"))
+            .collect();
+        std::fs::write(path, lines.join("\n"))?;
+    }
     let mut fixture = fixture(&plugin)?;
 
     if args.first().map(String::as_str) == Some("--only") {

@@ -4,6 +4,7 @@
 use crate::config::CacheConfig;
 use crate::inject::Injection;
 use crate::revocation::RevocationTag;
+use crate::token::{Presented, Verified};
 use lru::LruCache;
 use proto::SessionId;
 use std::rc::Rc;
@@ -25,6 +26,8 @@ struct Entry {
     resolved: Rc<Resolved>,
     cached_at: i128,
     fresh_until: i128,
+    /// The last token whose signature was checked for this session, if any.
+    verified: Option<Verified>,
 }
 
 pub struct SessionCache {
@@ -65,8 +68,25 @@ impl SessionCache {
                     resolved,
                     cached_at: now_nanos,
                     fresh_until,
+                    verified: None,
                 },
             );
+        }
+    }
+
+    /// Whether `presented` is the token last verified for this session (compared in constant
+    /// time); such a token needs no HMAC. Does not touch the LRU order.
+    pub fn knows(&self, id: &SessionId, presented: &Presented<'_>) -> bool {
+        self.entries
+            .peek(id)
+            .and_then(|entry| entry.verified.as_ref())
+            .is_some_and(|verified| presented.is(verified))
+    }
+
+    /// Remembers the token just verified for a cached session.
+    pub fn remember(&mut self, id: &SessionId, verified: Verified) {
+        if let Some(entry) = self.entries.peek_mut(id) {
+            entry.verified = Some(verified);
         }
     }
 

@@ -10,6 +10,7 @@ use crate::inject::{self, Injection};
 use crate::metrics::Counter;
 use crate::resolve::{self, Failure, Resolution};
 use crate::revocation::RevocationTag;
+use crate::token::{Presented, TokenError, Verified};
 use proto::{Session, SessionId};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -169,8 +170,12 @@ impl SessionCore {
         if !self.config.forward_cookie {
             self.drop_session_cookie(edits, &cookies);
         }
-        let id = match self.config.keys.verify(&token) {
-            Ok(id) => id,
+        let checked = Presented::parse(&token).and_then(|presented| {
+            let id = presented.session_id()?;
+            self.check(&presented, &id).map(|verified| (id, verified))
+        });
+        let (id, verified) = match checked {
+            Ok(pair) => pair,
             Err(err) => {
                 log::debug!(
                     "edge-session: cookie #{} refused: {err}",
@@ -181,6 +186,9 @@ impl SessionCore {
             }
         };
         if let Some(resolved) = self.cached(host, &id) {
+            if let (Some(verified), Some(cache)) = (verified, self.cache.borrow_mut().as_mut()) {
+                cache.remember(&id, verified);
+            }
             host.count(Counter::CacheHit);
             self.inject(host, edits, &resolved);
             return Lookup::Hit(resolved);
@@ -263,6 +271,25 @@ impl SessionCore {
                 edits.add("cookie", &rest);
             }
         }
+    }
+
+    /// Checks the token's signature, unless it is the very token last verified for a session
+    /// the cache holds (recognised in constant time). `Some` when a signature was computed
+    /// and matched: the cache remembers it if the session turns out to be cached.
+    fn check(
+        &self,
+        presented: &Presented<'_>,
+        id: &SessionId,
+    ) -> Result<Option<Verified>, TokenError> {
+        let known = self
+            .cache
+            .borrow()
+            .as_ref()
+            .is_some_and(|cache| cache.knows(id, presented));
+        if known {
+            return Ok(None);
+        }
+        self.config.keys.check(presented).map(Some)
     }
 
     /// A fresh cached copy, unless another worker announced a change since it was cached.
@@ -377,5 +404,47 @@ mod tests {
         assert_eq!(host.names(), [":path", "cookie", "x-session-state"]);
         assert_eq!(host.headers.borrow()[1].1, b"theme=dark");
         assert_eq!(host.headers.borrow()[2].1, b"invalid");
+    }
+
+    #[test]
+    fn a_cached_sessions_token_is_checked_once_and_a_forged_one_never_passes() {
+        let core = core();
+        let id = SessionId::from_bytes(&[9; 32]);
+        let token = core.config.keys.sign(&id);
+        let cookie = format!("sid={token}");
+        let request = || FakeHost::with(&[(":path", "/"), ("cookie", cookie.as_str())]);
+        let body = serde_json::json!({"id": id.as_str(), "data": {}, "user": null,
+            "ttl_seconds": 60, "browser_session": false,
+            "created_at": "1970-01-01T00:00:00Z", "updated_at": "1970-01-01T00:00:00Z",
+            "expires_at": "1970-01-01T00:01:00Z"})
+        .to_string();
+        let host = request();
+        assert!(matches!(core.request_headers(&host), Lookup::Miss(_)));
+        assert!(matches!(
+            core.read_reply(&host, &id, Some(b"200"), body.as_bytes()),
+            Reply::Found(_)
+        ));
+        let known = |token: &str| {
+            let presented = Presented::parse(token.as_bytes()).unwrap();
+            core.cache.borrow().as_ref().unwrap().knows(&id, &presented)
+        };
+        assert!(!known(&token), "nothing is remembered before a hit");
+        assert!(matches!(core.request_headers(&request()), Lookup::Hit(_)));
+        assert!(known(&token), "the hit remembers the checked token");
+        assert!(matches!(core.request_headers(&request()), Lookup::Hit(_)));
+
+        // The same session id with any other tag is checked in full, and refused.
+        let mut forged = token.clone().into_bytes();
+        let at = forged.len() - 2;
+        forged[at] = if forged[at] == b'A' { b'B' } else { b'A' };
+        let forged = String::from_utf8(forged).unwrap();
+        let host = FakeHost::with(&[(":path", "/"), ("cookie", &format!("sid={forged}"))]);
+        assert!(matches!(core.request_headers(&host), Lookup::Invalid));
+        assert_eq!(host.headers.borrow().last().unwrap().1, b"invalid");
+        assert!(
+            known(&token),
+            "a forgery does not displace the checked token"
+        );
+        assert!(matches!(core.request_headers(&request()), Lookup::Hit(_)));
     }
 }

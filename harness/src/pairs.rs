@@ -57,6 +57,14 @@ fn len_u32(len: usize) -> u32 {
 /// Reads a serialized map. Accepts the three empty forms seen in the wild: no bytes, a single
 /// NUL byte (allowed by the spec) and a zero count (what the Rust SDK sends).
 pub fn deserialize(bytes: &[u8]) -> Result<Vec<Pair>, PairsError> {
+    Ok(deserialize_borrowed(bytes)?
+        .into_iter()
+        .map(|(k, v)| (k.to_vec(), v.to_vec()))
+        .collect())
+}
+
+/// [`deserialize`] without copying: the pairs point into `bytes`.
+pub fn deserialize_borrowed(bytes: &[u8]) -> Result<Vec<(&[u8], &[u8])>, PairsError> {
     if bytes.len() > MAX_PAIRS_BYTES {
         return Err(PairsError::TooLarge(bytes.len()));
     }
@@ -77,7 +85,7 @@ pub fn deserialize(bytes: &[u8]) -> Result<Vec<Pair>, PairsError> {
         let value_len = read_u32(bytes, 8 + i * 8)? as usize;
         let key = take_terminated(bytes, &mut data, key_len, i)?;
         let value = take_terminated(bytes, &mut data, value_len, i)?;
-        pairs.push((key.to_vec(), value.to_vec()));
+        pairs.push((key, value));
     }
     if data != bytes.len() {
         return Err(PairsError::TrailingBytes(bytes.len() - data));

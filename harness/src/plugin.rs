@@ -52,6 +52,25 @@ impl Plugin {
         })
     }
 
+    /// Where each of the module's functions was compiled to, as `(start address, length,
+    /// name)` in this process, sorted by address: what a profiler that sees only addresses
+    /// (callgrind) needs to name the module's own code.
+    pub fn code_map(&self) -> Vec<(usize, usize, String)> {
+        let module = self.pre.module();
+        let text = module.text().as_ptr() as usize;
+        let mut map: Vec<_> = module
+            .functions()
+            .map(|f| {
+                let name = f
+                    .name
+                    .unwrap_or_else(|| format!("wasm-function[{}]", f.index.as_u32()));
+                (text + f.offset, f.len, name)
+            })
+            .collect();
+        map.sort();
+        map
+    }
+
     /// The module's imports as `module.name`, for checks and messages.
     pub fn imports(&self) -> Vec<String> {
         self.pre

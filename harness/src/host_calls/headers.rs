@@ -179,7 +179,7 @@ fn get_size(c: &mut Caller<'_, HostState>, map: i32, ret: i32) -> CallResult {
 fn get_pairs(c: &mut Caller<'_, HostState>, map: i32, ret_ptr: i32, ret_len: i32) -> CallResult {
     enter(c, "proxy_get_header_map_pairs")?;
     let map = map_type(c, map, "proxy_get_header_map_pairs")?;
-    let bytes = pairs::serialize(readable(c.data(), map)?.entries());
+    let bytes = pairs::serialize(&readable(c.data(), map)?.iter().collect::<Vec<_>>());
     give(c, &bytes, ret_ptr, ret_len)
 }
 
@@ -188,9 +188,8 @@ fn set_pairs(c: &mut Caller<'_, HostState>, map: i32, ptr: i32, len: i32) -> Cal
     let map = map_type(c, map, "proxy_set_header_map_pairs")?;
     let bytes = read(c, ptr, len)?;
     // cpp-host silently treats a malformed map as empty; refusing it surfaces the bug instead.
-    let new_pairs = pairs::deserialize(&bytes).map_err(|_| Status::BadArgument)?;
-    let target = writable(c.data_mut(), map)?;
-    *target = HeaderMap::from_pairs(&new_pairs);
+    let new_pairs = pairs::deserialize_borrowed(&bytes).map_err(|_| Status::BadArgument)?;
+    writable(c.data_mut(), map)?.set_pairs(&new_pairs);
     Ok(())
 }
 
