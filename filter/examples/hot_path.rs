@@ -18,7 +18,7 @@
 
 use filter::config::Config;
 use filter::metrics::Counter;
-use filter::request_path::{Lookup, Reply, RequestHost, SessionCore};
+use filter::request_path::{Header, Lookup, Reply, RequestHost, SessionCore};
 use harness::{CalloutReply, DEFAULT_START_NANOS, HeaderMap, Host, Plugin, PluginConfig, Vm};
 use proto::SessionId;
 use serde_json::json;
@@ -55,8 +55,12 @@ impl RequestHost for NativeHost {
             .collect()
     }
 
-    fn set_request_headers(&self, headers: &[(String, Vec<u8>)]) {
-        *self.headers.borrow_mut() = HeaderMap::from_pairs(headers);
+    fn set_request_headers(&self, headers: &[Header<'_>]) {
+        let mut map = self.headers.borrow_mut();
+        map.clear();
+        for (name, value) in headers {
+            map.add(name.as_bytes(), value);
+        }
     }
 
     fn add_request_header(&self, name: &str, value: &[u8]) {

@@ -12,6 +12,7 @@ use crate::resolve::{self, Failure, Resolution};
 use crate::revocation::RevocationTag;
 use crate::token::{Presented, TokenError, Verified};
 use proto::{Session, SessionId};
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -20,7 +21,7 @@ pub trait RequestHost {
     /// Every request header, names lowercased, in order.
     fn request_headers(&self) -> Vec<(String, Vec<u8>)>;
     /// Replaces every request header with these.
-    fn set_request_headers(&self, headers: &[(String, Vec<u8>)]);
+    fn set_request_headers(&self, headers: &[Header<'_>]);
     /// Appends a request header.
     fn add_request_header(&self, name: &str, value: &[u8]);
     /// The value of a shared-data key, if any.
@@ -34,16 +35,27 @@ pub trait RequestHost {
 /// VM boundary and copies, so the changes go back in one call: a single added header as an
 /// `add`, anything more as one `set` of the whole map (what Envoy does for either is the
 /// same: the headers end up in this order).
-struct HeaderEdits {
-    headers: Vec<(String, Vec<u8>)>,
+///
+/// Headers the filter adds borrow their names and values from the configuration and the
+/// resolved session, so a cache hit copies nothing into the list.
+struct HeaderEdits<'a> {
+    headers: Vec<Header<'a>>,
     removed: bool,
     added: usize,
 }
 
-impl HeaderEdits {
+/// A request header as the request path edits it: read from the proxy (owned) or added by
+/// the filter (usually borrowed).
+pub type Header<'a> = (Cow<'a, str>, Cow<'a, [u8]>);
+
+impl<'a> HeaderEdits<'a> {
     fn read(host: &impl RequestHost) -> Self {
         Self {
-            headers: host.request_headers(),
+            headers: host
+                .request_headers()
+                .into_iter()
+                .map(|(name, value)| (Cow::Owned(name), Cow::Owned(value)))
+                .collect(),
             removed: false,
             added: 0,
         }
@@ -55,8 +67,8 @@ impl HeaderEdits {
         self.removed |= self.headers.len() != before;
     }
 
-    fn add(&mut self, name: &str, value: &[u8]) {
-        self.headers.push((name.to_string(), value.to_vec()));
+    fn add(&mut self, name: impl Into<Cow<'a, str>>, value: impl Into<Cow<'a, [u8]>>) {
+        self.headers.push((name.into(), value.into()));
         self.added += 1;
     }
 
@@ -146,16 +158,21 @@ impl SessionCore {
     pub fn request_headers(&self, host: &impl RequestHost) -> Lookup {
         let mut edits = HeaderEdits::read(host);
         let lookup = self.lookup(host, &mut edits);
+        if let Lookup::Hit(resolved) = &lookup {
+            self.inject(host, &mut edits, resolved);
+        }
         edits.apply(host);
         lookup
     }
 
-    fn lookup(&self, host: &impl RequestHost, edits: &mut HeaderEdits) -> Lookup {
+    /// Everything but the injection of a cached session (the caller does it, so the headers
+    /// can borrow from the session).
+    fn lookup<'a>(&'a self, host: &impl RequestHost, edits: &mut HeaderEdits<'a>) -> Lookup {
         let cookies: Vec<Vec<u8>> = edits
             .headers
             .iter()
             .filter(|(name, _)| name.eq_ignore_ascii_case("cookie"))
-            .map(|(_, value)| value.clone())
+            .map(|(_, value)| value.to_vec())
             .collect();
         let names = &self.config.headers;
         edits.remove(|name| !names.is_reserved(name));
@@ -190,7 +207,6 @@ impl SessionCore {
                 cache.remember(&id, verified);
             }
             host.count(Counter::CacheHit);
-            self.inject(host, edits, &resolved);
             return Lookup::Hit(resolved);
         }
         if self.cache.borrow().is_some() {
@@ -240,17 +256,25 @@ impl SessionCore {
         host.add_request_header(&self.config.headers.state, state.as_str().as_bytes());
     }
 
-    fn report(&self, host: &impl RequestHost, edits: &mut HeaderEdits, state: State) {
+    fn report<'a>(&'a self, host: &impl RequestHost, edits: &mut HeaderEdits<'a>, state: State) {
         host.count(state.counter());
-        edits.add(&self.config.headers.state, state.as_str().as_bytes());
+        edits.add(
+            self.config.headers.state.as_str(),
+            state.as_str().as_bytes(),
+        );
     }
 
     /// Injects a resolved session's headers and counts what was left out.
-    fn inject(&self, host: &impl RequestHost, edits: &mut HeaderEdits, resolved: &Resolved) {
+    fn inject<'a>(
+        &self,
+        host: &impl RequestHost,
+        edits: &mut HeaderEdits<'a>,
+        resolved: &'a Resolved,
+    ) {
         host.count(Counter::Valid);
         let Injection { headers, omitted } = &resolved.injection;
         for (name, value) in headers {
-            edits.add(name, value.as_bytes());
+            edits.add(name.as_str(), value.as_bytes());
         }
         for name in omitted {
             host.count(Counter::HeaderOmitted);
@@ -263,12 +287,12 @@ impl SessionCore {
     }
 
     /// Rewrites the `cookie` headers without the session cookie (step 7).
-    fn drop_session_cookie(&self, edits: &mut HeaderEdits, cookies: &[Vec<u8>]) {
+    fn drop_session_cookie(&self, edits: &mut HeaderEdits<'_>, cookies: &[Vec<u8>]) {
         let name = self.config.cookie.name();
         edits.remove(|header| !header.eq_ignore_ascii_case("cookie"));
         for header in cookies {
             if let Some(rest) = cookie::without(header, name) {
-                edits.add("cookie", &rest);
+                edits.add("cookie", rest);
             }
         }
     }
@@ -358,9 +382,12 @@ mod tests {
         fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
             self.headers.borrow().clone()
         }
-        fn set_request_headers(&self, headers: &[(String, Vec<u8>)]) {
+        fn set_request_headers(&self, headers: &[Header<'_>]) {
             self.sets.set(self.sets.get() + 1);
-            *self.headers.borrow_mut() = headers.to_vec();
+            *self.headers.borrow_mut() = headers
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_vec()))
+                .collect();
         }
         fn add_request_header(&self, name: &str, value: &[u8]) {
             self.adds.set(self.adds.get() + 1);

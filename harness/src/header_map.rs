@@ -34,10 +34,15 @@ impl HeaderMap {
         map
     }
 
-    /// Replaces every header with `pairs` (`proxy_set_header_map_pairs`), reusing the memory.
-    pub fn set_pairs<K: AsRef<[u8]>, V: AsRef<[u8]>>(&mut self, pairs: &[(K, V)]) {
+    /// Removes every header, keeping the memory for the next ones.
+    pub fn clear(&mut self) {
         self.bytes.clear();
         self.entries.clear();
+    }
+
+    /// Replaces every header with `pairs` (`proxy_set_header_map_pairs`), reusing the memory.
+    pub fn set_pairs<K: AsRef<[u8]>, V: AsRef<[u8]>>(&mut self, pairs: &[(K, V)]) {
+        self.clear();
         let size = pairs
             .iter()
             .map(|(k, v)| k.as_ref().len() + v.as_ref().len())

@@ -95,18 +95,17 @@ pub struct Stream {
     /// Things the filter did that Envoy does not allow or would misbehave on (resuming a
     /// stream that was not paused, for example). Tests usually assert this stays empty.
     pub violations: Vec<String>,
-    /// Property values for this stream, keyed by path segments (`["source", "address"]`).
+    /// Property values set for this stream, keyed by path segments (`["source", "address"]`).
+    /// `source.address` reads as [`DEFAULT_SOURCE_ADDRESS`] until set.
     pub properties: BTreeMap<Vec<String>, Vec<u8>>,
     pub(crate) done: bool,
 }
 
+/// The client address a stream reports (`source.address`) unless a test sets another.
+pub const DEFAULT_SOURCE_ADDRESS: &str = "127.0.0.1:40000";
+
 impl Stream {
     pub(crate) fn new(id: u32) -> Self {
-        let mut properties = BTreeMap::new();
-        properties.insert(
-            vec!["source".to_string(), "address".to_string()],
-            b"127.0.0.1:40000".to_vec(),
-        );
         Self {
             id,
             request: Direction::fresh(),
@@ -117,7 +116,7 @@ impl Stream {
             reset: false,
             failure: None,
             violations: Vec::new(),
-            properties,
+            properties: BTreeMap::new(),
             done: false,
         }
     }

@@ -5,7 +5,7 @@ use super::{Pending, SessionStream};
 use crate::cache::Resolved;
 use crate::config::StoreErrorPolicy;
 use crate::metrics::Counter;
-use crate::request_path::{Lookup, Reply, RequestHost, State};
+use crate::request_path::{Header, Lookup, Reply, RequestHost, State};
 use crate::root::Filter;
 use proto::{PatchSession, SessionId};
 use proxy_wasm::traits::{Context, HttpContext};
@@ -17,11 +17,11 @@ impl RequestHost for SessionStream {
         self.get_http_request_headers_bytes()
     }
 
-    fn set_request_headers(&self, headers: &[(String, Vec<u8>)]) {
+    fn set_request_headers(&self, headers: &[Header<'_>]) {
         self.set_http_request_headers_bytes(
             headers
                 .iter()
-                .map(|(name, value)| (name.as_str(), value.as_slice()))
+                .map(|(name, value)| (name.as_ref(), value.as_ref()))
                 .collect(),
         );
     }

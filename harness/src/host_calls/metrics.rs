@@ -73,8 +73,9 @@ fn handle(state: &HostState, id: i32) -> Result<MetricHandle, Status> {
 /// either way; histograms take no increments.
 fn increment(c: &mut Caller<'_, HostState>, id: i32, delta: i64) -> CallResult {
     enter(c, "proxy_increment_metric")?;
-    let metric = handle(c.data(), id)?;
-    let ok = c.data().host.with_stats(|stats| {
+    let state = c.data();
+    let metric = state.metrics.get(&(id as u32)).ok_or(Status::NotFound)?;
+    let ok = state.host.with_stats(|stats| {
         let Some(entry) = stats.get_mut(&metric.name) else {
             return false;
         };

@@ -70,6 +70,9 @@ fn lookup(state: &HostState, path: &[String]) -> Option<Vec<u8>> {
         return Some(value.clone());
     }
     let header = match path {
+        [top, field] if top == "source" && field == "address" => {
+            return Some(crate::stream::DEFAULT_SOURCE_ADDRESS.as_bytes().to_vec());
+        }
         [top, field] if top == "request" => match field.as_str() {
             "path" => ":path",
             "method" => ":method",
