@@ -1,8 +1,8 @@
 //! The only module that talks to MongoDB. One collection of session documents
 //! `{_id, data, user, ttl_seconds, browser_session, created_at, updated_at, expires_at}` with a
 //! TTL index on `expires_at` (each document expires at its own time) and an index on `user`.
-//! Every read also filters on `expires_at > now`, because the TTL monitor runs only about once
-//! a minute. Every operation is bounded by the configured timeout.
+//! Every read also checks `expires_at > now`, because the TTL monitor runs only about once a
+//! minute. Every operation is bounded by the configured timeout.
 
 pub mod data;
 pub mod keys;
@@ -69,6 +69,11 @@ struct SessionDoc {
 }
 
 impl SessionDoc {
+    /// Live exactly when the query `expires_at > now` would match it.
+    fn is_live(&self, now: DateTime) -> bool {
+        self.expires_at > now
+    }
+
     /// A stored document as the API shows it. Documents this service wrote always convert;
     /// one that does not was written by something else and is reported, not guessed at.
     fn into_session(self) -> Result<Session, StoreError> {
@@ -241,13 +246,20 @@ impl Store {
         Ok(())
     }
 
+    /// The filter for a write that must not touch an expired session (no resurrection).
     fn live(id: &str, now: DateTime) -> Document {
         doc! {"_id": id, "expires_at": {"$gt": now}}
     }
 
+    /// The session under `id` if it is live at `now`. The query names `_id` alone and the
+    /// expiry is checked here, which answers exactly as `live` would: a query on `_id` alone
+    /// is the server's fast path (mongod's IDHACK plan; SecantusDB plans `live` as a
+    /// collection scan and takes about twice as long), and this read is every GET.
     async fn find_live(&self, id: &str, now: DateTime) -> Result<Option<SessionDoc>, StoreError> {
-        self.bounded(self.sessions.find_one(Self::live(id, now)))
-            .await
+        let found = self
+            .bounded(self.sessions.find_one(doc! {"_id": id}))
+            .await?;
+        Ok(found.filter(|doc| doc.is_live(now)))
     }
 
     pub async fn get(&self, id: &SessionId, now: DateTime) -> Result<Option<Session>, StoreError> {
@@ -438,5 +450,33 @@ fn command_code(err: &mongodb::error::Error) -> Option<i32> {
     match &*err.kind {
         ErrorKind::Command(e) => Some(e.code),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expiring_at(millis: i64) -> SessionDoc {
+        let at = DateTime::from_millis(millis);
+        SessionDoc {
+            id: "x".into(),
+            data: Document::new(),
+            user: None,
+            ttl_seconds: 60,
+            browser_session: false,
+            created_at: at,
+            updated_at: at,
+            expires_at: at,
+        }
+    }
+
+    #[test]
+    fn a_session_is_live_until_the_millisecond_it_expires_as_the_query_says() {
+        let doc = expiring_at(1_000);
+        assert!(doc.is_live(DateTime::from_millis(999)));
+        // `expires_at > now`: at the same millisecond it is already gone.
+        assert!(!doc.is_live(DateTime::from_millis(1_000)));
+        assert!(!doc.is_live(DateTime::from_millis(1_001)));
     }
 }
