@@ -1,6 +1,7 @@
 //! `edge-dev`: a real HTTP/1.1 proxy that runs the filter's `.wasm` through this host for every
-//! request, configured from the project's `envoy.yaml`. It listens, runs request headers (and
-//! body) through the filter on one of several worker VMs sharing one shared-data store, makes
+//! request, configured from the project's `envoy.yaml`. Several worker threads accept
+//! connections, each running request headers (and body) through the filter on its own VM, in
+//! the thread that serves the connection (the VMs share one shared-data store); it makes
 //! the filter's callouts as real HTTP requests to the named clusters, forwards to the routed
 //! cluster, and runs the response through the filter. Bodies stream through the filter chunk
 //! by chunk in both directions, a few chunks in flight at most.
