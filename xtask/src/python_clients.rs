@@ -100,6 +100,9 @@ pub fn run(wasm_dir: &Path, mongodb_uri: &str) -> Result<()> {
 
     exec(
         Command::new(venv.join("bin/python"))
+            // The package from this checkout, by path: the venv lives in a target directory
+            // that other checkouts share (`.ci/run`), so it must not point at any one of them.
+            .env("PYTHONPATH", root().join("clients/python/src"))
             .args(["-m", "unittest", "discover", "--verbose"])
             .args(["--start-directory", "clients/python/tests"])
             .args(["--top-level-directory", "clients/python"])
@@ -122,30 +125,29 @@ pub fn run(wasm_dir: &Path, mongodb_uri: &str) -> Result<()> {
     Ok(())
 }
 
-/// A virtualenv with the pinned test dependencies and the package itself (editable).
+/// A virtualenv with the pinned test dependencies. The package itself is not installed: the
+/// tests find it through `PYTHONPATH`.
 fn ensure_venv() -> Result<PathBuf> {
     let venv = wasm::cargo_target_dir().join("venv-python-clients");
     let marker = venv.join(".edge-session-installed");
-    let wanted = PINS.join(" ");
+    // The marker names what is installed; a venv from before the package stopped being
+    // installed into it (editable, from one checkout) has another marker and is rebuilt.
+    let wanted = format!("{} (package by PYTHONPATH)", PINS.join(" "));
     if std::fs::read_to_string(&marker).is_ok_and(|m| m == wanted) {
         return Ok(venv);
     }
     eprintln!("xtask: installing {wanted} into {}", venv.display());
-    exec(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    exec(
+        Command::new("python3")
+            .args(["-m", "venv", "--clear"])
+            .arg(&venv),
+    )?;
     let pip = venv.join("bin/pip");
     exec(
         Command::new(&pip)
             .args(["install", "--quiet", "--disable-pip-version-check"])
             .args(PINS),
     )?;
-    exec(Command::new(&pip).args([
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        "--no-deps",
-        "--editable",
-        "clients/python",
-    ]))?;
     std::fs::write(&marker, wanted)?;
     Ok(venv)
 }
