@@ -15,11 +15,22 @@ pub struct HeaderMap {
     entries: Vec<Entry>,
 }
 
-/// One header: where its name and value are in the buffer.
+/// One header: its name is `bytes[start..middle]` of the buffer, its value `bytes[middle..end]`.
 #[derive(Clone, Copy)]
 struct Entry {
-    name: (usize, usize),
-    value: (usize, usize),
+    start: usize,
+    middle: usize,
+    end: usize,
+}
+
+impl Entry {
+    fn name(self, bytes: &[u8]) -> &[u8] {
+        &bytes[self.start..self.middle]
+    }
+
+    fn value(self, bytes: &[u8]) -> &[u8] {
+        &bytes[self.middle..self.end]
+    }
 }
 
 impl HeaderMap {
@@ -54,21 +65,17 @@ impl HeaderMap {
         }
     }
 
-    fn name_of(&self, entry: &Entry) -> &[u8] {
-        &self.bytes[entry.name.0..entry.name.1]
-    }
-
-    fn value_of(&self, entry: &Entry) -> &[u8] {
-        &self.bytes[entry.value.0..entry.value.1]
+    /// The values of `name` (any case), in order.
+    fn values<'m, 'n>(&'m self, name: &'n [u8]) -> impl Iterator<Item = &'m [u8]> + use<'m, 'n> {
+        self.entries
+            .iter()
+            .filter(move |e| e.name(&self.bytes).eq_ignore_ascii_case(name))
+            .map(|e| e.value(&self.bytes))
     }
 
     /// The first value of `name` (Envoy's `proxy_get_header_map_value` returns only the first).
     pub fn get_bytes(&self, name: impl AsRef<[u8]>) -> Option<&[u8]> {
-        let name = name.as_ref();
-        self.entries
-            .iter()
-            .find(|e| self.name_of(e).eq_ignore_ascii_case(name))
-            .map(|e| self.value_of(e))
+        self.values(name.as_ref()).next()
     }
 
     /// The first value of `name` as text; `None` when absent or not UTF-8.
@@ -79,10 +86,8 @@ impl HeaderMap {
 
     /// Every value of `name`, in order.
     pub fn get_all(&self, name: &str) -> Vec<&str> {
-        self.entries
-            .iter()
-            .filter(|e| self.name_of(e).eq_ignore_ascii_case(name.as_bytes()))
-            .filter_map(|e| std::str::from_utf8(self.value_of(e)).ok())
+        self.values(name.as_bytes())
+            .filter_map(|v| std::str::from_utf8(v).ok())
             .collect()
     }
 
@@ -98,8 +103,9 @@ impl HeaderMap {
         self.bytes[start..middle].make_ascii_lowercase();
         self.bytes.extend_from_slice(value);
         self.entries.push(Entry {
-            name: (start, middle),
-            value: (middle, self.bytes.len()),
+            start,
+            middle,
+            end: self.bytes.len(),
         });
     }
 
@@ -114,7 +120,7 @@ impl HeaderMap {
     pub fn remove(&mut self, name: &[u8]) {
         let bytes = &self.bytes;
         self.entries
-            .retain(|e| !bytes[e.name.0..e.name.1].eq_ignore_ascii_case(name));
+            .retain(|e| !e.name(bytes).eq_ignore_ascii_case(name));
         // Removed headers leave their bytes behind; once they are most of the buffer, compact.
         if self.bytes.len() > 256 && self.byte_size() < self.bytes.len() / 2 {
             *self = Self::from_pairs(&self.iter().collect::<Vec<_>>());
@@ -131,16 +137,13 @@ impl HeaderMap {
 
     /// Total bytes of names and values (Envoy's `HeaderMap::byteSize`).
     pub fn byte_size(&self) -> usize {
-        self.entries
-            .iter()
-            .map(|e| e.name.1 - e.name.0 + e.value.1 - e.value.0)
-            .sum()
+        self.entries.iter().map(|e| e.end - e.start).sum()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         self.entries
             .iter()
-            .map(|e| (self.name_of(e), self.value_of(e)))
+            .map(|e| (e.name(&self.bytes), e.value(&self.bytes)))
     }
 
     /// The entries as lossy text, for assertions and messages.

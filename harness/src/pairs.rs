@@ -7,9 +7,6 @@ pub const MAX_PAIRS_BYTES: usize = 1 << 20;
 /// ... or with more pairs than this.
 pub const MAX_PAIRS_COUNT: usize = 1024;
 
-/// One header: name and value as raw bytes (Envoy allows obs-text in values).
-pub type Pair = (Vec<u8>, Vec<u8>);
-
 /// Why a serialized map could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PairsError {
@@ -56,15 +53,8 @@ fn len_u32(len: usize) -> u32 {
 
 /// Reads a serialized map. Accepts the three empty forms seen in the wild: no bytes, a single
 /// NUL byte (allowed by the spec) and a zero count (what the Rust SDK sends).
-pub fn deserialize(bytes: &[u8]) -> Result<Vec<Pair>, PairsError> {
-    Ok(deserialize_borrowed(bytes)?
-        .into_iter()
-        .map(|(k, v)| (k.to_vec(), v.to_vec()))
-        .collect())
-}
-
-/// [`deserialize`] without copying: the pairs point into `bytes`.
-pub fn deserialize_borrowed(bytes: &[u8]) -> Result<Vec<(&[u8], &[u8])>, PairsError> {
+/// The pairs point into `bytes`: nothing is copied.
+pub fn deserialize(bytes: &[u8]) -> Result<Vec<(&[u8], &[u8])>, PairsError> {
     if bytes.len() > MAX_PAIRS_BYTES {
         return Err(PairsError::TooLarge(bytes.len()));
     }
@@ -121,7 +111,7 @@ fn take_terminated<'a>(
 mod tests {
     use super::*;
 
-    fn pairs(list: &[(&str, &str)]) -> Vec<Pair> {
+    fn pairs(list: &[(&str, &str)]) -> Vec<(Vec<u8>, Vec<u8>)> {
         list.iter()
             .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
             .collect()
@@ -146,7 +136,12 @@ mod tests {
             (b"empty".to_vec(), Vec::new()),
             (Vec::new(), b"no name".to_vec()),
         ];
-        assert_eq!(deserialize(&serialize(&original)), Ok(original));
+        let bytes = serialize(&original);
+        let borrowed: Vec<(&[u8], &[u8])> = original
+            .iter()
+            .map(|(k, v)| (k.as_slice(), v.as_slice()))
+            .collect();
+        assert_eq!(deserialize(&bytes), Ok(borrowed));
     }
 
     #[test]

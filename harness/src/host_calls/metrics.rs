@@ -61,12 +61,8 @@ fn define(
     Ok(())
 }
 
-fn handle(state: &HostState, id: i32) -> Result<MetricHandle, Status> {
-    state
-        .metrics
-        .get(&(id as u32))
-        .cloned()
-        .ok_or(Status::NotFound)
+fn handle(state: &HostState, id: i32) -> Result<&MetricHandle, Status> {
+    state.metrics.get(&(id as u32)).ok_or(Status::NotFound)
 }
 
 /// Counters only go up (a delta of 0 or less is `BadArgument`, as in Envoy); gauges move
@@ -74,7 +70,7 @@ fn handle(state: &HostState, id: i32) -> Result<MetricHandle, Status> {
 fn increment(c: &mut Caller<'_, HostState>, id: i32, delta: i64) -> CallResult {
     enter(c, "proxy_increment_metric")?;
     let state = c.data();
-    let metric = state.metrics.get(&(id as u32)).ok_or(Status::NotFound)?;
+    let metric = handle(state, id)?;
     let ok = state.host.with_stats(|stats| {
         let Some(entry) = stats.get_mut(&metric.name) else {
             return false;
