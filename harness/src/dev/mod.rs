@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
-use worker::{BodyOutcome, LocalVm, Msg, Outcome};
+use worker::{BodyOutcome, LocalVm, Msg, Outcome, Unanswered};
 
 type HttpClient = Client<HttpConnector, ProxyBody>;
 
@@ -62,7 +62,7 @@ struct Shared {
 /// One worker thread's proxy: its own HTTP client (connection pool) and, with the filter, its
 /// own VM, as Envoy gives each worker thread its own.
 struct Proxy {
-    config: DevConfig,
+    shared: Arc<Shared>,
     vm: Option<Rc<LocalVm>>,
     client: HttpClient,
 }
@@ -143,7 +143,7 @@ fn worker_thread(
     };
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async move {
-        let proxy = match Proxy::start(index, &shared) {
+        let proxy = match Proxy::start(index, shared) {
             Ok(proxy) => Rc::new(proxy),
             Err(err) => {
                 let _ = ready.send(Err(err));
@@ -187,13 +187,13 @@ fn worker_thread(
 
 impl Proxy {
     /// The worker's HTTP client and, with the filter, its VM, on the shared host.
-    fn start(index: usize, shared: &Shared) -> Result<Self, DevError> {
+    fn start(index: usize, shared: Arc<Shared>) -> Result<Self, DevError> {
         // No Nagle on either side, as Envoy: headers and a streamed body go out as separate
         // writes, and waiting for the peer's delayed ACK would add ~40 ms to every response.
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         let client: HttpClient = Client::builder(TokioExecutor::new()).build(connector);
-        let config = shared.config.clone();
+        let config = &shared.config;
         let vm = match &shared.filter {
             None => None,
             Some((host, plugin)) => {
@@ -220,7 +220,16 @@ impl Proxy {
                 Some(LocalVm::new(vm, host.clone(), runner))
             }
         };
-        Ok(Self { config, vm, client })
+        Ok(Self { shared, vm, client })
+    }
+
+    /// The address of the cluster that `path` routes to.
+    fn route(&self, path: &str) -> Option<&str> {
+        let config = &self.shared.config;
+        config
+            .route(path)
+            .and_then(|cluster| config.clusters.get(cluster))
+            .map(String::as_str)
     }
 }
 
@@ -263,11 +272,7 @@ async fn handle(
         body_out.boxed()
     };
     let path = upstream.header(":path").unwrap_or("/").to_string();
-    let address = proxy
-        .config
-        .route(&path)
-        .and_then(|cluster| proxy.config.clusters.get(cluster));
-    let (headers, source) = match address {
+    let (headers, source) = match proxy.route(&path) {
         Some(address) => match send(&proxy.client, address, &upstream, upstream_body).await {
             Ok(response) => {
                 let (parts, body) = response.into_parts();
@@ -381,7 +386,7 @@ async fn pump(
             None => (Bytes::new(), true),
             Some(Err(())) => return sender.abort(BodyCut("the sending peer broke off")),
         };
-        let outcome = ask_body(&worker, |reply| Msg::Body {
+        let outcome = ask(&worker, |reply| Msg::Body {
             stream,
             response,
             chunk,
@@ -417,11 +422,7 @@ async fn unfiltered(proxy: &Proxy, request: Request<Incoming>) -> Response<Proxy
         end_of_stream: body.is_end_stream(),
     };
     let path = message.header(":path").unwrap_or("/");
-    let Some(address) = proxy
-        .config
-        .route(path)
-        .and_then(|cluster| proxy.config.clusters.get(cluster))
-    else {
+    let Some(address) = proxy.route(path) else {
         return plain(404, "no route");
     };
     let body = match message.end_of_stream {
@@ -445,23 +446,13 @@ async fn unfiltered(proxy: &Proxy, request: Request<Incoming>) -> Response<Proxy
 
 /// Hands an event to the worker's VM and waits for the filter's decision (ready at once
 /// unless the filter paused, for a callout say).
-async fn ask(
+async fn ask<T: Unanswered>(
     worker: &Rc<LocalVm>,
-    message: impl FnOnce(oneshot::Sender<Outcome>) -> Msg,
-) -> Outcome {
+    message: impl FnOnce(oneshot::Sender<T>) -> Msg,
+) -> T {
     let (tx, rx) = oneshot::channel();
     worker.handle(message(tx));
-    rx.await
-        .unwrap_or_else(|_| Outcome::Client(worker::service_unavailable()))
-}
-
-async fn ask_body(
-    worker: &Rc<LocalVm>,
-    message: impl FnOnce(oneshot::Sender<BodyOutcome>) -> Msg,
-) -> BodyOutcome {
-    let (tx, rx) = oneshot::channel();
-    worker.handle(message(tx));
-    rx.await.unwrap_or(BodyOutcome::Stopped)
+    rx.await.unwrap_or_else(|_| T::unanswered())
 }
 
 type Pairs = Vec<(Vec<u8>, Vec<u8>)>;

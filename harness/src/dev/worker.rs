@@ -33,6 +33,23 @@ pub enum BodyOutcome {
     Stopped,
 }
 
+/// What a caller gets when its stream went away before the filter decided.
+pub trait Unanswered {
+    fn unanswered() -> Self;
+}
+
+impl Unanswered for Outcome {
+    fn unanswered() -> Self {
+        Outcome::Client(service_unavailable())
+    }
+}
+
+impl Unanswered for BodyOutcome {
+    fn unanswered() -> Self {
+        BodyOutcome::Stopped
+    }
+}
+
 pub enum Msg {
     RequestHeaders {
         headers: Vec<(Vec<u8>, Vec<u8>)>,
