@@ -3,6 +3,7 @@
 //! the API cannot drift. Builds for wasm32 and native.
 
 mod api;
+pub mod secrets;
 mod session;
 mod session_id;
 
