@@ -93,17 +93,36 @@ impl HeaderNames {
         }
     }
 
-    /// Whether a request header of this name must be removed before anything else: the
-    /// client must never be able to set it.
+    /// Whether a request header (or trailer) of this name must be removed before anything
+    /// else: the client must never be able to set it, in any spelling an app server could
+    /// read as one of ours. That is the prefix or a mapped name in any case with `_` and `-`
+    /// as one character (CGI, WSGI and Rack fold both into `HTTP_X_SESSION_USER`), and any
+    /// name that is not an RFC 7230 token at all (pseudo-headers such as `:path` aside):
+    /// Envoy's codecs refuse those, so only a hostile or broken host delivers one, and an app
+    /// server's case folding could turn its bytes into ours (Python upper-cases `ß` to `SS`).
     pub fn is_reserved(&self, name: &str) -> bool {
-        self.has_prefix(name) || self.map.values().any(|m| m.eq_ignore_ascii_case(name))
+        self.has_prefix(name)
+            || self.map.values().any(|m| same_name(m, name))
+            || !is_token(name.strip_prefix(':').unwrap_or(name))
     }
 
-    /// Whether `name` starts with the prefix, in any case.
+    /// Whether `name` starts with the prefix, in any case, with `_` and `-` as one character.
     pub fn has_prefix(&self, name: &str) -> bool {
-        name.len() >= self.prefix.len()
-            && name.as_bytes()[..self.prefix.len()].eq_ignore_ascii_case(self.prefix.as_bytes())
+        name.len() >= self.prefix.len() && same_name(&self.prefix, &name[..self.prefix.len()])
     }
+}
+
+/// Whether two header names are the same to an app server: ASCII case and `_` versus `-` do
+/// not count. `ours` is lowercase with no `_` (the configuration parser makes sure).
+fn same_name(ours: &str, theirs: &str) -> bool {
+    let fold = |b: u8| {
+        if b == b'_' {
+            b'-'
+        } else {
+            b.to_ascii_lowercase()
+        }
+    };
+    ours.len() == theirs.len() && ours.bytes().zip(theirs.bytes()).all(|(a, b)| a == fold(b))
 }
 
 /// A configuration error: the field (`cookie.same_site`, `keys[1].secret`) and what is wrong.
@@ -504,6 +523,11 @@ fn parse_cache(raw: RawCache) -> Result<Option<CacheConfig>, ConfigError> {
     }))
 }
 
+/// App servers fold `_` into `-` (or drop such headers, as nginx does by default), so a name
+/// with `_` would be injected under a name the app may never see as written.
+const UNDERSCORE: &str =
+    "must use '-', not '_': app servers read the two as one, or drop the header";
+
 fn parse_headers(raw: RawHeaders) -> Result<HeaderNames, ConfigError> {
     let prefix = raw.prefix.to_ascii_lowercase();
     if !is_token(&prefix) || prefix.len() > 64 {
@@ -511,6 +535,9 @@ fn parse_headers(raw: RawHeaders) -> Result<HeaderNames, ConfigError> {
             "headers.prefix",
             "must be 1 to 64 header-name characters",
         ));
+    }
+    if prefix.contains('_') {
+        return Err(error("headers.prefix", UNDERSCORE));
     }
     let mut map = BTreeMap::new();
     for (key, header) in raw.map {
@@ -521,6 +548,18 @@ fn parse_headers(raw: RawHeaders) -> Result<HeaderNames, ConfigError> {
         }
         if !is_token(&header) {
             return Err(error(field, "must be a header name"));
+        }
+        if header.contains('_') {
+            return Err(error(field, UNDERSCORE));
+        }
+        if header.starts_with(&prefix) {
+            return Err(error(
+                field,
+                "must not start with headers.prefix: the filter's own headers use those names",
+            ));
+        }
+        if map.values().any(|other| other == &header) {
+            return Err(error(field, "is already mapped from another data key"));
         }
         if matches!(
             header.as_str(),
@@ -743,6 +782,22 @@ mod tests {
                 Box::new(|v| v["headers"] = json!({"map": {"roles": "bad header"}})),
             ),
             (
+                "headers.prefix",
+                Box::new(|v| v["headers"] = json!({"prefix": "x_session-"})),
+            ),
+            (
+                "headers.map.roles",
+                Box::new(|v| v["headers"] = json!({"map": {"roles": "x_user_roles"}})),
+            ),
+            (
+                "headers.map.roles",
+                Box::new(|v| v["headers"] = json!({"map": {"roles": "X-Session-Roles"}})),
+            ),
+            (
+                "headers.map.roles",
+                Box::new(|v| v["headers"] = json!({"map": {"groups": "x-r", "roles": "X-R"}})),
+            ),
+            (
                 "on_store_error",
                 Box::new(|v| v["on_store_error"] = json!("fail_sometimes")),
             ),
@@ -779,6 +834,47 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn reserved_names_match_in_any_case_with_underscores_for_dashes() {
+        let mut value = minimal();
+        value["headers"] = json!({"map": {"roles": "x-user-roles"}});
+        let names = parse(&value).unwrap().headers;
+        for spoof in [
+            "x-session-user",
+            "X-SESSION-USER",
+            "x_session_user",
+            "X_Session_State",
+            "x-session_data",
+            "x_session-id",
+            "x_session_",
+            "x-session-",
+            "x_user_roles",
+            "X_USER-ROLES",
+            "x-user-roles",
+        ] {
+            assert!(names.is_reserved(spoof), "{spoof}");
+        }
+        // Not tokens: only a hostile host delivers them, and app servers may fold them into ours.
+        for odd in ["x-se\u{df}ion-user", "x session-user", "", "x:y", "::path"] {
+            assert!(names.is_reserved(odd), "{odd:?}");
+        }
+        for fine in [
+            ":path",
+            ":authority",
+            "x-sessions",
+            "x-session",
+            "xsession-user",
+            "x-user-roles2",
+            "x-user-role",
+            "cookie",
+            "accept_language",
+        ] {
+            assert!(!names.is_reserved(fine), "{fine}");
+        }
+        assert!(names.has_prefix("X_SESSION_SET"));
+        assert!(!names.has_prefix("x-sessio"));
     }
 
     #[test]

@@ -63,7 +63,7 @@ pub fn parse(
     let mut seen: Vec<&str> = Vec::new();
     let mut any = false;
     for (name, value) in headers {
-        let Some(kind) = control_kind(names, name) else {
+        let Some(kind) = control_kind(names, name)? else {
             continue;
         };
         if seen.contains(&kind) {
@@ -128,13 +128,27 @@ fn flag(name: &str, text: &str) -> Result<bool, ControlError> {
     }
 }
 
-fn control_kind(names: &HeaderNames, name: &str) -> Option<&'static str> {
-    let suffix = name
+/// Which control header `name` is, if any. A control header's name is the prefix and the
+/// kind, in any case, spelled with `-` only: `x_session_set` is removed from the response like
+/// every spelling of the prefix, but applying it would let a header the app never meant as
+/// ours (or one a framework renamed) change the session, so it is refused by name instead.
+fn control_kind(names: &HeaderNames, name: &str) -> Result<Option<&'static str>, ControlError> {
+    let Some(suffix) = name
         .get(names.prefix.len()..)
-        .filter(|_| names.has_prefix(name))?;
-    ["set", "user", "expiry", "cycle", "flush"]
+        .filter(|_| names.has_prefix(name))
+    else {
+        return Ok(None);
+    };
+    let kind = ["set", "user", "expiry", "cycle", "flush"]
         .into_iter()
-        .find(|k| suffix.eq_ignore_ascii_case(k))
+        .find(|k| suffix.replace('_', "-").eq_ignore_ascii_case(k));
+    if kind.is_some() && name.contains('_') {
+        return Err(bad(
+            name,
+            "spelled with '_': control headers are written with '-'",
+        ));
+    }
+    Ok(kind)
 }
 
 /// The companion calls a write takes, in order.
@@ -317,6 +331,26 @@ mod tests {
                 "{name}: {value}"
             );
         }
+        for name in [
+            "x_session_set",
+            "X_Session_User",
+            "x-session_expiry",
+            "x_session-cycle",
+        ] {
+            assert_eq!(
+                parse_list(&[(name, "1"), ("x-session-user", "alice")]),
+                Err(bad(
+                    name,
+                    "spelled with '_': control headers are written with '-'"
+                )),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            parse_list(&[("x_session_other", "1")]),
+            Ok(None),
+            "not a control header, whatever its spelling"
+        );
         let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
         assert!(
             parse(
