@@ -156,7 +156,7 @@ fn request(cookie: Option<&'static str>) -> Vec<(&'static str, &'static str)> {
 fn fixture(plugin: &Plugin) -> Result<Fixture, Error> {
     let config = |ttl_ms: u64| {
         json!({"keys": [{"id": "k1", "secret": SECRET}],
-               "companion": {"cluster": "companion", "token": "t"},
+               "companion": {"cluster": "companion", "token": "companion-test-token-0123456789abcdef"},
                "cache": {"ttl_ms": ttl_ms}})
         .to_string()
     };

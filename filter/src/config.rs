@@ -4,14 +4,13 @@
 use crate::cookie::CookieSpec;
 use crate::token::{KeyId, Keyring, SigningKey};
 use base64::Engine;
+use proto::secrets::{self, Weakness};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
-/// The smallest secret accepted, in bytes (the HMAC-SHA256 block of security).
-pub const MIN_SECRET_BYTES: usize = 32;
 const MAX_TIMEOUT_MS: u64 = 60_000;
 const MAX_CACHE_ENTRIES: usize = 1_000_000;
 const MAX_HEADER_BYTES_LIMIT: usize = 65_536;
@@ -31,6 +30,9 @@ pub struct Config {
     pub ttl_seconds: u64,
     pub sliding: bool,
     pub max_header_bytes: usize,
+    /// Weak secrets accepted because `allow_development_secrets` is on, one line each (the
+    /// field and why, never the secret): `on_configure` logs them loudly.
+    pub development_secrets: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -177,6 +179,9 @@ struct RawConfig {
     sliding: bool,
     #[serde(default = "default_max_header_bytes")]
     max_header_bytes: usize,
+    /// Accept weak secrets (never placeholders), logging each at start: development only.
+    #[serde(default)]
+    allow_development_secrets: bool,
 }
 
 #[derive(Deserialize)]
@@ -297,10 +302,14 @@ impl Config {
             error(field_of(&path, &message), message)
         })?;
         let headers = parse_headers(raw.headers)?;
+        let mut secrets = SecretCheck {
+            development: raw.allow_development_secrets,
+            accepted_weak: Vec::new(),
+        };
         Ok(Self {
             cookie: parse_cookie(raw.cookie)?,
-            keys: parse_keys(raw.keys)?,
-            companion: parse_companion(raw.companion)?,
+            keys: parse_keys(raw.keys, &mut secrets)?,
+            companion: parse_companion(raw.companion, &mut secrets)?,
             cache: parse_cache(raw.cache)?,
             headers,
             on_store_error: raw.on_store_error,
@@ -314,7 +323,32 @@ impl Config {
                 MAX_HEADER_BYTES_LIMIT,
                 "max_header_bytes",
             )?,
+            development_secrets: secrets.accepted_weak,
         })
+    }
+}
+
+/// Applies the shared secret rules (`proto::secrets`) with the development switch.
+struct SecretCheck {
+    development: bool,
+    accepted_weak: Vec<String>,
+}
+
+impl SecretCheck {
+    fn check(&mut self, field: String, weakness: Option<Weakness>) -> Result<(), ConfigError> {
+        let Some(weakness) = weakness else {
+            return Ok(());
+        };
+        if self.development && weakness.allowed_in_development() {
+            self.accepted_weak.push(format!("{field} {weakness}"));
+            return Ok(());
+        }
+        let hint = if weakness.allowed_in_development() {
+            " (allow_development_secrets accepts it for development only)"
+        } else {
+            ""
+        };
+        Err(error(field, format!("{weakness}{hint}")))
     }
 }
 
@@ -430,7 +464,7 @@ fn parse_cookie(raw: RawCookie) -> Result<CookieSpec, ConfigError> {
     ))
 }
 
-fn parse_keys(raw: Vec<RawKey>) -> Result<Keyring, ConfigError> {
+fn parse_keys(raw: Vec<RawKey>, secrets: &mut SecretCheck) -> Result<Keyring, ConfigError> {
     if raw.is_empty() {
         return Err(error(
             "keys",
@@ -454,15 +488,20 @@ fn parse_keys(raw: Vec<RawKey>) -> Result<Keyring, ConfigError> {
                 "must be base64 (standard or URL-safe alphabet, padding optional)",
             )
         })?;
-        if secret.len() < MIN_SECRET_BYTES {
+        if secret.len() < secrets::MIN_KEY_BYTES {
             return Err(error(
                 format!("keys[{i}].secret"),
                 format!(
-                    "decodes to {} bytes; at least {MIN_SECRET_BYTES} are required",
-                    secret.len()
+                    "decodes to {} bytes; at least {} are required",
+                    secret.len(),
+                    secrets::MIN_KEY_BYTES
                 ),
             ));
         }
+        secrets.check(
+            format!("keys[{i}].secret"),
+            secrets::key_weakness(&key.secret, &secret),
+        )?;
         keys.push(SigningKey::new(id, &secret));
     }
     Ok(Keyring::new(keys))
@@ -476,7 +515,7 @@ fn decode_secret(text: &str) -> Option<Vec<u8>> {
         .find_map(|engine| engine.decode(text).ok())
 }
 
-fn parse_companion(raw: RawCompanion) -> Result<Companion, ConfigError> {
+fn parse_companion(raw: RawCompanion, secrets: &mut SecretCheck) -> Result<Companion, ConfigError> {
     if raw.cluster.is_empty() || !is_visible(&raw.cluster) {
         return Err(error(
             "companion.cluster",
@@ -496,6 +535,10 @@ fn parse_companion(raw: RawCompanion) -> Result<Companion, ConfigError> {
             "must be non-empty visible ASCII without spaces",
         ));
     }
+    secrets.check(
+        "companion.token".to_string(),
+        secrets::token_weakness(&raw.token),
+    )?;
     if raw.timeout_ms == 0 || raw.timeout_ms > MAX_TIMEOUT_MS {
         return Err(error(
             "companion.timeout_ms",
@@ -591,7 +634,7 @@ mod tests {
     fn minimal() -> Value {
         json!({
             "keys": [{"id": "k1", "secret": SECRET}],
-            "companion": {"cluster": "companion", "token": "s3cret-token"}
+            "companion": {"cluster": "companion", "token": "s3cret-token-0123456789abcdefghij"}
         })
     }
 
@@ -609,7 +652,10 @@ mod tests {
         );
         assert_eq!(config.cookie.max_age_seconds(), 1_209_600);
         assert_eq!(config.companion.authority, "companion");
-        assert_eq!(config.companion.authorization, "Bearer s3cret-token");
+        assert_eq!(
+            config.companion.authorization,
+            "Bearer s3cret-token-0123456789abcdefghij"
+        );
         assert_eq!(config.companion.timeout, Duration::from_millis(200));
         let cache = config.cache.unwrap();
         assert_eq!(
@@ -633,7 +679,7 @@ mod tests {
             "cookie": {"name": "__Host-s", "path": "/", "secure": true, "http_only": false,
                        "same_site": "Strict", "max_age_seconds": 60},
             "keys": [{"id": "new", "secret": SECRET}, {"id": "old", "secret": SECRET}],
-            "companion": {"cluster": "c", "authority": "sessions.internal:8080", "token": "t", "timeout_ms": 50},
+            "companion": {"cluster": "c", "authority": "sessions.internal:8080", "token": "companion-test-token-0123456789abcdef", "timeout_ms": 50},
             "cache": {"ttl_ms": 0, "max_entries": 5},
             "headers": {"prefix": "X-Sess-", "map": {"roles": "X-User-Roles"}},
             "on_store_error": "fail_closed",
@@ -875,6 +921,72 @@ mod tests {
         }
         assert!(names.has_prefix("X_SESSION_SET"));
         assert!(!names.has_prefix("x-sessio"));
+    }
+
+    #[test]
+    fn placeholders_are_refused_and_weak_secrets_need_the_development_switch() {
+        use base64::engine::general_purpose::STANDARD;
+        let text_key = STANDARD.encode("dev-only-secret-do-not-use-in-production!");
+        let placeholder_key = STANDARD.encode("REPLACE-ME: 32+ random bytes, base64");
+        let uniform_key = STANDARD.encode([7u8; 32]);
+        let weak_token = "dev-token-change-me-0123456789";
+        type Case = (&'static str, Box<dyn Fn(&mut Value)>);
+        let weak: Vec<Case> = vec![
+            ("keys[0].secret", {
+                let k = text_key.clone();
+                Box::new(move |v| v["keys"][0]["secret"] = json!(k))
+            }),
+            ("keys[0].secret", {
+                let k = uniform_key.clone();
+                Box::new(move |v| v["keys"][0]["secret"] = json!(k))
+            }),
+            (
+                "companion.token",
+                Box::new(move |v| v["companion"]["token"] = json!(weak_token)),
+            ),
+        ];
+        for (field, mutate) in &weak {
+            let mut value = minimal();
+            mutate(&mut value);
+            let err = parse(&value).err().unwrap();
+            assert_eq!(err.field, *field);
+            assert!(err.message.contains("allow_development_secrets"), "{err}");
+            value["allow_development_secrets"] = json!(true);
+            let config = parse(&value).unwrap();
+            assert_eq!(config.development_secrets.len(), 1);
+            assert!(config.development_secrets[0].starts_with(field));
+        }
+        let placeholders: Vec<Case> = vec![
+            ("keys[0].secret", {
+                let k = placeholder_key.clone();
+                Box::new(move |v| v["keys"][0]["secret"] = json!(k))
+            }),
+            (
+                "companion.token",
+                Box::new(|v| v["companion"]["token"] = json!("REPLACE-ME-openssl-rand-hex-24")),
+            ),
+        ];
+        for (field, mutate) in &placeholders {
+            for development in [false, true] {
+                let mut value = minimal();
+                mutate(&mut value);
+                value["allow_development_secrets"] = json!(development);
+                let err = parse(&value).err().unwrap();
+                assert_eq!(err.field, *field);
+                assert!(err.message.contains("placeholder"), "{err}");
+            }
+        }
+        let strong = parse(&minimal()).unwrap();
+        assert!(strong.development_secrets.is_empty());
+        let mut value = minimal();
+        value["companion"]["token"] = json!("0123456789abcdef0123456789abcde");
+        assert_eq!(
+            parse(&value).err().map(|e| e.field),
+            Some("companion.token".into()),
+            "31 characters"
+        );
+        value["companion"]["token"] = json!("0123456789abcdef0123456789abcdef");
+        assert!(parse(&value).is_ok(), "32 characters");
     }
 
     #[test]

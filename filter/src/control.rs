@@ -245,7 +245,7 @@ mod tests {
     fn names() -> HeaderNames {
         let config = json!({
             "keys": [{"id": "k", "secret": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="}],
-            "companion": {"cluster": "c", "token": "t"},
+            "companion": {"cluster": "c", "token": "companion-test-token-0123456789abcdef"},
         });
         Config::parse(config.to_string().as_bytes())
             .unwrap()

@@ -79,7 +79,7 @@ mod tests {
     fn names() -> HeaderNames {
         let config = json!({
             "keys": [{"id": "k", "secret": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="}],
-            "companion": {"cluster": "c", "token": "t"},
+            "companion": {"cluster": "c", "token": "companion-test-token-0123456789abcdef"},
             "headers": {"map": {"roles": "x-user-roles", "name": "x-user-name", "missing": "x-missing", "n": "x-n"}}
         });
         Config::parse(config.to_string().as_bytes())

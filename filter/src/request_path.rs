@@ -406,7 +406,7 @@ mod tests {
 
     fn core() -> SessionCore {
         let config = serde_json::json!({"keys": [{"id": "k1", "secret": SECRET}],
-            "companion": {"cluster": "companion", "token": "t"}});
+            "companion": {"cluster": "companion", "token": "companion-test-token-0123456789abcdef"}});
         SessionCore::new(Config::parse(config.to_string().as_bytes()).unwrap())
     }
 

@@ -54,6 +54,12 @@ impl RootContext for Root {
                 return false;
             }
         };
+        for accepted in &config.development_secrets {
+            log::error!(
+                "edge-session: DEVELOPMENT SECRET ACCEPTED (allow_development_secrets is on): \
+                 {accepted}. Anyone who knows it can forge sessions: never run this in production"
+            );
+        }
         let mut counters = [None; Counter::ALL.len()];
         for counter in Counter::ALL {
             counters[counter.index()] =

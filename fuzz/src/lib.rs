@@ -21,7 +21,7 @@ pub fn config(keys: &[(&str, &str)]) -> Config {
         .collect();
     let text = json!({
         "keys": keys,
-        "companion": {"cluster": "companion", "token": "fuzz-token"},
+        "companion": {"cluster": "companion", "token": "fuzz-token-0123456789abcdefghijklmn"},
         "headers": {"map": {"roles": "x-user-roles", "name": "x-user-name"}},
     });
     match Config::parse(text.to_string().as_bytes()) {

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 pub const SECRET_A: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
 /// 32 bytes 0x65..0x84, base64.
 pub const SECRET_B: &str = "ZWZnaGlqa2xtbm9wcXJzdHV2d3h5ent8fX5/gIGCg4Q=";
-pub const COMPANION_TOKEN: &str = "companion-test-token";
+pub const COMPANION_TOKEN: &str = "companion-test-token-0123456789abcdef";
 
 pub fn wasm_path() -> PathBuf {
     let dir = match std::env::var_os("EDGE_SESSION_WASM_DIR") {
