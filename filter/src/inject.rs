@@ -1,6 +1,12 @@
-//! What the filter injects upstream for a resolved session (DESIGN.md section 2.1): state, id,
-//! user, data as ASCII-only JSON, expiry, and the mapped headers. Values over the size limit
-//! are left out and reported, so the caller can count and log the omission.
+//! What the filter injects upstream for a resolved session (docs/architecture.md, "Injected
+//! headers"): state, id, user, data as ASCII-only JSON, expiry, and the mapped headers. Values
+//! over the size limit are left out and reported, so the caller can count and log the omission.
+//!
+//! Every value is encoded one-to-one, so two different sessions can never look the same to the
+//! app: mapped headers are always JSON (a string too, quotes and all); the user is sent as it
+//! is only when it is header-safe and does not start with `"`, and otherwise as an ASCII-only
+//! JSON string. An app decodes with one rule: a value starting with `"` is a JSON string,
+//! anything else is the value itself.
 
 use crate::config::HeaderNames;
 use crate::json_ascii;
@@ -26,20 +32,13 @@ fn header_safe(text: &str) -> bool {
         && !bytes.last().is_some_and(|b| b.is_ascii_whitespace())
 }
 
-/// A string as is when header-safe, otherwise as an ASCII-only JSON string.
-fn text_value(text: &str) -> String {
-    if header_safe(text) {
+/// A string as it is when that cannot be mistaken for anything else (header-safe, not starting
+/// with the quote that marks a JSON string), otherwise as an ASCII-only JSON string.
+pub fn text_value(text: &str) -> String {
+    if header_safe(text) && !text.starts_with('"') {
         text.to_string()
     } else {
         json_ascii::to_string(text)
-    }
-}
-
-/// A data value for a mapped header: strings as is (when safe), anything else compact JSON.
-fn mapped_value(value: &Value) -> String {
-    match value {
-        Value::String(text) => text_value(text),
-        other => json_ascii::to_string(other),
     }
 }
 
@@ -64,7 +63,7 @@ pub fn for_session(names: &HeaderNames, session: &Session, max_bytes: usize) -> 
     push(&names.expires, session.expires_at.to_rfc3339());
     for (key, header) in &names.map {
         if let Some(value) = session.data.get(key) {
-            push(header, mapped_value(value));
+            push(header, json_ascii::to_string(value));
         }
     }
     injection
@@ -139,7 +138,7 @@ mod tests {
         assert_eq!(
             get(&injection, "x-user-name"),
             Some(r#""Zo\u00eb""#),
-            "unsafe strings as JSON strings"
+            "mapped strings as JSON strings"
         );
         assert_eq!(get(&injection, "x-n"), Some("3"));
         assert_eq!(get(&injection, "x-missing"), None);
@@ -158,6 +157,102 @@ mod tests {
         assert_eq!(get(&none, "x-session-user"), None);
         let crlf = for_session(&names(), &session(json!({}), Some("a\r\nx-evil: 1")), 8192);
         assert_eq!(get(&crlf, "x-session-user"), Some(r#""a\r\nx-evil: 1""#));
+    }
+
+    /// The collisions an attacker used: each pair once gave the same header.
+    #[test]
+    fn look_alike_values_stay_apart() {
+        let user = |u: &str| {
+            let injection = for_session(&names(), &session(json!({}), Some(u)), 8192);
+            get(&injection, "x-session-user").map(str::to_string)
+        };
+        assert_eq!(user("é").as_deref(), Some(r#""\u00e9""#));
+        assert_eq!(user(r#""\u00e9""#).as_deref(), Some(r#""\"\\u00e9\"""#));
+        assert_eq!(user(" admin").as_deref(), Some(r#"" admin""#));
+        assert_eq!(user(r#"" admin""#).as_deref(), Some(r#""\" admin\"""#));
+        assert_eq!(
+            user("admin").as_deref(),
+            Some("admin"),
+            "plain users stay plain"
+        );
+        let mapped = |roles: Value| {
+            let injection = for_session(&names(), &session(json!({"roles": roles}), None), 8192);
+            get(&injection, "x-user-roles").map(str::to_string)
+        };
+        assert_eq!(mapped(json!("admin")).as_deref(), Some(r#""admin""#));
+        assert_eq!(mapped(json!(["admin"])).as_deref(), Some(r#"["admin"]"#));
+        assert_eq!(
+            mapped(json!(r#"["admin"]"#)).as_deref(),
+            Some(r#""[\"admin\"]""#)
+        );
+        assert_eq!(mapped(json!(1)).as_deref(), Some("1"));
+        assert_eq!(mapped(json!("1")).as_deref(), Some(r#""1""#));
+    }
+
+    /// The one decoding rule an app follows for the user (README, "Injected headers").
+    fn decode_text(header: &str) -> String {
+        if header.starts_with('"') {
+            serde_json::from_str(header).unwrap()
+        } else {
+            header.to_string()
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn user_encoding_is_one_to_one_and_decodes_back(a in ".{0,12}", b in ".{0,12}") {
+            let (ea, eb) = (text_value(&a), text_value(&b));
+            proptest::prop_assert_eq!(decode_text(&ea), a.clone());
+            proptest::prop_assert!(header_safe(&ea) && ea.is_ascii());
+            proptest::prop_assert_eq!(a == b, ea == eb);
+        }
+
+        #[test]
+        fn quote_and_space_edged_users_never_collide(core in "[ -~é]{0,6}") {
+            let forms = [
+                core.clone(),
+                format!("\"{core}\""),
+                format!(" {core}"),
+                format!("{core} "),
+                json_ascii::to_string(&core),
+            ];
+            for (i, x) in forms.iter().enumerate() {
+                for y in &forms[i + 1..] {
+                    if x != y {
+                        proptest::prop_assert_ne!(text_value(x), text_value(y));
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn mapped_values_are_one_to_one(a in json_value(), b in json_value()) {
+            let encode = |v: &Value| {
+                let injection = for_session(&names(), &session(json!({"roles": v}), None), 1 << 20);
+                get(&injection, "x-user-roles").map(str::to_string)
+            };
+            let (ea, eb) = (encode(&a), encode(&b));
+            proptest::prop_assert_eq!(a == b, ea == eb);
+            let decoded: Value = serde_json::from_str(ea.as_deref().unwrap()).unwrap();
+            proptest::prop_assert_eq!(decoded, a);
+        }
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            "[ -~é]{0,8}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                proptest::collection::btree_map("[a-c]{1,2}", inner, 0..3)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
     }
 
     #[test]
