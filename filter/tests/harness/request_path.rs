@@ -356,6 +356,19 @@ fn rotated_keys_verify_old_tokens() {
     assert!(new.starts_with("k2."));
 }
 
+/// No header an app server would read as one of ours (`_` for `-`) reached the upstream.
+fn assert_no_underscore_spelling(up: &harness::HeaderMap) {
+    for (name, _) in up.iter() {
+        let name = String::from_utf8_lossy(name);
+        let folded = name.to_ascii_lowercase().replace('_', "-");
+        let ours = folded.starts_with("x-session-") || folded == "x-user-roles";
+        assert!(
+            !(ours && name.contains('_')),
+            "a spoofed spelling reached the upstream: {name}"
+        );
+    }
+}
+
 #[test]
 fn spoofed_session_headers_never_reach_the_upstream() {
     let spoofed: &[(&str, &str)] = &[
@@ -367,6 +380,14 @@ fn spoofed_session_headers_never_reach_the_upstream() {
         ("x-session-anything-else", "1"),
         ("X-User-Roles", "admin"),
         ("x-user-roles", "superuser"),
+        // Every spelling an app server folds into the same CGI/WSGI/Rack variable.
+        ("x_session_user", "admin"),
+        ("X_Session_State", "valid"),
+        ("x-session_data", r#"{"is_admin":true}"#),
+        ("x_session-id", "forged"),
+        ("X_SESSION_EXPIRES", "2099-01-01T00:00:00Z"),
+        ("x_user_roles", "superuser"),
+        ("X_User-Roles", "superuser"),
     ];
     let mapped = config(json!({"headers": {"map": {"roles": "x-user-roles"}}}));
 
@@ -379,6 +400,7 @@ fn spoofed_session_headers_never_reach_the_upstream() {
         vec![("x-session-state".into(), "none".into())]
     );
     assert!(!up.contains("x-user-roles"));
+    assert_no_underscore_spelling(&up);
 
     // With a valid session: only the injected values, once each.
     let (_host, mut vm) = start(mapped);
@@ -397,8 +419,13 @@ fn spoofed_session_headers_never_reach_the_upstream() {
     assert_eq!(up.get_all("x-session-user"), vec!["real-user"]);
     assert_eq!(up.get_all("x-session-state"), vec!["valid"]);
     assert_eq!(up.get_all("x-session-id"), vec![sid.as_str()]);
-    assert_eq!(up.get_all("x-user-roles"), vec!["viewer"]);
+    assert_eq!(
+        up.get_all("x-user-roles"),
+        vec![r#""viewer""#],
+        "mapped strings arrive as JSON"
+    );
     assert!(!up.contains("x-session-anything-else"));
+    assert_no_underscore_spelling(&up);
 }
 
 #[test]
