@@ -168,6 +168,17 @@ impl Clock {
         let by = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
         self.nanos.fetch_add(by, Ordering::SeqCst);
     }
+
+    /// Steps the clock back by `by`, as Envoy's wall clock can (an NTP correction): the
+    /// filter must stay correct when time goes backwards.
+    pub fn step_back(&self, by: Duration) {
+        let by = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
+        let _ = self
+            .nanos
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                Some(n.saturating_sub(by))
+            });
+    }
 }
 
 /// One log line: which VM (or `host`) said it, at what level.
