@@ -19,6 +19,7 @@
 use filter::config::Config;
 use filter::metrics::Counter;
 use filter::request_path::{Header, Lookup, Reply, RequestHost, SessionCore};
+use filter::revocation::{SetError, SharedStore};
 use harness::{CalloutReply, DEFAULT_START_NANOS, HeaderMap, Host, Plugin, PluginConfig, Vm};
 use proto::SessionId;
 use serde_json::json;
@@ -67,10 +68,6 @@ impl RequestHost for NativeHost {
         self.headers.borrow_mut().add(name.as_bytes(), value);
     }
 
-    fn shared_data(&self, _key: &str) -> Option<Vec<u8>> {
-        None
-    }
-
     fn now_nanos(&self) -> i128 {
         i128::from(DEFAULT_START_NANOS)
     }
@@ -79,6 +76,18 @@ impl RequestHost for NativeHost {
         let mut counters = self.counters.get();
         counters[counter.index()] += 1;
         self.counters.set(counters);
+    }
+}
+
+/// No other worker announces anything in the benchmark: the table is empty, as in the
+/// harness run it is compared with.
+impl SharedStore for NativeHost {
+    fn get(&self, _key: &str) -> Option<(Vec<u8>, u32)> {
+        None
+    }
+
+    fn set(&self, _key: &str, _value: &[u8], _cas: u32) -> Result<(), SetError> {
+        Ok(())
     }
 }
 
@@ -224,10 +233,10 @@ fn wasm_request(bench: &mut Bench, body: &str) -> Result<(), Error> {
 /// The same request, natively, through the same core code.
 fn native_request(bench: &Bench, id: &SessionId, body: &str) {
     let host = NativeHost::new(&bench.headers);
-    if let Lookup::Miss(id) = bench.core.request_headers(&host) {
+    if let Lookup::Miss(id, sequence) = bench.core.request_headers(&host) {
         let reply = bench
             .core
-            .read_reply(&host, &id, Some(b"200"), body.as_bytes());
+            .read_reply(&host, &id, sequence, Some(b"200"), body.as_bytes());
         black_box(matches!(reply, Reply::Found(_)));
     }
     black_box(id);

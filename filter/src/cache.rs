@@ -1,9 +1,12 @@
-//! The per-VM cache of resolved sessions (DESIGN.md section 7): bounded LRU, each entry fresh
-//! for the configured TTL and never past the session's own expiry.
+//! The per-VM cache of resolved sessions (docs/architecture.md, "Caching"): bounded LRU, each
+//! entry fresh for the configured TTL and never past the session's own expiry. An entry keeps
+//! the revocation sequence its lookup was sent under (see `revocation`), which decides whether
+//! it may still be served; the clock only decides freshness, and a clock that stepped back
+//! before an entry's caching time makes it stale, never fresher.
 
 use crate::config::CacheConfig;
 use crate::inject::Injection;
-use crate::revocation::RevocationTag;
+use crate::revocation::{RevocationTag, Sequence};
 use crate::token::{Presented, Verified};
 use lru::LruCache;
 use proto::SessionId;
@@ -24,6 +27,9 @@ pub struct Resolved {
 
 struct Entry {
     resolved: Rc<Resolved>,
+    /// The revocation sequence when the lookup was sent.
+    sequence: Sequence,
+    /// The clock when it was cached, nanoseconds since the epoch.
     cached_at: i128,
     fresh_until: i128,
     /// The last token whose signature was checked for this session, if any.
@@ -43,11 +49,12 @@ impl SessionCache {
         }
     }
 
-    /// A fresh entry and when it was cached, or `None` (a stale one is dropped on the way).
-    pub fn get(&mut self, id: &SessionId, now_nanos: i128) -> Option<(Rc<Resolved>, i128)> {
+    /// A fresh entry and the revocation sequence it was looked up under, or `None` (a stale
+    /// one is dropped on the way).
+    pub fn get(&mut self, id: &SessionId, now_nanos: i128) -> Option<(Rc<Resolved>, Sequence)> {
         match self.entries.get(id) {
-            Some(entry) if entry.fresh_until > now_nanos => {
-                Some((entry.resolved.clone(), entry.cached_at))
+            Some(entry) if (entry.cached_at..entry.fresh_until).contains(&now_nanos) => {
+                Some((entry.resolved.clone(), entry.sequence))
             }
             Some(_) => {
                 self.entries.pop(id);
@@ -57,7 +64,8 @@ impl SessionCache {
         }
     }
 
-    pub fn insert(&mut self, resolved: Rc<Resolved>, now_nanos: i128) {
+    /// Caches a session whose lookup was sent at revocation sequence `sequence`.
+    pub fn insert(&mut self, resolved: Rc<Resolved>, now_nanos: i128, sequence: Sequence) {
         let fresh_until = now_nanos
             .saturating_add(self.ttl_nanos)
             .min(resolved.expires_at_nanos);
@@ -66,6 +74,7 @@ impl SessionCache {
                 resolved.id.clone(),
                 Entry {
                     resolved,
+                    sequence,
                     cached_at: now_nanos,
                     fresh_until,
                     verified: None,
@@ -138,13 +147,17 @@ mod tests {
     #[test]
     fn entries_are_fresh_for_the_ttl_only() {
         let mut c = cache(2000, 10);
-        c.insert(resolved(1, 100 * SECOND), 5);
+        c.insert(resolved(1, 100 * SECOND), 5, 42);
         assert_eq!(
-            c.get(&id(1), 6).map(|(_, cached_at)| cached_at),
-            Some(5),
-            "reports when it was cached"
+            c.get(&id(1), 6).map(|(_, sequence)| sequence),
+            Some(42),
+            "reports the sequence it was looked up under"
         );
-        c.insert(resolved(1, 100 * SECOND), 0);
+        assert!(
+            c.get(&id(1), 4).is_none(),
+            "a clock that stepped back before its caching time makes it stale"
+        );
+        c.insert(resolved(1, 100 * SECOND), 0, 0);
         assert!(c.get(&id(1), 0).is_some());
         assert!(c.get(&id(1), 2 * SECOND - 1).is_some());
         assert!(c.get(&id(1), 2 * SECOND).is_none(), "stale at the TTL");
@@ -154,19 +167,19 @@ mod tests {
     #[test]
     fn never_past_the_sessions_own_expiry() {
         let mut c = cache(2000, 10);
-        c.insert(resolved(1, SECOND), 0);
+        c.insert(resolved(1, SECOND), 0, 0);
         assert!(c.get(&id(1), SECOND).is_none());
-        c.insert(resolved(2, 0), 0);
+        c.insert(resolved(2, 0), 0, 0);
         assert!(c.is_empty(), "an already expired session is not cached");
     }
 
     #[test]
     fn bounded_with_least_recently_used_eviction() {
         let mut c = cache(2000, 2);
-        c.insert(resolved(1, 100 * SECOND), 0);
-        c.insert(resolved(2, 100 * SECOND), 0);
+        c.insert(resolved(1, 100 * SECOND), 0, 0);
+        c.insert(resolved(2, 100 * SECOND), 0, 0);
         assert!(c.get(&id(1), 0).is_some());
-        c.insert(resolved(3, 100 * SECOND), 0);
+        c.insert(resolved(3, 100 * SECOND), 0, 0);
         assert_eq!(c.len(), 2);
         assert!(c.get(&id(2), 0).is_none(), "the least recently used went");
         assert!(c.get(&id(1), 0).is_some() && c.get(&id(3), 0).is_some());

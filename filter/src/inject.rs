@@ -11,7 +11,6 @@
 use crate::config::HeaderNames;
 use crate::json_ascii;
 use proto::Session;
-use serde_json::Value;
 
 /// The headers for one session, rendered once and reused from the cache.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,7 +72,7 @@ pub fn for_session(names: &HeaderNames, session: &Session, max_bytes: usize) -> 
 mod tests {
     use super::*;
     use crate::config::Config;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn names() -> HeaderNames {
         let config = json!({

@@ -1,4 +1,4 @@
-//! The filter's counters (DESIGN.md section 9).
+//! The filter's counters (docs/architecture.md, "Observability").
 
 /// Every counter, by the name Envoy exposes it under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,10 +15,11 @@ pub enum Counter {
     WriteError,
     BadControl,
     HeaderOmitted,
+    RevocationFailed,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 12] = [
+    pub const ALL: [Counter; 13] = [
         Self::Valid,
         Self::None,
         Self::Invalid,
@@ -31,6 +32,7 @@ impl Counter {
         Self::WriteError,
         Self::BadControl,
         Self::HeaderOmitted,
+        Self::RevocationFailed,
     ];
 
     pub fn name(self) -> &'static str {
@@ -47,6 +49,7 @@ impl Counter {
             Self::WriteError => "edge_session_write_error",
             Self::BadControl => "edge_session_bad_control",
             Self::HeaderOmitted => "edge_session_header_omitted",
+            Self::RevocationFailed => "edge_session_revocation_failed",
         }
     }
 

@@ -9,23 +9,21 @@ use crate::cookie;
 use crate::inject::{self, Injection};
 use crate::metrics::Counter;
 use crate::resolve::{self, Failure, Resolution};
-use crate::revocation::RevocationTag;
+use crate::revocation::{self, RevocationTag, Sequence, SharedStore};
 use crate::token::{Presented, TokenError, Verified};
 use proto::{Session, SessionId};
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-/// What the request path needs from the proxy.
-pub trait RequestHost {
+/// What the request path needs from the proxy (shared data for the revocation table).
+pub trait RequestHost: SharedStore {
     /// Every request header, names lowercased, in order.
     fn request_headers(&self) -> Vec<(String, Vec<u8>)>;
     /// Replaces every request header with these.
     fn set_request_headers(&self, headers: &[Header<'_>]);
     /// Appends a request header.
     fn add_request_header(&self, name: &str, value: &[u8]);
-    /// The value of a shared-data key, if any.
-    fn shared_data(&self, key: &str) -> Option<Vec<u8>>;
     /// The proxy's clock, nanoseconds since the epoch.
     fn now_nanos(&self) -> i128;
     fn count(&self, counter: Counter);
@@ -123,8 +121,9 @@ pub enum Lookup {
     Invalid,
     /// Served from the cache: the session's headers were injected.
     Hit(Rc<Resolved>),
-    /// A valid token whose session must be asked from the companion.
-    Miss(SessionId),
+    /// A valid token whose session must be asked from the companion; the revocation
+    /// sequence read before the lookup goes out, to cache its answer under.
+    Miss(SessionId, Sequence),
 }
 
 /// How a companion reply to a read was handled.
@@ -209,18 +208,23 @@ impl SessionCore {
             host.count(Counter::CacheHit);
             return Lookup::Hit(resolved);
         }
-        if self.cache.borrow().is_some() {
-            host.count(Counter::CacheMiss);
-        }
-        Lookup::Miss(id)
+        let sequence = match self.cache.borrow().is_some() {
+            true => {
+                host.count(Counter::CacheMiss);
+                revocation::current(host)
+            }
+            false => 0,
+        };
+        Lookup::Miss(id, sequence)
     }
 
-    /// Step 6: the companion's reply to `GET /v1/sessions/{id}`. `status` is `None` for a
-    /// failed call.
+    /// Step 6: the companion's reply to `GET /v1/sessions/{id}`, sent at revocation
+    /// `sequence`. `status` is `None` for a failed call.
     pub fn read_reply(
         &self,
         host: &impl RequestHost,
         id: &SessionId,
+        sequence: Sequence,
         status: Option<&[u8]>,
         body: &[u8],
     ) -> Reply {
@@ -228,8 +232,12 @@ impl SessionCore {
         match resolve::classify(status, body, id, now) {
             Resolution::Found(session) => {
                 let resolved = Rc::new(self.resolved(&session));
-                if let Some(cache) = self.cache.borrow_mut().as_mut() {
-                    cache.insert(resolved.clone(), now);
+                // An answer overtaken by a change announced while it was on its way serves
+                // the request that asked (it was sent first), but is not kept.
+                if let Some(cache) = self.cache.borrow_mut().as_mut()
+                    && self.still_trusted(host, &resolved.revocation, sequence)
+                {
+                    cache.insert(resolved.clone(), now, sequence);
                 }
                 let mut edits = HeaderEdits::read(host);
                 self.inject(host, &mut edits, &resolved);
@@ -316,19 +324,29 @@ impl SessionCore {
         self.config.keys.check(presented).map(Some)
     }
 
-    /// A fresh cached copy, unless another worker announced a change since it was cached.
+    /// A fresh cached copy, unless a change to its session was announced since its lookup
+    /// was sent (on any worker of this proxy).
     fn cached(&self, host: &impl RequestHost, id: &SessionId) -> Option<Rc<Resolved>> {
         let now = host.now_nanos();
-        let (resolved, cached_at) = self.cache.borrow_mut().as_mut()?.get(id, now)?;
-        if let Some(value) = host.shared_data(&resolved.revocation.key)
-            && resolved.revocation.revokes(&value, cached_at)
-        {
+        let (resolved, sequence) = self.cache.borrow_mut().as_mut()?.get(id, now)?;
+        if !self.still_trusted(host, &resolved.revocation, sequence) {
             if let Some(cache) = self.cache.borrow_mut().as_mut() {
                 cache.remove(id);
             }
             return None;
         }
         Some(resolved)
+    }
+
+    /// Whether no change to the session was announced after `sequence`.
+    fn still_trusted(
+        &self,
+        host: &impl RequestHost,
+        tag: &RevocationTag,
+        sequence: Sequence,
+    ) -> bool {
+        let bucket = host.get(&tag.key).map(|(value, _)| value);
+        tag.trusts(bucket.as_deref(), sequence)
     }
 
     /// What to inject and cache for a session the companion returned.
@@ -395,13 +413,19 @@ mod tests {
                 .borrow_mut()
                 .push((name.to_string(), value.to_vec()));
         }
-        fn shared_data(&self, _key: &str) -> Option<Vec<u8>> {
-            None
-        }
         fn now_nanos(&self) -> i128 {
             0
         }
         fn count(&self, _counter: Counter) {}
+    }
+
+    impl SharedStore for FakeHost {
+        fn get(&self, _key: &str) -> Option<(Vec<u8>, u32)> {
+            None
+        }
+        fn set(&self, _: &str, _: &[u8], _: u32) -> Result<(), revocation::SetError> {
+            Err(revocation::SetError::Refused)
+        }
     }
 
     fn core() -> SessionCore {
@@ -446,9 +470,9 @@ mod tests {
             "expires_at": "1970-01-01T00:01:00Z"})
         .to_string();
         let host = request();
-        assert!(matches!(core.request_headers(&host), Lookup::Miss(_)));
+        assert!(matches!(core.request_headers(&host), Lookup::Miss(..)));
         assert!(matches!(
-            core.read_reply(&host, &id, Some(b"200"), body.as_bytes()),
+            core.read_reply(&host, &id, 0, Some(b"200"), body.as_bytes()),
             Reply::Found(_)
         ));
         let known = |token: &str| {

@@ -5,10 +5,11 @@
 mod request;
 mod response;
 
+use crate::revocation::{Sequence, SetError, SharedStore};
 use crate::root::Filter;
 use proto::{PatchSession, SessionId};
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::Action;
+use proxy_wasm::types::{Action, Status};
 use std::rc::Rc;
 use std::time::UNIX_EPOCH;
 
@@ -32,8 +33,16 @@ enum WriteStep {
 
 /// The callout this stream waits for.
 enum Pending {
-    Read { token: u32, id: SessionId },
-    Write { token: u32, step: WriteStep },
+    /// A lookup, sent at revocation `sequence`.
+    Read {
+        token: u32,
+        id: SessionId,
+        sequence: Sequence,
+    },
+    Write {
+        token: u32,
+        step: WriteStep,
+    },
 }
 
 pub struct SessionStream {
@@ -111,6 +120,25 @@ impl SessionStream {
     }
 }
 
+/// The revocation table's shared data, as proxy-wasm host calls.
+impl SharedStore for SessionStream {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        match self.get_shared_data(key) {
+            (Some(value), cas) => Some((value, cas.unwrap_or(0))),
+            (None, _) => None,
+        }
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), SetError> {
+        let cas = (cas != 0).then_some(cas);
+        self.set_shared_data(key, Some(value), cas)
+            .map_err(|status| match status {
+                Status::CasMismatch => SetError::CasMismatch,
+                _ => SetError::Refused,
+            })
+    }
+}
+
 impl Context for SessionStream {
     fn on_http_call_response(
         &mut self,
@@ -139,7 +167,9 @@ impl Context for SessionStream {
             )
         };
         match self.pending.take() {
-            Some(Pending::Read { id, .. }) => self.read_response(&filter, id, status, &body),
+            Some(Pending::Read { id, sequence, .. }) => {
+                self.read_response(&filter, (id, sequence), status, &body)
+            }
             Some(Pending::Write { step, .. }) => {
                 let code = status
                     .as_deref()

@@ -6,9 +6,10 @@ use crate::cache::Resolved;
 use crate::config::StoreErrorPolicy;
 use crate::metrics::Counter;
 use crate::request_path::{Header, Lookup, Reply, RequestHost, State};
+use crate::revocation::Sequence;
 use crate::root::Filter;
 use proto::{PatchSession, SessionId};
-use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::traits::HttpContext;
 use proxy_wasm::types::Action;
 
 /// The request path's host operations, as proxy-wasm host calls.
@@ -28,10 +29,6 @@ impl RequestHost for SessionStream {
 
     fn add_request_header(&self, name: &str, value: &[u8]) {
         self.add_http_request_header_bytes(name, value);
-    }
-
-    fn shared_data(&self, key: &str) -> Option<Vec<u8>> {
-        self.get_shared_data(key).0
     }
 
     fn now_nanos(&self) -> i128 {
@@ -99,7 +96,7 @@ impl SessionStream {
     }
 
     pub(super) fn request_headers(&mut self, filter: &Filter) -> Action {
-        let id = match filter.request_headers(self) {
+        let (id, sequence) = match filter.request_headers(self) {
             Lookup::NoCookie => return Action::Continue,
             Lookup::Invalid => {
                 self.clear_bad_cookie();
@@ -109,12 +106,16 @@ impl SessionStream {
                 self.with_session(filter, &resolved);
                 return Action::Continue;
             }
-            Lookup::Miss(id) => id,
+            Lookup::Miss(id, sequence) => (id, sequence),
         };
         let path = format!("/v1/sessions/{}", id.as_str());
         match self.companion_call(filter, "GET", &path, None) {
             Ok(token) => {
-                self.pending = Some(Pending::Read { token, id });
+                self.pending = Some(Pending::Read {
+                    token,
+                    id,
+                    sequence,
+                });
                 Action::Pause
             }
             Err(()) => {
@@ -127,11 +128,11 @@ impl SessionStream {
     pub(super) fn read_response(
         &mut self,
         filter: &Filter,
-        id: SessionId,
+        (id, sequence): (SessionId, Sequence),
         status: Option<Vec<u8>>,
         body: &[u8],
     ) {
-        match filter.read_reply(self, &id, status.as_deref(), body) {
+        match filter.read_reply(self, &id, sequence, status.as_deref(), body) {
             Reply::Found(resolved) => {
                 self.with_session(filter, &resolved);
                 self.resume_http_request();

@@ -5,10 +5,10 @@ use super::{Pending, SessionStream, WriteStep};
 use crate::config::WriteErrorPolicy;
 use crate::control::{self, WritePlan};
 use crate::metrics::Counter;
-use crate::revocation::RevocationTag;
+use crate::revocation::{self, RevocationTag};
 use crate::root::Filter;
 use proto::{Session, SessionId};
-use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::traits::HttpContext;
 use proxy_wasm::types::Action;
 
 impl SessionStream {
@@ -147,18 +147,16 @@ impl SessionStream {
         }
     }
 
-    /// Drops the local copy and tells the other workers (DESIGN.md section 7).
+    /// Drops the local copy and tells the other workers (docs/architecture.md, "Revocation").
     fn announce_change(&self, filter: &Filter, id: &SessionId) {
         if let Some(cache) = filter.cache.borrow_mut().as_mut() {
             cache.remove(id);
         }
-        let tag = RevocationTag::of(id);
-        if self
-            .set_shared_data(&tag.key, Some(&tag.entry(self.now_nanos())), None)
-            .is_err()
-        {
-            log::warn!(
-                "edge-session: session #{}: change not announced to other workers",
+        if let Err(err) = revocation::announce(self, &RevocationTag::of(id)) {
+            filter.count(Counter::RevocationFailed);
+            log::error!(
+                "edge-session: session #{}: change not announced to other workers ({err}); \
+                 their cached copies live up to cache.ttl_ms",
                 id.short_hash()
             );
         }

@@ -3,6 +3,7 @@
 use crate::support::*;
 use harness::{Action, CalloutReply};
 use serde_json::{Value, json};
+use std::time::Duration;
 
 const LATER: &str = "2026-01-15T00:00:00Z";
 
@@ -234,6 +235,83 @@ fn logout_deletes_the_session_clears_the_cookie_and_every_worker_forgets_it() {
         .unwrap();
     assert_eq!(upstream(&b, replay).get("x-session-state"), Some("expired"));
     assert_eq!(host.counter("edge_session_writes"), 1);
+}
+
+/// A lookup sent before a logout on another worker and answered after the logout was
+/// announced must not be cached as fresh: its answer is older than the logout, however late
+/// it lands (docs/architecture.md, "Revocation").
+#[test]
+fn a_lookup_that_raced_a_logout_on_another_worker_is_not_cached() {
+    let host = host();
+    let cfg = config(json!({"cache": {"ttl_ms": 60_000}}));
+    let mut a = try_start(&host, &cfg).unwrap();
+    let mut b = try_start(&host, &cfg).unwrap();
+    let sid = id(26);
+    let cookie = format!("sid={}", valid_token(&sid));
+
+    // a asks the companion; the answer is on its way.
+    let slow = get_with_cookie(&mut a, &cookie);
+    let lookup = only_callout(&a);
+
+    // Meanwhile b logs the session out, and announces it.
+    let on_b = resolved_request(&mut b, &sid, session_body(&sid, json!({}), Some("u")));
+    a.advance(Duration::from_millis(5)).unwrap();
+    app_responds(&mut b, on_b, &[("x-session-flush", "1")]);
+    let delete = only_callout(&b);
+    b.answer_callout(delete.token, CalloutReply::new(204))
+        .unwrap();
+
+    // a's answer, from before the logout, arrives later still.
+    a.advance(Duration::from_millis(5)).unwrap();
+    a.answer_callout(lookup.token, ok_reply(&sid, json!({}), Some("u")))
+        .unwrap();
+    assert_eq!(
+        upstream(&a, slow).get("x-session-state"),
+        Some("valid"),
+        "the request that asked first is answered"
+    );
+    respond(&mut a, slow, &[]);
+
+    // The replayed cookie is not served from a's cache: it goes to the companion.
+    a.advance(Duration::from_millis(5)).unwrap();
+    let replay = get_with_cookie(&mut a, &cookie);
+    let read = only_callout(&a);
+    a.answer_callout(read.token, CalloutReply::new(404))
+        .unwrap();
+    assert_eq!(upstream(&a, replay).get("x-session-state"), Some("expired"));
+}
+
+/// The clock steps back between caching a session and a logout (Envoy's wall clock can):
+/// revocations are ordered by sequence, not time, so the copy cached before the logout is
+/// refused although the logout carries an earlier time.
+#[test]
+fn a_clock_stepping_back_never_revives_a_revoked_copy() {
+    let host = host();
+    let cfg = config(json!({"cache": {"ttl_ms": 60_000}}));
+    let mut a = try_start(&host, &cfg).unwrap();
+    let mut b = try_start(&host, &cfg).unwrap();
+    let sid = id(27);
+    let cookie = format!("sid={}", valid_token(&sid));
+    let on_b = resolved_request(&mut b, &sid, session_body(&sid, json!({}), Some("u")));
+    a.advance(Duration::from_secs(5)).unwrap();
+    let cached = resolved_request(&mut a, &sid, session_body(&sid, json!({}), Some("u")));
+    respond(&mut a, cached, &[]);
+    host.clock().step_back(Duration::from_secs(3));
+    app_responds(&mut b, on_b, &[("x-session-flush", "1")]);
+    let delete = only_callout(&b);
+    b.answer_callout(delete.token, CalloutReply::new(204))
+        .unwrap();
+    host.clock().advance(Duration::from_secs(1));
+    let replay = get_with_cookie(&mut a, &cookie);
+    assert_eq!(
+        a.pending_callouts().len(),
+        1,
+        "the revoked copy is not served"
+    );
+    let read = only_callout(&a);
+    a.answer_callout(read.token, CalloutReply::new(404))
+        .unwrap();
+    assert_eq!(upstream(&a, replay).get("x-session-state"), Some("expired"));
 }
 
 #[test]
