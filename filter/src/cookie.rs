@@ -93,13 +93,33 @@ fn pairs(header: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
     })
 }
 
-/// The value of the first cookie called `name` across all `cookie` headers, in order.
-pub fn find<'a>(headers: impl IntoIterator<Item = &'a [u8]>, name: &str) -> Option<&'a [u8]> {
-    headers.into_iter().find_map(|h| {
-        pairs(h)
-            .find(|(n, _)| *n == name.as_bytes())
-            .map(|(_, v)| v)
-    })
+/// The session cookie as a request carries it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Found<'a> {
+    /// No cookie of that name.
+    None,
+    /// Exactly one value (the same value sent more than once counts as one).
+    One(&'a [u8]),
+    /// Different values under the one name. A browser sends that when another site of the
+    /// same registrable domain (or a longer `Path`) tossed in a cookie of the same name; no
+    /// rule can tell the user's own from the tossed one, so the request has no usable session
+    /// (docs/security.md, "Cookie tossing").
+    Several,
+}
+
+/// The cookie called `name` across all `cookie` headers.
+pub fn find<'a>(headers: impl IntoIterator<Item = &'a [u8]>, name: &str) -> Found<'a> {
+    let mut found = Found::None;
+    for header in headers {
+        for (_, value) in pairs(header).filter(|(n, _)| *n == name.as_bytes()) {
+            found = match found {
+                Found::None => Found::One(value),
+                Found::One(first) if first == value => Found::One(first),
+                _ => return Found::Several,
+            };
+        }
+    }
+    found
 }
 
 /// The `cookie` header without any cookie called `name`, every other pair kept in order;
@@ -142,7 +162,8 @@ mod tests {
                 &["a=1", "sid=from-second-header"],
                 Some("from-second-header"),
             ),
-            (&["sid=first; sid=second"], Some("first")),
+            (&["sid=same; sid=same"], Some("same")),
+            (&["sid=same", "a=1; sid=\"same\""], Some("same")),
             (&["garbage; ;;=; sid=abc"], Some("abc")),
             (&["sidx=abc; xsid=def"], None),
             (&["SID=abc"], None),
@@ -153,14 +174,29 @@ mod tests {
         ];
         for (headers, expected) in cases {
             let found = find(headers.iter().map(|h| h.as_bytes()), "sid");
-            assert_eq!(found, expected.map(str::as_bytes), "{headers:?}");
+            let expected = expected.map_or(Found::None, |v| Found::One(v.as_bytes()));
+            assert_eq!(found, expected, "{headers:?}");
+        }
+    }
+
+    #[test]
+    fn different_values_under_the_session_name_are_several() {
+        let cases: &[&[&str]] = &[
+            &["sid=first; sid=second"],
+            &["sid=longer-path; a=1", "sid=mine"],
+            &["sid=a; sid=a; sid=b"],
+            &["sid=x; sid="],
+        ];
+        for headers in cases {
+            let found = find(headers.iter().map(|h| h.as_bytes()), "sid");
+            assert_eq!(found, Found::Several, "{headers:?}");
         }
     }
 
     #[test]
     fn finds_it_in_non_utf8_headers_without_failing() {
         let header: &[u8] = b"a=\xff\xfe; sid=ok";
-        assert_eq!(find([header], "sid"), Some(&b"ok"[..]));
+        assert_eq!(find([header], "sid"), Found::One(b"ok"));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use crate::cache::{Resolved, SessionCache};
 use crate::config::Config;
-use crate::cookie;
+use crate::cookie::{self, Found};
 use crate::inject::{self, Injection};
 use crate::metrics::Counter;
 use crate::resolve::{self, Failure, Resolution};
@@ -119,6 +119,10 @@ pub enum Lookup {
     NoCookie,
     /// A bad token: `x-session-state: invalid` was added; the cookie must be cleared.
     Invalid,
+    /// The session cookie came with different values: `x-session-state: invalid` was added,
+    /// and the cookie must NOT be cleared (that would delete the user's own and leave the
+    /// tossed one in place).
+    Ambiguous,
     /// Served from the cache: the session's headers were injected.
     Hit(Rc<Resolved>),
     /// A valid token whose session must be asked from the companion; the revocation
@@ -177,10 +181,21 @@ impl SessionCore {
         edits.remove(|name| !names.is_reserved(name));
         let token = match cookie::find(cookies.iter().map(Vec::as_slice), self.config.cookie.name())
         {
-            Some(token) => token.to_vec(),
-            None => {
+            Found::One(token) => token.to_vec(),
+            Found::None => {
                 self.report(host, edits, State::None);
                 return Lookup::NoCookie;
+            }
+            Found::Several => {
+                log::warn!(
+                    "edge-session: the session cookie came with several values (a tossed \
+                     cookie?); the request has no session"
+                );
+                if !self.config.forward_cookie {
+                    self.drop_session_cookie(edits, &cookies);
+                }
+                self.report(host, edits, State::Invalid);
+                return Lookup::Ambiguous;
             }
         };
         if !self.config.forward_cookie {

@@ -1,6 +1,6 @@
 //! The cookie parser (`filter::cookie`): whatever bytes arrive in `cookie` headers, finding
 //! and removing the session cookie never panics, removal leaves no session cookie behind and
-//! is idempotent, and whatever `find` returns came from one of the headers.
+//! is idempotent, and whatever value `find` returns came from one of the headers.
 #![no_main]
 
 use filter::cookie;
@@ -10,7 +10,7 @@ fuzz_target!(|data: &[u8]| {
     // Several `cookie` headers, one per line (Envoy never passes a newline inside a value).
     let headers: Vec<&[u8]> = data.split(|b| *b == b'\n').collect();
     let found = cookie::find(headers.iter().copied(), "sid");
-    if let Some(value) = found {
+    if let cookie::Found::One(value) = found {
         let within = |h: &&[u8]| {
             let (start, end) = (h.as_ptr() as usize, h.as_ptr() as usize + h.len());
             let at = value.as_ptr() as usize;
@@ -34,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(rest.len() <= header.len() + header.len() / 2 + 2);
         assert_eq!(
             cookie::find([rest.as_slice()], "sid"),
-            None,
+            cookie::Found::None,
             "removal left a session cookie"
         );
         assert_eq!(

@@ -102,6 +102,10 @@ impl SessionStream {
                 self.clear_bad_cookie();
                 return Action::Continue;
             }
+            Lookup::Ambiguous => {
+                self.session_dependent = true;
+                return Action::Continue;
+            }
             Lookup::Hit(resolved) => {
                 self.with_session(filter, &resolved);
                 return Action::Continue;

@@ -235,7 +235,7 @@ proptest! {
             prop_assert!(state == "valid" || name == "x-session-state", "{name} without a valid session");
         }
         let cookies = up.headers.iter().filter(|(name, _)| *name == b"cookie").map(|(_, value)| value);
-        prop_assert_eq!(filter::cookie::find(cookies, "sid"), None, "the session cookie went upstream");
+        prop_assert_eq!(filter::cookie::find(cookies, "sid"), filter::cookie::Found::None, "the session cookie went upstream");
     }
 
     /// Any control headers from the app, any companion replies to the writes they cause: the

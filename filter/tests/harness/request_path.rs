@@ -65,6 +65,52 @@ fn bad_cookies_are_invalid_without_a_callout_and_are_cleared() {
     }
 }
 
+/// A sibling subdomain (or a longer `Path`) can toss in a second cookie of the session's
+/// name; browsers then send both and no rule can tell the user's own. The request gets no
+/// session, nothing is looked up, and the cookie is not cleared: clearing would delete the
+/// user's own cookie and leave the tossed one to take over.
+#[test]
+fn two_different_session_cookies_are_no_session_and_are_not_cleared() {
+    let mine = valid_token(&id(1));
+    let tossed = valid_token(&id(2));
+    for headers in [
+        vec![format!("sid={tossed}; a=1; sid={mine}")],
+        vec![format!("sid={mine}"), format!("b=2; sid={tossed}")],
+    ] {
+        let (host, mut vm) = start(config(json!({})));
+        let mut request = vec![];
+        for header in &headers {
+            request.push(("cookie", header.as_str()));
+        }
+        let s = get(&mut vm, &request);
+        assert!(vm.pending_callouts().is_empty(), "{headers:?}: no lookup");
+        let up = upstream(&vm, s);
+        assert_eq!(up.get("x-session-state"), Some("invalid"), "{headers:?}");
+        assert!(!up.contains("x-session-id") && !up.contains("x-session-user"));
+        assert!(
+            up.get_all("cookie").iter().all(|c| !c.contains("sid=")),
+            "{headers:?}: neither token goes upstream"
+        );
+        assert_eq!(host.counter("edge_session_invalid"), 1);
+        let client = respond(&mut vm, s, &[]);
+        assert_eq!(
+            client.header("set-cookie"),
+            None,
+            "{headers:?}: not cleared"
+        );
+        assert_eq!(client.header("vary"), Some("Cookie"));
+    }
+
+    // The same value twice is one cookie.
+    let (_host, mut vm) = start(config(json!({})));
+    let s = get_with_cookie(&mut vm, &format!("sid={mine}; sid={mine}"));
+    assert_eq!(vm.pending_callouts().len(), 1, "looked up as usual");
+    let call = only_callout(&vm);
+    vm.answer_callout(call.token, ok_reply(&id(1), json!({}), None))
+        .unwrap();
+    assert_eq!(upstream(&vm, s).get("x-session-state"), Some("valid"));
+}
+
 #[test]
 fn non_utf8_cookie_headers_do_not_trap() {
     let (_host, mut vm) = start(config(json!({})));
