@@ -4,6 +4,7 @@
 //! that core.
 
 pub mod cache;
+pub mod caching;
 pub mod config;
 pub mod control;
 pub mod cookie;

@@ -2,6 +2,7 @@
 //! while the response waits, then the cookie and the cache headers.
 
 use super::{Pending, SessionStream, WriteStep};
+use crate::caching;
 use crate::config::WriteErrorPolicy;
 use crate::control::{self, WritePlan};
 use crate::metrics::Counter;
@@ -218,6 +219,7 @@ impl SessionStream {
     /// headers as already read in this callback (the common path reads them only once);
     /// `None` reads them now, after a write the response waited for.
     fn finish_response_headers(&mut self, filter: &Filter, known: Option<&[(String, Vec<u8>)]>) {
+        let cookie_written = self.set_cookie.is_some() || self.clear_cookie;
         if let Some(set_cookie) = self.set_cookie.take() {
             self.add_http_response_header("set-cookie", &set_cookie);
         } else if self.clear_cookie {
@@ -234,21 +236,22 @@ impl SessionStream {
                 &read
             }
         };
-        let varies = headers.iter().any(|(name, value)| {
-            name.eq_ignore_ascii_case("vary")
-                && value.split(|b| *b == b',').any(|v| {
-                    let v = v.trim_ascii();
-                    v == b"*" || v.eq_ignore_ascii_case(b"cookie")
-                })
-        });
-        if !varies {
+        let values = |wanted: &str| -> Vec<&[u8]> {
+            headers
+                .iter()
+                .filter(|(name, _)| name.eq_ignore_ascii_case(wanted))
+                .map(|(_, value)| value.as_slice())
+                .collect()
+        };
+        if !caching::varies_by_cookie(values("vary")) {
             self.add_http_response_header("vary", "Cookie");
         }
-        if !headers
-            .iter()
-            .any(|(name, _)| name.eq_ignore_ascii_case("cache-control"))
-        {
-            self.add_http_response_header("cache-control", "private");
+        let app_cache_control = values("cache-control");
+        if let Some(value) = caching::cache_control(&app_cache_control, cookie_written) {
+            if !app_cache_control.is_empty() {
+                self.set_http_response_header("cache-control", None);
+            }
+            self.add_http_response_header("cache-control", &value);
         }
     }
 }

@@ -78,6 +78,52 @@ fn login_without_a_session_creates_one_and_sets_its_cookie() {
     assert_eq!(host.counter("edge_session_writes"), 1);
 }
 
+/// A shared cache must never keep a response that hands out a session: the app's `public`
+/// becomes `private` on any response that sets or clears the cookie, its other directives
+/// kept; without a cookie change the app's own caching stands.
+#[test]
+fn a_response_that_writes_the_cookie_is_never_public() {
+    let new = id(21);
+    let created = session_with(&new, json!({}), Some("alice"), 60, LATER, false);
+    let (_host, mut vm) = start(config(json!({})));
+    let s = get(&mut vm, &[]);
+    app_responds(
+        &mut vm,
+        s,
+        &[
+            ("x-session-user", "alice"),
+            ("cache-control", "public, max-age=600"),
+        ],
+    );
+    let call = only_callout(&vm);
+    vm.answer_callout(call.token, CalloutReply::new(201).body(created))
+        .unwrap();
+    let out = client(&vm, s);
+    assert!(out.header("set-cookie").is_some());
+    assert_eq!(
+        out.headers.get_all("cache-control"),
+        vec!["max-age=600, private"]
+    );
+
+    // Clearing a bad cookie is a cookie write too.
+    let (_host, mut vm) = start(config(json!({})));
+    let s = get_with_cookie(&mut vm, "sid=bad");
+    let out = respond(&mut vm, s, &[("cache-control", "public")]);
+    assert!(out.header("set-cookie").is_some());
+    assert_eq!(out.headers.get_all("cache-control"), vec!["private"]);
+
+    // A cached session read, no cookie written: the app's own caching stands.
+    let (_host, mut vm) = start(config(json!({})));
+    let sid = id(22);
+    let s = resolved_request(&mut vm, &sid, session_body(&sid, json!({}), None));
+    let out = respond(&mut vm, s, &[("cache-control", "public, max-age=5")]);
+    assert_eq!(out.header("set-cookie"), None);
+    assert_eq!(
+        out.headers.get_all("cache-control"),
+        vec!["public, max-age=5"]
+    );
+}
+
 #[test]
 fn login_with_a_session_cycles_it_then_applies_the_changes_on_the_new_id() {
     let (host, mut vm) = start(config(json!({})));
