@@ -63,14 +63,44 @@ def control_json(value):
     return text
 
 
+def injected_text(value):
+    """The session's user or id as the filter injected it (``x-session-user``,
+    ``x-session-id``), or None when the header is missing or malformed.
+
+    The rule: the filter sends the value as it is when it is header-safe (visible ASCII,
+    inner spaces or tabs, no leading or trailing whitespace) and does not start with a double
+    quote; otherwise it sends an ASCII-only JSON string. So a value that starts with ``"`` is a
+    JSON string, and anything else is the value itself. No value is ambiguous: a user that
+    literally is ``"x"`` arrives as ``"\\"x\\""``.
+    """
+    if value is None:
+        return None
+    if not value.startswith('"'):
+        return value
+    try:
+        decoded = json.loads(value)
+    except ValueError:
+        return None
+    return decoded if isinstance(decoded, str) else None
+
+
+def json_header(value, default=None):
+    """A header the filter always sends as JSON: ``x-session-data``, and every mapped header
+    (the filter's ``headers.map``, e.g. data key ``cart`` to ``x-cart``), strings included
+    (``"admin"`` with its quotes). ``default`` when the header is missing or not JSON."""
+    if value is None:
+        return default
+    try:
+        return json.loads(value)
+    except ValueError:
+        return default
+
+
 def session_data(headers):
     """The session data the filter injected, or {} without a valid session."""
     if headers.get("x-session-state") != "valid":
         return {}
-    try:
-        data = json.loads(headers.get("x-session-data", "{}"))
-    except ValueError:
-        return {}
+    data = json_header(headers.get("x-session-data"), {})
     return data if isinstance(data, dict) else {}
 
 
@@ -129,7 +159,7 @@ class Handler(BaseHTTPRequestHandler):
     def shop_page(self, headers):
         data = session_data(headers)
         state = headers.get("x-session-state", "(no filter in front of this app)")
-        user = headers.get("x-session-user")
+        user = injected_text(headers.get("x-session-user"))
         cart = data.get("cart", [])
         items = "".join(f"<li>{html.escape(str(item))}</li>" for item in cart) or "<li>(empty)</li>"
         who = f"Logged in as <b>{html.escape(user)}</b>" if user else "Not logged in"

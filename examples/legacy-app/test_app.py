@@ -9,7 +9,7 @@ import urllib.parse
 import urllib.request
 from http.server import ThreadingHTTPServer
 
-from app import Handler, control_json, is_header_safe
+from app import Handler, control_json, injected_text, is_header_safe, json_header
 
 # Characters that must never reach a response header as they are, each spelled as it arrives
 # in a query string: CR and LF end the header line, NUL and the other C0 controls and DEL are
@@ -173,6 +173,22 @@ class LegacyAppTest(unittest.TestCase):
         self.assertIn("Logged in as <b>bob</b>", page)
         self.assertIn("&lt;b&gt;tea&lt;/b&gt;", page, "session data is escaped")
 
+    def test_shop_page_shows_the_user_decoded(self):
+        cases = [
+            ('"\\u00e9"', "é"),  # a non-ASCII user arrives as a JSON string
+            ('"\\"\\\\u00e9\\""', "&quot;\\u00e9&quot;"),  # a user that literally is "\u00e9"
+            ('" admin"', " admin"),  # edge whitespace is not header-safe: JSON
+            ('"\\u00e9', None),  # a malformed JSON string is no user at all
+        ]
+        for injected, shown in cases:
+            with self.subTest(injected):
+                _, _, body = self.get("/shop", {"x-session-state": "valid", "x-session-user": injected})
+                page = body.decode()
+                if shown is None:
+                    self.assertIn("Not logged in", page)
+                else:
+                    self.assertIn(f"Logged in as <b>{shown}</b>", page)
+
     def test_cart_add_appends_to_the_session_cart(self):
         status, headers, _ = self.get(
             "/cart/add?item=milk",
@@ -184,7 +200,55 @@ class LegacyAppTest(unittest.TestCase):
         self.assertEqual(json.loads(headers["x-session-set"]), {"cart": ["milk"]})
 
 
-class ControlJsonTest(unittest.TestCase):
+class DecodingTest(unittest.TestCase):
+    """The filter's one rule for injected values: the user and the id are sent as they are when
+    header-safe and not starting with a double quote, else as an ASCII-only JSON string;
+    mapped headers (and x-session-data) are always JSON."""
+
+    def test_user_and_id_decode_by_the_leading_quote(self):
+        cases = [
+            ("alice", "alice"),
+            ("u-42", "u-42"),
+            ("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"),
+            ("a b", "a b"),
+            ('a"b', 'a"b'),  # a quote inside is only a quote
+            ('"\\u00e9"', "é"),
+            ('"\\u6771\\u4eac"', "東京"),
+            ('"\\"\\\\u00e9\\""', '"\\u00e9"'),  # the user that literally is "\u00e9"
+            ('"\\"admin\\""', '"admin"'),  # the user that literally is "admin" with quotes
+            ('" admin"', " admin"),
+            ('"admin "', "admin "),
+            ('"a\\r\\nb"', "a\r\nb"),
+            ('""', ""),
+        ]
+        for injected, user in cases:
+            with self.subTest(injected):
+                self.assertEqual(injected_text(injected), user)
+
+    def test_malformed_or_missing_values_are_no_value(self):
+        for injected in [None, '"', '"abc', '"\\x41"', '"a"b', "\"1\" 2", '"\\ud800"x']:
+            with self.subTest(injected):
+                self.assertIsNone(injected_text(injected))
+
+    def test_the_encoding_is_injective(self):
+        # What the filter sends for a user (its rule, restated), decoded, gives the user back.
+        def filter_sends(user):
+            safe = all(" " <= c <= "~" or c == "\t" for c in user) and user == user.strip(" \t")
+            return user if safe and not user.startswith('"') else json.dumps(user, ensure_ascii=True)
+
+        for user in ["é", '"\\u00e9"', '"é"', " admin", "admin", '"', '""', "a\tb", "\t", "x\u2028", "null", "1"]:
+            with self.subTest(user=user):
+                self.assertEqual(injected_text(filter_sends(user)), user)
+
+    def test_mapped_headers_are_always_json(self):
+        self.assertEqual(json_header('"admin"'), "admin")
+        self.assertEqual(json_header('["admin", "ops"]'), ["admin", "ops"])
+        self.assertEqual(json_header('"\\u00e9"'), "é")
+        self.assertEqual(json_header("3"), 3)
+        self.assertEqual(json_header('{"x": 1}'), {"x": 1})
+        self.assertEqual(json_header("admin", "?"), "?", "a bare string is not what the filter sends")
+        self.assertEqual(json_header(None, []), [])
+
     def test_control_json_is_ascii_and_header_safe_for_any_string(self):
         every = "".join(chr(c) for c in range(0x00, 0x800)) + "\u2028\u2029\ufeff\U0001f36a\udc80"
         text = control_json({every: every})
