@@ -16,6 +16,7 @@ from django.test import RequestFactory, SimpleTestCase, override_settings
 
 from edge_session.companion import CompanionClient, CompanionUnavailable
 from edge_session.django import SessionStore
+from edge_session.secret_rules import DevelopmentSecretWarning
 from edge_session.token import Keyring
 
 from . import support
@@ -183,3 +184,27 @@ class DjangoEngineTests(SimpleTestCase):
             with self.subTest(message), override_settings(EDGE_SESSION=conf):
                 with self.assertRaisesRegex(ImproperlyConfigured, message):
                     SessionStore("x" * 20).exists("dev1.x.y")
+
+    def test_weak_secrets_are_refused_unless_the_development_switch_is_on(self) -> None:
+        from django.core.exceptions import ImproperlyConfigured
+
+        text_key = [{"id": "dev1", "secret": "ZGV2LW9ubHktc2VjcmV0LWRvLW5vdC11c2UtaW4tcHJvZHVjdGlvbiE="}]
+        for name, change, message in [
+            ("text key", {"KEYS": text_key}, r"keys\[0\]\.secret is printable text"),
+            ("short token", {"COMPANION_TOKEN": "dev-token-change-me-0123456789"}, "token is shorter than 32"),
+        ]:
+            with self.subTest(name):
+                weak = {**settings.EDGE_SESSION, **change}
+                with override_settings(EDGE_SESSION=weak), self.assertRaisesRegex(ImproperlyConfigured, message) as e:
+                    SessionStore().exists("x")
+                self.assertIn('EDGE_SESSION["ALLOW_DEVELOPMENT_SECRETS"] accepts it', str(e.exception))
+                allowed = {**weak, "ALLOW_DEVELOPMENT_SECRETS": True}
+                with override_settings(EDGE_SESSION=allowed), self.assertWarnsRegex(DevelopmentSecretWarning, message):
+                    self.assertIs(SessionStore().exists("x"), False)
+        for change, message in [
+            ({"COMPANION_TOKEN": "REPLACE-ME-openssl-rand-hex-24", "ALLOW_DEVELOPMENT_SECRETS": True}, "placeholder"),
+            ({"ALLOW_DEVELOPMENT_SECRETS": "false"}, "True or False"),
+        ]:
+            with override_settings(EDGE_SESSION={**settings.EDGE_SESSION, **change}):
+                with self.assertRaisesRegex(ImproperlyConfigured, message):
+                    SessionStore().exists("x")

@@ -12,13 +12,14 @@ from flask.testing import FlaskClient
 
 from edge_session.companion import CompanionClient
 from edge_session.flask import EdgeSession, init_app
-from edge_session.token import Keyring
+from edge_session.secret_rules import DevelopmentSecretWarning
+from edge_session.token import ConfigError, Keyring
 
 from . import support
 from .test_django_store import closed_port_url
 
 
-def make_app(companion_url: str | None = None) -> Flask:
+def make_app(companion_url: str | None = None, **config: Any) -> Flask:
     app = Flask(__name__)
     app.config.update(
         SESSION_COOKIE_NAME=support.cookie_name(),
@@ -27,6 +28,7 @@ def make_app(companion_url: str | None = None) -> Flask:
         EDGE_SESSION_KEYS=support.keys(),
         EDGE_SESSION_TIMEOUT=10.0,
     )
+    app.config.update(config)
     init_app(app)
 
     @app.get("/")
@@ -161,6 +163,32 @@ class FlaskInterfaceTests(unittest.TestCase):
             self.assertEqual(reply.status_code, 500)
             self.assertNotIn("Set-Cookie", reply.headers)
         self.assertEqual(self.client.get("/").json, {"cart": [1]})
+
+
+class FlaskConfigurationTests(unittest.TestCase):
+    def test_weak_secrets_are_refused_at_init_app_unless_the_development_switch_is_on(self) -> None:
+        text_key = [{"id": "dev1", "secret": "ZGV2LW9ubHktc2VjcmV0LWRvLW5vdC11c2UtaW4tcHJvZHVjdGlvbiE="}]
+        for name, change, message in [
+            ("text key", {"EDGE_SESSION_KEYS": text_key}, r"EDGE_SESSION_KEYS: keys\[0\]\.secret is printable text"),
+            (
+                "short token",
+                {"EDGE_SESSION_COMPANION_TOKEN": "dev-token-change-me-0123456789"},
+                "EDGE_SESSION_COMPANION_TOKEN: the companion token is shorter than 32",
+            ),
+        ]:
+            with self.subTest(name):
+                with self.assertRaisesRegex(ConfigError, message) as refused:
+                    make_app(**change)
+                self.assertIn("EDGE_SESSION_ALLOW_DEVELOPMENT_SECRETS accepts it", str(refused.exception))
+                with self.assertWarnsRegex(DevelopmentSecretWarning, "EDGE_SESSION_ALLOW_DEVELOPMENT_SECRETS is on"):
+                    app = make_app(**change, EDGE_SESSION_ALLOW_DEVELOPMENT_SECRETS=True)
+                self.assertEqual(app.test_client().get("/").status_code, 200)
+        with self.assertRaisesRegex(ConfigError, "placeholder"):
+            make_app(
+                EDGE_SESSION_COMPANION_TOKEN="REPLACE-ME-openssl-rand-hex-24", EDGE_SESSION_ALLOW_DEVELOPMENT_SECRETS=True
+            )
+        with self.assertRaisesRegex(ConfigError, "True or False"):
+            make_app(EDGE_SESSION_ALLOW_DEVELOPMENT_SECRETS="false")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,12 @@ the companion. Settings (``EDGE_SESSION``)::
         "KEYS": [{"id": "2026a", "secret": "<base64 of 32+ bytes>"}],  # as in the filter
         "TIMEOUT": 1.0,                   # seconds per companion call
         "USER_KEY": "_auth_user_id",      # data key bound as the session's user; None: never
+        "ALLOW_DEVELOPMENT_SECRETS": False,  # True accepts weak keys and tokens, with a warning
     }
+
+The keys and the token are held to the filter's and the companion's rules
+(:mod:`edge_session.secret_rules`): a placeholder (``REPLACE-ME``) is always refused, a weak
+key or token only with ``ALLOW_DEVELOPMENT_SECRETS`` (never in production), which warns.
 
 Saving sends only the keys that changed since the session was loaded (one atomic
 ``$set``/``$unset``), with the lifetime from ``get_expiry_age()`` and
@@ -34,6 +39,7 @@ from django.contrib.sessions.backends.base import CreateError, SessionBase, Upda
 from django.core.exceptions import ImproperlyConfigured
 
 from .companion import CompanionClient, CompanionError, Session, snapshot, user_of
+from .secret_rules import SecretPolicy
 from .token import ConfigError, Keyring
 
 __all__ = ["SessionStore"]
@@ -48,11 +54,15 @@ def _connection() -> tuple[CompanionClient, Keyring]:
         raise ImproperlyConfigured("EDGE_SESSION must be a dict with COMPANION_URL, COMPANION_TOKEN and KEYS")
     cache_key = json.dumps(conf, sort_keys=True, default=str)
     if cache_key not in _configured:
+        development = conf.get("ALLOW_DEVELOPMENT_SECRETS", False)
+        if not isinstance(development, bool):
+            raise ImproperlyConfigured("EDGE_SESSION ALLOW_DEVELOPMENT_SECRETS must be True or False")
+        policy = SecretPolicy(development, 'EDGE_SESSION["ALLOW_DEVELOPMENT_SECRETS"]')
         try:
             client = CompanionClient(
-                str(conf["COMPANION_URL"]), str(conf["COMPANION_TOKEN"]), float(conf.get("TIMEOUT", 1.0))
+                str(conf["COMPANION_URL"]), str(conf["COMPANION_TOKEN"]), float(conf.get("TIMEOUT", 1.0)), policy
             )
-            keyring = Keyring.from_config(conf["KEYS"])
+            keyring = Keyring.from_config(conf["KEYS"], policy)
         except KeyError as missing:
             raise ImproperlyConfigured(f"EDGE_SESSION needs {missing.args[0]}") from None
         except (ConfigError, ValueError) as error:

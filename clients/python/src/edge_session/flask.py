@@ -8,8 +8,14 @@
         EDGE_SESSION_KEYS=[{"id": "2026a", "secret": "<base64 of 32+ bytes>"}],
         EDGE_SESSION_TIMEOUT=1.0,                       # seconds per companion call
         EDGE_SESSION_USER_KEY="_user_id",               # data key bound as the user (Flask-Login's)
+        EDGE_SESSION_ALLOW_DEVELOPMENT_SECRETS=False,   # True accepts weak keys and tokens, warning
     )
     init_app(app)
+
+The keys and the token are held to the filter's and the companion's rules
+(:mod:`edge_session.secret_rules`): a placeholder (``REPLACE-ME``) is always refused, a weak
+key or token only with ``EDGE_SESSION_ALLOW_DEVELOPMENT_SECRETS`` (never in production), which
+warns.
 
 The session is a dict as with Flask's own sessions; ``session.cycle()`` gives it a new id at
 the end of the request (do it at login), ``session.clear()`` deletes it (logout). Only changed
@@ -29,6 +35,7 @@ from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.datastructures import CallbackDict
 
 from .companion import CompanionClient, CompanionError, Session, snapshot, user_of
+from .secret_rules import SecretPolicy
 from .token import ConfigError, Keyring
 
 __all__ = ["EdgeSession", "EdgeSessionInterface", "SessionInterrupted", "init_app"]
@@ -76,11 +83,19 @@ class EdgeSessionInterface(SessionInterface):
             url, token, keys = (config[f"EDGE_SESSION_{name}"] for name in ("COMPANION_URL", "COMPANION_TOKEN", "KEYS"))
         except KeyError as missing:
             raise ConfigError(f"Flask config needs {missing.args[0]}") from None
-        return cls(
-            CompanionClient(url, token, float(config.get("EDGE_SESSION_TIMEOUT", 1.0))),
-            Keyring.from_config(keys),
-            config.get("EDGE_SESSION_USER_KEY", "_user_id"),
-        )
+        development = config.get("EDGE_SESSION_ALLOW_DEVELOPMENT_SECRETS", False)
+        if not isinstance(development, bool):
+            raise ConfigError("Flask config EDGE_SESSION_ALLOW_DEVELOPMENT_SECRETS must be True or False")
+        policy = SecretPolicy(development, "EDGE_SESSION_ALLOW_DEVELOPMENT_SECRETS")
+        try:
+            companion = CompanionClient(url, token, float(config.get("EDGE_SESSION_TIMEOUT", 1.0)), policy)
+        except ConfigError as error:
+            raise ConfigError(f"Flask config EDGE_SESSION_COMPANION_TOKEN: {error}") from None
+        try:
+            keyring = Keyring.from_config(keys, policy)
+        except ConfigError as error:
+            raise ConfigError(f"Flask config EDGE_SESSION_KEYS: {error}") from None
+        return cls(companion, keyring, config.get("EDGE_SESSION_USER_KEY", "_user_id"))
 
     def open_session(self, app: Flask, request: Request) -> EdgeSession:
         token = request.cookies.get(self.get_cookie_name(app))
