@@ -10,12 +10,11 @@ from typing import Any
 from django.conf import settings
 from django.contrib.sessions.backends.base import CreateError, UpdateError
 from django.contrib.sessions.exceptions import SessionInterrupted
-from django.contrib.sessions.middleware import SessionMiddleware
 from django.http import HttpRequest, HttpResponse
 from django.test import RequestFactory, SimpleTestCase, override_settings
 
 from edge_session.companion import CompanionClient, CompanionUnavailable
-from edge_session.django import SessionStore
+from edge_session.django import SessionMiddleware, SessionStore
 from edge_session.secret_rules import DevelopmentSecretWarning
 from edge_session.token import Keyring
 
@@ -126,6 +125,48 @@ class DjangoEngineTests(SimpleTestCase):
                 self.assertEqual(
                     SessionStore(cookie.value).load(), {"cart": ["x"], **({"_session_expiry": 0} if query else {})}
                 )
+
+    def test_two_different_session_cookies_are_no_session_and_are_not_cleared(self) -> None:
+        mine = self.saved(cart=["mine"]).session_key
+        planted = self.saved(cart=["planted"]).session_key
+        name = settings.SESSION_COOKIE_NAME
+        seen: list[tuple[str | None, dict[str, Any]]] = []
+
+        def view(request: HttpRequest) -> HttpResponse:
+            seen.append((request.session.session_key, dict(request.session)))
+            return HttpResponse("ok")
+
+        for header in [
+            f"{name}={planted}; {name}={mine}",
+            f"{name}={mine}; {name}={planted}",
+            f"{name}={mine}; other=1; {name}=forged",
+            f"{name}={planted},{name}={mine}",  # two Cookie headers, as WSGI servers join them
+        ]:
+            with self.subTest(header=header), companion_down():  # nothing may be looked up
+                response = SessionMiddleware(view)(RequestFactory().get("/", HTTP_COOKIE=header))
+                self.assertEqual(seen.pop(), (None, {}))
+                self.assertNotIn(name, response.cookies, "neither cookie is cleared")
+        response = SessionMiddleware(view)(RequestFactory().get("/", HTTP_COOKIE=f"{name}={mine}; {name}={mine}"))
+        self.assertEqual(seen.pop(), (mine, {"cart": ["mine"]}), "the same value twice is one cookie")
+
+        def login(request: HttpRequest) -> HttpResponse:
+            request.session["user"] = "x"
+            return HttpResponse("ok")
+
+        response = SessionMiddleware(login)(RequestFactory().get("/", HTTP_COOKIE=f"{name}={mine}; {name}={planted}"))
+        made = response.cookies[name].value
+        self.addCleanup(SessionStore().delete, made)
+        self.assertNotIn(made, (mine, planted), "a write makes a new session, never one of the two")
+        self.assertEqual(SessionStore(mine).load(), {"cart": ["mine"]}, "the user's own session is untouched")
+
+    def test_the_engine_refuses_djangos_own_session_middleware(self) -> None:
+        from django.core.exceptions import ImproperlyConfigured
+
+        with override_settings(MIDDLEWARE=["django.contrib.sessions.middleware.SessionMiddleware"]):
+            with self.assertRaisesRegex(ImproperlyConfigured, "edge_session.django.SessionMiddleware in its place"):
+                SessionStore().exists("x")
+        with override_settings(MIDDLEWARE=["edge_session.django.SessionMiddleware"]):
+            self.assertIs(SessionStore().exists("x"), False)
 
     def test_concurrent_saves_of_different_keys_both_persist(self) -> None:
         key = self.saved(base=0).session_key

@@ -151,6 +151,32 @@ class FlaskInterfaceTests(unittest.TestCase):
         self.assertEqual((reply.status_code, reply.json), (200, {}))
         self.assertIn("Max-Age=0", reply.headers["Set-Cookie"])
 
+    def test_two_different_session_cookies_are_no_session_and_are_not_cleared(self) -> None:
+        self.client.post("/set", json={"cart": ["mine"]})
+        mine, name = self.token(), support.cookie_name()
+        other = make_app().test_client()
+        other.post("/set", json={"cart": ["planted"]})
+        planted = self.token(other)
+        down = make_app(closed_port_url()).test_client(use_cookies=False)  # nothing may be looked up
+        for header in [
+            f"{name}={planted}; {name}={mine}",
+            f"{name}={mine}; {name}={planted}",
+            f"{name}={mine}; other=1; {name}=forged",
+            f"{name}={planted},{name}={mine}",
+        ]:
+            with self.subTest(header=header):
+                reply = down.get("/", headers={"Cookie": header})
+                self.assertEqual((reply.status_code, reply.json), (200, {}))
+                self.assertNotIn("Set-Cookie", reply.headers, "neither cookie is cleared")
+        both = make_app().test_client(use_cookies=False)
+        reply = both.get("/", headers={"Cookie": f"{name}={mine}; {name}={mine}"})
+        self.assertEqual(reply.json, {"cart": ["mine"]}, "the same value twice is one cookie")
+        conflicting = {"Cookie": f"{name}={mine}; {name}={planted}"}
+        reply = both.post("/set", json={"x": 1}, headers=conflicting)
+        self.assertEqual(reply.json, {"x": 1}, "a write makes a new session")
+        self.assertNotIn(reply.headers["Set-Cookie"].split(";")[0].split("=", 1)[1], (mine, planted))
+        self.assertEqual(self.client.get("/").json, {"cart": ["mine"]}, "the user's own session is untouched")
+
     def test_an_outage_answers_500_and_leaves_the_stored_session_alone(self) -> None:
         self.client.post("/set", json={"cart": [1]})
         token = self.token()
@@ -185,7 +211,8 @@ class FlaskConfigurationTests(unittest.TestCase):
                 self.assertEqual(app.test_client().get("/").status_code, 200)
         with self.assertRaisesRegex(ConfigError, "placeholder"):
             make_app(
-                EDGE_SESSION_COMPANION_TOKEN="REPLACE-ME-openssl-rand-hex-24", EDGE_SESSION_ALLOW_DEVELOPMENT_SECRETS=True
+                EDGE_SESSION_COMPANION_TOKEN="REPLACE-ME-openssl-rand-hex-24",
+                EDGE_SESSION_ALLOW_DEVELOPMENT_SECRETS=True,
             )
         with self.assertRaisesRegex(ConfigError, "True or False"):
             make_app(EDGE_SESSION_ALLOW_DEVELOPMENT_SECRETS="false")

@@ -1,4 +1,12 @@
-"""A Django session engine on the companion: ``SESSION_ENGINE = "edge_session.django"``.
+"""A Django session engine on the companion, and the middleware that hands it the session cookie
+as the filter reads it::
+
+    SESSION_ENGINE = "edge_session.django"
+    MIDDLEWARE = [
+        ...,
+        "edge_session.django.SessionMiddleware",  # instead of django.contrib.sessions' one
+        ...,
+    ]
 
 The session key Django keeps in its cookie is the filter's signed token (``<kid>.<id>.<mac>``),
 so a session made here is the session the proxy injects into every other app, and back. Each
@@ -25,6 +33,11 @@ Saving sends only the keys that changed since the session was loaded (one atomic
 session cannot be made, ``UpdateError`` (``SessionInterrupted`` in the middleware) when one
 cannot be saved, :class:`~edge_session.companion.CompanionUnavailable` when one cannot be read
 or deleted. A failed read never looks like an empty session that a save would then write back.
+
+:class:`SessionMiddleware` is Django's, except for a request that carries the session cookie's
+name more than once with different values (a cookie planted next to the user's own): Django
+would silently use the last one; this one opens no session, looks nothing up and leaves the
+cookies alone, as the filter does. The engine refuses to run under Django's own middleware.
 """
 
 from __future__ import annotations
@@ -36,19 +49,29 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
+from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
 from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpRequest
 
 from .companion import CompanionClient, CompanionError, Session, snapshot, user_of
+from .cookies import session_cookie
 from .secret_rules import SecretPolicy
 from .token import ConfigError, Keyring
 
-__all__ = ["SessionStore"]
+__all__ = ["SessionMiddleware", "SessionStore"]
 
 _configured: dict[str, tuple[CompanionClient, Keyring]] = {}
+_DJANGO_MIDDLEWARE = "django.contrib.sessions.middleware.SessionMiddleware"
 
 
 def _connection() -> tuple[CompanionClient, Keyring]:
     """The client and keys for the current ``EDGE_SESSION`` setting (built once per value)."""
+    if _DJANGO_MIDDLEWARE in getattr(settings, "MIDDLEWARE", ()):
+        raise ImproperlyConfigured(
+            f"MIDDLEWARE lists {_DJANGO_MIDDLEWARE}: with SESSION_ENGINE {__name__!r} use"
+            f" {__name__}.SessionMiddleware in its place (it refuses a request carrying two different"
+            " session cookies instead of using the last one, as the filter does)"
+        )
     conf = getattr(settings, "EDGE_SESSION", None)
     if not isinstance(conf, Mapping):
         raise ImproperlyConfigured("EDGE_SESSION must be a dict with COMPANION_URL, COMPANION_TOKEN and KEYS")
@@ -206,3 +229,26 @@ class SessionStore(SessionBase):
     @classmethod
     def clear_expired(cls) -> None:
         """Nothing to do: the companion's TTL index removes expired sessions."""
+
+
+class SessionMiddleware(DjangoSessionMiddleware):
+    """Django's ``SessionMiddleware``, reading the session cookie as the filter does.
+
+    Django's ``request.COOKIES`` keeps the last of several cookies of one name. When the
+    session cookie's name comes with different values, this opens an empty session without
+    looking anything up, and removes the name from ``request.COOKIES`` so that Django's
+    ``process_response`` does not clear it (that would delete the user's own cookie and leave
+    the planted one). The same value repeated is one cookie.
+    """
+
+    def __init__(self, get_response: Any) -> None:
+        super().__init__(get_response)
+        if self.SessionStore is SessionStore:
+            _connection()  # a bad configuration fails at start, not at the first request
+
+    def process_request(self, request: HttpRequest) -> None:
+        name = settings.SESSION_COOKIE_NAME
+        found = session_cookie(request.META.get("HTTP_COOKIE"), name)
+        if found.conflicting:
+            request.COOKIES.pop(name, None)
+        request.session = self.SessionStore(found.value)

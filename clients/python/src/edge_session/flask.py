@@ -17,7 +17,9 @@ The keys and the token are held to the filter's and the companion's rules
 key or token only with ``EDGE_SESSION_ALLOW_DEVELOPMENT_SECRETS`` (never in production), which
 warns.
 
-The session is a dict as with Flask's own sessions; ``session.cycle()`` gives it a new id at
+A request carrying the session cookie's name more than once with different values (a cookie
+planted next to the user's own) has no session, and its cookies are not cleared, as in the
+filter. The session is a dict as with Flask's own sessions; ``session.cycle()`` gives it a new id at
 the end of the request (do it at login), ``session.clear()`` deletes it (logout). Only changed
 keys are written, so concurrent requests changing different keys lose nothing. A permanent
 session's cookie has an expiry (``PERMANENT_SESSION_LIFETIME``); any other is a browser-session
@@ -35,6 +37,7 @@ from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.datastructures import CallbackDict
 
 from .companion import CompanionClient, CompanionError, Session, snapshot, user_of
+from .cookies import session_cookie
 from .secret_rules import SecretPolicy
 from .token import ConfigError, Keyring
 
@@ -98,8 +101,11 @@ class EdgeSessionInterface(SessionInterface):
         return cls(companion, keyring, config.get("EDGE_SESSION_USER_KEY", "_user_id"))
 
     def open_session(self, app: Flask, request: Request) -> EdgeSession:
-        token = request.cookies.get(self.get_cookie_name(app))
+        found = session_cookie(request.headers.get("Cookie"), self.get_cookie_name(app))
+        token = found.value
         if not token:
+            # None, or several different values (request.cookies would pick one): no session,
+            # and the cookies are left as they are, as the filter does.
             return EdgeSession()
         session_id = self.keyring.verify(token)
         # An outage raises here (Flask answers 500) rather than open an empty session.
