@@ -52,5 +52,14 @@ def keys() -> list[dict[str, str]]:
     return list(plugin_config()["keys"])
 
 
+def cookie_config() -> dict[str, Any]:
+    """The filter's cookie object, as the clients take it (``EDGE_SESSION["COOKIE"]``)."""
+    return dict(plugin_config().get("cookie", {}))
+
+
 def cookie_name() -> str:
-    return str(plugin_config().get("cookie", {}).get("name", "sid"))
+    return str(cookie_config().get("name", "sid"))
+
+
+def cookie_secure() -> bool:
+    return bool(cookie_config().get("secure", True))

@@ -249,3 +249,73 @@ class DjangoEngineTests(SimpleTestCase):
             with override_settings(EDGE_SESSION={**settings.EDGE_SESSION, **change}):
                 with self.assertRaisesRegex(ImproperlyConfigured, message):
                     SessionStore().exists("x")
+
+    def test_the_session_cookie_carries_the_filters_attributes(self) -> None:
+        def view(request: HttpRequest) -> HttpResponse:
+            request.session["x"] = 1
+            return HttpResponse("ok")
+
+        name = settings.SESSION_COOKIE_NAME
+        scoped = {"same_site": "strict", "path": "/app", "domain": "example.com", "http_only": True}
+        for cookie, app, attributes in [
+            ({}, {"SESSION_COOKIE_SECURE": True}, {"secure": True, "samesite": "Lax", "path": "/", "domain": ""}),
+            (
+                scoped,
+                {
+                    "SESSION_COOKIE_SECURE": True,
+                    "SESSION_COOKIE_SAMESITE": "Strict",
+                    "SESSION_COOKIE_PATH": "/app",
+                    "SESSION_COOKIE_DOMAIN": "example.com",
+                },
+                {"secure": True, "samesite": "Strict", "path": "/app", "domain": "example.com"},
+            ),
+        ]:
+            edge_session = {**settings.EDGE_SESSION, "COOKIE": cookie}
+            with self.subTest(cookie=cookie), override_settings(EDGE_SESSION=edge_session, **app):
+                response = SessionMiddleware(view)(RequestFactory().get("/"))
+                morsel = response.cookies[name]
+                self.addCleanup(SessionStore().delete, morsel.value)
+                self.assertEqual({key: morsel[key] for key in attributes}, attributes)
+                self.assertIs(morsel["httponly"], True)
+                self.assertIn("; Secure", morsel.OutputString())
+
+    def test_a_cookie_setting_unlike_the_filters_is_refused_by_name(self) -> None:
+        from django.core.exceptions import ImproperlyConfigured
+
+        def view(request: HttpRequest) -> HttpResponse:
+            return HttpResponse("ok")
+
+        filter_defaults = {"EDGE_SESSION": {**settings.EDGE_SESSION, "COOKIE": {}}, "SESSION_COOKIE_SECURE": True}
+        with override_settings(**filter_defaults, SESSION_COOKIE_SAMESITE="lax"):
+            self.assertIs(SessionStore().exists("x"), False, "the filter's defaults, any case of Lax")
+        for setting, value, message in [
+            ("SESSION_COOKIE_SECURE", False, "SESSION_COOKIE_SECURE is False, but the filter's cookie.secure is True"),
+            ("SESSION_COOKIE_HTTPONLY", False, "SESSION_COOKIE_HTTPONLY is False, but .* cookie.http_only is True"),
+            ("SESSION_COOKIE_SAMESITE", False, "SESSION_COOKIE_SAMESITE is None, but .* cookie.same_site is 'Lax'"),
+            ("SESSION_COOKIE_SAMESITE", "None", "SESSION_COOKIE_SAMESITE is 'None', but"),
+            ("SESSION_COOKIE_SAMESITE", "Strict", "SESSION_COOKIE_SAMESITE is 'Strict', but"),
+            ("SESSION_COOKIE_PATH", "/app", "SESSION_COOKIE_PATH is '/app', but the filter's cookie.path is '/'"),
+            ("SESSION_COOKIE_DOMAIN", ".example.com", "SESSION_COOKIE_DOMAIN is '.example.com', but .* is None"),
+            ("SESSION_COOKIE_NAME", "sessionid", "SESSION_COOKIE_NAME is 'sessionid', but .* cookie.name is 'sid'"),
+        ]:
+            with self.subTest(setting, value=value), override_settings(**{**filter_defaults, setting: value}):
+                with self.assertRaisesRegex(ImproperlyConfigured, message):
+                    SessionStore().exists("x")
+                with self.assertRaisesRegex(ImproperlyConfigured, f"set {setting} = "):
+                    SessionMiddleware(view)  # refused at start, before any request
+
+    def test_a_bad_cookie_object_is_refused_by_field(self) -> None:
+        from django.core.exceptions import ImproperlyConfigured
+
+        for cookie, message in [
+            ("secure", "must be the filter's cookie object"),
+            ({"secure": "yes"}, "secure must be a bool"),
+            ({"secure": 1}, "secure must be a bool"),
+            ({"same_site": "LAX"}, "same_site must be Strict, Lax or None"),
+            ({"sameSite": "Lax"}, "'sameSite' is not one of the filter's cookie fields"),
+            ({"domain": 3}, "domain must be a str or None"),
+        ]:
+            with self.subTest(cookie=cookie):
+                with override_settings(EDGE_SESSION={**settings.EDGE_SESSION, "COOKIE": cookie}):
+                    with self.assertRaisesRegex(ImproperlyConfigured, message):
+                        SessionStore().exists("x")

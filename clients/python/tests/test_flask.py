@@ -23,6 +23,9 @@ def make_app(companion_url: str | None = None, **config: Any) -> Flask:
     app = Flask(__name__)
     app.config.update(
         SESSION_COOKIE_NAME=support.cookie_name(),
+        SESSION_COOKIE_SECURE=support.cookie_secure(),
+        SESSION_COOKIE_SAMESITE="Lax",
+        EDGE_SESSION_COOKIE=support.cookie_config(),
         EDGE_SESSION_COMPANION_URL=companion_url or support.companion_url(),
         EDGE_SESSION_COMPANION_TOKEN=support.companion_token(),
         EDGE_SESSION_KEYS=support.keys(),
@@ -192,6 +195,59 @@ class FlaskInterfaceTests(unittest.TestCase):
 
 
 class FlaskConfigurationTests(unittest.TestCase):
+    def test_the_session_cookie_carries_the_filters_attributes(self) -> None:
+        for cookie, app, expected in [
+            ({}, {"SESSION_COOKIE_SECURE": True}, ["Secure", "HttpOnly", "Path=/", "SameSite=Lax"]),
+            (
+                {"same_site": "Strict", "domain": "example.com"},
+                {
+                    "SESSION_COOKIE_SECURE": True,
+                    "SESSION_COOKIE_SAMESITE": "Strict",
+                    "SESSION_COOKIE_DOMAIN": "example.com",
+                },
+                ["Secure", "HttpOnly", "Path=/", "SameSite=Strict", "Domain=example.com"],
+            ),
+        ]:
+            with self.subTest(cookie=cookie):
+                client = make_app(EDGE_SESSION_COOKIE=cookie, **app).test_client(use_cookies=False)
+                made = client.post("/set", json={"x": 1}).headers["Set-Cookie"]
+                cleared = client.post("/logout", headers={"Cookie": made.split(";")[0]}).headers["Set-Cookie"]
+                self.assertIn("Max-Age=0", cleared)
+                for header in [made, cleared]:
+                    attributes = [part.strip() for part in header.split(";")[1:]]
+                    for attribute in expected:
+                        self.assertIn(attribute, attributes, header)
+
+    def test_a_cookie_setting_unlike_the_filters_is_refused_at_init_app_by_name(self) -> None:
+        filter_defaults: dict[str, Any] = {"EDGE_SESSION_COOKIE": {}, "SESSION_COOKIE_SECURE": True}
+        make_app(**filter_defaults, SESSION_COOKIE_SAMESITE="lax")
+        for setting, value, message in [
+            ("SESSION_COOKIE_SECURE", False, "SESSION_COOKIE_SECURE is False, but the filter's cookie.secure is True"),
+            ("SESSION_COOKIE_HTTPONLY", False, "SESSION_COOKIE_HTTPONLY is False, but .* cookie.http_only is True"),
+            ("SESSION_COOKIE_SAMESITE", None, "SESSION_COOKIE_SAMESITE is None, but .* cookie.same_site is 'Lax'"),
+            ("SESSION_COOKIE_SAMESITE", "Strict", "SESSION_COOKIE_SAMESITE is 'Strict', but"),
+            ("SESSION_COOKIE_PATH", "/app", "SESSION_COOKIE_PATH is '/app', but the filter's cookie.path is '/'"),
+            ("APPLICATION_ROOT", "/app", "SESSION_COOKIE_PATH is '/app', but"),
+            ("SESSION_COOKIE_DOMAIN", "example.com", "SESSION_COOKIE_DOMAIN is 'example.com', but .* is None"),
+            ("SESSION_COOKIE_NAME", "session", "SESSION_COOKIE_NAME is 'session', but .* cookie.name is 'sid'"),
+            ("SESSION_COOKIE_PARTITIONED", True, "SESSION_COOKIE_PARTITIONED is True"),
+        ]:
+            with self.subTest(setting, value=value), self.assertRaisesRegex(ConfigError, message):
+                make_app(**{**filter_defaults, setting: value})
+        with self.assertRaisesRegex(ConfigError, "EDGE_SESSION_COOKIE: secure must be a bool"):
+            make_app(EDGE_SESSION_COOKIE={"secure": "false"})
+
+    def test_flasks_own_cookie_defaults_are_refused(self) -> None:
+        app = Flask(__name__)
+        app.config.update(
+            SESSION_COOKIE_NAME="sid",
+            EDGE_SESSION_COMPANION_URL=support.companion_url(),
+            EDGE_SESSION_COMPANION_TOKEN=support.companion_token(),
+            EDGE_SESSION_KEYS=support.keys(),
+        )
+        with self.assertRaisesRegex(ConfigError, "set SESSION_COOKIE_SECURE = True"):
+            init_app(app)
+
     def test_weak_secrets_are_refused_at_init_app_unless_the_development_switch_is_on(self) -> None:
         text_key = [{"id": "dev1", "secret": "ZGV2LW9ubHktc2VjcmV0LWRvLW5vdC11c2UtaW4tcHJvZHVjdGlvbiE="}]
         for name, change, message in [

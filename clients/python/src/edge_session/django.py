@@ -20,7 +20,15 @@ the companion. Settings (``EDGE_SESSION``)::
         "TIMEOUT": 1.0,                   # seconds per companion call
         "USER_KEY": "_auth_user_id",      # data key bound as the session's user; None: never
         "ALLOW_DEVELOPMENT_SECRETS": False,  # True accepts weak keys and tokens, with a warning
+        "COOKIE": {"secure": True},       # the filter's cookie object (its defaults if left out)
     }
+
+The session cookie's attributes come from the filter's configuration: the engine refuses to
+run (``ImproperlyConfigured``, naming the setting) when ``SESSION_COOKIE_NAME``, ``_PATH``,
+``_DOMAIN``, ``_SECURE``, ``_HTTPONLY`` or ``_SAMESITE`` differ from ``COOKIE`` (the
+filter's defaults: ``sid``, ``/``, no domain, secure, HttpOnly, ``Lax``). Django's defaults
+differ (``SESSION_COOKIE_SECURE = False``); re-issuing the cookie with weaker attributes
+would overwrite the filter's.
 
 The keys and the token are held to the filter's and the companion's rules
 (:mod:`edge_session.secret_rules`): a placeholder (``REPLACE-ME``) is always refused, a weak
@@ -54,7 +62,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest
 
 from .companion import CompanionClient, CompanionError, Session, snapshot, user_of
-from .cookies import session_cookie
+from .cookies import CookieSettings, same_site_attribute, session_cookie
 from .secret_rules import SecretPolicy
 from .token import ConfigError, Keyring
 
@@ -62,6 +70,7 @@ __all__ = ["SessionMiddleware", "SessionStore"]
 
 _configured: dict[str, tuple[CompanionClient, Keyring]] = {}
 _DJANGO_MIDDLEWARE = "django.contrib.sessions.middleware.SessionMiddleware"
+_COOKIE_SOURCE = 'EDGE_SESSION["COOKIE"]'
 
 
 def _connection() -> tuple[CompanionClient, Keyring]:
@@ -75,7 +84,8 @@ def _connection() -> tuple[CompanionClient, Keyring]:
     conf = getattr(settings, "EDGE_SESSION", None)
     if not isinstance(conf, Mapping):
         raise ImproperlyConfigured("EDGE_SESSION must be a dict with COMPANION_URL, COMPANION_TOKEN and KEYS")
-    cache_key = json.dumps(conf, sort_keys=True, default=str)
+    app_cookie = _app_cookie()
+    cache_key = json.dumps([conf, app_cookie], sort_keys=True, default=str)
     if cache_key not in _configured:
         development = conf.get("ALLOW_DEVELOPMENT_SECRETS", False)
         if not isinstance(development, bool):
@@ -90,8 +100,26 @@ def _connection() -> tuple[CompanionClient, Keyring]:
             raise ImproperlyConfigured(f"EDGE_SESSION needs {missing.args[0]}") from None
         except (ConfigError, ValueError) as error:
             raise ImproperlyConfigured(f"EDGE_SESSION: {error}") from None
+        try:
+            cookie = CookieSettings.from_config(conf.get("COOKIE"), _COOKIE_SOURCE)
+            cookie.refuse_differences(app_cookie, _COOKIE_SOURCE)
+        except ConfigError as error:
+            raise ImproperlyConfigured(str(error)) from None
         _configured[cache_key] = (client, keyring)
     return _configured[cache_key]
+
+
+def _app_cookie() -> dict[str, tuple[str, object]]:
+    """The attributes Django's SessionMiddleware gives the session cookie, by the filter's
+    field names, with the setting each comes from."""
+    return {
+        "name": ("SESSION_COOKIE_NAME", settings.SESSION_COOKIE_NAME),
+        "path": ("SESSION_COOKIE_PATH", settings.SESSION_COOKIE_PATH),
+        "domain": ("SESSION_COOKIE_DOMAIN", settings.SESSION_COOKIE_DOMAIN or None),
+        "secure": ("SESSION_COOKIE_SECURE", bool(settings.SESSION_COOKIE_SECURE)),
+        "http_only": ("SESSION_COOKIE_HTTPONLY", bool(settings.SESSION_COOKIE_HTTPONLY)),
+        "same_site": ("SESSION_COOKIE_SAMESITE", same_site_attribute(settings.SESSION_COOKIE_SAMESITE)),
+    }
 
 
 def _user_key() -> str | None:

@@ -9,8 +9,17 @@
         EDGE_SESSION_TIMEOUT=1.0,                       # seconds per companion call
         EDGE_SESSION_USER_KEY="_user_id",               # data key bound as the user (Flask-Login's)
         EDGE_SESSION_ALLOW_DEVELOPMENT_SECRETS=False,   # True accepts weak keys and tokens, warning
+        EDGE_SESSION_COOKIE={"secure": True},           # the filter's cookie object (its defaults)
+        SESSION_COOKIE_SECURE=True,                     # as the filter's cookie: Flask's
+        SESSION_COOKIE_SAMESITE="Lax",                  # defaults differ
     )
     init_app(app)
+
+The session cookie's attributes come from the filter's configuration: ``init_app`` raises
+:class:`ConfigError` (naming the setting) when ``SESSION_COOKIE_NAME``, ``_PATH``, ``_DOMAIN``,
+``_SECURE``, ``_HTTPONLY`` or ``_SAMESITE`` differ from ``EDGE_SESSION_COOKIE`` (the filter's
+defaults: ``sid``, ``/``, no domain, secure, HttpOnly, ``Lax``), or the cookie is partitioned:
+re-issuing the cookie with weaker attributes would overwrite the filter's.
 
 The keys and the token are held to the filter's and the companion's rules
 (:mod:`edge_session.secret_rules`): a placeholder (``REPLACE-ME``) is always refused, a weak
@@ -37,7 +46,7 @@ from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.datastructures import CallbackDict
 
 from .companion import CompanionClient, CompanionError, Session, snapshot, user_of
-from .cookies import session_cookie
+from .cookies import CookieSettings, same_site_attribute, session_cookie
 from .secret_rules import SecretPolicy
 from .token import ConfigError, Keyring
 
@@ -75,10 +84,38 @@ class EdgeSession(CallbackDict[str, Any], SessionMixin):
 class EdgeSessionInterface(SessionInterface):
     """Opens and saves :class:`EdgeSession` through the companion."""
 
-    def __init__(self, companion: CompanionClient, keyring: Keyring, user_key: str | None = "_user_id") -> None:
+    def __init__(
+        self,
+        companion: CompanionClient,
+        keyring: Keyring,
+        user_key: str | None = "_user_id",
+        cookie: CookieSettings | None = None,
+    ) -> None:
         self.companion = companion
         self.keyring = keyring
         self.user_key = user_key
+        self.cookie = cookie or CookieSettings()
+
+    def refuse_cookie_differences(self, app: Flask) -> None:
+        """Raises :class:`ConfigError` naming the first ``SESSION_COOKIE_*`` setting that gives
+        the cookie other attributes than the filter's (``EDGE_SESSION_COOKIE``)."""
+        # Flask 3.1 added partitioned cookies: another jar, so a second cookie of the same name.
+        if getattr(self, "get_cookie_partitioned", lambda app: False)(app):
+            raise ConfigError(
+                "SESSION_COOKIE_PARTITIONED is True, but the filter's cookie is not partitioned:"
+                " set SESSION_COOKIE_PARTITIONED = False"
+            )
+        self.cookie.refuse_differences(
+            {
+                "name": ("SESSION_COOKIE_NAME", self.get_cookie_name(app)),
+                "path": ("SESSION_COOKIE_PATH", self.get_cookie_path(app)),
+                "domain": ("SESSION_COOKIE_DOMAIN", self.get_cookie_domain(app) or None),
+                "secure": ("SESSION_COOKIE_SECURE", bool(self.get_cookie_secure(app))),
+                "http_only": ("SESSION_COOKIE_HTTPONLY", bool(self.get_cookie_httponly(app))),
+                "same_site": ("SESSION_COOKIE_SAMESITE", same_site_attribute(self.get_cookie_samesite(app))),
+            },
+            "EDGE_SESSION_COOKIE",
+        )
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> EdgeSessionInterface:
@@ -98,7 +135,8 @@ class EdgeSessionInterface(SessionInterface):
             keyring = Keyring.from_config(keys, policy)
         except ConfigError as error:
             raise ConfigError(f"Flask config EDGE_SESSION_KEYS: {error}") from None
-        return cls(companion, keyring, config.get("EDGE_SESSION_USER_KEY", "_user_id"))
+        cookie = CookieSettings.from_config(config.get("EDGE_SESSION_COOKIE"), "EDGE_SESSION_COOKIE")
+        return cls(companion, keyring, config.get("EDGE_SESSION_USER_KEY", "_user_id"), cookie)
 
     def open_session(self, app: Flask, request: Request) -> EdgeSession:
         found = session_cookie(request.headers.get("Cookie"), self.get_cookie_name(app))
@@ -169,7 +207,9 @@ class EdgeSessionInterface(SessionInterface):
 
 
 def init_app(app: Flask) -> EdgeSessionInterface:
-    """Installs the interface configured by the app's ``EDGE_SESSION_*`` settings."""
+    """Installs the interface configured by the app's ``EDGE_SESSION_*`` settings; raises
+    :class:`ConfigError` for a weak secret or cookie settings that differ from the filter's."""
     interface = EdgeSessionInterface.from_config(app.config)
+    interface.refuse_cookie_differences(app)
     app.session_interface = interface
     return interface
