@@ -3,7 +3,8 @@
 
 It sits behind edge-session (Envoy with the filter, or edge-dev): it reads the session from the
 x-session-* request headers the filter injects, and writes it by setting x-session-* response
-headers. Python standard library only.
+headers. Python standard library only. README.md in this folder says what to copy from it and
+what not (its state-changing GET routes are a demo convenience, not a pattern).
 
     python3 app.py [--host 127.0.0.1] [--port 9000]
 
@@ -15,24 +16,96 @@ Routes:
     GET /expiry?value=V       set this session's expiry: seconds, browser or default
     GET /shop                 an HTML page: who is logged in, a cart, buttons to try it all
     GET /cart/add?item=X      add X to the cart, back to /shop
+
+Every value this app puts into a response header is checked first: a query parameter that
+would put a CR, LF, NUL, another control character or a non-ASCII character into a header is
+answered with 400 and a JSON error naming the parameter. Without that check,
+``/expiry?value=60%0D%0Aset-cookie:...`` ends the header line early and plants a cookie, and
+``/expiry?value=600%0D%0Ax-session-user:%20mallory`` makes the filter bind the victim's
+session to another user.
 """
 
 import argparse
 import html
 import json
+import re
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+# The filter's x-session-expiry grammar: positive seconds, browser or default ([0-9], because
+# \d also matches non-ASCII digits).
+EXPIRY = re.compile(r"0*[1-9][0-9]*|browser|default")
+# The longest user id the filter and the companion bind, in bytes (ASCII here: characters).
+MAX_USER_BYTES = 256
+
+
+class UnsafeHeaderValue(ValueError):
+    """A value that must not be put into a response header as it is."""
+
+
+def is_header_safe(text):
+    """Whether ``text`` can be a response header's value as it is: printable ASCII (0x20 to
+    0x7e) with no leading or trailing space. CR and LF would end the header line (the rest
+    becomes a header of the client's choosing), NUL and other control characters are refused
+    or cut by proxies, non-ASCII has no agreed encoding in a header, and edge spaces are
+    trimmed by proxies, so the value the filter sees would not be the one checked here."""
+    return all(" " <= char <= "~" for char in text) and text == text.strip(" ")
+
+
+def control_json(value):
+    """``value`` as JSON for an ``x-session-set`` header. ``ensure_ascii=True`` escapes every
+    character outside printable ASCII (control characters as ``\\uXXXX`` or ``\\n``,
+    non-ASCII as ``\\uXXXX``), so any string from the query string gives a header-safe value;
+    the check makes that a guarantee rather than an assumption."""
+    text = json.dumps(value, ensure_ascii=True)
+    if not is_header_safe(text):
+        raise UnsafeHeaderValue("JSON that is not header-safe")
+    return text
+
+
+def injected_text(value):
+    """The session's user or id as the filter injected it (``x-session-user``,
+    ``x-session-id``), or None when the header is missing or malformed.
+
+    The rule: the filter sends the value as it is when it is header-safe (visible ASCII,
+    inner spaces or tabs, no leading or trailing whitespace) and does not start with a double
+    quote; otherwise it sends an ASCII-only JSON string. So a value that starts with ``"`` is a
+    JSON string, and anything else is the value itself. No value is ambiguous: a user that
+    literally is ``"x"`` arrives as ``"\\"x\\""``.
+    """
+    if value is None:
+        return None
+    if not value.startswith('"'):
+        return value
+    try:
+        decoded = json.loads(value)
+    except ValueError:
+        return None
+    return decoded if isinstance(decoded, str) else None
+
+
+def json_header(value, default=None):
+    """A header the filter always sends as JSON: ``x-session-data``, and every mapped header
+    (the filter's ``headers.map``, e.g. data key ``cart`` to ``x-cart``), strings included
+    (``"admin"`` with its quotes). ``default`` when the header is missing or not JSON."""
+    if value is None:
+        return default
+    try:
+        return json.loads(value)
+    except ValueError:
+        return default
 
 
 def session_data(headers):
     """The session data the filter injected, or {} without a valid session."""
     if headers.get("x-session-state") != "valid":
         return {}
-    try:
-        data = json.loads(headers.get("x-session-data", "{}"))
-    except ValueError:
-        return {}
+    data = json_header(headers.get("x-session-data"), {})
     return data if isinstance(data, dict) else {}
+
+
+def refused(parameter, rule):
+    return 400, {"error": f"{parameter} {rule}", "parameter": parameter}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -41,23 +114,30 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format, *args):  # noqa: A002 - the stdlib's signature
         pass
 
+    def send_header(self, keyword, value):
+        # The one door every header goes through: a route that forgot to check what it puts
+        # here fails instead of writing a header the client chose.
+        if not is_header_safe(keyword) or not is_header_safe(str(value)):
+            raise UnsafeHeaderValue(f"unsafe value for the {keyword!r} header")
+        super().send_header(keyword, value)
+
     def reply(self, status, body, content_type="application/json", headers=()):
         payload = body.encode("utf-8")
+        self.respond(status, [("content-type", content_type), *headers], payload)
+
+    def respond(self, status, headers, payload=b""):
+        headers = [*headers, ("content-length", str(len(payload)))]
+        for name, value in headers:
+            if not is_header_safe(name) or not is_header_safe(value):
+                # A bug in a route, not the client's doing: nothing of it goes out.
+                status, payload = 500, b'{"error": "the app tried to send an unsafe header"}'
+                headers = [("content-type", "application/json"), ("content-length", str(len(payload)))]
+                break
         self.send_response(status)
-        self.send_header("content-type", content_type)
-        self.send_header("content-length", str(len(payload)))
         for name, value in headers:
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(payload)
-
-    def redirect(self, location, headers=()):
-        self.send_response(303)
-        self.send_header("location", location)
-        self.send_header("content-length", "0")
-        for name, value in headers:
-            self.send_header(name, value)
-        self.end_headers()
 
     def do_GET(self):  # noqa: N802 - the stdlib's name
         url = urlsplit(self.path)
@@ -65,43 +145,21 @@ class Handler(BaseHTTPRequestHandler):
         headers = {k.lower(): v for k, v in self.headers.items()}
         if url.path == "/":
             return self.reply(200, json.dumps(headers, sort_keys=True))
-        if url.path == "/login":
-            user = query.get("user", "").strip()
-            if not user:
-                return self.reply(400, json.dumps({"error": "user is required"}))
-            return self.reply(
-                200,
-                json.dumps({"logged_in": user}),
-                headers=[
-                    ("x-session-cycle", "1"),
-                    ("x-session-user", user),
-                    ("x-session-set", json.dumps({"user": user})),
-                ],
-            )
-        if url.path == "/logout":
-            return self.reply(200, json.dumps({"logged_out": True}), headers=[("x-session-flush", "1")])
-        if url.path == "/set":
-            key, value = query.get("key"), query.get("value", "")
-            if not key:
-                return self.reply(400, json.dumps({"error": "key is required"}))
-            return self.reply(200, json.dumps({"set": {key: value}}), headers=[("x-session-set", json.dumps({key: value}))])
-        if url.path == "/expiry":
-            value = query.get("value", "").strip()
-            if not value:
-                return self.reply(400, json.dumps({"error": "value is required (seconds, browser or default)"}))
-            return self.reply(200, json.dumps({"expiry": value}), headers=[("x-session-expiry", value)])
         if url.path == "/shop":
             return self.reply(200, self.shop_page(headers), content_type="text/html; charset=utf-8")
-        if url.path == "/cart/add":
-            cart = session_data(headers).get("cart", [])
-            cart = (cart if isinstance(cart, list) else []) + [query.get("item", "thing")]
-            return self.redirect("/shop", headers=[("x-session-set", json.dumps({"cart": cart}))])
-        return self.reply(404, json.dumps({"error": "not found"}))
+        route = ROUTES.get(url.path)
+        if route is None:
+            return self.reply(404, json.dumps({"error": "not found"}))
+        status, body, *rest = route(query, headers)
+        session_headers = rest[0] if rest else []
+        if status == 303:
+            return self.respond(303, [("location", body), *session_headers])
+        return self.reply(status, json.dumps(body), headers=session_headers)
 
     def shop_page(self, headers):
         data = session_data(headers)
         state = headers.get("x-session-state", "(no filter in front of this app)")
-        user = headers.get("x-session-user")
+        user = injected_text(headers.get("x-session-user"))
         cart = data.get("cart", [])
         items = "".join(f"<li>{html.escape(str(item))}</li>" for item in cart) or "<li>(empty)</li>"
         who = f"Logged in as <b>{html.escape(user)}</b>" if user else "Not logged in"
@@ -115,6 +173,57 @@ class Handler(BaseHTTPRequestHandler):
 <form action="/cart/add"><input name="item" placeholder="item"> <button>Add to cart</button></form>
 <p><a href="/logout">Log out</a> · <a href="/">Request headers as the app sees them</a></p>
 </body></html>"""
+
+
+# Each route takes the query and the request headers and returns (status, JSON body,
+# response headers), or (303, location, response headers) for a redirect. Every value a route
+# puts into a header is either checked with is_header_safe or made by control_json.
+
+
+def login(query, headers):
+    user = query.get("user", "").strip(" ")
+    if not user:
+        return refused("user", "is required")
+    if not is_header_safe(user):
+        # x-session-user carries the user as it is (the filter takes it raw, trimmed).
+        return refused("user", "must be printable ASCII (it goes into the x-session-user header)")
+    if len(user) > MAX_USER_BYTES:
+        # The filter would drop the whole login as a bad control header; say so here instead.
+        return refused("user", f"must be at most {MAX_USER_BYTES} characters")
+    return (
+        200,
+        {"logged_in": user},
+        [("x-session-cycle", "1"), ("x-session-user", user), ("x-session-set", control_json({"user": user}))],
+    )
+
+
+def logout(query, headers):
+    return 200, {"logged_out": True}, [("x-session-flush", "1")]
+
+
+def set_value(query, headers):
+    key, value = query.get("key"), query.get("value", "")
+    if not key:
+        return refused("key", "is required")
+    return 200, {"set": {key: value}}, [("x-session-set", control_json({key: value}))]
+
+
+def expiry(query, headers):
+    value = query.get("value", "").strip(" ")
+    if not value:
+        return refused("value", "is required (seconds, browser or default)")
+    if not EXPIRY.fullmatch(value):
+        return refused("value", "must be positive seconds (digits 0-9), browser or default")
+    return 200, {"expiry": value}, [("x-session-expiry", value)]
+
+
+def cart_add(query, headers):
+    cart = session_data(headers).get("cart", [])
+    cart = (cart if isinstance(cart, list) else []) + [query.get("item", "thing")]
+    return 303, "/shop", [("x-session-set", control_json({"cart": cart}))]
+
+
+ROUTES = {"/login": login, "/logout": logout, "/set": set_value, "/expiry": expiry, "/cart/add": cart_add}
 
 
 def main():

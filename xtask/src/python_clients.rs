@@ -1,9 +1,10 @@
 //! The Python client package (`clients/python`): Django's own session tests (`SessionTestsMixin`
 //! from the pinned Django source distribution, fetched here, never committed), the Flask tests
 //! and the sharing tests, against a real companion, the legacy app, and `edge-dev` running the
-//! release `filter.wasm` with the project's `envoy.yaml`; and `mypy --strict` over the package.
+//! release `filter.wasm` with the project's `envoy.yaml` (its development secrets replaced by
+//! strong test ones); and `mypy --strict` over the package.
 
-use crate::demo::{DEV_TOKEN, Started, wait_for_port};
+use crate::demo::{Started, wait_for_port};
 use crate::{exec, mongo, root, wasm};
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
@@ -16,6 +17,13 @@ const PINS: &[&str] = &["Django==5.2.19", "Flask==3.1.3", "mypy==2.4.1"];
 /// The source distribution whose `tests/sessions_tests/tests.py` holds `SessionTestsMixin`.
 const DJANGO_SDIST: &str = "Django==5.2.19";
 const DJANGO_SOURCE_DIR: &str = "django-5.2.19";
+/// The companion token the Python tests run with instead of envoy.yaml's development one:
+/// 32+ characters with 6+ distinct ones, so the clients, the filter and the companion accept
+/// it without their development switch.
+const TEST_TOKEN: &str = "python-clients-test-token-5e1f0c9a7b3d";
+/// The cookie key the Python tests sign with instead of envoy.yaml's development one: the
+/// bytes 0 to 31 (32 distinct values, not text), base64.
+const TEST_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
 /// `cargo xtask python`: builds the filter, starts the database (unless `MONGODB_URI` is set)
 /// and runs [`run`].
@@ -30,6 +38,7 @@ pub fn run(wasm_dir: &Path, mongodb_uri: &str) -> Result<()> {
     let began = Instant::now();
     let venv = ensure_venv()?;
     let django_tests = ensure_django_tests(&venv)?;
+    let envoy_yaml = envoy_yaml_with_test_secrets()?;
     exec(
         Command::new(venv.join("bin/mypy"))
             .args([
@@ -63,7 +72,7 @@ pub fn run(wasm_dir: &Path, mongodb_uri: &str) -> Result<()> {
     let child = spawn(
         Command::new(bin.join("edge-session-companion"))
             .env("MONGODB_URI", mongodb_uri)
-            .env("COMPANION_TOKEN", DEV_TOKEN)
+            .env("COMPANION_TOKEN", TEST_TOKEN)
             .env("COMPANION_LISTEN", format!("127.0.0.1:{companion}"))
             .env(
                 "COMPANION_DATABASE",
@@ -85,7 +94,7 @@ pub fn run(wasm_dir: &Path, mongodb_uri: &str) -> Result<()> {
     let child = spawn(
         Command::new(bin.join("edge-dev"))
             .arg("--config")
-            .arg(root().join("envoy.yaml"))
+            .arg(&envoy_yaml)
             .args(["--listen", &format!("127.0.0.1:{proxy}")])
             .args(["--cluster", &format!("companion=127.0.0.1:{companion}")])
             .args(["--cluster", &format!("legacy_app=127.0.0.1:{app}")])
@@ -114,7 +123,7 @@ pub fn run(wasm_dir: &Path, mongodb_uri: &str) -> Result<()> {
                 "EDGE_SESSION_PROXY_URL",
                 format!("http://127.0.0.1:{proxy}"),
             )
-            .env("EDGE_SESSION_ENVOY_YAML", root().join("envoy.yaml"))
+            .env("EDGE_SESSION_ENVOY_YAML", &envoy_yaml)
             .env("DJANGO_TESTS_DIR", &django_tests),
     )?;
     drop(started);
@@ -123,6 +132,40 @@ pub fn run(wasm_dir: &Path, mongodb_uri: &str) -> Result<()> {
         began.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// The project's envoy.yaml with [`TEST_TOKEN`] and [`TEST_KEY`] in place of its development
+/// secrets, written under the target directory: edge-dev runs it, and the tests read the keys,
+/// the token and the cookie settings from it, so they still follow the project's file.
+fn envoy_yaml_with_test_secrets() -> Result<PathBuf> {
+    let source = root().join("envoy.yaml");
+    let text = std::fs::read_to_string(&source)
+        .with_context(|| format!("cannot read {}", source.display()))?;
+    let text = replace_string_value(&text, "token", TEST_TOKEN)?;
+    let text = replace_string_value(&text, "secret", TEST_KEY)?;
+    let dir = wasm::cargo_target_dir().join("python-clients");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("envoy.yaml");
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
+/// `text` with the JSON string value of its one `"name": "..."` replaced by `value`. A file
+/// with none or several (a second key, say) is an error rather than a guess.
+fn replace_string_value(text: &str, name: &str, value: &str) -> Result<String> {
+    let field = format!("\"{name}\":");
+    let mut found = text.match_indices(&field).map(|(at, _)| at + field.len());
+    let (Some(after), None) = (found.next(), found.next()) else {
+        bail!("envoy.yaml must hold exactly one {field}: the Python tests replace its value");
+    };
+    let rest = &text[after..];
+    let open = after + rest.len() - rest.trim_start().len();
+    let close = text[open..]
+        .strip_prefix('"')
+        .and_then(|string| string.find('"'))
+        .map(|end| open + 1 + end)
+        .with_context(|| format!("envoy.yaml: {field} is not followed by a string"))?;
+    Ok(format!("{}\"{value}{}", &text[..open], &text[close..]))
 }
 
 /// A virtualenv with the pinned test dependencies. The package itself is not installed: the
@@ -181,4 +224,41 @@ fn ensure_django_tests(venv: &Path) -> Result<PathBuf> {
         bail!("{} has no tests/sessions_tests/tests.py", archive.display());
     }
     Ok(tests)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_the_one_string_value_and_nothing_else() {
+        let text =
+            "# the token\n{\"keys\": [{\"id\": \"a\", \"secret\": \"old\"}], \"token\":  \"t\"}";
+        let done = replace_string_value(text, "token", "new-token").unwrap();
+        assert_eq!(done, text.replace("\"t\"", "\"new-token\""));
+        let done = replace_string_value(&done, "secret", "S").unwrap();
+        assert!(done.contains("\"secret\": \"S\"}") && done.contains("\"id\": \"a\""));
+    }
+
+    #[test]
+    fn refuses_a_missing_repeated_or_non_string_value() {
+        for text in [
+            "{}",
+            "{\"token\": \"a\", \"token\": \"b\"}",
+            "{\"token\": 3}",
+            "{\"token\": \"open",
+        ] {
+            assert!(replace_string_value(text, "token", "x").is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn the_project_envoy_yaml_gets_the_test_secrets() {
+        let text = std::fs::read_to_string(root().join("envoy.yaml")).unwrap();
+        let done = replace_string_value(&text, "token", TEST_TOKEN).unwrap();
+        let done = replace_string_value(&done, "secret", TEST_KEY).unwrap();
+        assert!(done.contains(&format!("\"token\": \"{TEST_TOKEN}\"")));
+        assert!(done.contains(&format!("\"secret\": \"{TEST_KEY}\"")));
+        assert_eq!(done.lines().count(), text.lines().count());
+    }
 }

@@ -19,11 +19,13 @@ if not settings.configured:
         USE_TZ=True,
         SESSION_ENGINE="edge_session.django",
         SESSION_COOKIE_NAME=support.cookie_name(),
+        SESSION_COOKIE_SECURE=support.cookie_secure(),
         EDGE_SESSION={
             "COMPANION_URL": support.companion_url(),
             "COMPANION_TOKEN": support.companion_token(),
             "KEYS": support.keys(),
             "TIMEOUT": 10.0,
+            "COOKIE": support.cookie_config(),
         },
     )
     django.setup()

@@ -1,8 +1,10 @@
 """What the tests run against, from the environment ``cargo xtask python`` sets up.
 
 ``EDGE_SESSION_COMPANION_URL``: a real companion (over a real MongoDB wire-protocol server).
-``EDGE_SESSION_ENVOY_YAML``: the project's envoy.yaml; the keys and the companion token come
-from its filter configuration, so these tests sign exactly as the filter does.
+``EDGE_SESSION_ENVOY_YAML``: the project's envoy.yaml with strong test secrets in place of its
+development ones (``cargo xtask python`` writes it, see xtask/src/python_clients.rs); the keys,
+the companion token and the cookie settings come from its filter configuration, so these tests
+sign exactly as the filter does.
 ``EDGE_SESSION_PROXY_URL``: edge-dev running the release filter.wasm in front of the legacy app.
 ``DJANGO_TESTS_DIR``: the ``tests/`` directory of the pinned Django source distribution.
 """
@@ -50,5 +52,14 @@ def keys() -> list[dict[str, str]]:
     return list(plugin_config()["keys"])
 
 
+def cookie_config() -> dict[str, Any]:
+    """The filter's cookie object, as the clients take it (``EDGE_SESSION["COOKIE"]``)."""
+    return dict(plugin_config().get("cookie", {}))
+
+
 def cookie_name() -> str:
-    return str(plugin_config().get("cookie", {}).get("name", "sid"))
+    return str(cookie_config().get("name", "sid"))
+
+
+def cookie_secure() -> bool:
+    return bool(cookie_config().get("secure", True))

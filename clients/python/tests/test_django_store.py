@@ -10,12 +10,12 @@ from typing import Any
 from django.conf import settings
 from django.contrib.sessions.backends.base import CreateError, UpdateError
 from django.contrib.sessions.exceptions import SessionInterrupted
-from django.contrib.sessions.middleware import SessionMiddleware
 from django.http import HttpRequest, HttpResponse
 from django.test import RequestFactory, SimpleTestCase, override_settings
 
 from edge_session.companion import CompanionClient, CompanionUnavailable
-from edge_session.django import SessionStore
+from edge_session.django import SessionMiddleware, SessionStore
+from edge_session.secret_rules import DevelopmentSecretWarning
 from edge_session.token import Keyring
 
 from . import support
@@ -126,6 +126,48 @@ class DjangoEngineTests(SimpleTestCase):
                     SessionStore(cookie.value).load(), {"cart": ["x"], **({"_session_expiry": 0} if query else {})}
                 )
 
+    def test_two_different_session_cookies_are_no_session_and_are_not_cleared(self) -> None:
+        mine = self.saved(cart=["mine"]).session_key
+        planted = self.saved(cart=["planted"]).session_key
+        name = settings.SESSION_COOKIE_NAME
+        seen: list[tuple[str | None, dict[str, Any]]] = []
+
+        def view(request: HttpRequest) -> HttpResponse:
+            seen.append((request.session.session_key, dict(request.session)))
+            return HttpResponse("ok")
+
+        for header in [
+            f"{name}={planted}; {name}={mine}",
+            f"{name}={mine}; {name}={planted}",
+            f"{name}={mine}; other=1; {name}=forged",
+            f"{name}={planted},{name}={mine}",  # two Cookie headers, as WSGI servers join them
+        ]:
+            with self.subTest(header=header), companion_down():  # nothing may be looked up
+                response = SessionMiddleware(view)(RequestFactory().get("/", HTTP_COOKIE=header))
+                self.assertEqual(seen.pop(), (None, {}))
+                self.assertNotIn(name, response.cookies, "neither cookie is cleared")
+        response = SessionMiddleware(view)(RequestFactory().get("/", HTTP_COOKIE=f"{name}={mine}; {name}={mine}"))
+        self.assertEqual(seen.pop(), (mine, {"cart": ["mine"]}), "the same value twice is one cookie")
+
+        def login(request: HttpRequest) -> HttpResponse:
+            request.session["user"] = "x"
+            return HttpResponse("ok")
+
+        response = SessionMiddleware(login)(RequestFactory().get("/", HTTP_COOKIE=f"{name}={mine}; {name}={planted}"))
+        made = response.cookies[name].value
+        self.addCleanup(SessionStore().delete, made)
+        self.assertNotIn(made, (mine, planted), "a write makes a new session, never one of the two")
+        self.assertEqual(SessionStore(mine).load(), {"cart": ["mine"]}, "the user's own session is untouched")
+
+    def test_the_engine_refuses_djangos_own_session_middleware(self) -> None:
+        from django.core.exceptions import ImproperlyConfigured
+
+        with override_settings(MIDDLEWARE=["django.contrib.sessions.middleware.SessionMiddleware"]):
+            with self.assertRaisesRegex(ImproperlyConfigured, "edge_session.django.SessionMiddleware in its place"):
+                SessionStore().exists("x")
+        with override_settings(MIDDLEWARE=["edge_session.django.SessionMiddleware"]):
+            self.assertIs(SessionStore().exists("x"), False)
+
     def test_concurrent_saves_of_different_keys_both_persist(self) -> None:
         key = self.saved(base=0).session_key
         first, second = SessionStore(key), SessionStore(key)
@@ -183,3 +225,97 @@ class DjangoEngineTests(SimpleTestCase):
             with self.subTest(message), override_settings(EDGE_SESSION=conf):
                 with self.assertRaisesRegex(ImproperlyConfigured, message):
                     SessionStore("x" * 20).exists("dev1.x.y")
+
+    def test_weak_secrets_are_refused_unless_the_development_switch_is_on(self) -> None:
+        from django.core.exceptions import ImproperlyConfigured
+
+        text_key = [{"id": "dev1", "secret": "ZGV2LW9ubHktc2VjcmV0LWRvLW5vdC11c2UtaW4tcHJvZHVjdGlvbiE="}]
+        for name, change, message in [
+            ("text key", {"KEYS": text_key}, r"keys\[0\]\.secret is printable text"),
+            ("short token", {"COMPANION_TOKEN": "dev-token-change-me-0123456789"}, "token is shorter than 32"),
+        ]:
+            with self.subTest(name):
+                weak = {**settings.EDGE_SESSION, **change}
+                with override_settings(EDGE_SESSION=weak), self.assertRaisesRegex(ImproperlyConfigured, message) as e:
+                    SessionStore().exists("x")
+                self.assertIn('EDGE_SESSION["ALLOW_DEVELOPMENT_SECRETS"] accepts it', str(e.exception))
+                allowed = {**weak, "ALLOW_DEVELOPMENT_SECRETS": True}
+                with override_settings(EDGE_SESSION=allowed), self.assertWarnsRegex(DevelopmentSecretWarning, message):
+                    self.assertIs(SessionStore().exists("x"), False)
+        for change, message in [
+            ({"COMPANION_TOKEN": "REPLACE-ME-openssl-rand-hex-24", "ALLOW_DEVELOPMENT_SECRETS": True}, "placeholder"),
+            ({"ALLOW_DEVELOPMENT_SECRETS": "false"}, "True or False"),
+        ]:
+            with override_settings(EDGE_SESSION={**settings.EDGE_SESSION, **change}):
+                with self.assertRaisesRegex(ImproperlyConfigured, message):
+                    SessionStore().exists("x")
+
+    def test_the_session_cookie_carries_the_filters_attributes(self) -> None:
+        def view(request: HttpRequest) -> HttpResponse:
+            request.session["x"] = 1
+            return HttpResponse("ok")
+
+        name = settings.SESSION_COOKIE_NAME
+        scoped = {"same_site": "strict", "path": "/app", "domain": "example.com", "http_only": True}
+        for cookie, app, attributes in [
+            ({}, {"SESSION_COOKIE_SECURE": True}, {"secure": True, "samesite": "Lax", "path": "/", "domain": ""}),
+            (
+                scoped,
+                {
+                    "SESSION_COOKIE_SECURE": True,
+                    "SESSION_COOKIE_SAMESITE": "Strict",
+                    "SESSION_COOKIE_PATH": "/app",
+                    "SESSION_COOKIE_DOMAIN": "example.com",
+                },
+                {"secure": True, "samesite": "Strict", "path": "/app", "domain": "example.com"},
+            ),
+        ]:
+            edge_session = {**settings.EDGE_SESSION, "COOKIE": cookie}
+            with self.subTest(cookie=cookie), override_settings(EDGE_SESSION=edge_session, **app):
+                response = SessionMiddleware(view)(RequestFactory().get("/"))
+                morsel = response.cookies[name]
+                self.addCleanup(SessionStore().delete, morsel.value)
+                self.assertEqual({key: morsel[key] for key in attributes}, attributes)
+                self.assertIs(morsel["httponly"], True)
+                self.assertIn("; Secure", morsel.OutputString())
+
+    def test_a_cookie_setting_unlike_the_filters_is_refused_by_name(self) -> None:
+        from django.core.exceptions import ImproperlyConfigured
+
+        def view(request: HttpRequest) -> HttpResponse:
+            return HttpResponse("ok")
+
+        filter_defaults = {"EDGE_SESSION": {**settings.EDGE_SESSION, "COOKIE": {}}, "SESSION_COOKIE_SECURE": True}
+        with override_settings(**filter_defaults, SESSION_COOKIE_SAMESITE="lax"):
+            self.assertIs(SessionStore().exists("x"), False, "the filter's defaults, any case of Lax")
+        for setting, value, message in [
+            ("SESSION_COOKIE_SECURE", False, "SESSION_COOKIE_SECURE is False, but the filter's cookie.secure is True"),
+            ("SESSION_COOKIE_HTTPONLY", False, "SESSION_COOKIE_HTTPONLY is False, but .* cookie.http_only is True"),
+            ("SESSION_COOKIE_SAMESITE", False, "SESSION_COOKIE_SAMESITE is None, but .* cookie.same_site is 'Lax'"),
+            ("SESSION_COOKIE_SAMESITE", "None", "SESSION_COOKIE_SAMESITE is 'None', but"),
+            ("SESSION_COOKIE_SAMESITE", "Strict", "SESSION_COOKIE_SAMESITE is 'Strict', but"),
+            ("SESSION_COOKIE_PATH", "/app", "SESSION_COOKIE_PATH is '/app', but the filter's cookie.path is '/'"),
+            ("SESSION_COOKIE_DOMAIN", ".example.com", "SESSION_COOKIE_DOMAIN is '.example.com', but .* is None"),
+            ("SESSION_COOKIE_NAME", "sessionid", "SESSION_COOKIE_NAME is 'sessionid', but .* cookie.name is 'sid'"),
+        ]:
+            with self.subTest(setting, value=value), override_settings(**{**filter_defaults, setting: value}):
+                with self.assertRaisesRegex(ImproperlyConfigured, message):
+                    SessionStore().exists("x")
+                with self.assertRaisesRegex(ImproperlyConfigured, f"set {setting} = "):
+                    SessionMiddleware(view)  # refused at start, before any request
+
+    def test_a_bad_cookie_object_is_refused_by_field(self) -> None:
+        from django.core.exceptions import ImproperlyConfigured
+
+        for cookie, message in [
+            ("secure", "must be the filter's cookie object"),
+            ({"secure": "yes"}, "secure must be a bool"),
+            ({"secure": 1}, "secure must be a bool"),
+            ({"same_site": "LAX"}, "same_site must be Strict, Lax or None"),
+            ({"sameSite": "Lax"}, "'sameSite' is not one of the filter's cookie fields"),
+            ({"domain": 3}, "domain must be a str or None"),
+        ]:
+            with self.subTest(cookie=cookie):
+                with override_settings(EDGE_SESSION={**settings.EDGE_SESSION, "COOKIE": cookie}):
+                    with self.assertRaisesRegex(ImproperlyConfigured, message):
+                        SessionStore().exists("x")

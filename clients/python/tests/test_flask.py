@@ -12,21 +12,26 @@ from flask.testing import FlaskClient
 
 from edge_session.companion import CompanionClient
 from edge_session.flask import EdgeSession, init_app
-from edge_session.token import Keyring
+from edge_session.secret_rules import DevelopmentSecretWarning
+from edge_session.token import ConfigError, Keyring
 
 from . import support
 from .test_django_store import closed_port_url
 
 
-def make_app(companion_url: str | None = None) -> Flask:
+def make_app(companion_url: str | None = None, **config: Any) -> Flask:
     app = Flask(__name__)
     app.config.update(
         SESSION_COOKIE_NAME=support.cookie_name(),
+        SESSION_COOKIE_SECURE=support.cookie_secure(),
+        SESSION_COOKIE_SAMESITE="Lax",
+        EDGE_SESSION_COOKIE=support.cookie_config(),
         EDGE_SESSION_COMPANION_URL=companion_url or support.companion_url(),
         EDGE_SESSION_COMPANION_TOKEN=support.companion_token(),
         EDGE_SESSION_KEYS=support.keys(),
         EDGE_SESSION_TIMEOUT=10.0,
     )
+    app.config.update(config)
     init_app(app)
 
     @app.get("/")
@@ -149,6 +154,32 @@ class FlaskInterfaceTests(unittest.TestCase):
         self.assertEqual((reply.status_code, reply.json), (200, {}))
         self.assertIn("Max-Age=0", reply.headers["Set-Cookie"])
 
+    def test_two_different_session_cookies_are_no_session_and_are_not_cleared(self) -> None:
+        self.client.post("/set", json={"cart": ["mine"]})
+        mine, name = self.token(), support.cookie_name()
+        other = make_app().test_client()
+        other.post("/set", json={"cart": ["planted"]})
+        planted = self.token(other)
+        down = make_app(closed_port_url()).test_client(use_cookies=False)  # nothing may be looked up
+        for header in [
+            f"{name}={planted}; {name}={mine}",
+            f"{name}={mine}; {name}={planted}",
+            f"{name}={mine}; other=1; {name}=forged",
+            f"{name}={planted},{name}={mine}",
+        ]:
+            with self.subTest(header=header):
+                reply = down.get("/", headers={"Cookie": header})
+                self.assertEqual((reply.status_code, reply.json), (200, {}))
+                self.assertNotIn("Set-Cookie", reply.headers, "neither cookie is cleared")
+        both = make_app().test_client(use_cookies=False)
+        reply = both.get("/", headers={"Cookie": f"{name}={mine}; {name}={mine}"})
+        self.assertEqual(reply.json, {"cart": ["mine"]}, "the same value twice is one cookie")
+        conflicting = {"Cookie": f"{name}={mine}; {name}={planted}"}
+        reply = both.post("/set", json={"x": 1}, headers=conflicting)
+        self.assertEqual(reply.json, {"x": 1}, "a write makes a new session")
+        self.assertNotIn(reply.headers["Set-Cookie"].split(";")[0].split("=", 1)[1], (mine, planted))
+        self.assertEqual(self.client.get("/").json, {"cart": ["mine"]}, "the user's own session is untouched")
+
     def test_an_outage_answers_500_and_leaves_the_stored_session_alone(self) -> None:
         self.client.post("/set", json={"cart": [1]})
         token = self.token()
@@ -161,6 +192,86 @@ class FlaskInterfaceTests(unittest.TestCase):
             self.assertEqual(reply.status_code, 500)
             self.assertNotIn("Set-Cookie", reply.headers)
         self.assertEqual(self.client.get("/").json, {"cart": [1]})
+
+
+class FlaskConfigurationTests(unittest.TestCase):
+    def test_the_session_cookie_carries_the_filters_attributes(self) -> None:
+        for cookie, app, expected in [
+            ({}, {"SESSION_COOKIE_SECURE": True}, ["Secure", "HttpOnly", "Path=/", "SameSite=Lax"]),
+            (
+                {"same_site": "Strict", "domain": "example.com"},
+                {
+                    "SESSION_COOKIE_SECURE": True,
+                    "SESSION_COOKIE_SAMESITE": "Strict",
+                    "SESSION_COOKIE_DOMAIN": "example.com",
+                },
+                ["Secure", "HttpOnly", "Path=/", "SameSite=Strict", "Domain=example.com"],
+            ),
+        ]:
+            with self.subTest(cookie=cookie):
+                client = make_app(EDGE_SESSION_COOKIE=cookie, **app).test_client(use_cookies=False)
+                made = client.post("/set", json={"x": 1}).headers["Set-Cookie"]
+                cleared = client.post("/logout", headers={"Cookie": made.split(";")[0]}).headers["Set-Cookie"]
+                self.assertIn("Max-Age=0", cleared)
+                for header in [made, cleared]:
+                    attributes = [part.strip() for part in header.split(";")[1:]]
+                    for attribute in expected:
+                        self.assertIn(attribute, attributes, header)
+
+    def test_a_cookie_setting_unlike_the_filters_is_refused_at_init_app_by_name(self) -> None:
+        filter_defaults: dict[str, Any] = {"EDGE_SESSION_COOKIE": {}, "SESSION_COOKIE_SECURE": True}
+        make_app(**filter_defaults, SESSION_COOKIE_SAMESITE="lax")
+        for setting, value, message in [
+            ("SESSION_COOKIE_SECURE", False, "SESSION_COOKIE_SECURE is False, but the filter's cookie.secure is True"),
+            ("SESSION_COOKIE_HTTPONLY", False, "SESSION_COOKIE_HTTPONLY is False, but .* cookie.http_only is True"),
+            ("SESSION_COOKIE_SAMESITE", None, "SESSION_COOKIE_SAMESITE is None, but .* cookie.same_site is 'Lax'"),
+            ("SESSION_COOKIE_SAMESITE", "Strict", "SESSION_COOKIE_SAMESITE is 'Strict', but"),
+            ("SESSION_COOKIE_PATH", "/app", "SESSION_COOKIE_PATH is '/app', but the filter's cookie.path is '/'"),
+            ("APPLICATION_ROOT", "/app", "SESSION_COOKIE_PATH is '/app', but"),
+            ("SESSION_COOKIE_DOMAIN", "example.com", "SESSION_COOKIE_DOMAIN is 'example.com', but .* is None"),
+            ("SESSION_COOKIE_NAME", "session", "SESSION_COOKIE_NAME is 'session', but .* cookie.name is 'sid'"),
+            ("SESSION_COOKIE_PARTITIONED", True, "SESSION_COOKIE_PARTITIONED is True"),
+        ]:
+            with self.subTest(setting, value=value), self.assertRaisesRegex(ConfigError, message):
+                make_app(**{**filter_defaults, setting: value})
+        with self.assertRaisesRegex(ConfigError, "EDGE_SESSION_COOKIE: secure must be a bool"):
+            make_app(EDGE_SESSION_COOKIE={"secure": "false"})
+
+    def test_flasks_own_cookie_defaults_are_refused(self) -> None:
+        app = Flask(__name__)
+        app.config.update(
+            SESSION_COOKIE_NAME="sid",
+            EDGE_SESSION_COMPANION_URL=support.companion_url(),
+            EDGE_SESSION_COMPANION_TOKEN=support.companion_token(),
+            EDGE_SESSION_KEYS=support.keys(),
+        )
+        with self.assertRaisesRegex(ConfigError, "set SESSION_COOKIE_SECURE = True"):
+            init_app(app)
+
+    def test_weak_secrets_are_refused_at_init_app_unless_the_development_switch_is_on(self) -> None:
+        text_key = [{"id": "dev1", "secret": "ZGV2LW9ubHktc2VjcmV0LWRvLW5vdC11c2UtaW4tcHJvZHVjdGlvbiE="}]
+        for name, change, message in [
+            ("text key", {"EDGE_SESSION_KEYS": text_key}, r"EDGE_SESSION_KEYS: keys\[0\]\.secret is printable text"),
+            (
+                "short token",
+                {"EDGE_SESSION_COMPANION_TOKEN": "dev-token-change-me-0123456789"},
+                "EDGE_SESSION_COMPANION_TOKEN: the companion token is shorter than 32",
+            ),
+        ]:
+            with self.subTest(name):
+                with self.assertRaisesRegex(ConfigError, message) as refused:
+                    make_app(**change)
+                self.assertIn("EDGE_SESSION_ALLOW_DEVELOPMENT_SECRETS accepts it", str(refused.exception))
+                with self.assertWarnsRegex(DevelopmentSecretWarning, "EDGE_SESSION_ALLOW_DEVELOPMENT_SECRETS is on"):
+                    app = make_app(**change, EDGE_SESSION_ALLOW_DEVELOPMENT_SECRETS=True)
+                self.assertEqual(app.test_client().get("/").status_code, 200)
+        with self.assertRaisesRegex(ConfigError, "placeholder"):
+            make_app(
+                EDGE_SESSION_COMPANION_TOKEN="REPLACE-ME-openssl-rand-hex-24",
+                EDGE_SESSION_ALLOW_DEVELOPMENT_SECRETS=True,
+            )
+        with self.assertRaisesRegex(ConfigError, "True or False"):
+            make_app(EDGE_SESSION_ALLOW_DEVELOPMENT_SECRETS="false")
 
 
 if __name__ == "__main__":

@@ -62,18 +62,18 @@ class TokenTests(unittest.TestCase):
                 self.assertIsNone(ring.verify(token))
 
     def test_keys_from_the_filter_configuration(self) -> None:
-        secret = "ZGV2LW9ubHktc2VjcmV0LWRvLW5vdC11c2UtaW4tcHJvZHVjdGlvbiE="  # envoy.yaml's dev key
-        ring = Keyring.from_config([{"id": "dev1", "secret": secret}])
-        self.assertEqual(ring.verify(ring.sign(ID)), ID)
-        self.assertNotIn("ZGV2", repr(ring), "secrets never show")
+        secret = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="  # the project's test key, bytes 0..31
+        ring = Keyring.from_config([{"id": "k1", "secret": secret}])
+        self.assertEqual(ring.sign(ID), KNOWN_TOKEN)
+        self.assertNotIn("AAEC", repr(ring), "secrets never show")
 
     def test_bad_key_configuration_is_refused_with_the_entry_named(self) -> None:
         for keys, message in [
             ([], "at least one key"),
             ([{"id": "a"}], "keys[0] needs"),
             ([{"id": "a", "secret": "not base64!"}], "keys[0].secret"),
-            ([{"id": "a", "secret": "c2hvcnQ="}], "at least 32 bytes"),
-            ([{"id": "has.dot", "secret": "A" * 44}], "key id"),
+            ([{"id": "a", "secret": "c2hvcnQ="}], "decodes to 5 bytes; at least 32"),
+            ([{"id": "has.dot", "secret": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="}], "key id"),
         ]:
             with self.subTest(message), self.assertRaisesRegex(ConfigError, message.replace("[", r"\[")):
                 Keyring.from_config(keys)

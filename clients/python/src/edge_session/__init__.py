@@ -3,6 +3,7 @@ Django session engine (``edge_session.django``) and a Flask session interface
 (``edge_session.flask``) on top, so Python apps share sessions with everything behind the proxy."""
 
 from .companion import CompanionClient, CompanionError, CompanionRefused, CompanionUnavailable, Session
+from .secret_rules import DevelopmentSecretWarning, SecretPolicy
 from .token import ConfigError, Keyring, SigningKey
 
 __all__ = [
@@ -11,7 +12,9 @@ __all__ = [
     "CompanionRefused",
     "CompanionUnavailable",
     "ConfigError",
+    "DevelopmentSecretWarning",
     "Keyring",
+    "SecretPolicy",
     "Session",
     "SigningKey",
 ]

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .secret_rules import ConfigError, SecretPolicy, token_weakness
 from .token import is_session_id
 
 JsonObject = dict[str, Any]
@@ -98,9 +99,14 @@ def user_of(data: Mapping[str, Any], key: str | None) -> str | None:
 class CompanionClient:
     """The ``/v1`` calls, with the bearer token and a timeout (seconds) on every one."""
 
-    def __init__(self, url: str, token: str, timeout: float = 1.0) -> None:
+    def __init__(self, url: str, token: str, timeout: float = 1.0, policy: SecretPolicy | None = None) -> None:
+        """``token`` is held to the companion's rules (:mod:`edge_session.secret_rules`) under
+        ``policy``: a placeholder or weak token raises :class:`ConfigError`."""
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"the companion URL must be http(s): {url!r}")
+        if not token or not all("!" <= char <= "~" for char in token):
+            raise ConfigError("the companion token must be non-empty visible ASCII without spaces")
+        (policy or SecretPolicy()).check("the companion token", token_weakness(token))
         self.url = url.rstrip("/")
         self._token = token
         self.timeout = timeout

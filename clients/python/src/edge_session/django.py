@@ -1,4 +1,12 @@
-"""A Django session engine on the companion: ``SESSION_ENGINE = "edge_session.django"``.
+"""A Django session engine on the companion, and the middleware that hands it the session cookie
+as the filter reads it::
+
+    SESSION_ENGINE = "edge_session.django"
+    MIDDLEWARE = [
+        ...,
+        "edge_session.django.SessionMiddleware",  # instead of django.contrib.sessions' one
+        ...,
+    ]
 
 The session key Django keeps in its cookie is the filter's signed token (``<kid>.<id>.<mac>``),
 so a session made here is the session the proxy injects into every other app, and back. Each
@@ -11,7 +19,20 @@ the companion. Settings (``EDGE_SESSION``)::
         "KEYS": [{"id": "2026a", "secret": "<base64 of 32+ bytes>"}],  # as in the filter
         "TIMEOUT": 1.0,                   # seconds per companion call
         "USER_KEY": "_auth_user_id",      # data key bound as the session's user; None: never
+        "ALLOW_DEVELOPMENT_SECRETS": False,  # True accepts weak keys and tokens, with a warning
+        "COOKIE": {"secure": True},       # the filter's cookie object (its defaults if left out)
     }
+
+The session cookie's attributes come from the filter's configuration: the engine refuses to
+run (``ImproperlyConfigured``, naming the setting) when ``SESSION_COOKIE_NAME``, ``_PATH``,
+``_DOMAIN``, ``_SECURE``, ``_HTTPONLY`` or ``_SAMESITE`` differ from ``COOKIE`` (the
+filter's defaults: ``sid``, ``/``, no domain, secure, HttpOnly, ``Lax``). Django's defaults
+differ (``SESSION_COOKIE_SECURE = False``); re-issuing the cookie with weaker attributes
+would overwrite the filter's.
+
+The keys and the token are held to the filter's and the companion's rules
+(:mod:`edge_session.secret_rules`): a placeholder (``REPLACE-ME``) is always refused, a weak
+key or token only with ``ALLOW_DEVELOPMENT_SECRETS`` (never in production), which warns.
 
 Saving sends only the keys that changed since the session was loaded (one atomic
 ``$set``/``$unset``), with the lifetime from ``get_expiry_age()`` and
@@ -20,6 +41,11 @@ Saving sends only the keys that changed since the session was loaded (one atomic
 session cannot be made, ``UpdateError`` (``SessionInterrupted`` in the middleware) when one
 cannot be saved, :class:`~edge_session.companion.CompanionUnavailable` when one cannot be read
 or deleted. A failed read never looks like an empty session that a save would then write back.
+
+:class:`SessionMiddleware` is Django's, except for a request that carries the session cookie's
+name more than once with different values (a cookie planted next to the user's own): Django
+would silently use the last one; this one opens no session, looks nothing up and leaves the
+cookies alone, as the filter does. The engine refuses to run under Django's own middleware.
 """
 
 from __future__ import annotations
@@ -31,34 +57,69 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
+from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
 from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpRequest
 
 from .companion import CompanionClient, CompanionError, Session, snapshot, user_of
+from .cookies import CookieSettings, same_site_attribute, session_cookie
+from .secret_rules import SecretPolicy
 from .token import ConfigError, Keyring
 
-__all__ = ["SessionStore"]
+__all__ = ["SessionMiddleware", "SessionStore"]
 
 _configured: dict[str, tuple[CompanionClient, Keyring]] = {}
+_DJANGO_MIDDLEWARE = "django.contrib.sessions.middleware.SessionMiddleware"
+_COOKIE_SOURCE = 'EDGE_SESSION["COOKIE"]'
 
 
 def _connection() -> tuple[CompanionClient, Keyring]:
     """The client and keys for the current ``EDGE_SESSION`` setting (built once per value)."""
+    if _DJANGO_MIDDLEWARE in getattr(settings, "MIDDLEWARE", ()):
+        raise ImproperlyConfigured(
+            f"MIDDLEWARE lists {_DJANGO_MIDDLEWARE}: with SESSION_ENGINE {__name__!r} use"
+            f" {__name__}.SessionMiddleware in its place (it refuses a request carrying two different"
+            " session cookies instead of using the last one, as the filter does)"
+        )
     conf = getattr(settings, "EDGE_SESSION", None)
     if not isinstance(conf, Mapping):
         raise ImproperlyConfigured("EDGE_SESSION must be a dict with COMPANION_URL, COMPANION_TOKEN and KEYS")
-    cache_key = json.dumps(conf, sort_keys=True, default=str)
+    app_cookie = _app_cookie()
+    cache_key = json.dumps([conf, app_cookie], sort_keys=True, default=str)
     if cache_key not in _configured:
+        development = conf.get("ALLOW_DEVELOPMENT_SECRETS", False)
+        if not isinstance(development, bool):
+            raise ImproperlyConfigured("EDGE_SESSION ALLOW_DEVELOPMENT_SECRETS must be True or False")
+        policy = SecretPolicy(development, 'EDGE_SESSION["ALLOW_DEVELOPMENT_SECRETS"]')
         try:
             client = CompanionClient(
-                str(conf["COMPANION_URL"]), str(conf["COMPANION_TOKEN"]), float(conf.get("TIMEOUT", 1.0))
+                str(conf["COMPANION_URL"]), str(conf["COMPANION_TOKEN"]), float(conf.get("TIMEOUT", 1.0)), policy
             )
-            keyring = Keyring.from_config(conf["KEYS"])
+            keyring = Keyring.from_config(conf["KEYS"], policy)
         except KeyError as missing:
             raise ImproperlyConfigured(f"EDGE_SESSION needs {missing.args[0]}") from None
         except (ConfigError, ValueError) as error:
             raise ImproperlyConfigured(f"EDGE_SESSION: {error}") from None
+        try:
+            cookie = CookieSettings.from_config(conf.get("COOKIE"), _COOKIE_SOURCE)
+            cookie.refuse_differences(app_cookie, _COOKIE_SOURCE)
+        except ConfigError as error:
+            raise ImproperlyConfigured(str(error)) from None
         _configured[cache_key] = (client, keyring)
     return _configured[cache_key]
+
+
+def _app_cookie() -> dict[str, tuple[str, object]]:
+    """The attributes Django's SessionMiddleware gives the session cookie, by the filter's
+    field names, with the setting each comes from."""
+    return {
+        "name": ("SESSION_COOKIE_NAME", settings.SESSION_COOKIE_NAME),
+        "path": ("SESSION_COOKIE_PATH", settings.SESSION_COOKIE_PATH),
+        "domain": ("SESSION_COOKIE_DOMAIN", settings.SESSION_COOKIE_DOMAIN or None),
+        "secure": ("SESSION_COOKIE_SECURE", bool(settings.SESSION_COOKIE_SECURE)),
+        "http_only": ("SESSION_COOKIE_HTTPONLY", bool(settings.SESSION_COOKIE_HTTPONLY)),
+        "same_site": ("SESSION_COOKIE_SAMESITE", same_site_attribute(settings.SESSION_COOKIE_SAMESITE)),
+    }
 
 
 def _user_key() -> str | None:
@@ -196,3 +257,26 @@ class SessionStore(SessionBase):
     @classmethod
     def clear_expired(cls) -> None:
         """Nothing to do: the companion's TTL index removes expired sessions."""
+
+
+class SessionMiddleware(DjangoSessionMiddleware):
+    """Django's ``SessionMiddleware``, reading the session cookie as the filter does.
+
+    Django's ``request.COOKIES`` keeps the last of several cookies of one name. When the
+    session cookie's name comes with different values, this opens an empty session without
+    looking anything up, and removes the name from ``request.COOKIES`` so that Django's
+    ``process_response`` does not clear it (that would delete the user's own cookie and leave
+    the planted one). The same value repeated is one cookie.
+    """
+
+    def __init__(self, get_response: Any) -> None:
+        super().__init__(get_response)
+        if self.SessionStore is SessionStore:
+            _connection()  # a bad configuration fails at start, not at the first request
+
+    def process_request(self, request: HttpRequest) -> None:
+        name = settings.SESSION_COOKIE_NAME
+        found = session_cookie(request.META.get("HTTP_COOKIE"), name)
+        if found.conflicting:
+            request.COOKIES.pop(name, None)
+        request.session = self.SessionStore(found.value)

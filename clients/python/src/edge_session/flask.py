@@ -8,10 +8,27 @@
         EDGE_SESSION_KEYS=[{"id": "2026a", "secret": "<base64 of 32+ bytes>"}],
         EDGE_SESSION_TIMEOUT=1.0,                       # seconds per companion call
         EDGE_SESSION_USER_KEY="_user_id",               # data key bound as the user (Flask-Login's)
+        EDGE_SESSION_ALLOW_DEVELOPMENT_SECRETS=False,   # True accepts weak keys and tokens, warning
+        EDGE_SESSION_COOKIE={"secure": True},           # the filter's cookie object (its defaults)
+        SESSION_COOKIE_SECURE=True,                     # as the filter's cookie: Flask's
+        SESSION_COOKIE_SAMESITE="Lax",                  # defaults differ
     )
     init_app(app)
 
-The session is a dict as with Flask's own sessions; ``session.cycle()`` gives it a new id at
+The session cookie's attributes come from the filter's configuration: ``init_app`` raises
+:class:`ConfigError` (naming the setting) when ``SESSION_COOKIE_NAME``, ``_PATH``, ``_DOMAIN``,
+``_SECURE``, ``_HTTPONLY`` or ``_SAMESITE`` differ from ``EDGE_SESSION_COOKIE`` (the filter's
+defaults: ``sid``, ``/``, no domain, secure, HttpOnly, ``Lax``), or the cookie is partitioned:
+re-issuing the cookie with weaker attributes would overwrite the filter's.
+
+The keys and the token are held to the filter's and the companion's rules
+(:mod:`edge_session.secret_rules`): a placeholder (``REPLACE-ME``) is always refused, a weak
+key or token only with ``EDGE_SESSION_ALLOW_DEVELOPMENT_SECRETS`` (never in production), which
+warns.
+
+A request carrying the session cookie's name more than once with different values (a cookie
+planted next to the user's own) has no session, and its cookies are not cleared, as in the
+filter. The session is a dict as with Flask's own sessions; ``session.cycle()`` gives it a new id at
 the end of the request (do it at login), ``session.clear()`` deletes it (logout). Only changed
 keys are written, so concurrent requests changing different keys lose nothing. A permanent
 session's cookie has an expiry (``PERMANENT_SESSION_LIFETIME``); any other is a browser-session
@@ -29,6 +46,8 @@ from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.datastructures import CallbackDict
 
 from .companion import CompanionClient, CompanionError, Session, snapshot, user_of
+from .cookies import CookieSettings, same_site_attribute, session_cookie
+from .secret_rules import SecretPolicy
 from .token import ConfigError, Keyring
 
 __all__ = ["EdgeSession", "EdgeSessionInterface", "SessionInterrupted", "init_app"]
@@ -65,10 +84,38 @@ class EdgeSession(CallbackDict[str, Any], SessionMixin):
 class EdgeSessionInterface(SessionInterface):
     """Opens and saves :class:`EdgeSession` through the companion."""
 
-    def __init__(self, companion: CompanionClient, keyring: Keyring, user_key: str | None = "_user_id") -> None:
+    def __init__(
+        self,
+        companion: CompanionClient,
+        keyring: Keyring,
+        user_key: str | None = "_user_id",
+        cookie: CookieSettings | None = None,
+    ) -> None:
         self.companion = companion
         self.keyring = keyring
         self.user_key = user_key
+        self.cookie = cookie or CookieSettings()
+
+    def refuse_cookie_differences(self, app: Flask) -> None:
+        """Raises :class:`ConfigError` naming the first ``SESSION_COOKIE_*`` setting that gives
+        the cookie other attributes than the filter's (``EDGE_SESSION_COOKIE``)."""
+        # Flask 3.1 added partitioned cookies: another jar, so a second cookie of the same name.
+        if getattr(self, "get_cookie_partitioned", lambda app: False)(app):
+            raise ConfigError(
+                "SESSION_COOKIE_PARTITIONED is True, but the filter's cookie is not partitioned:"
+                " set SESSION_COOKIE_PARTITIONED = False"
+            )
+        self.cookie.refuse_differences(
+            {
+                "name": ("SESSION_COOKIE_NAME", self.get_cookie_name(app)),
+                "path": ("SESSION_COOKIE_PATH", self.get_cookie_path(app)),
+                "domain": ("SESSION_COOKIE_DOMAIN", self.get_cookie_domain(app) or None),
+                "secure": ("SESSION_COOKIE_SECURE", bool(self.get_cookie_secure(app))),
+                "http_only": ("SESSION_COOKIE_HTTPONLY", bool(self.get_cookie_httponly(app))),
+                "same_site": ("SESSION_COOKIE_SAMESITE", same_site_attribute(self.get_cookie_samesite(app))),
+            },
+            "EDGE_SESSION_COOKIE",
+        )
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> EdgeSessionInterface:
@@ -76,15 +123,27 @@ class EdgeSessionInterface(SessionInterface):
             url, token, keys = (config[f"EDGE_SESSION_{name}"] for name in ("COMPANION_URL", "COMPANION_TOKEN", "KEYS"))
         except KeyError as missing:
             raise ConfigError(f"Flask config needs {missing.args[0]}") from None
-        return cls(
-            CompanionClient(url, token, float(config.get("EDGE_SESSION_TIMEOUT", 1.0))),
-            Keyring.from_config(keys),
-            config.get("EDGE_SESSION_USER_KEY", "_user_id"),
-        )
+        development = config.get("EDGE_SESSION_ALLOW_DEVELOPMENT_SECRETS", False)
+        if not isinstance(development, bool):
+            raise ConfigError("Flask config EDGE_SESSION_ALLOW_DEVELOPMENT_SECRETS must be True or False")
+        policy = SecretPolicy(development, "EDGE_SESSION_ALLOW_DEVELOPMENT_SECRETS")
+        try:
+            companion = CompanionClient(url, token, float(config.get("EDGE_SESSION_TIMEOUT", 1.0)), policy)
+        except ConfigError as error:
+            raise ConfigError(f"Flask config EDGE_SESSION_COMPANION_TOKEN: {error}") from None
+        try:
+            keyring = Keyring.from_config(keys, policy)
+        except ConfigError as error:
+            raise ConfigError(f"Flask config EDGE_SESSION_KEYS: {error}") from None
+        cookie = CookieSettings.from_config(config.get("EDGE_SESSION_COOKIE"), "EDGE_SESSION_COOKIE")
+        return cls(companion, keyring, config.get("EDGE_SESSION_USER_KEY", "_user_id"), cookie)
 
     def open_session(self, app: Flask, request: Request) -> EdgeSession:
-        token = request.cookies.get(self.get_cookie_name(app))
+        found = session_cookie(request.headers.get("Cookie"), self.get_cookie_name(app))
+        token = found.value
         if not token:
+            # None, or several different values (request.cookies would pick one): no session,
+            # and the cookies are left as they are, as the filter does.
             return EdgeSession()
         session_id = self.keyring.verify(token)
         # An outage raises here (Flask answers 500) rather than open an empty session.
@@ -148,7 +207,9 @@ class EdgeSessionInterface(SessionInterface):
 
 
 def init_app(app: Flask) -> EdgeSessionInterface:
-    """Installs the interface configured by the app's ``EDGE_SESSION_*`` settings."""
+    """Installs the interface configured by the app's ``EDGE_SESSION_*`` settings; raises
+    :class:`ConfigError` for a weak secret or cookie settings that differ from the filter's."""
     interface = EdgeSessionInterface.from_config(app.config)
+    interface.refuse_cookie_differences(app)
     app.session_interface = interface
     return interface

@@ -16,15 +16,17 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from .secret_rules import MIN_KEY_BYTES, PLACEHOLDER, ConfigError, SecretPolicy, is_placeholder, key_weakness
+
+__all__ = ["ConfigError", "Keyring", "SigningKey", "is_session_id"]
+
 MAX_TOKEN_LEN = 256
-MIN_SECRET_BYTES = 32
+MIN_SECRET_BYTES = MIN_KEY_BYTES
 _DOMAIN = b"edge-session/v1|"
 _KEY_ID = re.compile(r"[A-Za-z0-9_-]{1,16}")
 _B64_43 = re.compile(r"[A-Za-z0-9_-]{43}")
-
-
-class ConfigError(ValueError):
-    """A key list that must not be used; the message names the bad entry."""
+_STANDARD = re.compile(r"[A-Za-z0-9+/]*")
+_URL_SAFE = re.compile(r"[A-Za-z0-9_-]*")
 
 
 def _b64url(raw: bytes) -> str:
@@ -39,6 +41,27 @@ def _decode_32(text: str) -> bytes | None:
     # The last character carries two spare bits; only the canonical encoding is accepted,
     # as the filter and the companion do.
     return raw if len(raw) == 32 and _b64url(raw) == text else None
+
+
+def decode_secret(text: str) -> bytes | None:
+    """A key's secret as the filter reads it: base64 in the standard or the URL-safe alphabet
+    (not both), padding optional but canonical when present, surrounding whitespace ignored.
+    None for anything else."""
+    text = text.strip()
+    body = text.rstrip("=")
+    if len(text) != len(body) and len(text) != len(body) + (-len(body) % 4):
+        return None
+    for alphabet, altchars in ((_STANDARD, None), (_URL_SAFE, b"-_")):
+        if not alphabet.fullmatch(body):
+            continue
+        try:
+            raw = base64.b64decode(body + "=" * (-len(body) % 4), altchars=altchars, validate=True)
+        except (binascii.Error, ValueError):
+            return None
+        # Only the canonical encoding (no stray bits in the last character), as the filter.
+        again = base64.b64encode(raw, altchars=altchars).rstrip(b"=").decode("ascii")
+        return raw if again == body else None
+    return None
 
 
 def is_session_id(text: str) -> bool:
@@ -76,18 +99,27 @@ class Keyring:
             raise ConfigError("key ids must be unique")
 
     @classmethod
-    def from_config(cls, keys: Iterable[Mapping[str, str]]) -> Keyring:
-        """From the filter's ``keys`` list: ``[{"id": ..., "secret": <base64>}]``."""
+    def from_config(cls, keys: Iterable[Mapping[str, str]], policy: SecretPolicy | None = None) -> Keyring:
+        """From the filter's ``keys`` list: ``[{"id": ..., "secret": <base64>}]``, each secret
+        held to the filter's rules (:mod:`edge_session.secret_rules`) under ``policy``."""
+        policy = policy or SecretPolicy()
         parsed = []
         for index, entry in enumerate(keys):
+            name = f"keys[{index}].secret"
             try:
                 key_id, secret = entry["id"], entry["secret"]
             except (KeyError, TypeError):
                 raise ConfigError(f"keys[{index}] needs an id and a secret") from None
-            try:
-                raw = base64.b64decode(secret, validate=True)
-            except (binascii.Error, ValueError):
-                raise ConfigError(f"keys[{index}].secret is not base64") from None
+            if not isinstance(key_id, str) or not isinstance(secret, str):
+                raise ConfigError(f"keys[{index}]: the id and the secret are strings")
+            raw = decode_secret(secret)
+            if raw is None or len(raw) < MIN_KEY_BYTES:
+                if is_placeholder(secret.encode("utf-8", "replace")) or (raw and is_placeholder(raw)):
+                    policy.check(name, PLACEHOLDER)
+                if raw is None:
+                    raise ConfigError(f"{name} must be base64 (standard or URL-safe alphabet, padding optional)")
+                raise ConfigError(f"{name} decodes to {len(raw)} bytes; at least {MIN_KEY_BYTES} are required")
+            policy.check(name, key_weakness(secret, raw))
             parsed.append(SigningKey(key_id, raw))
         return cls(parsed)
 
