@@ -8,6 +8,7 @@ pub mod caching;
 pub mod config;
 pub mod control;
 pub mod cookie;
+pub mod host_log_level;
 pub mod inject;
 pub mod json_ascii;
 pub mod metrics;

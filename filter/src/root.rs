@@ -1,6 +1,7 @@
 //! The root context: parses the configuration once, defines the counters, owns the cache.
 
 use crate::config::Config;
+use crate::host_log_level;
 use crate::metrics::Counter;
 use crate::request_path::SessionCore;
 use crate::stream::{SessionStream, Unconfigured};
@@ -43,7 +44,7 @@ impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        if let Ok(level) = hostcalls::get_log_level() {
+        if let Some(level) = host_log_level::get() {
             proxy_wasm::set_log_level(level);
         }
         let bytes = self.get_plugin_configuration().unwrap_or_default();
