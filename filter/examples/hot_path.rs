@@ -68,6 +68,10 @@ impl RequestHost for NativeHost {
         self.headers.borrow_mut().add(name.as_bytes(), value);
     }
 
+    fn remove_request_header(&self, name: &str) {
+        self.headers.borrow_mut().remove(name.as_bytes());
+    }
+
     fn now_nanos(&self) -> i128 {
         i128::from(DEFAULT_START_NANOS)
     }

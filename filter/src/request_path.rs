@@ -24,6 +24,8 @@ pub trait RequestHost: SharedStore {
     fn set_request_headers(&self, headers: &[Header<'_>]);
     /// Appends a request header.
     fn add_request_header(&self, name: &str, value: &[u8]);
+    /// Removes every request header of this name.
+    fn remove_request_header(&self, name: &str);
     /// The proxy's clock, nanoseconds since the epoch.
     fn now_nanos(&self) -> i128;
     fn count(&self, counter: Counter);
@@ -34,13 +36,24 @@ pub trait RequestHost: SharedStore {
 /// `add`, anything more as one `set` of the whole map (what Envoy does for either is the
 /// same: the headers end up in this order).
 ///
+/// Except past Envoy's limits for a whole map (more than [`MAX_MAP_PAIRS`] pairs or
+/// [`MAX_MAP_BYTES`] serialised): there Envoy's `set_header_map_pairs` would remove every
+/// header and report success (proxy-wasm-cpp-host, `PairsUtil::toPairs`), so the changes go
+/// back one header at a time instead.
+///
 /// Headers the filter adds borrow their names and values from the configuration and the
 /// resolved session, so a cache hit copies nothing into the list.
 struct HeaderEdits<'a> {
     headers: Vec<Header<'a>>,
-    removed: bool,
+    /// Names of the headers removed, once each (Envoy removes every value of a name).
+    removed: Vec<Cow<'a, str>>,
     added: usize,
 }
+
+/// The most pairs Envoy takes in one header map from the module.
+pub const MAX_MAP_PAIRS: usize = 1024;
+/// The largest serialised header map Envoy takes from the module.
+pub const MAX_MAP_BYTES: usize = 1 << 20;
 
 /// A request header as the request path edits it: read from the proxy (owned) or added by
 /// the filter (usually borrowed).
@@ -54,15 +67,20 @@ impl<'a> HeaderEdits<'a> {
                 .into_iter()
                 .map(|(name, value)| (Cow::Owned(name), Cow::Owned(value)))
                 .collect(),
-            removed: false,
+            removed: Vec::new(),
             added: 0,
         }
     }
 
+    /// Removes every header `keep` refuses. Only before any `add`: the added headers are the
+    /// list's tail.
     fn remove(&mut self, keep: impl Fn(&str) -> bool) {
-        let before = self.headers.len();
-        self.headers.retain(|(name, _)| keep(name));
-        self.removed |= self.headers.len() != before;
+        debug_assert_eq!(self.added, 0, "removal after an addition");
+        for (name, _) in self.headers.extract_if(.., |(name, _)| !keep(name)) {
+            if !self.removed.iter().any(|r| r.eq_ignore_ascii_case(&name)) {
+                self.removed.push(name);
+            }
+        }
     }
 
     fn add(&mut self, name: impl Into<Cow<'a, str>>, value: impl Into<Cow<'a, [u8]>>) {
@@ -70,15 +88,34 @@ impl<'a> HeaderEdits<'a> {
         self.added += 1;
     }
 
+    /// Whether Envoy would take the whole map in one `set`.
+    fn fits_one_set(&self) -> bool {
+        let bytes = 4 + self
+            .headers
+            .iter()
+            .map(|(name, value)| 10 + name.len() + value.len())
+            .sum::<usize>();
+        self.headers.len() <= MAX_MAP_PAIRS && bytes <= MAX_MAP_BYTES
+    }
+
     fn apply(self, host: &impl RequestHost) {
-        match (self.removed, self.added) {
-            (false, 0) => {}
-            (false, 1) => {
+        match (self.removed.is_empty(), self.added) {
+            (true, 0) => {}
+            (true, 1) => {
                 if let Some((name, value)) = self.headers.last() {
                     host.add_request_header(name, value);
                 }
             }
-            _ => host.set_request_headers(&self.headers),
+            _ if self.fits_one_set() => host.set_request_headers(&self.headers),
+            _ => {
+                for name in &self.removed {
+                    host.remove_request_header(name);
+                }
+                let first_added = self.headers.len() - self.added;
+                for (name, value) in &self.headers[first_added..] {
+                    host.add_request_header(name, value);
+                }
+            }
         }
     }
 }
@@ -390,6 +427,7 @@ mod tests {
         headers: RefCell<Vec<(String, Vec<u8>)>>,
         sets: Cell<u32>,
         adds: Cell<u32>,
+        removes: Cell<u32>,
     }
 
     impl FakeHost {
@@ -427,6 +465,12 @@ mod tests {
             self.headers
                 .borrow_mut()
                 .push((name.to_string(), value.to_vec()));
+        }
+        fn remove_request_header(&self, name: &str) {
+            self.removes.set(self.removes.get() + 1);
+            self.headers
+                .borrow_mut()
+                .retain(|(n, _)| !n.eq_ignore_ascii_case(name));
         }
         fn now_nanos(&self) -> i128 {
             0
@@ -470,6 +514,65 @@ mod tests {
         assert_eq!(host.names(), [":path", "cookie", "x-session-state"]);
         assert_eq!(host.headers.borrow()[1].1, b"theme=dark");
         assert_eq!(host.headers.borrow()[2].1, b"invalid");
+    }
+
+    /// Past Envoy's limits a whole-map `set` would empty the map: the edits go back one
+    /// header at a time, with the same result.
+    #[test]
+    fn huge_header_maps_are_edited_header_by_header() {
+        let mut headers: Vec<(String, String)> = (0..MAX_MAP_PAIRS)
+            .map(|i| (format!("x-filler-{i}"), "v".to_string()))
+            .collect();
+        headers.push(("X_Session_User".into(), "admin".into()));
+        headers.push(("x-session-user".into(), "root".into()));
+        headers.push(("cookie".into(), "theme=dark; sid=k1.bad.token".into()));
+        let list: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let host = FakeHost::with(&list);
+        assert!(matches!(core().request_headers(&host), Lookup::Invalid));
+        assert_eq!(host.sets.get(), 0, "no whole-map set past the limit");
+        assert_eq!((host.removes.get(), host.adds.get()), (3, 2));
+        let names = host.names();
+        assert_eq!(names.len(), MAX_MAP_PAIRS + 2);
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case("x-session-user")
+                    || n.eq_ignore_ascii_case("x_session_user"))
+        );
+        let kept = host.headers.borrow();
+        assert_eq!(
+            kept[MAX_MAP_PAIRS],
+            ("cookie".into(), b"theme=dark".to_vec())
+        );
+        assert_eq!(
+            kept[MAX_MAP_PAIRS + 1],
+            ("x-session-state".into(), b"invalid".to_vec())
+        );
+
+        // Exactly at the limit (1022 fillers, cookie and state) one set takes it all; one
+        // pair more goes header by header.
+        let host = FakeHost::with(&list[2..]);
+        core().request_headers(&host);
+        assert_eq!((host.sets.get(), host.removes.get()), (1, 0));
+        assert_eq!(host.names().len(), MAX_MAP_PAIRS);
+        let host = FakeHost::with(&list[1..]);
+        core().request_headers(&host);
+        assert_eq!((host.sets.get(), host.removes.get()), (0, 3));
+        assert_eq!(host.names().len(), MAX_MAP_PAIRS + 1);
+
+        // Bytes count too: a few huge headers.
+        let big = "v".repeat(MAX_MAP_BYTES / 2);
+        let host = FakeHost::with(&[
+            ("x-a", big.as_str()),
+            ("x-b", big.as_str()),
+            ("x-session-user", "admin"),
+        ]);
+        core().request_headers(&host);
+        assert_eq!(host.sets.get(), 0);
+        assert_eq!(host.names(), ["x-a", "x-b", "x-session-state"]);
     }
 
     #[test]

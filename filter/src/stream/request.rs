@@ -31,6 +31,10 @@ impl RequestHost for SessionStream {
         self.add_http_request_header_bytes(name, value);
     }
 
+    fn remove_request_header(&self, name: &str) {
+        self.set_http_request_header(name, None);
+    }
+
     fn now_nanos(&self) -> i128 {
         SessionStream::now_nanos(self)
     }
