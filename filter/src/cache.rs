@@ -1,8 +1,17 @@
-//! The per-VM cache of resolved sessions (docs/architecture.md, "Caching"): bounded LRU, each
-//! entry fresh for the configured TTL and never past the session's own expiry. An entry keeps
-//! the revocation sequence its lookup was sent under (see `revocation`), which decides whether
-//! it may still be served; the clock only decides freshness, and a clock that stepped back
-//! before an entry's caching time makes it stale, never fresher.
+//! The per-VM cache of resolved sessions (docs/architecture.md, "Caching"): an LRU bounded in
+//! entries and in bytes, each entry fresh for the configured TTL and never past the session's
+//! own expiry. An entry keeps the revocation sequence its lookup was sent under (see
+//! `revocation`), which decides whether it may still be served; the clock only decides
+//! freshness, and a clock that stepped back before an entry's caching time makes it stale,
+//! never fresher.
+//!
+//! Envoy caps a VM's memory at 1 GiB, and a module that cannot grow its memory traps, which
+//! in a callout's callback hangs every waiting stream of the worker. So the cache counts the
+//! memory each entry holds ([`entry_bytes`]: every heap allocation it owns, rounded up the
+//! way the allocator does, plus the LRU's node and table slots) and evicts to stay within
+//! `cache.max_bytes`; a session over `cache.max_session_bytes` is served but not kept. The
+//! table is allocated as it grows, never for `max_entries` up front: every configuration
+//! update starts a canary VM that would pay for it again.
 
 use crate::config::CacheConfig;
 use crate::inject::Injection;
@@ -27,6 +36,8 @@ pub struct Resolved {
 
 struct Entry {
     resolved: Rc<Resolved>,
+    /// What [`entry_bytes`] counted for it.
+    bytes: usize,
     /// The revocation sequence when the lookup was sent.
     sequence: Sequence,
     /// The clock when it was cached, nanoseconds since the epoch.
@@ -39,14 +50,67 @@ struct Entry {
 pub struct SessionCache {
     entries: LruCache<SessionId, Entry>,
     ttl_nanos: i128,
+    max_entries: usize,
+    max_bytes: usize,
+    max_session_bytes: usize,
+    /// The sum of the entries' [`entry_bytes`].
+    bytes: usize,
+}
+
+/// Rounds one heap allocation of `size` bytes up to what the allocator takes for it: a
+/// header word and 8-byte alignment (wasm32 dlmalloc: 4 bytes of header, 16-byte minimum
+/// chunk; the native build's allocator is close enough for the unit tests). Nothing for an
+/// empty allocation.
+fn allocation(size: usize) -> usize {
+    if size == 0 {
+        0
+    } else {
+        ((size + 2 * size_of::<usize>() + 7) & !7).max(16)
+    }
+}
+
+/// The memory one cached session holds: the `Rc` of its `Resolved` and every string and
+/// vector inside, the key, the LRU's node, a remembered token, and two table slots (the hash
+/// table runs at most half full just after it doubles).
+pub fn entry_bytes(resolved: &Resolved) -> usize {
+    let Injection { headers, omitted } = &resolved.injection;
+    let strings = headers
+        .iter()
+        .map(|(name, value)| allocation(name.capacity()) + allocation(value.capacity()))
+        .sum::<usize>()
+        + omitted
+            .iter()
+            .map(|name| allocation(name.capacity()))
+            .sum::<usize>();
+    let id = allocation(resolved.id.as_str().len());
+    allocation(size_of::<Resolved>() + 2 * size_of::<usize>())
+        + id
+        + allocation(resolved.revocation.key.capacity())
+        + allocation(headers.capacity() * size_of::<(String, String)>())
+        + allocation(omitted.capacity() * size_of::<String>())
+        + strings
+        // The LRU node holds the key (whose string is a second copy of the id) and the entry.
+        + allocation(size_of::<SessionId>() + size_of::<Entry>() + 2 * size_of::<usize>())
+        + id
+        + allocation(crate::token::MAX_KEY_ID_BYTES)
+        + 2 * (2 * size_of::<usize>() + 1)
 }
 
 impl SessionCache {
     pub fn new(config: CacheConfig) -> Self {
         Self {
-            entries: LruCache::new(config.max_entries),
+            entries: LruCache::unbounded(),
             ttl_nanos: config.ttl.as_nanos() as i128,
+            max_entries: config.max_entries.get(),
+            max_bytes: config.max_bytes,
+            max_session_bytes: config.max_session_bytes,
+            bytes: 0,
         }
+    }
+
+    /// The memory the cache holds, as [`entry_bytes`] counts it.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// A fresh entry and the revocation sequence it was looked up under, or `None` (a stale
@@ -57,30 +121,44 @@ impl SessionCache {
                 Some((entry.resolved.clone(), entry.sequence))
             }
             Some(_) => {
-                self.entries.pop(id);
+                self.remove(id);
                 None
             }
             None => None,
         }
     }
 
-    /// Caches a session whose lookup was sent at revocation sequence `sequence`.
-    pub fn insert(&mut self, resolved: Rc<Resolved>, now_nanos: i128, sequence: Sequence) {
+    /// Caches a session whose lookup was sent at revocation sequence `sequence`, evicting the
+    /// least recently used entries to stay within both bounds. Returns false when the session
+    /// is not kept: too large for `max_session_bytes`, or already expired.
+    pub fn insert(&mut self, resolved: Rc<Resolved>, now_nanos: i128, sequence: Sequence) -> bool {
         let fresh_until = now_nanos
             .saturating_add(self.ttl_nanos)
             .min(resolved.expires_at_nanos);
-        if fresh_until > now_nanos {
-            self.entries.put(
-                resolved.id.clone(),
-                Entry {
-                    resolved,
-                    sequence,
-                    cached_at: now_nanos,
-                    fresh_until,
-                    verified: None,
-                },
-            );
+        let bytes = entry_bytes(&resolved);
+        self.remove(&resolved.id);
+        if fresh_until <= now_nanos || bytes > self.max_session_bytes {
+            return false;
         }
+        while self.entries.len() >= self.max_entries || self.bytes + bytes > self.max_bytes {
+            match self.entries.pop_lru() {
+                Some((_, evicted)) => self.bytes -= evicted.bytes,
+                None => break,
+            }
+        }
+        self.bytes += bytes;
+        self.entries.put(
+            resolved.id.clone(),
+            Entry {
+                resolved,
+                bytes,
+                sequence,
+                cached_at: now_nanos,
+                fresh_until,
+                verified: None,
+            },
+        );
+        true
     }
 
     /// Whether `presented` is the token last verified for this session (compared in constant
@@ -100,7 +178,9 @@ impl SessionCache {
     }
 
     pub fn remove(&mut self, id: &SessionId) {
-        self.entries.pop(id);
+        if let Some(entry) = self.entries.pop(id) {
+            self.bytes -= entry.bytes;
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -141,7 +221,70 @@ mod tests {
         SessionCache::new(CacheConfig {
             ttl: Duration::from_millis(ttl_ms),
             max_entries: NonZeroUsize::new(max).unwrap(),
+            max_bytes: 64 << 20,
+            max_session_bytes: 64 << 10,
         })
+    }
+
+    /// A session whose injected data header holds `data_bytes` bytes.
+    fn sized(n: u8, data_bytes: usize) -> Rc<Resolved> {
+        Rc::new(Resolved {
+            id: id(n),
+            injection: Injection {
+                headers: vec![("x-session-data".into(), "d".repeat(data_bytes))],
+                omitted: vec![],
+            },
+            expires_at_nanos: 100 * SECOND,
+            ttl_seconds: 60,
+            revocation: RevocationTag::of(&id(n)),
+        })
+    }
+
+    #[test]
+    fn bytes_are_bounded_and_counted_exactly() {
+        let one = entry_bytes(&sized(0, 10_000));
+        assert!(one > 10_000 && one < 11_000, "{one}");
+        let mut c = SessionCache::new(CacheConfig {
+            ttl: Duration::from_secs(60),
+            max_entries: NonZeroUsize::new(1000).unwrap(),
+            max_bytes: 3 * one,
+            max_session_bytes: one,
+        });
+        for n in 0..3 {
+            assert!(c.insert(sized(n, 10_000), 0, 0));
+        }
+        assert_eq!((c.len(), c.bytes()), (3, 3 * one), "exactly at the bound");
+        assert!(c.insert(sized(3, 10_000), 0, 0));
+        assert_eq!((c.len(), c.bytes()), (3, 3 * one), "one past it evicts one");
+        assert!(c.get(&id(0), 0).is_none(), "the least recently used went");
+        assert!(
+            !c.insert(sized(9, 10_001), 0, 0),
+            "over max_session_bytes: not kept"
+        );
+        assert!(c.get(&id(9), 0).is_none());
+        assert_eq!(c.bytes(), 3 * one, "and nothing evicted for it");
+        c.insert(sized(1, 10), 0, 0);
+        assert_eq!(c.len(), 3, "replacing an entry counts the new size");
+        assert_eq!(c.bytes(), 2 * one + entry_bytes(&sized(1, 10)));
+        c.remove(&id(1));
+        c.remove(&id(2));
+        c.remove(&id(3));
+        assert_eq!(
+            (c.len(), c.bytes()),
+            (0, 0),
+            "removal gives every byte back"
+        );
+    }
+
+    #[test]
+    fn a_stale_or_expired_entry_gives_its_bytes_back() {
+        let mut c = cache(1000, 10);
+        c.insert(sized(1, 100), 0, 0);
+        assert!(c.bytes() > 0);
+        assert!(c.get(&id(1), 2 * SECOND).is_none());
+        assert_eq!(c.bytes(), 0);
+        assert!(!c.insert(sized(1, 100), 200 * SECOND, 0), "already expired");
+        assert_eq!((c.len(), c.bytes()), (0, 0));
     }
 
     #[test]

@@ -13,6 +13,12 @@ use std::time::Duration;
 
 const MAX_TIMEOUT_MS: u64 = 60_000;
 const MAX_CACHE_ENTRIES: usize = 1_000_000;
+/// The most memory the cache may be given: half of the 1 GiB Envoy gives a VM
+/// (`PROXY_WASM_HOST_MAX_WASM_MEMORY_SIZE_BYTES` in proxy-wasm-cpp-host), so the rest of the
+/// module (streams in flight, headers, replies) keeps the other half whatever the traffic.
+pub const MAX_CACHE_BYTES: usize = 512 << 20;
+const MIN_CACHE_BYTES: usize = 64 << 10;
+const MIN_SESSION_BYTES: usize = 1 << 10;
 const MAX_HEADER_BYTES_LIMIT: usize = 65_536;
 
 /// A configuration the filter can run with.
@@ -48,6 +54,10 @@ pub struct Companion {
 pub struct CacheConfig {
     pub ttl: Duration,
     pub max_entries: NonZeroUsize,
+    /// The most memory the cache may hold, as `cache::entry_bytes` counts it.
+    pub max_bytes: usize,
+    /// Sessions that take more than this are injected as usual but not cached.
+    pub max_session_bytes: usize,
 }
 
 /// What to do when the companion cannot answer a read.
@@ -243,6 +253,8 @@ struct RawCompanion {
 struct RawCache {
     ttl_ms: u64,
     max_entries: usize,
+    max_bytes: usize,
+    max_session_bytes: usize,
 }
 
 impl Default for RawCache {
@@ -250,6 +262,8 @@ impl Default for RawCache {
         Self {
             ttl_ms: 2000,
             max_entries: 10_000,
+            max_bytes: 64 << 20,
+            max_session_bytes: 64 << 10,
         }
     }
 }
@@ -560,9 +574,23 @@ fn parse_cache(raw: RawCache) -> Result<Option<CacheConfig>, ConfigError> {
     let entries = in_range(raw.max_entries, 1, MAX_CACHE_ENTRIES, "cache.max_entries")?;
     let max_entries = NonZeroUsize::new(entries)
         .ok_or_else(|| error("cache.max_entries", "must be at least 1"))?;
+    let max_bytes = in_range(
+        raw.max_bytes,
+        MIN_CACHE_BYTES,
+        MAX_CACHE_BYTES,
+        "cache.max_bytes",
+    )?;
+    let max_session_bytes = in_range(
+        raw.max_session_bytes,
+        MIN_SESSION_BYTES,
+        max_bytes,
+        "cache.max_session_bytes",
+    )?;
     Ok(Some(CacheConfig {
         ttl: Duration::from_millis(raw.ttl_ms),
         max_entries,
+        max_bytes,
+        max_session_bytes,
     }))
 }
 
@@ -661,6 +689,10 @@ mod tests {
         assert_eq!(
             (cache.ttl, cache.max_entries.get()),
             (Duration::from_millis(2000), 10_000)
+        );
+        assert_eq!(
+            (cache.max_bytes, cache.max_session_bytes),
+            (64 << 20, 64 << 10)
         );
         assert_eq!(config.headers.prefix, "x-session-");
         assert_eq!(config.headers.state, "x-session-state");
@@ -816,6 +848,24 @@ mod tests {
                 Box::new(|v| v["cache"] = json!({"ttl_ms": 10, "max_entries": 0})),
             ),
             (
+                "cache.max_bytes",
+                Box::new(|v| v["cache"] = json!({"max_bytes": MAX_CACHE_BYTES + 1})),
+            ),
+            (
+                "cache.max_bytes",
+                Box::new(|v| v["cache"] = json!({"max_bytes": MIN_CACHE_BYTES - 1})),
+            ),
+            (
+                "cache.max_session_bytes",
+                Box::new(|v| {
+                    v["cache"] = json!({"max_bytes": 1 << 20, "max_session_bytes": (1 << 20) + 1})
+                }),
+            ),
+            (
+                "cache.max_session_bytes",
+                Box::new(|v| v["cache"] = json!({"max_session_bytes": MIN_SESSION_BYTES - 1})),
+            ),
+            (
                 "headers.prefix",
                 Box::new(|v| v["headers"] = json!({"prefix": "x session"})),
             ),
@@ -880,6 +930,21 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn cache_bounds_are_accepted_at_their_limits() {
+        let mut value = minimal();
+        value["cache"] =
+            json!({"max_bytes": MAX_CACHE_BYTES, "max_session_bytes": MAX_CACHE_BYTES});
+        let cache = parse(&value).unwrap().cache.unwrap();
+        assert_eq!(
+            (cache.max_bytes, cache.max_session_bytes),
+            (MAX_CACHE_BYTES, MAX_CACHE_BYTES)
+        );
+        value["cache"] =
+            json!({"max_bytes": MIN_CACHE_BYTES, "max_session_bytes": MIN_SESSION_BYTES});
+        assert!(parse(&value).is_ok());
     }
 
     #[test]

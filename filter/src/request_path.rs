@@ -288,8 +288,13 @@ impl SessionCore {
                 // the request that asked (it was sent first), but is not kept.
                 if let Some(cache) = self.cache.borrow_mut().as_mut()
                     && self.still_trusted(host, &resolved.revocation, sequence)
+                    && !cache.insert(resolved.clone(), now, sequence)
                 {
-                    cache.insert(resolved.clone(), now, sequence);
+                    log::debug!(
+                        "edge-session: session #{} not cached (over cache.max_session_bytes, \
+                         or expiring)",
+                        id.short_hash()
+                    );
                 }
                 let mut edits = HeaderEdits::read(host);
                 self.inject(host, &mut edits, &resolved);

@@ -20,6 +20,9 @@ pub const MAX_TOKEN_LEN: usize = 256;
 const MAC_LEN: usize = 43;
 const DOMAIN: &[u8] = b"edge-session/v1|";
 
+/// The longest key id, in bytes.
+pub const MAX_KEY_ID_BYTES: usize = 16;
+
 /// A key id: 1 to 16 of `A-Z a-z 0-9 _ -`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct KeyId(String);
@@ -41,7 +44,7 @@ impl fmt::Debug for KeyId {
 }
 
 fn valid_key_id(bytes: &[u8]) -> bool {
-    (1..=16).contains(&bytes.len())
+    (1..=MAX_KEY_ID_BYTES).contains(&bytes.len())
         && bytes
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-')
