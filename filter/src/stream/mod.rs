@@ -192,6 +192,30 @@ impl HttpContext for SessionStream {
         let filter = self.filter.clone();
         self.response_headers(&filter)
     }
+
+    /// Request trailers reach the app too (gRPC, chunked uploads): a client must not forge
+    /// session headers there either, in any spelling.
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        let headers = &self.filter.config.headers;
+        for (name, _) in self.get_http_request_trailers_bytes() {
+            if headers.is_reserved(&name) {
+                self.set_http_request_trailer_bytes(&name, None);
+            }
+        }
+        Action::Continue
+    }
+
+    /// Control headers sent as response trailers are never applied (the response has gone
+    /// out by then) and never reach the client.
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        let headers = &self.filter.config.headers;
+        for (name, _) in self.get_http_response_trailers_bytes() {
+            if headers.has_prefix(&name) {
+                self.set_http_response_trailer_bytes(&name, None);
+            }
+        }
+        Action::Continue
+    }
 }
 
 /// A stream on a plugin without a configuration. Envoy never creates one (it refuses the
