@@ -29,13 +29,19 @@
 //!    the cycle answers 404, as if it had come after. If this delete fails, the cycle still
 //!    succeeds: the sealed original is no session and the TTL index removes it at its expiry.
 //!
-//! What remains: if the process dies or the request is dropped between the seal and the
-//! insert or the unseal, or the database answers none of the three unseal attempts, the
-//! session stays sealed: the API no longer shows it, but it stays in the collection until it
-//! expires, and `{$unset: {moved_to: ""}}` on its `_id` restores it (its `moved_to` names the
-//! copy, which may also exist). If a cleanup cannot reach the database, a copy lives on under
-//! an id nobody was told: unreachable by id, listed and deleted with its user, gone at its
-//! expiry.
+//! The steps run in a task of their own, so a caller that gives up (the filter's timeout,
+//! the request timeout, a closed connection) does not stop a cycle half-way. A cycle whose
+//! caller is gone once the copy is in is undone the same way as a failed insert, since
+//! nobody would learn the new id.
+//!
+//! What remains: if the process dies or exits between the seal and the insert or the unseal
+//! (a shutdown waits for open requests, not for a cycle whose caller has left), or the
+//! database answers none of the three unseal attempts, the session stays sealed: the API no
+//! longer shows it, but it stays in the collection until it expires, and
+//! `{$unset: {moved_to: ""}}` on its `_id` restores it (its `moved_to` names the copy, which
+//! may also exist). If the caller goes away during step 3, or a cleanup cannot reach the
+//! database, a copy lives on under an id nobody was told: unreachable by id, listed and
+//! deleted with its user, gone at its expiry.
 
 pub mod data;
 pub mod keys;
@@ -49,6 +55,7 @@ use proto::{Session, SessionId, Timestamp, short_hash};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::future::IntoFuture;
+use std::sync::Arc;
 use std::time::Duration;
 
 const TTL_INDEX: &str = "expires_at_ttl";
@@ -434,12 +441,32 @@ impl Store {
     }
 
     /// The same session under a new id; the old id never answers again. `None` when there
-    /// is no live session under `id`, or another cycle is moving it. Seal, copy, delete: see
-    /// the module's doc.
+    /// is no live session under `id`, or another cycle is moving it. Seal, copy, delete, in a
+    /// task of its own that finishes even if the caller gives up: see the module's doc.
     pub async fn cycle(
+        self: &Arc<Self>,
+        id: &SessionId,
+        now: DateTime,
+    ) -> Result<Option<Session>, StoreError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let store = Arc::clone(self);
+        let id = id.clone();
+        tokio::spawn(async move {
+            let outcome = store.cycle_to_the_end(&id, now, || reply.is_closed()).await;
+            let _ = reply.send(outcome);
+        });
+        answer.await.unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(
+                "the cycle ended without an answer".into(),
+            ))
+        })
+    }
+
+    async fn cycle_to_the_end(
         &self,
         id: &SessionId,
         now: DateTime,
+        caller_gone: impl Fn() -> bool,
     ) -> Result<Option<Session>, StoreError> {
         let id = id.as_str();
         let copy_id = draw_id()?;
@@ -468,6 +495,14 @@ impl Store {
                 self.forget_copy(&copy.id).await;
             }
             return Err(err);
+        }
+        if caller_gone() {
+            if self.unseal(id, &copy_id).await {
+                self.forget_copy(&copy.id).await;
+            }
+            return Err(StoreError::Unavailable(
+                "the caller left before the cycle ended: undone".into(),
+            ));
         }
         let original = doc! {"_id": id, "moved_to": &copy_id};
         match self.bounded(self.sessions.delete_one(original)).await {

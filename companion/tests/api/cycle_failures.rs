@@ -4,13 +4,29 @@
 use crate::helpers::*;
 use mongodb::bson::{DateTime, Document, doc};
 use reqwest::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
 /// The collection the apps of `database` use, reached directly.
 async fn collection(database: &str) -> mongodb::Collection<Document> {
     let client = mongodb::Client::with_uri_str(mongodb_uri()).await.unwrap();
     client.database(database).collection("sessions")
+}
+
+/// GETs `path` until it answers 200 (or `within` passes), and returns the session.
+async fn read_when_back(app: &TestApp, path: &str, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let (status, body) = app.call(Method::GET, path, None).await;
+        if status == StatusCode::OK {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path} still answers {status} after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The database refuses the copy (a validator admits only documents last written before the
@@ -56,6 +72,47 @@ async fn a_cycle_whose_copy_is_refused_leaves_the_session_where_it_was() {
         .call(Method::GET, "/v1/users/refused/sessions", None)
         .await;
     assert_eq!(listed, json!([created]));
+}
+
+/// The caller gives up (here the request timeout, as a filter's callout timeout would) while
+/// the database answers slowly: the cycle still runs to its end in its own task, sees nobody
+/// will learn the new id, and undoes itself, so the old id answers again. Were the cycle run in
+/// the request, dropping it after the seal would leave the session sealed for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cycle_whose_caller_gives_up_is_undone_and_the_old_id_answers_again() {
+    let uri = mongodb_uri();
+    let database = unique_database();
+    let link = testkit::FaultyLink::start(testkit::single_host(&uri).0).await;
+    let app = spawn_with(&testkit::through(&uri, link.addr), &database, |c| {
+        c.request_timeout_ms = 150;
+        c.db_timeout_ms = 3_000;
+    })
+    .await;
+    let created = app
+        .create(json!({"data": {"cart": [3]}, "user": "impatient"}))
+        .await;
+    let path = format!("/v1/sessions/{}", created["id"].as_str().unwrap());
+
+    link.slow_down(Duration::from_millis(300));
+    let (status, body) = app.call(Method::POST, &format!("{path}/cycle"), None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    link.slow_down(Duration::ZERO);
+
+    let read = read_when_back(&app, &path, Duration::from_secs(10)).await;
+    assert_eq!(read, created);
+    let sessions = collection(&database).await;
+    // The undo deletes the unused copy just after it unseals the original.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sessions.count_documents(doc! {}).await.unwrap() != 1 {
+        assert!(Instant::now() < deadline, "the unused copy is still there");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stored = sessions.find_one(doc! {}).await.unwrap().unwrap();
+    assert_eq!(
+        stored.get_str("_id").unwrap(),
+        created["id"].as_str().unwrap()
+    );
+    assert!(!stored.contains_key("moved_to"), "unsealed: {stored:?}");
 }
 
 /// "Log out everywhere" lands between a cycle's seal and its copy: it deletes the sealed
