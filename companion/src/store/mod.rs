@@ -64,6 +64,8 @@ const DUPLICATE_KEY: i32 = 11000;
 const NAMESPACE_NOT_FOUND: i32 = 26;
 /// Attempts at unsealing a session whose cycle failed before its copy was in.
 const UNSEAL_ATTEMPTS: u32 = 3;
+/// Attempts at a touch whose lifetime changed between its read and its write.
+const PATCH_ATTEMPTS: u32 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -386,51 +388,68 @@ impl Store {
                 "",
             );
         }
-        let Some(current) = self.find_live(id.as_str(), now).await? else {
-            return Ok(PatchOutcome::NotFound);
-        };
-        let mut merged = data::document_to_object(&current.data);
-        for key in &changes.unset {
-            merged.remove(key);
-        }
-        for (key, value) in &changes.set {
-            merged.insert(key.clone(), value.clone());
-        }
-        let size = data::json_size(&merged);
-        if size > max_data_bytes {
-            return Ok(PatchOutcome::TooLarge(size));
-        }
         set.insert("updated_at", now);
-        if let Some(user) = changes.user {
-            set.insert("user", user);
+        if let Some(user) = &changes.user {
+            set.insert("user", user.as_str());
         }
         if let Some(browser) = changes.browser_session {
             set.insert("browser_session", browser);
         }
-        let ttl = changes
-            .ttl_seconds
-            .unwrap_or(u64::try_from(current.ttl_seconds).unwrap_or(0));
         if let Some(new_ttl) = changes.ttl_seconds {
             set.insert("ttl_seconds", seconds(new_ttl));
+            set.insert("expires_at", after(now, new_ttl));
         }
-        if changes.ttl_seconds.is_some() || changes.touch {
-            set.insert("expires_at", after(now, ttl));
+        // A touch that keeps the lifetime computes the expiry from the lifetime it read, so
+        // its write holds only while that lifetime stands; a concurrent change of lifetime
+        // makes it read again.
+        let touch_as_read = changes.touch && changes.ttl_seconds.is_none();
+        for _ in 0..PATCH_ATTEMPTS {
+            let Some(current) = self.find_live(id.as_str(), now).await? else {
+                return Ok(PatchOutcome::NotFound);
+            };
+            // The data as it would become: concurrent patches each pass this against what
+            // they read, so together they can overshoot the limit by at most their own
+            // payloads (each within the limit); the next growing patch is then refused.
+            let mut merged = data::document_to_object(&current.data);
+            for key in &changes.unset {
+                merged.remove(key);
+            }
+            for (key, value) in &changes.set {
+                merged.insert(key.clone(), value.clone());
+            }
+            let size = data::json_size(&merged);
+            if size > max_data_bytes {
+                return Ok(PatchOutcome::TooLarge(size));
+            }
+            let mut filter = Self::live(id.as_str(), now);
+            let mut set = set.clone();
+            if touch_as_read {
+                filter.insert("ttl_seconds", current.ttl_seconds);
+                let ttl = u64::try_from(current.ttl_seconds).unwrap_or(0);
+                set.insert("expires_at", after(now, ttl));
+            }
+            let mut update = doc! {"$set": set};
+            if !unset.is_empty() {
+                update.insert("$unset", unset.clone());
+            }
+            let updated = self
+                .bounded(
+                    self.sessions
+                        .find_one_and_update(filter, update)
+                        .return_document(ReturnDocument::After),
+                )
+                .await?;
+            match updated {
+                Some(doc) => return Ok(PatchOutcome::Updated(doc.into_session()?)),
+                // Without the lifetime guard the filter is `live` alone: the session is gone.
+                None if !touch_as_read => return Ok(PatchOutcome::NotFound),
+                // Gone, or its lifetime changed since the read: the next read tells which.
+                None => continue,
+            }
         }
-        let mut update = doc! {"$set": set};
-        if !unset.is_empty() {
-            update.insert("$unset", unset);
-        }
-        let updated = self
-            .bounded(
-                self.sessions
-                    .find_one_and_update(Self::live(id.as_str(), now), update)
-                    .return_document(ReturnDocument::After),
-            )
-            .await?;
-        match updated {
-            Some(doc) => Ok(PatchOutcome::Updated(doc.into_session()?)),
-            None => Ok(PatchOutcome::NotFound),
-        }
+        Err(StoreError::Unavailable(format!(
+            "the session's lifetime changed under {PATCH_ATTEMPTS} touches in a row"
+        )))
     }
 
     /// Idempotent: deleting what is not there is fine.

@@ -181,3 +181,40 @@ async fn a_patch_racing_a_cycle_lands_in_the_copy_or_answers_404() {
     );
     eprintln!("PATCH racing a cycle: {landed} landed in the copy, {refused} answered 404");
 }
+
+/// A change of lifetime racing a touch: the touch computes the new expiry from the lifetime,
+/// so it must not apply one it read before the change. Whatever the order, the session's
+/// expiry is its last write's time plus its stored lifetime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lifetime_change_racing_a_touch_leaves_the_expiry_matching_the_lifetime() {
+    let (app, _) = app_and_collection().await;
+    for round in 0..ROUNDS {
+        let created = app.create(json!({"ttl_seconds": 3600})).await;
+        let path = format!("/v1/sessions/{}", id_of(&created));
+        let shorten = {
+            let (app, path) = (app.clone(), path.clone());
+            tokio::spawn(async move {
+                app.call(Method::PATCH, &path, Some(json!({"ttl_seconds": 60})))
+                    .await
+            })
+        };
+        let touch = {
+            let (app, path) = (app.clone(), path.clone());
+            tokio::spawn(async move {
+                app.call(Method::PATCH, &path, Some(json!({"touch": true})))
+                    .await
+            })
+        };
+        for (status, body) in [shorten.await.unwrap(), touch.await.unwrap()] {
+            assert_eq!(status, StatusCode::OK, "round {round}: {body}");
+        }
+        let (_, now) = app.call(Method::GET, &path, None).await;
+        let session: proto::Session = serde_json::from_value(now.clone()).unwrap();
+        assert_eq!(session.ttl_seconds, 60, "round {round}");
+        assert_eq!(
+            session.expires_at.unix_nanos() - session.updated_at.unix_nanos(),
+            60 * 1_000_000_000,
+            "round {round}: {now}"
+        );
+    }
+}
