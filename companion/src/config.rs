@@ -5,6 +5,12 @@ use proto::secrets::{self, Weakness};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// The longest lifetime `--max-ttl-seconds` may allow: 100 years of 365 days. Far past any
+/// cookie (browsers cap `Max-Age` at 400 days), and it keeps every expiry well inside the
+/// years an API timestamp can show (up to 9999); past that a session would be stored and
+/// then answered with 503.
+pub const MAX_TTL_LIMIT_SECONDS: u64 = 100 * 365 * 24 * 60 * 60;
+
 /// edge-session companion: the session API over MongoDB.
 #[derive(Clone, Debug, Parser)]
 #[command(name = "edge-session-companion", version)]
@@ -100,6 +106,8 @@ pub enum ConfigError {
     Zero(&'static str),
     #[error("--default-ttl-seconds must not exceed --max-ttl-seconds")]
     TtlOverMax,
+    #[error("--max-ttl-seconds must be at most {MAX_TTL_LIMIT_SECONDS} (100 years)")]
+    TtlOverLimit,
 }
 
 /// A token's weakness in the words of the companion's flag (characters, not bytes).
@@ -136,6 +144,9 @@ impl Config {
         }
         if self.default_ttl_seconds > self.max_ttl_seconds {
             return Err(ConfigError::TtlOverMax);
+        }
+        if self.max_ttl_seconds > MAX_TTL_LIMIT_SECONDS {
+            return Err(ConfigError::TtlOverLimit);
         }
         Ok(())
     }
@@ -346,6 +357,18 @@ mod tests {
             "10",
         ]);
         assert_eq!(inverted.validate(), Err(ConfigError::TtlOverMax));
+    }
+
+    #[test]
+    fn the_longest_lifetime_is_a_hundred_years() {
+        let max =
+            |seconds: u64| parse(&["--token", STRONG, "--max-ttl-seconds", &seconds.to_string()]);
+        assert_eq!(max(MAX_TTL_LIMIT_SECONDS).validate(), Ok(()));
+        assert_eq!(
+            max(MAX_TTL_LIMIT_SECONDS + 1).validate(),
+            Err(ConfigError::TtlOverLimit)
+        );
+        assert_eq!(max(u64::MAX).validate(), Err(ConfigError::TtlOverLimit));
     }
 
     #[test]
