@@ -61,4 +61,20 @@ mod tests {
             assert!(!token.matches(bad), "{bad:?}");
         }
     }
+
+    /// The comparison is of two SHA-256 digests with `subtle`, so its time does not depend
+    /// on where a guess first differs; a guess differing in the first or the last of the
+    /// same number of bytes is refused alike.
+    #[test]
+    fn same_length_guesses_are_refused_wherever_they_differ() {
+        let secret = "0123456789abcdef0123456789abcdef01234567";
+        let token = BearerToken::new(secret);
+        assert!(token.matches(secret.as_bytes()));
+        for at in [0, secret.len() / 2, secret.len() - 1] {
+            let mut guess = secret.as_bytes().to_vec();
+            guess[at] ^= 1;
+            assert!(!token.matches(&guess), "differs at {at}");
+        }
+        assert!(!token.matches(&secret.as_bytes()[..secret.len() - 1]));
+    }
 }

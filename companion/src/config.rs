@@ -1,8 +1,15 @@
 //! The companion's configuration, from flags or the environment.
 
 use clap::Parser;
+use proto::secrets::{self, Weakness};
 use std::net::SocketAddr;
 use std::time::Duration;
+
+/// The longest lifetime `--max-ttl-seconds` may allow: 100 years of 365 days. Far past any
+/// cookie (browsers cap `Max-Age` at 400 days), and it keeps every expiry well inside the
+/// years an API timestamp can show (up to 9999); past that a session would be stored and
+/// then answered with 503.
+pub const MAX_TTL_LIMIT_SECONDS: u64 = 100 * 365 * 24 * 60 * 60;
 
 /// edge-session companion: the session API over MongoDB.
 #[derive(Clone, Debug, Parser)]
@@ -20,12 +27,17 @@ pub struct Config {
     /// Address to listen on.
     #[arg(long, env = "COMPANION_LISTEN", default_value = "127.0.0.1:8081")]
     pub listen: SocketAddr,
-    /// Bearer token every /v1 call must present. Required unless --insecure-no-token.
+    /// Bearer token every /v1 call must present: at least 32 characters, random (`openssl
+    /// rand -hex 24`). Required unless --insecure-no-token.
     #[arg(long, env = "COMPANION_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Run without a token (development only: anyone who reaches the port owns every session).
     #[arg(long, env = "COMPANION_INSECURE_NO_TOKEN")]
     pub insecure_no_token: bool,
+    /// Accept a weak --token (short or repetitive; never a placeholder) and warn at start:
+    /// development only.
+    #[arg(long, env = "COMPANION_ALLOW_DEVELOPMENT_SECRETS")]
+    pub allow_development_secrets: bool,
     /// Lifetime of a session that does not ask for its own, in seconds (two weeks, as Django).
     #[arg(
         long,
@@ -69,28 +81,54 @@ pub enum Command {
     },
 }
 
-/// A configuration the service must not start with.
+/// A configuration the service must not start with. No message carries the token.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error(
         "no --token (COMPANION_TOKEN) given; pass --insecure-no-token to run without one in development"
     )]
     MissingToken,
-    #[error("--token must be at least 16 characters")]
-    WeakToken,
+    #[error(
+        "--token (COMPANION_TOKEN) is the template's placeholder ({marker}...): put a random token there (`openssl rand -hex 24`) and the same in the filter's companion.token; --allow-development-secrets does not accept it",
+        marker = secrets::PLACEHOLDER_MARKER
+    )]
+    PlaceholderToken,
+    #[error(
+        "--token (COMPANION_TOKEN) {}: use a random one (`openssl rand -hex 24`), or pass --allow-development-secrets (COMPANION_ALLOW_DEVELOPMENT_SECRETS=true) in development only",
+        describe(*.0)
+    )]
+    WeakToken(Weakness),
+    #[error(
+        "--token (COMPANION_TOKEN) has a control character or leading or trailing whitespace (a newline from a file?), which no Authorization header can carry"
+    )]
+    UnusableToken,
     #[error("{0} must be at least 1")]
     Zero(&'static str),
     #[error("--default-ttl-seconds must not exceed --max-ttl-seconds")]
     TtlOverMax,
+    #[error("--max-ttl-seconds must be at most {MAX_TTL_LIMIT_SECONDS} (100 years)")]
+    TtlOverLimit,
+}
+
+/// A token's weakness in the words of the companion's flag (characters, not bytes).
+fn describe(weakness: Weakness) -> String {
+    match weakness {
+        Weakness::TooShort { min } => format!("is shorter than {min} characters"),
+        Weakness::TooFewDistinct { min } => {
+            format!("has fewer than {min} distinct characters: not random")
+        }
+        other => other.to_string(),
+    }
 }
 
 impl Config {
-    /// Checks what clap cannot: the token rule and the limits.
+    /// Checks what clap cannot: the token rules (`proto::secrets`, shared with the filter)
+    /// and the limits.
     pub fn validate(&self) -> Result<(), ConfigError> {
         match (&self.token, self.insecure_no_token) {
             (None, false) => return Err(ConfigError::MissingToken),
-            (Some(token), _) if token.len() < 16 => return Err(ConfigError::WeakToken),
-            _ => {}
+            (None, true) => {}
+            (Some(token), _) => self.check_token(token)?,
         }
         for (value, name) in [
             (self.default_ttl_seconds, "--default-ttl-seconds"),
@@ -107,7 +145,31 @@ impl Config {
         if self.default_ttl_seconds > self.max_ttl_seconds {
             return Err(ConfigError::TtlOverMax);
         }
+        if self.max_ttl_seconds > MAX_TTL_LIMIT_SECONDS {
+            return Err(ConfigError::TtlOverLimit);
+        }
         Ok(())
+    }
+
+    fn check_token(&self, token: &str) -> Result<(), ConfigError> {
+        let edge = |c: char| c.is_whitespace() || c.is_control();
+        if token.chars().any(char::is_control) || token.starts_with(edge) || token.ends_with(edge) {
+            return Err(ConfigError::UnusableToken);
+        }
+        match secrets::token_weakness(token) {
+            None => Ok(()),
+            Some(Weakness::Placeholder) => Err(ConfigError::PlaceholderToken),
+            Some(_) if self.allow_development_secrets => Ok(()),
+            Some(weakness) => Err(ConfigError::WeakToken(weakness)),
+        }
+    }
+
+    /// What is weak about the token when --allow-development-secrets let it through, for the
+    /// warning at start (never the token itself).
+    pub fn accepted_weak_token(&self) -> Option<String> {
+        let weakness = secrets::token_weakness(self.token.as_deref()?)?;
+        (self.allow_development_secrets && weakness.allowed_in_development())
+            .then(|| describe(weakness))
     }
 
     pub fn db_timeout(&self) -> Duration {
@@ -135,8 +197,16 @@ mod tests {
     fn parse(args: &[&str]) -> Config {
         let mut all = vec!["edge-session-companion"];
         all.extend_from_slice(args);
-        Config::try_parse_from(all).unwrap()
+        let mut config = Config::try_parse_from(all).unwrap();
+        // The switches come from these arguments alone, never from the test runner's
+        // environment (`cargo xtask demo` and friends set them for the companions they start).
+        config.allow_development_secrets = args.contains(&"--allow-development-secrets");
+        config.insecure_no_token = args.contains(&"--insecure-no-token");
+        config
     }
+
+    /// A token that passes every rule: 35 characters, 25 distinct.
+    const STRONG: &str = "0123456789abcdef-companion-test-tok";
 
     #[test]
     fn refuses_to_start_without_a_token_unless_told_to() {
@@ -151,19 +221,131 @@ mod tests {
             ..parse(&["--insecure-no-token"])
         };
         assert_eq!(insecure.validate(), Ok(()));
+        assert_eq!(parse(&["--token", STRONG]).validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_placeholder_token_is_refused_even_in_development() {
+        for placeholder in [
+            "REPLACE-ME-openssl-rand-hex-24",
+            "replace-me-with-a-long-random-token-0123456789",
+            "0123456789abcdef0123456789abcdef-Replace-Me",
+        ] {
+            for development in [&[][..], &["--allow-development-secrets"]] {
+                let mut args = vec!["--token", placeholder];
+                args.extend_from_slice(development);
+                let config = parse(&args);
+                assert_eq!(
+                    config.validate(),
+                    Err(ConfigError::PlaceholderToken),
+                    "{placeholder} {development:?}"
+                );
+                assert_eq!(config.accepted_weak_token(), None);
+            }
+        }
+    }
+
+    #[test]
+    fn a_weak_token_is_refused_unless_development_secrets_are_allowed() {
+        let exactly = &STRONG[..32];
+        let one_short = &STRONG[..31];
         assert_eq!(
-            parse(&["--token", "short"]).validate(),
-            Err(ConfigError::WeakToken)
+            parse(&["--token", exactly]).validate(),
+            Ok(()),
+            "32 characters"
         );
+        assert_eq!(parse(&["--token", exactly]).accepted_weak_token(), None);
+        let five_distinct = "abcde".repeat(8);
+        for (weak, weakness) in [
+            (one_short, Weakness::TooShort { min: 32 }),
+            (
+                "dev-token-change-me-0123456789",
+                Weakness::TooShort { min: 32 },
+            ),
+            ("t", Weakness::TooShort { min: 32 }),
+            (five_distinct.as_str(), Weakness::TooFewDistinct { min: 6 }),
+        ] {
+            assert_eq!(
+                parse(&["--token", weak]).validate(),
+                Err(ConfigError::WeakToken(weakness)),
+                "{weak}"
+            );
+            let development = parse(&["--token", weak, "--allow-development-secrets"]);
+            assert_eq!(development.validate(), Ok(()), "{weak}");
+            assert_eq!(
+                development.accepted_weak_token(),
+                Some(describe(weakness)),
+                "{weak}"
+            );
+        }
+        // Characters, not bytes: 31 two-byte characters are 62 bytes and still too short.
+        let wide = "éèêëēėęàáâäāãåæçćčñńßśšž0123456";
+        assert_eq!(wide.chars().count(), 31);
         assert_eq!(
-            parse(&["--token", "a-long-enough-token"]).validate(),
-            Ok(())
+            parse(&["--token", wide]).validate(),
+            Err(ConfigError::WeakToken(Weakness::TooShort { min: 32 }))
         );
     }
 
     #[test]
+    fn a_token_no_header_can_carry_is_refused_even_in_development() {
+        for unusable in [
+            format!("{STRONG}\n"),
+            format!(" {STRONG}"),
+            format!("{STRONG}\t"),
+            format!("{}\0{}", &STRONG[..16], &STRONG[16..]),
+            format!("{}\u{7f}{}", &STRONG[..16], &STRONG[16..]),
+        ] {
+            for development in [&[][..], &["--allow-development-secrets"]] {
+                let mut args = vec!["--token", unusable.as_str()];
+                args.extend_from_slice(development);
+                assert_eq!(
+                    parse(&args).validate(),
+                    Err(ConfigError::UnusableToken),
+                    "{unusable:?}"
+                );
+            }
+        }
+        let inner_space = format!("{} {}", &STRONG[..16], &STRONG[16..]);
+        assert_eq!(parse(&["--token", &inner_space]).validate(), Ok(()));
+    }
+
+    #[test]
+    fn token_errors_say_what_to_do_and_never_show_the_token() {
+        let weak = "dev-token-change-me-0123456789";
+        let placeholder = "REPLACE-ME-openssl-rand-hex-24";
+        let unusable = format!("{STRONG}\n");
+        for token in [weak, placeholder, unusable.as_str()] {
+            let message = parse(&["--token", token])
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(message.contains("--token (COMPANION_TOKEN)"), "{message}");
+            assert!(!message.contains(token.trim()), "{message}");
+        }
+        let message = parse(&["--token", weak])
+            .validate()
+            .unwrap_err()
+            .to_string();
+        for hint in [
+            "openssl rand -hex 24",
+            "--allow-development-secrets",
+            "COMPANION_ALLOW_DEVELOPMENT_SECRETS",
+            "shorter than 32 characters",
+        ] {
+            assert!(message.contains(hint), "{hint}: {message}");
+        }
+        let message = parse(&["--token", placeholder])
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("openssl rand -hex 24"), "{message}");
+        assert!(message.contains("does not accept it"), "{message}");
+    }
+
+    #[test]
     fn refuses_zero_limits_and_inverted_ttls() {
-        let base = ["--token", "a-long-enough-token"];
+        let base = ["--token", STRONG];
         let zero = parse(&[base[0], base[1], "--max-data-bytes", "0"]);
         assert_eq!(zero.validate(), Err(ConfigError::Zero("--max-data-bytes")));
         let inverted = parse(&[
@@ -175,6 +357,18 @@ mod tests {
             "10",
         ]);
         assert_eq!(inverted.validate(), Err(ConfigError::TtlOverMax));
+    }
+
+    #[test]
+    fn the_longest_lifetime_is_a_hundred_years() {
+        let max =
+            |seconds: u64| parse(&["--token", STRONG, "--max-ttl-seconds", &seconds.to_string()]);
+        assert_eq!(max(MAX_TTL_LIMIT_SECONDS).validate(), Ok(()));
+        assert_eq!(
+            max(MAX_TTL_LIMIT_SECONDS + 1).validate(),
+            Err(ConfigError::TtlOverLimit)
+        );
+        assert_eq!(max(u64::MAX).validate(), Err(ConfigError::TtlOverLimit));
     }
 
     #[test]

@@ -46,7 +46,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPath {
     }
 }
 
-/// A user id from the path: 1 to 256 bytes without control characters.
+/// A user id from the path, by `check_user`'s rule.
 pub struct UserPath(pub String);
 
 impl<S: Send + Sync> FromRequestParts<S> for UserPath {
@@ -65,13 +65,12 @@ fn path_error(rejection: PathRejection) -> ApiError {
     ApiError::BadRequest(rejection.body_text())
 }
 
-pub const MAX_USER_BYTES: usize = 256;
-
-/// A user id: 1 to 256 bytes, no control characters (they end up in headers).
+/// A user id by the rule the filter also applies (`proto::valid_user`).
 pub fn check_user(user: &str) -> Result<(), ApiError> {
-    if user.is_empty() || user.len() > MAX_USER_BYTES || user.chars().any(char::is_control) {
+    if !proto::valid_user(user) {
         return Err(ApiError::BadRequest(format!(
-            "a user id is 1 to {MAX_USER_BYTES} bytes without control characters"
+            "a user id is 1 to {} bytes without control characters",
+            proto::MAX_USER_BYTES
         )));
     }
     Ok(())

@@ -35,6 +35,12 @@ async fn main() -> ExitCode {
             "running WITHOUT a token (--insecure-no-token): anyone who reaches this port owns every session"
         );
     }
+    if let Some(weakness) = config.accepted_weak_token() {
+        tracing::warn!(
+            token = %weakness,
+            "running with a WEAK token because of --allow-development-secrets (COMPANION_ALLOW_DEVELOPMENT_SECRETS): development only; generate one with `openssl rand -hex 24`"
+        );
+    }
     match run(config, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

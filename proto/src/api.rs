@@ -27,6 +27,16 @@ pub fn data_within_depth(data: &Map<String, Value>) -> bool {
     true
 }
 
+/// The longest user id, in bytes of UTF-8. The filter refuses a longer `x-session-user`
+/// before it writes, the companion before it stores or looks one up.
+pub const MAX_USER_BYTES: usize = 256;
+
+/// Whether `user` is a user id: 1 to [`MAX_USER_BYTES`] bytes without control characters
+/// (C0, DEL and C1: a user id ends up in request headers and logs).
+pub fn valid_user(user: &str) -> bool {
+    !user.is_empty() && user.len() <= MAX_USER_BYTES && !user.chars().any(char::is_control)
+}
+
 /// `POST /v1/sessions`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -135,6 +145,27 @@ mod tests {
         assert!(serde_json::from_value::<PatchSession>(json!({"sett": {}})).is_err());
         let parsed: PatchSession = serde_json::from_value(json!({"touch": true})).unwrap();
         assert!(parsed.touch);
+    }
+
+    #[test]
+    fn user_ids_are_1_to_256_bytes_without_control_characters() {
+        assert!(valid_user("alice"));
+        assert!(
+            valid_user("Alice Smith <alice@example.com>"),
+            "spaces are text"
+        );
+        assert!(valid_user(&"u".repeat(MAX_USER_BYTES)), "exactly the limit");
+        assert!(
+            !valid_user(&"u".repeat(MAX_USER_BYTES + 1)),
+            "one byte past"
+        );
+        // The limit counts bytes, not characters: 128 two-byte characters are 256 bytes.
+        assert!(valid_user(&"é".repeat(128)));
+        assert!(!valid_user(&format!("{}u", "é".repeat(128))));
+        assert!(!valid_user(""));
+        for control in ['\0', '\t', '\n', '\r', '\u{7f}', '\u{85}', '\u{9f}'] {
+            assert!(!valid_user(&format!("a{control}b")), "{control:?}");
+        }
     }
 
     /// `depth` levels: `{"d": {"d": ... 1}}` with the data object as level one.

@@ -8,7 +8,8 @@ mod session;
 mod session_id;
 
 pub use api::{
-    ApiError, CreateSession, Deleted, ErrorCode, MAX_DATA_DEPTH, PatchSession, data_within_depth,
+    ApiError, CreateSession, Deleted, ErrorCode, MAX_DATA_DEPTH, MAX_USER_BYTES, PatchSession,
+    data_within_depth, valid_user,
 };
 pub use session::{Session, Timestamp};
 pub use session_id::{InvalidSessionId, SESSION_ID_BYTES, SESSION_ID_LEN, SessionId, short_hash};

@@ -1,8 +1,47 @@
 //! The only module that talks to MongoDB. One collection of session documents
 //! `{_id, data, user, ttl_seconds, browser_session, created_at, updated_at, expires_at}` with a
-//! TTL index on `expires_at` (each document expires at its own time) and an index on `user`.
-//! Every read also checks `expires_at > now`, because the TTL monitor runs only about once a
-//! minute. Every operation is bounded by the configured timeout.
+//! TTL index on `expires_at` (each document expires at its own time) and an index on `user`;
+//! `moved_to` marks a document a cycle has sealed. Every read also checks `expires_at > now`,
+//! because the TTL monitor runs only about once a minute. Every operation is bounded by the
+//! configured timeout.
+//!
+//! Nothing here relies on transactions or a replica set (the test server is a single node,
+//! production may be sharded on `_id`): every change that must be atomic is one single-document
+//! operation, and a decision made on a read is written with a filter that still holds only
+//! if what was read still stands.
+//!
+//! # Cycle
+//!
+//! A cycle moves a session to a new id in three steps:
+//!
+//! 1. **Seal** the live original with one `findOneAndUpdate` that matches only a live,
+//!    unsealed document and sets `moved_to` to the id drawn for the copy. This step decides:
+//!    of any number of concurrent cycles exactly one seals, the rest find nothing and answer
+//!    404. From here the original is no session: reads, PATCH (its filter asks for an
+//!    unsealed document) and the user's list pass it by. A PATCH applied before the seal is in
+//!    the sealed document and so in the copy; one after it answers 404. Never 200 and lost.
+//! 2. **Insert the copy** (the sealed document's contents, unsealed) under the new id; a
+//!    duplicate id draws another. If the insert fails, the original is unsealed (tried three
+//!    times), and once it is, a copy that may have landed unseen is deleted: the session is
+//!    back under its old id and the caller gets 503.
+//! 3. **Delete the sealed original.** If it is already gone, the session was deleted during
+//!    the cycle (DELETE, log out everywhere, the TTL monitor): the copy is deleted too and
+//!    the cycle answers 404, as if it had come after. If this delete fails, the cycle still
+//!    succeeds: the sealed original is no session and the TTL index removes it at its expiry.
+//!
+//! The steps run in a task of their own, so a caller that gives up (the filter's timeout,
+//! the request timeout, a closed connection) does not stop a cycle half-way. A cycle whose
+//! caller is gone once the copy is in is undone the same way as a failed insert, since
+//! nobody would learn the new id.
+//!
+//! What remains: if the process dies or exits between the seal and the insert or the unseal
+//! (a shutdown waits for open requests, not for a cycle whose caller has left), or the
+//! database answers none of the three unseal attempts, the session stays sealed: the API no
+//! longer shows it, but it stays in the collection until it expires, and
+//! `{$unset: {moved_to: ""}}` on its `_id` restores it (its `moved_to` names the copy, which
+//! may also exist). If the caller goes away during step 3, or a cleanup cannot reach the
+//! database, a copy lives on under an id nobody was told: unreachable by id, listed and
+//! deleted with its user, gone at its expiry.
 
 pub mod data;
 pub mod keys;
@@ -12,16 +51,21 @@ use futures::TryStreamExt;
 use mongodb::error::{ErrorKind, WriteFailure};
 use mongodb::options::{ClientOptions, IndexOptions, ReturnDocument};
 use mongodb::{Client, Collection, Database, IndexModel};
-use proto::{Session, SessionId, Timestamp};
+use proto::{Session, SessionId, Timestamp, short_hash};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::future::IntoFuture;
+use std::sync::Arc;
 use std::time::Duration;
 
 const TTL_INDEX: &str = "expires_at_ttl";
 const USER_INDEX: &str = "user_1";
 const DUPLICATE_KEY: i32 = 11000;
 const NAMESPACE_NOT_FOUND: i32 = 26;
+/// Attempts at unsealing a session whose cycle failed before its copy was in.
+const UNSEAL_ATTEMPTS: u32 = 3;
+/// Attempts at a touch whose lifetime changed between its read and its write.
+const PATCH_ATTEMPTS: u32 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -66,12 +110,17 @@ struct SessionDoc {
     created_at: DateTime,
     updated_at: DateTime,
     expires_at: DateTime,
+    /// Set when a cycle sealed this document, to the id it drew for the copy: the session
+    /// moved (or is moving) there, and this document is no session any more (see the
+    /// module's doc).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    moved_to: Option<String>,
 }
 
 impl SessionDoc {
-    /// Live exactly when the query `expires_at > now` would match it.
+    /// Live exactly when the query `Store::live` would match it.
     fn is_live(&self, now: DateTime) -> bool {
-        self.expires_at > now
+        self.expires_at > now && self.moved_to.is_none()
     }
 
     /// A stored document as the API shows it. Documents this service wrote always convert;
@@ -246,9 +295,10 @@ impl Store {
         Ok(())
     }
 
-    /// The filter for a write that must not touch an expired session (no resurrection).
+    /// The filter for a write that must not touch an expired session (no resurrection) nor
+    /// one a cycle sealed.
     fn live(id: &str, now: DateTime) -> Document {
-        doc! {"_id": id, "expires_at": {"$gt": now}}
+        doc! {"_id": id, "expires_at": {"$gt": now}, "moved_to": {"$exists": false}}
     }
 
     /// The session under `id` if it is live at `now`. The query names `_id` alone and the
@@ -269,10 +319,10 @@ impl Store {
             .transpose()
     }
 
-    /// Inserts a session under a fresh id (a collision, at 2^-256, just draws again).
+    /// Inserts a session under a fresh id.
     pub async fn create(&self, new: NewSession, now: DateTime) -> Result<Session, StoreError> {
-        let doc = SessionDoc {
-            id: String::new(),
+        let mut doc = SessionDoc {
+            id: draw_id()?,
             data: data::object_to_document(&new.data, self.max_key_bytes)?,
             user: new.user,
             ttl_seconds: seconds(new.ttl_seconds),
@@ -280,21 +330,20 @@ impl Store {
             created_at: now,
             updated_at: now,
             expires_at: after(now, new.ttl_seconds),
+            moved_to: None,
         };
-        self.insert_with_new_id(doc).await?.into_session()
+        self.insert_drawing_on_duplicate(&mut doc).await?;
+        doc.into_session()
     }
 
-    async fn insert_with_new_id(&self, mut doc: SessionDoc) -> Result<SessionDoc, StoreError> {
+    /// Inserts `doc` under its id, drawing another on a duplicate (a collision, at 2^-256).
+    /// On failure `doc.id` is the last id tried, whose insert may have landed unseen (a
+    /// timeout).
+    async fn insert_drawing_on_duplicate(&self, doc: &mut SessionDoc) -> Result<(), StoreError> {
         for _ in 0..3 {
-            doc.id = crate::ids::new_session_id()
-                .map_err(|e| {
-                    StoreError::Unavailable(format!("no randomness from the operating system: {e}"))
-                })?
-                .as_str()
-                .to_string();
-            match self.bounded_raw(self.sessions.insert_one(&doc)).await? {
-                Ok(_) => return Ok(doc),
-                Err(err) if is_duplicate_key(&err) => continue,
+            match self.bounded_raw(self.sessions.insert_one(&*doc)).await? {
+                Ok(_) => return Ok(()),
+                Err(err) if is_duplicate_key(&err) => doc.id = draw_id()?,
                 Err(err) => return Err(err.into()),
             }
         }
@@ -339,51 +388,68 @@ impl Store {
                 "",
             );
         }
-        let Some(current) = self.find_live(id.as_str(), now).await? else {
-            return Ok(PatchOutcome::NotFound);
-        };
-        let mut merged = data::document_to_object(&current.data);
-        for key in &changes.unset {
-            merged.remove(key);
-        }
-        for (key, value) in &changes.set {
-            merged.insert(key.clone(), value.clone());
-        }
-        let size = data::json_size(&merged);
-        if size > max_data_bytes {
-            return Ok(PatchOutcome::TooLarge(size));
-        }
         set.insert("updated_at", now);
-        if let Some(user) = changes.user {
-            set.insert("user", user);
+        if let Some(user) = &changes.user {
+            set.insert("user", user.as_str());
         }
         if let Some(browser) = changes.browser_session {
             set.insert("browser_session", browser);
         }
-        let ttl = changes
-            .ttl_seconds
-            .unwrap_or(u64::try_from(current.ttl_seconds).unwrap_or(0));
         if let Some(new_ttl) = changes.ttl_seconds {
             set.insert("ttl_seconds", seconds(new_ttl));
+            set.insert("expires_at", after(now, new_ttl));
         }
-        if changes.ttl_seconds.is_some() || changes.touch {
-            set.insert("expires_at", after(now, ttl));
+        // A touch that keeps the lifetime computes the expiry from the lifetime it read, so
+        // its write holds only while that lifetime stands; a concurrent change of lifetime
+        // makes it read again.
+        let touch_as_read = changes.touch && changes.ttl_seconds.is_none();
+        for _ in 0..PATCH_ATTEMPTS {
+            let Some(current) = self.find_live(id.as_str(), now).await? else {
+                return Ok(PatchOutcome::NotFound);
+            };
+            // The data as it would become: concurrent patches each pass this against what
+            // they read, so together they can overshoot the limit by at most their own
+            // payloads (each within the limit); the next growing patch is then refused.
+            let mut merged = data::document_to_object(&current.data);
+            for key in &changes.unset {
+                merged.remove(key);
+            }
+            for (key, value) in &changes.set {
+                merged.insert(key.clone(), value.clone());
+            }
+            let size = data::json_size(&merged);
+            if size > max_data_bytes {
+                return Ok(PatchOutcome::TooLarge(size));
+            }
+            let mut filter = Self::live(id.as_str(), now);
+            let mut set = set.clone();
+            if touch_as_read {
+                filter.insert("ttl_seconds", current.ttl_seconds);
+                let ttl = u64::try_from(current.ttl_seconds).unwrap_or(0);
+                set.insert("expires_at", after(now, ttl));
+            }
+            let mut update = doc! {"$set": set};
+            if !unset.is_empty() {
+                update.insert("$unset", unset.clone());
+            }
+            let updated = self
+                .bounded(
+                    self.sessions
+                        .find_one_and_update(filter, update)
+                        .return_document(ReturnDocument::After),
+                )
+                .await?;
+            match updated {
+                Some(doc) => return Ok(PatchOutcome::Updated(doc.into_session()?)),
+                // Without the lifetime guard the filter is `live` alone: the session is gone.
+                None if !touch_as_read => return Ok(PatchOutcome::NotFound),
+                // Gone, or its lifetime changed since the read: the next read tells which.
+                None => continue,
+            }
         }
-        let mut update = doc! {"$set": set};
-        if !unset.is_empty() {
-            update.insert("$unset", unset);
-        }
-        let updated = self
-            .bounded(
-                self.sessions
-                    .find_one_and_update(Self::live(id.as_str(), now), update)
-                    .return_document(ReturnDocument::After),
-            )
-            .await?;
-        match updated {
-            Some(doc) => Ok(PatchOutcome::Updated(doc.into_session()?)),
-            None => Ok(PatchOutcome::NotFound),
-        }
+        Err(StoreError::Unavailable(format!(
+            "the session's lifetime changed under {PATCH_ATTEMPTS} touches in a row"
+        )))
     }
 
     /// Idempotent: deleting what is not there is fine.
@@ -393,30 +459,118 @@ impl Store {
             .map(|_| ())
     }
 
-    /// The same data under a new id; the old id never answers again. Insert first, then
-    /// delete: if the delete fails, the new copy is removed and the error returned, so the
-    /// caller can retry and no second live copy stays behind.
+    /// The same session under a new id; the old id never answers again. `None` when there
+    /// is no live session under `id`, or another cycle is moving it. Seal, copy, delete, in a
+    /// task of its own that finishes even if the caller gives up: see the module's doc.
     pub async fn cycle(
-        &self,
+        self: &Arc<Self>,
         id: &SessionId,
         now: DateTime,
     ) -> Result<Option<Session>, StoreError> {
-        let Some(mut doc) = self.find_live(id.as_str(), now).await? else {
-            return Ok(None);
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let store = Arc::clone(self);
+        let id = id.clone();
+        tokio::spawn(async move {
+            let outcome = store.cycle_to_the_end(&id, now, || reply.is_closed()).await;
+            let _ = reply.send(outcome);
+        });
+        answer.await.unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(
+                "the cycle ended without an answer".into(),
+            ))
+        })
+    }
+
+    async fn cycle_to_the_end(
+        &self,
+        id: &SessionId,
+        now: DateTime,
+        caller_gone: impl Fn() -> bool,
+    ) -> Result<Option<Session>, StoreError> {
+        let id = id.as_str();
+        let copy_id = draw_id()?;
+        let seal = doc! {"$set": {"moved_to": &copy_id}};
+        let sealed = self
+            .bounded(
+                self.sessions
+                    .find_one_and_update(Self::live(id, now), seal)
+                    .return_document(ReturnDocument::After),
+            )
+            .await;
+        let mut copy = match sealed {
+            Ok(Some(doc)) => doc,
+            Ok(None) => return Ok(None),
+            Err(err) => {
+                // The seal may have landed unseen (a timeout): take it back.
+                self.unseal(id, &copy_id).await;
+                return Err(err);
+            }
         };
-        doc.updated_at = now;
-        let fresh = self.insert_with_new_id(doc).await?;
-        if let Err(err) = self.delete(id).await {
-            let _ = self
-                .bounded(self.sessions.delete_one(doc! {"_id": &fresh.id}))
-                .await;
+        copy.id = copy_id.clone();
+        copy.moved_to = None;
+        copy.updated_at = now;
+        if let Err(err) = self.insert_drawing_on_duplicate(&mut copy).await {
+            if self.unseal(id, &copy_id).await {
+                self.forget_copy(&copy.id).await;
+            }
             return Err(err);
         }
-        fresh.into_session().map(Some)
+        if caller_gone() {
+            if self.unseal(id, &copy_id).await {
+                self.forget_copy(&copy.id).await;
+            }
+            return Err(StoreError::Unavailable(
+                "the caller left before the cycle ended: undone".into(),
+            ));
+        }
+        let original = doc! {"_id": id, "moved_to": &copy_id};
+        match self.bounded(self.sessions.delete_one(original)).await {
+            Ok(deleted) if deleted.deleted_count == 1 => copy.into_session().map(Some),
+            Ok(_) => {
+                // Deleted during the cycle: the session ended, and its copy with it.
+                self.forget_copy(&copy.id).await;
+                Ok(None)
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, session = %short_hash(id.as_bytes()), "a cycled session's sealed original stays until its expiry");
+                copy.into_session().map(Some)
+            }
+        }
+    }
+
+    /// Makes the document this cycle sealed a session again. `false` when the database did
+    /// not answer any attempt: the session stays sealed, and the copy is all that is left.
+    async fn unseal(&self, id: &str, copy_id: &str) -> bool {
+        let filter = doc! {"_id": id, "moved_to": copy_id};
+        let update = doc! {"$unset": {"moved_to": ""}};
+        for attempt in 1..=UNSEAL_ATTEMPTS {
+            match self
+                .bounded(self.sessions.update_one(filter.clone(), update.clone()))
+                .await
+            {
+                Ok(_) => return true,
+                Err(err) if attempt == UNSEAL_ATTEMPTS => {
+                    tracing::error!(error = %err, session = %short_hash(id.as_bytes()), "a failed cycle left its session sealed: unset moved_to on its _id to restore it");
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await,
+            }
+        }
+        false
+    }
+
+    /// Deletes a copy that nobody will learn the id of, as far as the database answers.
+    async fn forget_copy(&self, copy_id: &str) {
+        if let Err(err) = self
+            .bounded(self.sessions.delete_one(doc! {"_id": copy_id}))
+            .await
+        {
+            tracing::warn!(error = %err, session = %short_hash(copy_id.as_bytes()), "an unused cycle copy stays until its expiry");
+        }
     }
 
     pub async fn list_user(&self, user: &str, now: DateTime) -> Result<Vec<Session>, StoreError> {
-        let filter = doc! {"user": user, "expires_at": {"$gt": now}};
+        let filter =
+            doc! {"user": user, "expires_at": {"$gt": now}, "moved_to": {"$exists": false}};
         let docs = self
             .bounded(async {
                 self.sessions
@@ -435,6 +589,15 @@ impl Store {
             .await?
             .deleted_count)
     }
+}
+
+/// A fresh session id, as stored.
+fn draw_id() -> Result<String, StoreError> {
+    crate::ids::new_session_id()
+        .map(|id| id.as_str().to_string())
+        .map_err(|e| {
+            StoreError::Unavailable(format!("no randomness from the operating system: {e}"))
+        })
 }
 
 /// The current time as the store compares it.
@@ -468,6 +631,7 @@ mod tests {
             created_at: at,
             updated_at: at,
             expires_at: at,
+            moved_to: None,
         }
     }
 

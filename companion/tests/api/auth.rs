@@ -15,13 +15,20 @@ async fn v1_needs_the_right_bearer_token() {
         (Method::GET, "/v1/users/u/sessions".to_string()),
         (Method::DELETE, "/v1/users/u/sessions".to_string()),
     ];
+    // Near misses of the right token: one character short, long, changed, and in capitals.
+    let last = TOKEN.len() - 1;
+    let near_misses = [
+        TOKEN[..last].to_string(),
+        format!("{TOKEN}f"),
+        format!("{}g", &TOKEN[..last]),
+        TOKEN.to_uppercase(),
+    ];
     for (method, path) in routes {
-        for token in [
-            None,
-            Some("wrong-token"),
-            Some(""),
-            Some("test-token-012345678"),
-        ] {
+        let wrong = [None, Some("wrong-token"), Some("")];
+        for token in wrong
+            .into_iter()
+            .chain(near_misses.iter().map(|t| Some(t.as_str())))
+        {
             let (status, body) = app
                 .call_with_token(method.clone(), &path, Some(json!({})), token)
                 .await;

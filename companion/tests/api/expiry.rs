@@ -113,3 +113,29 @@ async fn the_stored_expiry_decides_whether_a_session_is_found() {
         "the cycle made no copy"
     );
 }
+
+/// At the longest lifetime the configuration allows, a session is stored and answered with
+/// its expiry a hundred years out. With no bound (a trillion seconds allowed) the expiry fell
+/// past the year 9999: the session was stored, then answered with 503.
+#[tokio::test]
+async fn a_session_at_the_longest_allowed_lifetime_is_answered_in_full() {
+    let limit = companion::config::MAX_TTL_LIMIT_SECONDS;
+    let app = spawn_with(&mongodb_uri(), &unique_database(), |c| {
+        c.max_ttl_seconds = limit;
+    })
+    .await;
+    let created = app.create(json!({"ttl_seconds": limit})).await;
+    let session: proto::Session = serde_json::from_value(created.clone()).unwrap();
+    assert_eq!(session.ttl_seconds, limit);
+    assert_eq!(
+        session.expires_at.unix_seconds() - session.created_at.unix_seconds(),
+        i64::try_from(limit).unwrap()
+    );
+    let path = format!("/v1/sessions/{}", created["id"].as_str().unwrap());
+    let (status, touched) = app
+        .call(Method::PATCH, &path, Some(json!({"touch": true})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{touched}");
+    let (status, cycled) = app.call(Method::POST, &format!("{path}/cycle"), None).await;
+    assert_eq!(status, StatusCode::CREATED, "{cycled}");
+}

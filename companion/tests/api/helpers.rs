@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::net::TcpListener;
 
-pub const TOKEN: &str = "test-token-0123456789";
+/// A token that passes the start-up rules (`proto::secrets`) without the development switch.
+pub const TOKEN: &str = "companion-test-token-0123456789abcdef";
 
 pub fn mongodb_uri() -> String {
     std::env::var("MONGODB_URI")

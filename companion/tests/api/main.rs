@@ -7,6 +7,7 @@ mod helpers;
 
 mod auth;
 mod concurrency;
+mod cycle_failures;
 mod expiry;
 mod healthcheck;
 mod hostile_input;

@@ -78,3 +78,45 @@ async fn binding_a_user_later_puts_the_session_in_their_list() {
         .await;
     assert_eq!(list.as_array().unwrap().len(), 1);
 }
+
+/// The user-id rule (`proto::valid_user`) at its limit: 256 bytes pass everywhere a user id
+/// is taken, 257 are refused everywhere, counted in bytes of UTF-8.
+#[tokio::test]
+async fn a_user_id_of_256_bytes_is_taken_and_257_refused() {
+    let app = spawn().await;
+    let at = format!("{}uu", "é".repeat(127));
+    let past = format!("{at}u");
+    assert_eq!((at.len(), past.len()), (proto::MAX_USER_BYTES, 257));
+    let created = app.create(json!({"user": at})).await;
+    assert_eq!(created["user"], json!(at));
+    let anonymous = app.create(json!({})).await;
+    let path = format!("/v1/sessions/{}", anonymous["id"].as_str().unwrap());
+    let (status, patched) = app
+        .call(Method::PATCH, &path, Some(json!({"user": at})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    let (status, list) = app
+        .call(Method::GET, &format!("/v1/users/{at}/sessions"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert_eq!(list.as_array().map(Vec::len), Some(2));
+
+    let (status, _) = app
+        .call(Method::POST, "/v1/sessions", Some(json!({"user": past})))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = app
+        .call(Method::PATCH, &path, Some(json!({"user": past})))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    for method in [Method::GET, Method::DELETE] {
+        let (status, body) = app
+            .call(method, &format!("/v1/users/{past}/sessions"), None)
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    }
+    let (_, list) = app
+        .call(Method::GET, &format!("/v1/users/{at}/sessions"), None)
+        .await;
+    assert_eq!(list.as_array().map(Vec::len), Some(2), "nothing changed");
+}
