@@ -71,6 +71,8 @@ pub fn run() -> Result<()> {
     let companion = Command::new(bin.join("edge-session-companion"))
         .env("MONGODB_URI", &uri)
         .env("COMPANION_TOKEN", DEV_TOKEN)
+        // envoy.yaml's development token is weak on purpose; the companion says so at start.
+        .env("COMPANION_ALLOW_DEVELOPMENT_SECRETS", "true")
         .env("COMPANION_LISTEN", "127.0.0.1:8081")
         .env("COMPANION_DATABASE", "edge_session_demo")
         .spawn()

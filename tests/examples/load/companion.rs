@@ -17,6 +17,8 @@ pub async fn start(uri: &str, database: &str) -> Result<(Spawned, String), Error
         .env("MONGODB_URI", uri)
         .env("COMPANION_DATABASE", database)
         .env("COMPANION_TOKEN", TOKEN)
+        // The token edge-dev takes from envoy.yaml: a development value.
+        .env("COMPANION_ALLOW_DEVELOPMENT_SECRETS", "true")
         .env("COMPANION_LISTEN", addr.to_string())
         .stdout(std::process::Stdio::null())
         .spawn()?;
