@@ -6,8 +6,6 @@ use proto::{CreateSession, PatchSession, SessionId};
 use serde_json::{Map, Value};
 use std::fmt;
 
-/// The longest user id the app may bind (the companion's own limit).
-const MAX_USER_BYTES: usize = 256;
 
 /// A session's expiry as the app asks for it with `x-session-expiry`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,10 +93,7 @@ pub fn parse(
                 controls.set = Some(map);
             }
             "user" => {
-                if text.is_empty()
-                    || text.len() > MAX_USER_BYTES
-                    || text.chars().any(char::is_control)
-                {
+                if !proto::valid_user(text) {
                     return Err(bad(name, "not a user id"));
                 }
                 controls.user = Some(text.to_string());
