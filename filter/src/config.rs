@@ -113,28 +113,80 @@ impl HeaderNames {
     /// Envoy's codecs refuse those, so only a hostile or broken host delivers one, and an app
     /// server's case folding could turn its bytes into ours (Python upper-cases `ß` to `SS`).
     pub fn is_reserved(&self, name: &str) -> bool {
-        self.has_prefix(name)
-            || self.map.values().any(|m| same_name(m, name))
-            || !is_token(name.strip_prefix(':').unwrap_or(name))
+        let name = name.as_bytes();
+        self.has_prefix_bytes(name)
+            || self.map.values().any(|m| same_name(m.as_bytes(), name))
+            || !is_token_bytes(name.strip_prefix(b":").unwrap_or(name))
     }
 
     /// Whether `name` starts with the prefix, in any case, with `_` and `-` as one character.
     pub fn has_prefix(&self, name: &str) -> bool {
-        name.len() >= self.prefix.len() && same_name(&self.prefix, &name[..self.prefix.len()])
+        self.has_prefix_bytes(name.as_bytes())
+    }
+
+    fn has_prefix_bytes(&self, name: &[u8]) -> bool {
+        name.len() >= self.prefix.len()
+            && same_name(self.prefix.as_bytes(), &name[..self.prefix.len()])
     }
 }
 
 /// Whether two header names are the same to an app server: ASCII case and `_` versus `-` do
 /// not count. `ours` is lowercase with no `_` (the configuration parser makes sure).
-fn same_name(ours: &str, theirs: &str) -> bool {
-    let fold = |b: u8| {
-        if b == b'_' {
+fn same_name(ours: &[u8], theirs: &[u8]) -> bool {
+    ours.len() == theirs.len()
+        && ours
+            .iter()
+            .zip(theirs)
+            .all(|(a, b)| *a == FOLD[usize::from(*b)])
+}
+
+/// Each byte as `same_name` compares it: ASCII lowercased, `_` as `-`.
+const FOLD: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        table[i] = if b == b'_' {
             b'-'
         } else {
             b.to_ascii_lowercase()
-        }
-    };
-    ours.len() == theirs.len() && ours.bytes().zip(theirs.bytes()).all(|(a, b)| a == fold(b))
+        };
+        i += 1;
+    }
+    table
+};
+
+/// Whether each byte may appear in an RFC 7230 `token`.
+const TOKEN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        table[i] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        i += 1;
+    }
+    table
+};
+
+fn is_token_bytes(text: &[u8]) -> bool {
+    !text.is_empty() && text.iter().all(|b| TOKEN[usize::from(*b)])
 }
 
 /// A configuration error: the field (`cookie.same_site`, `keys[1].secret`) and what is wrong.
@@ -414,10 +466,7 @@ fn in_range(value: usize, min: usize, max: usize, field: &str) -> Result<usize, 
 
 /// RFC 7230 `token` characters, which header and cookie names are made of.
 pub fn is_token(text: &str) -> bool {
-    !text.is_empty()
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    is_token_bytes(text.as_bytes())
 }
 
 /// Visible ASCII and spaces: safe to put in a header or cookie attribute as is.
@@ -985,6 +1034,11 @@ mod tests {
             assert!(!names.is_reserved(fine), "{fine}");
         }
         assert!(names.has_prefix("X_SESSION_SET"));
+        assert!(
+            names.is_reserved("x-sessio\u{e9}n-user"),
+            "a character across the prefix's end: no panic, and not a token"
+        );
+        assert!(!names.has_prefix("x-sessio\u{e9}"));
         assert!(!names.has_prefix("x-sessio"));
     }
 

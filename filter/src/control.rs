@@ -6,7 +6,6 @@ use proto::{CreateSession, PatchSession, SessionId};
 use serde_json::{Map, Value};
 use std::fmt;
 
-
 /// A session's expiry as the app asks for it with `x-session-expiry`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Expiry {

@@ -45,8 +45,7 @@ pub trait RequestHost: SharedStore {
 /// resolved session, so a cache hit copies nothing into the list.
 struct HeaderEdits<'a> {
     headers: Vec<Header<'a>>,
-    /// Names of the headers removed, once each (Envoy removes every value of a name).
-    removed: Vec<Cow<'a, str>>,
+    removed: bool,
     added: usize,
 }
 
@@ -67,20 +66,18 @@ impl<'a> HeaderEdits<'a> {
                 .into_iter()
                 .map(|(name, value)| (Cow::Owned(name), Cow::Owned(value)))
                 .collect(),
-            removed: Vec::new(),
+            removed: false,
             added: 0,
         }
     }
 
-    /// Removes every header `keep` refuses. Only before any `add`: the added headers are the
-    /// list's tail.
+    /// Removes every header `keep` refuses, every value of a name alike. Only before any
+    /// `add`: the added headers are the list's tail.
     fn remove(&mut self, keep: impl Fn(&str) -> bool) {
         debug_assert_eq!(self.added, 0, "removal after an addition");
-        for (name, _) in self.headers.extract_if(.., |(name, _)| !keep(name)) {
-            if !self.removed.iter().any(|r| r.eq_ignore_ascii_case(&name)) {
-                self.removed.push(name);
-            }
-        }
+        let before = self.headers.len();
+        self.headers.retain(|(name, _)| keep(name));
+        self.removed |= self.headers.len() != before;
     }
 
     fn add(&mut self, name: impl Into<Cow<'a, str>>, value: impl Into<Cow<'a, [u8]>>) {
@@ -99,23 +96,36 @@ impl<'a> HeaderEdits<'a> {
     }
 
     fn apply(self, host: &impl RequestHost) {
-        match (self.removed.is_empty(), self.added) {
-            (true, 0) => {}
-            (true, 1) => {
+        match (self.removed, self.added) {
+            (false, 0) => {}
+            (false, 1) => {
                 if let Some((name, value)) = self.headers.last() {
                     host.add_request_header(name, value);
                 }
             }
             _ if self.fits_one_set() => host.set_request_headers(&self.headers),
-            _ => {
-                for name in &self.removed {
-                    host.remove_request_header(name);
-                }
-                let first_added = self.headers.len() - self.added;
-                for (name, value) in &self.headers[first_added..] {
-                    host.add_request_header(name, value);
-                }
+            _ => self.apply_one_by_one(host),
+        }
+    }
+
+    /// The edits as single-header calls: remove each name the filter dropped (read back from
+    /// the proxy: this path is rare, and a removal takes every value of its name), then add
+    /// each added header in order.
+    fn apply_one_by_one(&self, host: &impl RequestHost) {
+        let first_added = self.headers.len() - self.added;
+        let kept = &self.headers[..first_added];
+        let mut removed: Vec<String> = Vec::new();
+        for (name, _) in host.request_headers() {
+            let gone = !kept.iter().any(|(k, _)| k.eq_ignore_ascii_case(&name));
+            if gone && !removed.iter().any(|r| r.eq_ignore_ascii_case(&name)) {
+                removed.push(name);
             }
+        }
+        for name in &removed {
+            host.remove_request_header(name);
+        }
+        for (name, value) in &self.headers[first_added..] {
+            host.add_request_header(name, value);
         }
     }
 }
