@@ -2,8 +2,8 @@
 //!
 //! Lifecycle: `_initialize` (then `main` if exported) or `_start`; `proxy_on_context_create`
 //! for the root context; `proxy_on_vm_start`; `proxy_on_configure`. Per stream: context
-//! create, request headers (and body), response headers (and body), then `proxy_on_done`,
-//! `proxy_on_log`, `proxy_on_delete`. Continue, close and local responses the module asks
+//! create, request headers (and body), response headers (and body), then `proxy_on_log`,
+//! `proxy_on_done`, `proxy_on_delete`. Continue, close and local responses the module asks
 //! for are applied after the VM call returns, as Envoy defers them.
 
 use crate::abi::{Action, LogLevel, StreamType};
@@ -428,7 +428,7 @@ impl Vm {
         }))
     }
 
-    /// Ends the stream: `proxy_on_done`, `proxy_on_log`, `proxy_on_delete`. Returns the
+    /// Ends the stream: `proxy_on_log`, `proxy_on_done`, `proxy_on_delete`. Returns the
     /// stream's final state; its callouts still in flight stay pending, as in Envoy, where
     /// they belong to the root context.
     pub fn finish_stream(&mut self, id: u32) -> Result<Stream, HarnessError> {
@@ -448,13 +448,16 @@ impl Vm {
         outcome.map(|()| stream)
     }
 
+    /// Envoy's `ConnectionManagerImpl::doDeferredStreamDestroy`: the access log first
+    /// (`proxy_on_log`, through the filter's `Context::log`), then `destroyFilters`
+    /// (`Context::onDestroy`: `proxy_on_done`, then `proxy_on_delete`).
     fn end_callbacks(&mut self, id: u32) -> Result<(), HarnessError> {
         let ctx = id as i32;
-        if let Some(f) = self.exports.done.clone() {
-            self.invoke("proxy_on_done", Phase::StreamEnd, id, &f, ctx)?;
-        }
         if let Some(f) = self.exports.log.clone() {
             self.invoke("proxy_on_log", Phase::Log, id, &f, ctx)?;
+        }
+        if let Some(f) = self.exports.done.clone() {
+            self.invoke("proxy_on_done", Phase::StreamEnd, id, &f, ctx)?;
         }
         if let Some(f) = self.exports.delete.clone() {
             self.invoke("proxy_on_delete", Phase::StreamEnd, id, &f, ctx)?;

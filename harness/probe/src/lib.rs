@@ -281,6 +281,11 @@ struct Probe {
 }
 
 impl Context for Probe {
+    fn on_done(&mut self) -> bool {
+        report("on_done", self.id);
+        true
+    }
+
     fn on_http_call_response(
         &mut self,
         token: u32,
