@@ -131,6 +131,10 @@ pub enum LogLevel {
     Warn = 3,
     Error = 4,
     Critical = 5,
+    /// spdlog's `off`: a host setting only (Envoy's logger set to off keeps no line).
+    /// `proxy_get_log_level` then answers 6, one past the ABI's enum (Envoy's
+    /// `Context::getLogLevel` returns spdlog's level as is). No module logs at it.
+    Off = 6,
 }
 
 impl LogLevel {

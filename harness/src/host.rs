@@ -67,6 +67,7 @@ impl Host {
     }
 
     /// The level below which `proxy_log` lines are dropped (Envoy's logger level; default info).
+    /// [`LogLevel::Off`] drops every line, and the module reads 6.
     pub fn set_log_level(&self, level: LogLevel) {
         *lock(&self.inner.log_level) = level;
     }

@@ -91,6 +91,7 @@ mod raw {
         pub fn proxy_get_buffer_status(kind: u32, size: *mut usize, flags: *mut u32) -> u32;
         pub fn proxy_get_header_map_size(map: u32, size: *mut usize) -> u32;
         pub fn proxy_done() -> u32;
+        pub fn proxy_get_log_level(level: *mut u32) -> u32;
     }
 }
 
@@ -554,6 +555,17 @@ impl Probe {
                     .map(|d| d.as_nanos())
                     .unwrap_or(0);
                 report("time.now", now);
+                Action::Continue
+            }
+            "log-level-raw" => {
+                // The SDK transmutes the host's level into its 0..=5 enum; read it raw, and
+                // answer through a header, since at "off" no log line is kept.
+                let mut level = u32::MAX;
+                let status = unsafe { raw::proxy_get_log_level(&mut level) };
+                self.set_http_request_header(
+                    "x-log-level",
+                    Some(&format!("{} {level}", status_name(status))),
+                );
                 Action::Continue
             }
             "log-level" => {

@@ -81,3 +81,24 @@ fn one_clock_drives_every_worker() {
         (DEFAULT_START_NANOS + 100_000_000).to_string()
     );
 }
+
+/// Envoy's `Context::getLogLevel` returns spdlog's level as is, and Envoy's logger can be
+/// off: 6, one past the SDK's 0..=5 enum.
+#[test]
+fn log_level_off_is_reported_as_six_and_keeps_no_lines() {
+    let (host, mut vm) = probe();
+    host.clear_logs();
+    host.set_log_level(LogLevel::Off);
+    let id = run(&mut vm, "log-level-raw", &[]);
+    let upstream = vm.stream(id).unwrap().upstream.clone().unwrap();
+    assert_eq!(upstream.header("x-log-level"), Some("Ok 6"));
+    assert!(
+        reports(&host).is_empty(),
+        "no line is kept at off: {:?}",
+        host.logs()
+    );
+    host.set_log_level(LogLevel::Critical);
+    let id = run(&mut vm, "log-level-raw", &[]);
+    let upstream = vm.stream(id).unwrap().upstream.clone().unwrap();
+    assert_eq!(upstream.header("x-log-level"), Some("Ok 5"));
+}
