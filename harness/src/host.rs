@@ -3,7 +3,7 @@
 //! callouts may target. Every worker VM started from one `Host` sees the same of each.
 
 use crate::abi::{LogLevel, MetricType};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
@@ -24,7 +24,16 @@ struct Inner {
     stats: Mutex<BTreeMap<String, Metric>>,
     logs: Mutex<Vec<LogLine>>,
     log_level: Mutex<LogLevel>,
-    clusters: Mutex<BTreeSet<String>>,
+    clusters: Mutex<BTreeMap<String, ClusterHealth>>,
+}
+
+/// Whether a cluster has a host a callout can go to. Envoy's async client returns no request
+/// when the router cannot start one (no healthy host), and `proxy_http_call` then fails at
+/// once with `InternalFailure` (`Context::httpCall`), with no callback ever.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClusterHealth {
+    Healthy,
+    NoHealthyHost,
 }
 
 impl Default for Host {
@@ -44,7 +53,7 @@ impl Host {
                 stats: Mutex::new(BTreeMap::new()),
                 logs: Mutex::new(Vec::new()),
                 log_level: Mutex::new(LogLevel::Info),
-                clusters: Mutex::new(BTreeSet::new()),
+                clusters: Mutex::new(BTreeMap::new()),
             }),
         }
     }
@@ -57,13 +66,26 @@ impl Host {
         &self.inner.clock
     }
 
-    /// Declares a cluster that `proxy_http_call` may name (Envoy's cluster manager).
+    /// Declares a cluster that `proxy_http_call` may name (Envoy's cluster manager), healthy
+    /// unless it was declared before with another health.
     pub fn add_cluster(&self, name: &str) {
-        lock(&self.inner.clusters).insert(name.to_string());
+        lock(&self.inner.clusters)
+            .entry(name.to_string())
+            .or_insert(ClusterHealth::Healthy);
     }
 
     pub fn has_cluster(&self, name: &str) -> bool {
-        lock(&self.inner.clusters).contains(name)
+        lock(&self.inner.clusters).contains_key(name)
+    }
+
+    /// Sets a cluster's health for every VM on this host, declaring the cluster if needed.
+    pub fn set_cluster_health(&self, name: &str, health: ClusterHealth) {
+        lock(&self.inner.clusters).insert(name.to_string(), health);
+    }
+
+    /// A declared cluster's health; `None` for a cluster Envoy would not know.
+    pub fn cluster_health(&self, name: &str) -> Option<ClusterHealth> {
+        lock(&self.inner.clusters).get(name).copied()
     }
 
     /// The level below which `proxy_log` lines are dropped (Envoy's logger level; default info).

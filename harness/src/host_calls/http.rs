@@ -6,6 +6,7 @@
 use super::{enter, unimplemented};
 use crate::abi::{LogLevel, Status, StreamType};
 use crate::header_map::HeaderMap;
+use crate::host::ClusterHealth;
 use crate::memory::{CallError, CallResult, finish, give, read, read_str, write_u32};
 use crate::pairs;
 use crate::state::{Callout, Deferred, HostState, LocalResponse};
@@ -101,7 +102,8 @@ fn read_map(c: &Caller<'_, HostState>, (ptr, len): (i32, i32)) -> Result<HeaderM
 
 /// Envoy's `Context::httpCall`: the cluster must exist, `:method`, `:path` and `:authority`
 /// must be present, a negative timeout is refused and 0 means none; a body gets a
-/// `content-length`. All refusals are synchronous and no callback follows them.
+/// `content-length`; a cluster with no healthy host fails with `InternalFailure`. All
+/// refusals are synchronous and no callback follows them.
 fn http_call(c: &mut Caller<'_, HostState>, args: CalloutArgs) -> CallResult {
     enter(c, "proxy_http_call")?;
     let cluster = read_str(c, args.upstream.0, args.upstream.1)?;
@@ -127,6 +129,16 @@ fn http_call(c: &mut Caller<'_, HostState>, args: CalloutArgs) -> CallResult {
     }
     if args.timeout_ms < 0 {
         return Err(Status::BadArgument.into());
+    }
+    if c.data().host.cluster_health(&cluster) == Some(ClusterHealth::NoHealthyHost) {
+        // Envoy's `Context::httpCall`: the async client's `send()` returned null. The token
+        // is left at 0, as cpp-host's `exports::http_call` writes it.
+        c.data().host_note(
+            LogLevel::Debug,
+            format!("proxy_http_call: cluster {cluster:?} has no healthy host"),
+        );
+        write_u32(c, args.ret_token, 0)?;
+        return Err(Status::InternalFailure.into());
     }
     if !body.is_empty() {
         headers.replace(b"content-length", body.len().to_string().as_bytes());

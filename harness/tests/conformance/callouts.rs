@@ -191,3 +191,27 @@ fn reply_to_a_finished_stream_reaches_the_module_without_harm() {
         "the SDK drops it"
     );
 }
+
+/// Envoy's `Context::httpCall`: when the cluster's async client cannot start the request (no
+/// healthy host), `send()` returns null and the call fails at once with `InternalFailure`;
+/// no callback ever follows. The switch is on the host, so every worker sees it.
+#[test]
+fn a_cluster_without_a_healthy_host_fails_the_call_synchronously() {
+    use harness::ClusterHealth;
+    let host = host();
+    let plugin = probe_plugin(&host);
+    let mut first = harness::Vm::start(&plugin, config("")).unwrap();
+    let mut second = harness::Vm::start(&plugin, config("")).unwrap();
+    host.set_cluster_health("companion", ClusterHealth::NoHealthyHost);
+    for vm in [&mut first, &mut second] {
+        let (id, action) = request(vm, "callout", &[]);
+        assert_eq!(action, Ok(Action::Continue));
+        assert_eq!(report(&host, "dispatch"), "InternalFailure");
+        assert!(vm.pending_callouts().is_empty());
+        assert!(vm.stream(id).unwrap().upstream.is_some());
+    }
+    host.set_cluster_health("companion", ClusterHealth::Healthy);
+    let (_, action) = request(&mut first, "callout", &[]);
+    assert_eq!(action, Ok(Action::Pause));
+    assert_eq!(first.pending_callouts().len(), 1);
+}
