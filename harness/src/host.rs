@@ -4,7 +4,7 @@
 
 use crate::abi::{LogLevel, MetricType};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -165,21 +165,45 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Time as the host reports it, in nanoseconds since the Unix epoch. Moves only when told.
+/// Time as the host keeps it, in nanoseconds since the Unix epoch. Moves only when told.
+///
+/// Two readings, as in Envoy: [`Clock::now_nanos`] drives ticks and callout timeouts (Envoy's
+/// timers run on the monotonic clock) and never goes back; [`Clock::wall_nanos`] is what the
+/// module reads (`proxy_get_current_time_nanoseconds` and WASI's realtime clock: Envoy's
+/// `Context::getCurrentTimeNanoseconds` reads `systemTime`), and a test can step it back
+/// with [`Clock::step_back`], as NTP or an operator steps a machine's wall clock.
 #[derive(Clone)]
 pub struct Clock {
     nanos: Arc<AtomicU64>,
+    /// What the wall clock is off the monotonic one, in nanoseconds (negative once stepped
+    /// back).
+    wall_offset: Arc<AtomicI64>,
 }
 
 impl Clock {
     pub fn starting_at(nanos: u64) -> Self {
         Self {
             nanos: Arc::new(AtomicU64::new(nanos)),
+            wall_offset: Arc::new(AtomicI64::new(0)),
         }
     }
 
+    /// The timer clock: ticks and callout timeouts fall due by it.
     pub fn now_nanos(&self) -> u64 {
         self.nanos.load(Ordering::SeqCst)
+    }
+
+    /// The wall clock, as the module reads it.
+    pub fn wall_nanos(&self) -> u64 {
+        let wall =
+            i128::from(self.now_nanos()) + i128::from(self.wall_offset.load(Ordering::SeqCst));
+        u64::try_from(wall.max(0)).unwrap_or(u64::MAX)
+    }
+
+    /// Steps the wall clock back by `by`; the timer clock and every timer stay as they were.
+    pub fn step_back(&self, by: Duration) {
+        let by = i64::try_from(by.as_nanos()).unwrap_or(i64::MAX);
+        self.wall_offset.fetch_sub(by, Ordering::SeqCst);
     }
 
     /// Moves the clock to `nanos` if that is later than now; time never goes back.

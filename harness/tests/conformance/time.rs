@@ -102,3 +102,32 @@ fn log_level_off_is_reported_as_six_and_keeps_no_lines() {
     let upstream = vm.stream(id).unwrap().upstream.clone().unwrap();
     assert_eq!(upstream.header("x-log-level"), Some("Ok 5"));
 }
+
+/// Envoy's `Context::getCurrentTimeNanoseconds` reads the wall clock (`systemTime`), which
+/// can step back; its timers (ticks, callout timeouts) run on the monotonic clock and do not.
+#[test]
+fn the_wall_clock_can_step_back_while_timers_keep_their_schedule() {
+    let host = host();
+    let plugin = probe_plugin(&host);
+    let mut vm = Vm::start(&plugin, config("tick=100")).unwrap();
+    host.clock().step_back(Duration::from_secs(5));
+    run(&mut vm, "time", &[]);
+    assert_eq!(
+        report(&host, "time.now"),
+        (DEFAULT_START_NANOS - 5_000_000_000).to_string()
+    );
+    vm.advance(Duration::from_millis(100)).unwrap();
+    assert_eq!(
+        report(&host, "tick"),
+        format!("1 at {}", DEFAULT_START_NANOS + 100_000_000 - 5_000_000_000),
+        "the tick comes on time; the module reads the stepped wall clock"
+    );
+    run(&mut vm, "callout", &[("x-timeout-ms", "300")]);
+    host.clock().step_back(Duration::from_secs(60));
+    vm.advance(Duration::from_millis(300)).unwrap();
+    assert!(
+        vm.pending_callouts().is_empty(),
+        "a step back does not hold back a callout's timeout"
+    );
+    assert_eq!(report(&host, "callout.status"), "504");
+}
