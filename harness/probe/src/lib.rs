@@ -92,6 +92,7 @@ mod raw {
         pub fn proxy_get_header_map_size(map: u32, size: *mut usize) -> u32;
         pub fn proxy_done() -> u32;
         pub fn proxy_get_log_level(level: *mut u32) -> u32;
+        pub fn proxy_set_header_map_pairs(map: u32, ptr: *const u8, len: usize) -> u32;
     }
 }
 
@@ -555,6 +556,34 @@ impl Probe {
                     .map(|d| d.as_nanos())
                     .unwrap_or(0);
                 report("time.now", now);
+                Action::Continue
+            }
+            "set-pairs-count" | "set-pairs-bytes" | "local-many-headers" => {
+                // Maps at and past cpp-host's limits (`limits.h`): a count of pairs, or one
+                // pair `a` whose value makes the serialized map exactly `x-size` bytes.
+                let n: usize = self
+                    .get_http_request_header("x-n")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                let owned: Vec<(String, String)> = if self.scenario == "set-pairs-bytes" {
+                    vec![("a".to_string(), "v".repeat(n.saturating_sub(15)))]
+                } else {
+                    (0..n).map(|i| (format!("k{i}"), "v".to_string())).collect()
+                };
+                let pairs: Vec<(&str, &str)> = owned
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                if self.scenario == "local-many-headers" {
+                    self.send_http_response(200, pairs, Some(b"local"));
+                    return Action::Pause;
+                }
+                let bytes = serialize(&pairs);
+                report("set_pairs.bytes", bytes.len());
+                let status = unsafe {
+                    raw::proxy_set_header_map_pairs(REQUEST_HEADERS, bytes.as_ptr(), bytes.len())
+                };
+                report("set_pairs.status", status_name(status));
                 Action::Continue
             }
             "log-level-raw" => {

@@ -187,8 +187,7 @@ fn set_pairs(c: &mut Caller<'_, HostState>, map: i32, ptr: i32, len: i32) -> Cal
     enter(c, "proxy_set_header_map_pairs")?;
     let map = map_type(c, map, "proxy_set_header_map_pairs")?;
     let bytes = read(c, ptr, len)?;
-    // cpp-host silently treats a malformed map as empty; refusing it surfaces the bug instead.
-    let new_pairs = pairs::deserialize(&bytes).map_err(|_| Status::BadArgument)?;
+    let new_pairs = pairs::deserialize_within_limits(&bytes).map_err(|_| Status::BadArgument)?;
     writable(c.data_mut(), map)?.set_pairs(&new_pairs);
     Ok(())
 }

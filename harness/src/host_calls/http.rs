@@ -96,7 +96,7 @@ struct CalloutArgs {
 
 fn read_map(c: &Caller<'_, HostState>, (ptr, len): (i32, i32)) -> Result<HeaderMap, CallError> {
     let bytes = read(c, ptr, len)?;
-    let list = pairs::deserialize(&bytes).map_err(|_| Status::BadArgument)?;
+    let list = pairs::deserialize_within_limits(&bytes).map_err(|_| Status::BadArgument)?;
     Ok(HeaderMap::from_pairs(&list))
 }
 
