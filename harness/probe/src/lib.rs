@@ -139,6 +139,12 @@ fn raw_header(map: u32, key: &str) -> (String, Option<String>) {
     (status_name(status), value)
 }
 
+fn raw_add(map: u32, key: &str, value: &str) -> String {
+    status_name(unsafe {
+        raw::proxy_add_header_map_value(map, key.as_ptr(), key.len(), value.as_ptr(), value.len())
+    })
+}
+
 fn raw_pairs_status(map: u32) -> String {
     let mut ptr: *mut u8 = std::ptr::null_mut();
     let mut len: usize = 0;
@@ -338,6 +344,24 @@ impl Context for Probe {
                 self.resume_http_request();
             }
             "pause-response" => self.resume_http_response(),
+            "pause-response-write" => {
+                self.resume_http_response();
+                report(
+                    "late_response_write",
+                    raw_add(RESPONSE_HEADERS, "x-after-resume", "1"),
+                );
+            }
+            "resume-then-write" => {
+                self.resume_http_request();
+                report(
+                    "late_request_write",
+                    raw_add(REQUEST_HEADERS, "x-late", "1"),
+                );
+                report(
+                    "late_request_read",
+                    raw_header(REQUEST_HEADERS, "x-probe").0,
+                );
+            }
             "body-callout" => self.resume_http_request(),
             "callout-trap" => panic!("probe asked to trap in on_http_call_response"),
             _ => {
@@ -383,7 +407,7 @@ impl Probe {
                 ]);
                 Action::Continue
             }
-            "callout" | "callout-local" | "resume-twice" | "callout-trap" => {
+            "callout" | "callout-local" | "resume-twice" | "callout-trap" | "resume-then-write" => {
                 let cluster = self
                     .get_http_request_header("x-cluster")
                     .unwrap_or_else(|| "companion".into());
@@ -845,7 +869,7 @@ impl HttpContext for Probe {
             report("response.saw_local_reply", true);
         }
         self.add_http_response_header("x-probe-seen", "1");
-        if self.scenario == "pause-response" {
+        if self.scenario == "pause-response" || self.scenario == "pause-response-write" {
             let token = self
                 .dispatch_http_call(
                     "companion",

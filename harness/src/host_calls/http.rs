@@ -1,7 +1,8 @@
 //! Stream control and HTTP: callouts, `proxy_get_status`, continue/close, local responses.
 //!
 //! Continue, close and local responses take effect after the VM call returns, as Envoy defers
-//! them (`addAfterVmCallAction`); the VM driver applies them.
+//! them (`addAfterVmCallAction`); the VM driver applies them. A continue revokes the request
+//! headers at the call, though (`Context::continueStream`).
 
 use super::{enter, unimplemented};
 use crate::abi::{LogLevel, Status, StreamType};
@@ -188,8 +189,14 @@ fn defer_stream_op(
     };
     let state = c.data_mut();
     let context = state.effective_context;
-    if !state.streams.contains_key(&context) {
+    let Some(target) = state.streams.get_mut(&context) else {
         return Err(Status::NotFound.into());
+    };
+    if resume {
+        // Envoy's `Context::continueStream` defers the continue but drops its pointers to
+        // the request headers, body and trailers now, for either direction: a later
+        // request-header edit in this callback is `BadArgument`. The response headers stay.
+        target.request.headers_accessible = false;
     }
     state.deferred.push(if resume {
         Deferred::Continue { context, stream }
