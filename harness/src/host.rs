@@ -4,12 +4,18 @@
 
 use crate::abi::{LogLevel, MetricType};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 /// 2026-01-01T00:00:00Z: a realistic start so time arithmetic in filters sees real dates.
 pub const DEFAULT_START_NANOS: u64 = 1_767_225_600_000_000_000;
+
+/// The most linear memory one VM may have: cpp-host's
+/// `PROXY_WASM_HOST_MAX_WASM_MEMORY_SIZE_BYTES` (`include/proxy-wasm/limits.h`), which it passes
+/// to V8 as `--wasm_max_mem_pages` (`src/v8/v8.cc`). Growing past it answers -1, so a Rust
+/// module's allocation fails and it aborts: a trap.
+pub const MAX_WASM_MEMORY_BYTES: usize = 1 << 30;
 
 /// Shared host state for any number of worker VMs. Cheap to clone.
 #[derive(Clone)]
@@ -25,6 +31,7 @@ struct Inner {
     logs: Mutex<Vec<LogLine>>,
     log_level: Mutex<LogLevel>,
     clusters: Mutex<BTreeMap<String, ClusterHealth>>,
+    max_memory_bytes: AtomicUsize,
 }
 
 /// Whether a cluster has a host a callout can go to. Envoy's async client returns no request
@@ -54,6 +61,7 @@ impl Host {
                 logs: Mutex::new(Vec::new()),
                 log_level: Mutex::new(LogLevel::Info),
                 clusters: Mutex::new(BTreeMap::new()),
+                max_memory_bytes: AtomicUsize::new(MAX_WASM_MEMORY_BYTES),
             }),
         }
     }
@@ -64,6 +72,16 @@ impl Host {
 
     pub fn clock(&self) -> &Clock {
         &self.inner.clock
+    }
+
+    /// Caps the memory of VMs started from now on ([`MAX_WASM_MEMORY_BYTES`] unless set): a
+    /// test lowers it to reach the cap without touching a gigabyte.
+    pub fn set_max_memory_bytes(&self, bytes: usize) {
+        self.inner.max_memory_bytes.store(bytes, Ordering::SeqCst);
+    }
+
+    pub fn max_memory_bytes(&self) -> usize {
+        self.inner.max_memory_bytes.load(Ordering::SeqCst)
     }
 
     /// Declares a cluster that `proxy_http_call` may name (Envoy's cluster manager), healthy

@@ -20,7 +20,9 @@ pub use abi::{Action, LogLevel, MetricType, Status};
 pub use callout::CalloutReply;
 pub use error::HarnessError;
 pub use header_map::HeaderMap;
-pub use host::{Clock, ClusterHealth, DEFAULT_START_NANOS, Host, LogLine, Metric};
+pub use host::{
+    Clock, ClusterHealth, DEFAULT_START_NANOS, Host, LogLine, MAX_WASM_MEMORY_BYTES, Metric,
+};
 pub use plugin::{Plugin, PluginConfig};
 pub use state::{Callout, LocalResponse};
 pub use stream::{Direction, Flow, Message, Stream};

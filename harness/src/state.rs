@@ -7,7 +7,7 @@ use crate::host::{Host, LogLine};
 use crate::stream::Stream;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
-use wasmtime::{Memory, TypedFunc};
+use wasmtime::{Memory, StoreLimits, TypedFunc};
 
 /// The callback the module is running, which decides what host calls may touch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,6 +112,8 @@ pub(crate) struct HostState {
     pub vm_configuration: Vec<u8>,
     pub root_context: u32,
 
+    /// The VM's memory cap (the host's, when it started).
+    pub limits: StoreLimits,
     pub memory: Option<Memory>,
     pub allocator: Option<TypedFunc<i32, i32>>,
 

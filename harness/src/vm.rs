@@ -17,7 +17,7 @@ use crate::stream::{Flow, Message, Stream};
 use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::time::Duration;
-use wasmtime::{Instance, Store, TypedFunc, WasmParams, WasmResults};
+use wasmtime::{Instance, Store, StoreLimitsBuilder, TypedFunc, WasmParams, WasmResults};
 
 const ROOT_CONTEXT: u32 = 1;
 
@@ -129,6 +129,9 @@ impl Vm {
             plugin_configuration: config.configuration.clone(),
             vm_configuration: config.vm_configuration.clone(),
             root_context: ROOT_CONTEXT,
+            limits: StoreLimitsBuilder::new()
+                .memory_size(host.max_memory_bytes())
+                .build(),
             memory: None,
             allocator: None,
             phase: Phase::Starting,
@@ -146,6 +149,8 @@ impl Vm {
             next_metric_id: 1,
         };
         let mut store = Store::new(host.engine(), state);
+        // cpp-host caps each VM's memory (`limits.h`); growing past it answers -1.
+        store.limiter(|state| &mut state.limits);
         let instance = plugin
             .pre
             .instantiate(&mut store)

@@ -610,6 +610,17 @@ impl Probe {
                 report("set_pairs.status", status_name(status));
                 Action::Continue
             }
+            "alloc" => {
+                // Grows the module's memory by asking for this many bytes; past the host's
+                // cap the allocation fails and Rust aborts (a trap), as under Envoy's V8.
+                let n: usize = self
+                    .get_http_request_header("x-bytes")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                let held: Vec<u8> = Vec::with_capacity(n);
+                report("alloc.capacity", held.capacity());
+                Action::Continue
+            }
             "log-level-raw" => {
                 // The SDK transmutes the host's level into its 0..=5 enum; read it raw, and
                 // answer through a header, since at "off" no log line is kept.

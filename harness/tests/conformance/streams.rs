@@ -345,7 +345,8 @@ fn continue_stream_revokes_request_headers_at_the_call() {
 fn response_headers_stay_writable_after_resuming_the_response() {
     let (host, mut vm) = probe();
     let (id, _) = request(&mut vm, "pause-response-write", &[]);
-    vm.response_headers(id, &[(":status", "200")], true).unwrap();
+    vm.response_headers(id, &[(":status", "200")], true)
+        .unwrap();
     let token = vm.pending_callouts()[0].token;
     vm.answer_callout(token, CalloutReply::new(200)).unwrap();
     assert_eq!(report(&host, "late_response_write"), "Ok");
