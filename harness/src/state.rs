@@ -45,6 +45,17 @@ pub(crate) enum Deferred {
     },
 }
 
+impl Deferred {
+    /// The stream the action is for.
+    pub(crate) fn context(&self) -> u32 {
+        match self {
+            Deferred::Continue { context, .. }
+            | Deferred::Close { context }
+            | Deferred::LocalResponse { context, .. } => *context,
+        }
+    }
+}
+
 /// A response the filter generated instead of (or in place of) the upstream's.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LocalResponse {

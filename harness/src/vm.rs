@@ -19,6 +19,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 use wasmtime::{Instance, Store, StoreLimitsBuilder, TypedFunc, WasmParams, WasmResults};
 
+mod idle_timeout;
+
 const ROOT_CONTEXT: u32 = 1;
 
 /// `(context, count or size, end_of_stream) -> action`: the header and body callbacks.
@@ -262,7 +264,9 @@ impl Vm {
     }
 
     /// Calls into the module with the phase and context set, turning a trap into an error
-    /// value and marking the VM failed.
+    /// value and marking the VM failed. What the module deferred before trapping stays queued:
+    /// cpp-host's `DeferAfterCallActions` runs those actions whatever the call did, so each
+    /// caller decides (a failed stream drops its own, see [`Vm::fail_stream_after_trap`]).
     fn invoke<P: WasmParams, R: WasmResults>(
         &mut self,
         callback: &str,
@@ -285,7 +289,6 @@ impl Vm {
         result.map_err(|e| {
             let message = format!("{e:#}");
             self.failed = Some(format!("trapped in {callback}: {message}"));
-            self.store.data_mut().deferred.clear();
             self.note(
                 LogLevel::Critical,
                 format!("wasm trapped in {callback}: {message}"),
@@ -313,7 +316,7 @@ impl Vm {
                 &create,
                 (id as i32, ROOT_CONTEXT as i32),
             ) {
-                self.fail_stream(id);
+                self.fail_stream_after_trap(id);
                 return Err(err);
             }
         }
@@ -567,10 +570,20 @@ impl Vm {
         ) {
             Ok(raw) => Ok(Action::from_raw(raw)),
             Err(err) => {
-                self.fail_stream(id);
+                self.fail_stream_after_trap(id);
                 Err(err)
             }
         }
+    }
+
+    /// A trap in one of the stream's own callbacks: cpp-host's `CHECK_FAIL_HTTP` fails the
+    /// stream at once (`failStream`), before the actions the module deferred run, so this
+    /// stream's are moot; those for other streams still run.
+    fn fail_stream_after_trap(&mut self, id: u32) {
+        self.store.data_mut().deferred.retain(|d| d.context() != id);
+        self.fail_stream(id);
+        // The VM is failed, so draining calls no module code and cannot trap.
+        let _ = self.drain_deferred();
     }
 
     /// Gives the buffered body to the filter; on Continue it goes on, on Pause it stays.
@@ -696,6 +709,10 @@ impl Vm {
                     .buffered_body = pending;
                 if self.failed.is_none() {
                     self.run_body_callback(id, dir)?;
+                } else {
+                    // Resumed by an action deferred before the VM failed: the held body
+                    // meets the failed filter (`CHECK_FAIL_HTTP` in `onRequestBody`).
+                    self.fail_stream(id);
                 }
             }
         } else if d.body_paused {
@@ -749,6 +766,13 @@ impl Vm {
             return Ok(());
         }
         let response_started = stream.response.flow != Flow::Idle;
+        if !response_started && self.failed.is_some() && !self.fail_open {
+            // The reply's headers meet the failed filter on their way out: cpp-host's
+            // `CHECK_FAIL_HTTP` in `onResponseHeaders` fails the stream, and Envoy's
+            // `sendLocalReply` sends its 503 straight to the codec.
+            self.fail_stream(id);
+            return Ok(());
+        }
         stream.local_response = Some(response.clone());
         stream.stop();
         let headers = local_reply_headers(&response);
@@ -844,7 +868,8 @@ impl Vm {
         self.store.data().callouts.values().cloned().collect()
     }
 
-    /// Answers a callout; the module's `proxy_on_http_call_response` runs now.
+    /// Answers a callout; the module's `proxy_on_http_call_response` runs now. On a failed VM
+    /// the reply goes nowhere (`VmFailed`) and the stream that waited for it stays paused.
     pub fn answer_callout(&mut self, token: u32, reply: CalloutReply) -> Result<(), HarnessError> {
         self.deliver(token, Some(reply.into_call_reply()))
     }
@@ -856,8 +881,7 @@ impl Vm {
     }
 
     fn deliver(&mut self, token: u32, reply: Option<CallReply>) -> Result<(), HarnessError> {
-        let callout = self
-            .store
+        self.store
             .data_mut()
             .callouts
             .remove(&token)
@@ -897,13 +921,13 @@ impl Vm {
             params,
         );
         self.store.data_mut().call_reply = None;
-        if let Err(err) = result {
-            if self.store.data().streams.contains_key(&callout.context) {
-                self.fail_stream(callout.context);
-            }
-            return Err(err);
-        }
-        self.drain_deferred()
+        // cpp-host's `ContextBase::onHttpCallResponse` has no `CHECK_FAIL_HTTP`: a trap here
+        // fails the VM but not the stream, which stays paused (as does every other stream of
+        // this VM waiting on a callout, whose replies now find the VM failed) until Envoy's
+        // stream idle timeout or the client gives up; see [`Vm::stream_idle_timeout`]. What
+        // the module deferred before trapping still runs (`DeferAfterCallActions`).
+        let drained = self.drain_deferred();
+        result.and(drained)
     }
 
     // ----- time ----------------------------------------------------------------------------
@@ -951,19 +975,25 @@ impl Vm {
                 self.host.clock().advance_to(tick);
                 let period = state.tick_period.map_or(u64::MAX, nanos);
                 self.store.data_mut().next_tick_at = Some(tick.saturating_add(period));
-                if let Some(f) = self.exports.tick.clone() {
-                    self.invoke(
+                // A failed VM gets no more ticks (cpp-host `ContextBase::onTick`).
+                if let (Some(f), None) = (self.exports.tick.clone(), &self.failed) {
+                    let result = self.invoke(
                         "proxy_on_tick",
                         Phase::Root,
                         ROOT_CONTEXT,
                         &f,
                         ROOT_CONTEXT as i32,
-                    )?;
-                    self.drain_deferred()?;
+                    );
+                    let drained = self.drain_deferred();
+                    result.and(drained)?;
                 }
             } else if let Some((due, token)) = next_timeout.filter(|(due, _)| *due <= until) {
                 self.host.clock().advance_to(due);
-                self.answer_callout(token, CalloutReply::envoy_timeout())?;
+                match self.answer_callout(token, CalloutReply::envoy_timeout()) {
+                    // The timeout's reply finds the VM failed: it goes nowhere, as in Envoy.
+                    Err(HarnessError::VmFailed(_)) => {}
+                    other => other?,
+                }
             } else {
                 return Ok(());
             }

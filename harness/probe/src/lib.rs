@@ -364,6 +364,11 @@ impl Context for Probe {
             }
             "body-callout" => self.resume_http_request(),
             "callout-trap" => panic!("probe asked to trap in on_http_call_response"),
+            "resume-then-sdk-write" => {
+                // The SDK panics on the BadArgument a late request-header write gets.
+                self.resume_http_request();
+                self.set_http_request_header("x-late", Some("1"));
+            }
             _ => {
                 self.add_http_request_header("x-callout-status", &status);
                 self.resume_http_request();
@@ -407,7 +412,8 @@ impl Probe {
                 ]);
                 Action::Continue
             }
-            "callout" | "callout-local" | "resume-twice" | "callout-trap" | "resume-then-write" => {
+            "callout" | "callout-local" | "resume-twice" | "callout-trap" | "resume-then-write"
+            | "resume-then-sdk-write" => {
                 let cluster = self
                     .get_http_request_header("x-cluster")
                     .unwrap_or_else(|| "companion".into());

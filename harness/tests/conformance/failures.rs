@@ -112,8 +112,12 @@ fn forwarded_body_is_taken_in_pieces_as_a_streaming_proxy_sends_it() {
     assert!(vm.take_forwarded_body(id + 100, false).is_err());
 }
 
+/// cpp-host's `ContextBase::onHttpCallResponse` returns early on a failed VM and has no
+/// `CHECK_FAIL_HTTP`: a trap there fails the VM, not the stream. The stream stays paused,
+/// with nothing upstream and nothing for the client, until Envoy's stream idle timeout
+/// answers it, through the failed filter: 503 `wasm_fail_stream` when fail-closed.
 #[test]
-fn trap_in_a_callout_response_fails_the_paused_stream() {
+fn trap_in_a_callout_response_leaves_the_stream_paused_until_the_idle_timeout() {
     let (_host, mut vm) = probe();
     let (id, _) = request(&mut vm, "callout-trap", &[]);
     let token = vm.pending_callouts()[0].token;
@@ -121,6 +125,80 @@ fn trap_in_a_callout_response_fails_the_paused_stream() {
         vm.answer_callout(token, CalloutReply::new(200)),
         "proxy_on_http_call_response",
     );
+    assert!(vm.failure().is_some());
+    let stream = vm.stream(id).unwrap();
+    assert_eq!(stream.request.flow, harness::Flow::Paused);
+    assert!(stream.upstream.is_none() && stream.client.is_none());
+    assert_eq!(vm.paused_streams(), vec![id]);
+
+    vm.stream_idle_timeout(id).unwrap();
+    let stream = vm.stream(id).unwrap();
+    assert_eq!(stream.client_status(), Some(503));
+    assert_eq!(
+        stream.local_response.as_ref().unwrap().details,
+        "wasm_fail_stream"
+    );
+    assert!(vm.paused_streams().is_empty());
+}
+
+/// The other streams of that VM waiting on callouts are never answered: their replies (and
+/// their timeouts' 504s) find the VM failed. With fail-open the idle timeout's own reply
+/// reaches the client: 504 "stream timeout" once the request was complete.
+#[test]
+fn after_a_trap_in_a_callout_response_no_other_stream_is_answered() {
+    let host = host();
+    let plugin = probe_plugin(&host);
+    let mut open = config("");
+    open.fail_open = true;
+    let mut vm = Vm::start(&plugin, open).unwrap();
+    let (trapping, _) = request(&mut vm, "callout-trap", &[]);
+    let (answered, _) = request(&mut vm, "callout", &[]);
+    let (timed, _) = request(&mut vm, "callout", &[("x-timeout-ms", "300")]);
+    let tokens: Vec<u32> = vm.pending_callouts().iter().map(|c| c.token).collect();
+    trap_message(
+        vm.answer_callout(tokens[0], CalloutReply::new(200)),
+        "proxy_on_http_call_response",
+    );
+    assert!(matches!(
+        vm.answer_callout(tokens[1], CalloutReply::new(200)),
+        Err(HarnessError::VmFailed(_))
+    ));
+    vm.advance(std::time::Duration::from_secs(1)).unwrap();
+    assert!(vm.pending_callouts().is_empty());
+    assert_eq!(vm.paused_streams(), vec![trapping, answered, timed]);
+    for id in [trapping, answered, timed] {
+        let stream = vm.stream(id).unwrap();
+        assert!(stream.upstream.is_none() && stream.client.is_none(), "{id}");
+    }
+    vm.stream_idle_timeout(answered).unwrap();
+    let client = vm.stream(answered).unwrap().client.clone().unwrap();
+    assert_eq!(client.status(), Some(504));
+    assert_eq!(client.body, b"stream timeout");
+    assert!(
+        client.header("x-probe-seen").is_none(),
+        "the failed filter is skipped"
+    );
+}
+
+/// What the module deferred before trapping still runs: cpp-host's `DeferAfterCallActions`
+/// does so whatever the call did. A filter that resumes the request, then writes a request
+/// header (`BadArgument` since the resume, a panic in the Rust SDK), sends the request on
+/// without that header, and leaves its VM failed.
+#[test]
+fn a_resume_before_a_trap_in_a_callout_response_still_happens() {
+    let (_host, mut vm) = probe();
+    let (id, _) = request(&mut vm, "resume-then-sdk-write", &[]);
+    let token = vm.pending_callouts()[0].token;
+    trap_message(
+        vm.answer_callout(token, CalloutReply::new(200)),
+        "proxy_on_http_call_response",
+    );
+    assert!(vm.failure().is_some());
+    let upstream = vm.stream(id).unwrap().upstream.clone().unwrap();
+    assert!(!upstream.headers.contains("x-late"));
+    // Its response then meets the failed filter: fail-closed answers 503.
+    vm.response_headers(id, &[(":status", "200")], true)
+        .unwrap();
     assert_eq!(vm.stream(id).unwrap().client_status(), Some(503));
 }
 
