@@ -23,7 +23,7 @@ pub use header_map::HeaderMap;
 pub use host::{
     Clock, ClusterHealth, DEFAULT_START_NANOS, Host, LogLine, MAX_WASM_MEMORY_BYTES, Metric,
 };
-pub use plugin::{Plugin, PluginConfig};
+pub use plugin::{FailurePolicy, Plugin, PluginConfig};
 pub use state::{Callout, LocalResponse};
 pub use stream::{Direction, Flow, Message, Stream};
 pub use vm::Vm;

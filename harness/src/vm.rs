@@ -11,7 +11,7 @@ use crate::callout::CalloutReply;
 use crate::error::HarnessError;
 use crate::header_map::HeaderMap;
 use crate::host::Host;
-use crate::plugin::{Plugin, PluginConfig};
+use crate::plugin::{FailurePolicy, Plugin, PluginConfig};
 use crate::state::{CallReply, Callout, Deferred, HostState, LocalResponse, Phase};
 use crate::stream::{Flow, Message, Stream};
 use std::collections::BTreeMap;
@@ -99,7 +99,7 @@ pub struct Vm {
     host: Host,
     store: Store<HostState>,
     exports: Exports,
-    fail_open: bool,
+    failure_policy: FailurePolicy,
     failed: Option<String>,
     next_context: u32,
     /// Streams whose local response is being run through the filter's response path, so a
@@ -171,7 +171,7 @@ impl Vm {
             host,
             store,
             exports,
-            fail_open: config.fail_open,
+            failure_policy: config.failure_policy,
             failed: None,
             next_context: ROOT_CONTEXT + 1,
             local_reply_in_flight: HashMap::new(),
@@ -766,7 +766,10 @@ impl Vm {
             return Ok(());
         }
         let response_started = stream.response.flow != Flow::Idle;
-        if !response_started && self.failed.is_some() && !self.fail_open {
+        if !response_started
+            && self.failed.is_some()
+            && self.failure_policy == FailurePolicy::FailClosed
+        {
             // The reply's headers meet the failed filter on their way out: cpp-host's
             // `CHECK_FAIL_HTTP` in `onResponseHeaders` fails the stream, and Envoy's
             // `sendLocalReply` sends its 503 straight to the codec.
@@ -804,7 +807,7 @@ impl Vm {
     /// Envoy's `failStream`: after a VM failure, fail-closed answers 503 with details
     /// `wasm_fail_stream` without running the filter; fail-open lets the stream through as is.
     fn fail_stream(&mut self, id: u32) -> Action {
-        let fail_open = self.fail_open;
+        let fail_open = self.failure_policy == FailurePolicy::FailOpen;
         let reason = self.failed.clone().unwrap_or_default();
         let Some(stream) = self.store.data_mut().streams.get_mut(&id) else {
             return Action::Pause;

@@ -202,7 +202,11 @@ impl Proxy {
                 plugin_config.name = config.plugin.name.clone();
                 plugin_config.root_id = config.plugin.root_id.clone();
                 plugin_config.vm_id = config.plugin.vm_id.clone();
-                plugin_config.fail_open = config.plugin.fail_open;
+                plugin_config.failure_policy = if config.plugin.fail_open {
+                    crate::FailurePolicy::FailOpen
+                } else {
+                    crate::FailurePolicy::FailClosed
+                };
                 host.clock().advance_to(worker::now_nanos());
                 let vm = Vm::start_named(plugin, plugin_config, &format!("worker-{index}"))
                     .map_err(|e| DevError::Worker(e.to_string()))?;

@@ -1,5 +1,5 @@
 use crate::support::*;
-use harness::{Action, CalloutReply, HarnessError, Plugin, PluginConfig, Vm};
+use harness::{Action, CalloutReply, FailurePolicy, HarnessError, Plugin, PluginConfig, Vm};
 
 fn trap_message(result: Result<impl std::fmt::Debug, HarnessError>, callback: &str) -> String {
     match result {
@@ -57,7 +57,7 @@ fn fail_open_passes_streams_through_after_a_trap() {
     let host = host();
     let plugin = probe_plugin(&host);
     let mut open = config("");
-    open.fail_open = true;
+    open.failure_policy = FailurePolicy::FailOpen;
     let mut vm = Vm::start(&plugin, open).unwrap();
     let (id, result) = request(&mut vm, "trap", &[("x-keep", "1")]);
     trap_message(result, "proxy_on_request_headers");
@@ -73,7 +73,7 @@ fn fail_open_passes_body_that_arrives_after_the_trap() {
     let host = host();
     let plugin = probe_plugin(&host);
     let mut open = config("");
-    open.fail_open = true;
+    open.failure_policy = FailurePolicy::FailOpen;
     let mut vm = Vm::start(&plugin, open).unwrap();
     // A stream whose headers went on before the VM failed on another stream.
     let id = vm.create_stream().unwrap();
@@ -149,7 +149,7 @@ fn after_a_trap_in_a_callout_response_no_other_stream_is_answered() {
     let host = host();
     let plugin = probe_plugin(&host);
     let mut open = config("");
-    open.fail_open = true;
+    open.failure_policy = FailurePolicy::FailOpen;
     let mut vm = Vm::start(&plugin, open).unwrap();
     let (trapping, _) = request(&mut vm, "callout-trap", &[]);
     let (answered, _) = request(&mut vm, "callout", &[]);
