@@ -11,15 +11,15 @@ use crate::callout::CalloutReply;
 use crate::error::HarnessError;
 use crate::header_map::HeaderMap;
 use crate::host::Host;
-use crate::plugin::{FailurePolicy, Plugin, PluginConfig};
+use crate::plugin::FailurePolicy;
 use crate::state::{CallReply, Callout, Deferred, HostState, LocalResponse, Phase};
 use crate::stream::{Flow, Message, Stream};
-use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::time::Duration;
-use wasmtime::{Instance, Store, StoreLimitsBuilder, TypedFunc, WasmParams, WasmResults};
+use wasmtime::{Instance, Store, TypedFunc, WasmParams, WasmResults};
 
 mod idle_timeout;
+mod start;
 
 const ROOT_CONTEXT: u32 = 1;
 
@@ -28,9 +28,11 @@ type StreamCallback = TypedFunc<(i32, i32, i32), i32>;
 /// `(root, token, headers, body size, trailers)`.
 type CallResponseCallback = TypedFunc<(i32, i32, i32, i32, i32), ()>;
 
-/// The module's callbacks, resolved once. Only `proxy_on_context_create` is required.
+/// The module's callbacks, resolved once. Only `proxy_on_context_create` is required (a VM
+/// whose plugin did not start has none at all).
+#[derive(Default)]
 struct Exports {
-    context_create: TypedFunc<(i32, i32), ()>,
+    context_create: Option<TypedFunc<(i32, i32), ()>>,
     vm_start: Option<TypedFunc<(i32, i32), i32>>,
     configure: Option<TypedFunc<(i32, i32), i32>>,
     tick: Option<TypedFunc<i32, ()>>,
@@ -64,8 +66,10 @@ fn optional<P: WasmParams, R: WasmResults>(
 impl Exports {
     fn resolve(store: &mut Store<HostState>, instance: &Instance) -> Result<Self, HarnessError> {
         Ok(Self {
-            context_create: optional(store, instance, "proxy_on_context_create")?
-                .ok_or(HarnessError::MissingExport("proxy_on_context_create"))?,
+            context_create: Some(
+                optional(store, instance, "proxy_on_context_create")?
+                    .ok_or(HarnessError::MissingExport("proxy_on_context_create"))?,
+            ),
             vm_start: optional(store, instance, "proxy_on_vm_start")?,
             configure: optional(store, instance, "proxy_on_configure")?,
             tick: optional(store, instance, "proxy_on_tick")?,
@@ -101,6 +105,8 @@ pub struct Vm {
     exports: Exports,
     failure_policy: FailurePolicy,
     failed: Option<String>,
+    /// Why the plugin did not start on this worker, which then runs without the filter.
+    filter_missing: Option<HarnessError>,
     next_context: u32,
     /// Streams whose local response is being run through the filter's response path, so a
     /// second local response from it is not looped back again.
@@ -108,143 +114,6 @@ pub struct Vm {
 }
 
 impl Vm {
-    /// Starts a worker VM: instantiate, run the module's start functions, create the root
-    /// context, then `proxy_on_vm_start` and `proxy_on_configure`. A `false` from either is
-    /// an error, as Envoy refuses such a plugin.
-    pub fn start(plugin: &Plugin, config: PluginConfig) -> Result<Self, HarnessError> {
-        Self::start_named(plugin, config, "vm")
-    }
-
-    /// Like [`Vm::start`], naming the VM in log lines (`worker-1`, say).
-    pub fn start_named(
-        plugin: &Plugin,
-        config: PluginConfig,
-        source: &str,
-    ) -> Result<Self, HarnessError> {
-        let host = plugin.host.clone();
-        let state = HostState {
-            host: host.clone(),
-            source: source.to_string(),
-            vm_id: config.vm_id.clone(),
-            plugin_name: config.name.clone(),
-            root_id: config.root_id.clone(),
-            plugin_configuration: config.configuration.clone(),
-            vm_configuration: config.vm_configuration.clone(),
-            root_context: ROOT_CONTEXT,
-            limits: StoreLimitsBuilder::new()
-                .memory_size(host.max_memory_bytes())
-                .build(),
-            memory: None,
-            allocator: None,
-            phase: Phase::Starting,
-            current_context: 0,
-            effective_context: 0,
-            streams: BTreeMap::new(),
-            callouts: BTreeMap::new(),
-            next_token: 1,
-            call_reply: None,
-            call_status: None,
-            deferred: Vec::new(),
-            tick_period: None,
-            next_tick_at: None,
-            metrics: HashMap::new(),
-            next_metric_id: 1,
-        };
-        let mut store = Store::new(host.engine(), state);
-        // cpp-host caps each VM's memory (`limits.h`); growing past it answers -1.
-        store.limiter(|state| &mut state.limits);
-        let instance = plugin
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| HarnessError::Instantiate(format!("{e:#}")))?;
-        let memory = instance.get_memory(&mut store, "memory");
-        // Envoy looks for `malloc` first, then `proxy_on_memory_allocate`.
-        let allocator = match optional::<i32, i32>(&mut store, &instance, "malloc")? {
-            Some(f) => f,
-            None => optional(&mut store, &instance, "proxy_on_memory_allocate")?
-                .ok_or(HarnessError::MissingAllocator)?,
-        };
-        store.data_mut().memory = memory;
-        store.data_mut().allocator = Some(allocator);
-        let exports = Exports::resolve(&mut store, &instance)?;
-        let mut vm = Self {
-            host,
-            store,
-            exports,
-            failure_policy: config.failure_policy,
-            failed: None,
-            next_context: ROOT_CONTEXT + 1,
-            local_reply_in_flight: HashMap::new(),
-        };
-        vm.run_start_functions(&instance)?;
-        vm.store.data_mut().phase = Phase::Root;
-        let create = vm.exports.context_create.clone();
-        vm.invoke(
-            "proxy_on_context_create",
-            Phase::Root,
-            ROOT_CONTEXT,
-            &create,
-            (ROOT_CONTEXT as i32, 0),
-        )?;
-        let (vm_start, configure) = (vm.exports.vm_start.clone(), vm.exports.configure.clone());
-        let name = &config.name;
-        vm.root_check(
-            name,
-            "proxy_on_vm_start",
-            vm_start,
-            config.vm_configuration.len(),
-            HarnessError::VmStartRejected,
-        )?;
-        vm.root_check(
-            name,
-            "proxy_on_configure",
-            configure,
-            config.configuration.len(),
-            HarnessError::ConfigureRejected,
-        )?;
-        vm.drain_deferred()?;
-        Ok(vm)
-    }
-
-    /// Runs a root callback that answers true or false with the size of a configuration
-    /// buffer (`proxy_on_vm_start`, `proxy_on_configure`). False is `refused`, logged the way
-    /// Envoy reports a plugin it will not run.
-    fn root_check(
-        &mut self,
-        plugin: &str,
-        callback: &str,
-        func: Option<TypedFunc<(i32, i32), i32>>,
-        size: usize,
-        refused: HarnessError,
-    ) -> Result<(), HarnessError> {
-        let Some(func) = func else { return Ok(()) };
-        if self.invoke(
-            callback,
-            Phase::Root,
-            ROOT_CONTEXT,
-            &func,
-            (ROOT_CONTEXT as i32, size as i32),
-        )? == 0
-        {
-            self.note(LogLevel::Critical, format!("plugin {plugin:?}: {refused}"));
-            return Err(refused);
-        }
-        Ok(())
-    }
-
-    fn run_start_functions(&mut self, instance: &Instance) -> Result<(), HarnessError> {
-        let initialize = optional::<(), ()>(&mut self.store, instance, "_initialize")?;
-        if let Some(init) = initialize {
-            self.invoke("_initialize", Phase::Starting, 0, &init, ())?;
-            if let Some(main) = optional::<(i32, i32), i32>(&mut self.store, instance, "main")? {
-                self.invoke("main", Phase::Starting, 0, &main, (0, 0))?;
-            }
-        } else if let Some(start) = optional::<(), ()>(&mut self.store, instance, "_start")? {
-            self.invoke("_start", Phase::Starting, 0, &start, ())?;
-        }
-        Ok(())
-    }
-
     pub fn host(&self) -> &Host {
         &self.host
     }
@@ -307,18 +176,21 @@ impl Vm {
         let id = self.next_context;
         self.next_context += 1;
         self.store.data_mut().streams.insert(id, Stream::new(id));
-        if self.failed.is_none() {
-            let create = self.exports.context_create.clone();
-            if let Err(err) = self.invoke(
-                "proxy_on_context_create",
-                Phase::Root,
-                id,
-                &create,
-                (id as i32, ROOT_CONTEXT as i32),
-            ) {
-                self.fail_stream_after_trap(id);
-                return Err(err);
-            }
+        let Some(create) = self.exports.context_create.clone() else {
+            return Ok(id);
+        };
+        if self.failed.is_some() {
+            return Ok(id);
+        }
+        if let Err(err) = self.invoke(
+            "proxy_on_context_create",
+            Phase::Root,
+            id,
+            &create,
+            (id as i32, ROOT_CONTEXT as i32),
+        ) {
+            self.fail_stream_after_trap(id);
+            return Err(err);
         }
         Ok(id)
     }
@@ -768,6 +640,7 @@ impl Vm {
         let response_started = stream.response.flow != Flow::Idle;
         if !response_started
             && self.failed.is_some()
+            && self.filter_missing.is_none()
             && self.failure_policy == FailurePolicy::FailClosed
         {
             // The reply's headers meet the failed filter on their way out: cpp-host's
@@ -807,12 +680,16 @@ impl Vm {
     /// Envoy's `failStream`: after a VM failure, fail-closed answers 503 with details
     /// `wasm_fail_stream` without running the filter; fail-open lets the stream through as is.
     fn fail_stream(&mut self, id: u32) -> Action {
-        let fail_open = self.failure_policy == FailurePolicy::FailOpen;
+        // A worker without the filter passes everything, as Envoy installed none there.
+        let missing = self.filter_missing.is_some();
+        let fail_open = missing || self.failure_policy == FailurePolicy::FailOpen;
         let reason = self.failed.clone().unwrap_or_default();
         let Some(stream) = self.store.data_mut().streams.get_mut(&id) else {
             return Action::Pause;
         };
-        stream.failure.get_or_insert(reason);
+        if !missing {
+            stream.failure.get_or_insert(reason);
+        }
         if fail_open {
             // Held directions go on without the filter; so does body that arrived on a
             // direction already forwarded (the filter no longer sees it).

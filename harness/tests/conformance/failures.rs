@@ -342,3 +342,45 @@ fn effective_context_must_name_a_live_context() {
     assert_eq!(report(&host, "effective.unknown"), "BadArgument");
     assert_eq!(report(&host, "effective.self"), "Ok");
 }
+
+/// Envoy's `createFilter` (`PluginConfig::createContext`) installs no filter on a worker
+/// whose thread-local plugin is missing: cpp-host's `getOrCreateThreadLocalPlugin` returns
+/// none when the worker's VM does not start or configure. That holds whatever the failure
+/// policy (fail-closed here): the worker's requests reach the upstream untouched, forged
+/// headers included.
+#[test]
+fn a_worker_whose_plugin_cannot_start_runs_without_the_filter() {
+    let host = host();
+    let plugin = probe_plugin(&host);
+    for (words, why) in [
+        ("refuse", "ConfigureRejected"),
+        ("trap-on-configure", "Trap"),
+    ] {
+        host.clear_logs();
+        let mut vm = Vm::start_worker(&plugin, config(words), "worker-9");
+        let missing = format!("{:?}", vm.filter_missing());
+        assert!(
+            missing.starts_with(&format!("Some({why}")),
+            "{words}: {missing}"
+        );
+        assert!(
+            host.logged("runs WITHOUT the filter"),
+            "{words}: said loudly"
+        );
+        let (id, action) = request(&mut vm, "local", &[("x-session-user", "forged")]);
+        assert_eq!(action, Ok(Action::Continue), "{words}");
+        vm.response_headers(id, &[(":status", "200")], true)
+            .unwrap();
+        let stream = vm.finish_stream(id).unwrap();
+        let upstream = stream.upstream.unwrap();
+        assert_eq!(upstream.header("x-session-user"), Some("forged"));
+        assert!(stream.local_response.is_none() && stream.failure.is_none());
+        assert!(stream.client.unwrap().header("x-probe-seen").is_none());
+        assert!(
+            !reports(&host).iter().any(|(w, _)| w == "request_headers"),
+            "{words}: no module code ran for the stream"
+        );
+    }
+    let healthy = Vm::start_worker(&plugin, config(""), "worker-1");
+    assert!(healthy.filter_missing().is_none() && healthy.failure().is_none());
+}
