@@ -25,5 +25,5 @@ pub use host::{
 };
 pub use plugin::{FailurePolicy, Plugin, PluginConfig};
 pub use state::{Callout, LocalResponse};
-pub use stream::{Direction, Flow, Message, Stream};
+pub use stream::{Direction, Flow, Message, Side, Stream};
 pub use vm::Vm;

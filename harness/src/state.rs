@@ -18,8 +18,10 @@ pub(crate) enum Phase {
     Root,
     RequestHeaders,
     RequestBody,
+    RequestTrailers,
     ResponseHeaders,
     ResponseBody,
+    ResponseTrailers,
     /// `proxy_on_http_call_response`: the callout's headers and body are readable.
     HttpCallResponse,
     /// `proxy_on_log`: request and response headers readable, nothing writable.

@@ -2,9 +2,9 @@
 //!
 //! Lifecycle: `_initialize` (then `main` if exported) or `_start`; `proxy_on_context_create`
 //! for the root context; `proxy_on_vm_start`; `proxy_on_configure`. Per stream: context
-//! create, request headers (and body), response headers (and body), then `proxy_on_log`,
-//! `proxy_on_done`, `proxy_on_delete`. Continue, close and local responses the module asks
-//! for are applied after the VM call returns, as Envoy defers them.
+//! create, request headers (body, trailers), response headers (body, trailers), then
+//! `proxy_on_log`, `proxy_on_done`, `proxy_on_delete`. Continue, close and local responses
+//! the module asks for are applied after the VM call returns, as Envoy defers them.
 
 use crate::abi::{Action, LogLevel, StreamType};
 use crate::callout::CalloutReply;
@@ -13,18 +13,21 @@ use crate::header_map::HeaderMap;
 use crate::host::Host;
 use crate::plugin::FailurePolicy;
 use crate::state::{CallReply, Callout, Deferred, HostState, LocalResponse, Phase};
-use crate::stream::{Flow, Message, Stream};
+use crate::stream::{Flow, Message, Side, Stream};
 use std::collections::HashMap;
 use std::time::Duration;
 use wasmtime::{Instance, Store, TypedFunc, WasmParams, WasmResults};
 
 mod idle_timeout;
 mod start;
+mod trailers;
 
 const ROOT_CONTEXT: u32 = 1;
 
 /// `(context, count or size, end_of_stream) -> action`: the header and body callbacks.
 type StreamCallback = TypedFunc<(i32, i32, i32), i32>;
+/// `(context, trailer count) -> action`.
+type TrailersCallback = TypedFunc<(i32, i32), i32>;
 /// `(root, token, headers, body size, trailers)`.
 type CallResponseCallback = TypedFunc<(i32, i32, i32, i32, i32), ()>;
 
@@ -38,8 +41,10 @@ struct Exports {
     tick: Option<TypedFunc<i32, ()>>,
     request_headers: Option<StreamCallback>,
     request_body: Option<StreamCallback>,
+    request_trailers: Option<TrailersCallback>,
     response_headers: Option<StreamCallback>,
     response_body: Option<StreamCallback>,
+    response_trailers: Option<TrailersCallback>,
     http_call_response: Option<CallResponseCallback>,
     done: Option<TypedFunc<i32, i32>>,
     log: Option<TypedFunc<i32, ()>>,
@@ -75,26 +80,15 @@ impl Exports {
             tick: optional(store, instance, "proxy_on_tick")?,
             request_headers: optional(store, instance, "proxy_on_request_headers")?,
             request_body: optional(store, instance, "proxy_on_request_body")?,
+            request_trailers: optional(store, instance, "proxy_on_request_trailers")?,
             response_headers: optional(store, instance, "proxy_on_response_headers")?,
             response_body: optional(store, instance, "proxy_on_response_body")?,
+            response_trailers: optional(store, instance, "proxy_on_response_trailers")?,
             http_call_response: optional(store, instance, "proxy_on_http_call_response")?,
             done: optional(store, instance, "proxy_on_done")?,
             log: optional(store, instance, "proxy_on_log")?,
             delete: optional(store, instance, "proxy_on_delete")?,
         })
-    }
-}
-
-/// Which way through the filter.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Dir {
-    Request,
-    Response,
-}
-
-impl Dir {
-    fn is_response(self) -> bool {
-        self == Dir::Response
     }
 }
 
@@ -244,7 +238,7 @@ impl Vm {
             )));
         }
         stream.request.headers = HeaderMap::from_pairs(headers);
-        self.headers_arrive(id, Dir::Request, end_of_stream)
+        self.headers_arrive(id, Side::Request, end_of_stream)
     }
 
     /// The upstream's response headers arrive. The request must have reached the upstream.
@@ -266,7 +260,7 @@ impl Vm {
             )));
         }
         stream.response.headers = HeaderMap::from_pairs(headers);
-        self.headers_arrive(id, Dir::Response, end_of_stream)
+        self.headers_arrive(id, Side::Response, end_of_stream)
     }
 
     /// A chunk of the request body arrives.
@@ -276,7 +270,7 @@ impl Vm {
         chunk: &[u8],
         end_of_stream: bool,
     ) -> Result<Action, HarnessError> {
-        self.body_arrives(id, Dir::Request, chunk, end_of_stream)
+        self.body_arrives(id, Side::Request, chunk, end_of_stream)
     }
 
     /// A chunk of the upstream's response body arrives.
@@ -286,7 +280,7 @@ impl Vm {
         chunk: &[u8],
         end_of_stream: bool,
     ) -> Result<Action, HarnessError> {
-        self.body_arrives(id, Dir::Response, chunk, end_of_stream)
+        self.body_arrives(id, Side::Response, chunk, end_of_stream)
     }
 
     /// Takes the body bytes that have gone on in one direction since the last call (upstream
@@ -348,7 +342,7 @@ impl Vm {
     fn headers_arrive(
         &mut self,
         id: u32,
-        dir: Dir,
+        dir: Side,
         end_of_stream: bool,
     ) -> Result<Action, HarnessError> {
         {
@@ -361,12 +355,12 @@ impl Vm {
             return Ok(self.fail_stream(id));
         }
         let (callback, phase, func) = match dir {
-            Dir::Request => (
+            Side::Request => (
                 "proxy_on_request_headers",
                 Phase::RequestHeaders,
                 self.exports.request_headers.clone(),
             ),
-            Dir::Response => (
+            Side::Response => (
                 "proxy_on_response_headers",
                 Phase::ResponseHeaders,
                 self.exports.response_headers.clone(),
@@ -388,11 +382,16 @@ impl Vm {
     fn body_arrives(
         &mut self,
         id: u32,
-        dir: Dir,
+        dir: Side,
         chunk: &[u8],
         end_of_stream: bool,
     ) -> Result<Action, HarnessError> {
         let d = self.stream_mut(id)?.direction(dir.is_response());
+        if d.end_of_stream && d.flow != Flow::Stopped {
+            return Err(HarnessError::Usage(format!(
+                "stream {id}: body sent after the end of the {dir:?}"
+            )));
+        }
         match d.flow {
             Flow::Idle => {
                 return Err(HarnessError::Usage(format!(
@@ -459,14 +458,14 @@ impl Vm {
     }
 
     /// Gives the buffered body to the filter; on Continue it goes on, on Pause it stays.
-    fn run_body_callback(&mut self, id: u32, dir: Dir) -> Result<Action, HarnessError> {
+    fn run_body_callback(&mut self, id: u32, dir: Side) -> Result<Action, HarnessError> {
         let (callback, phase, func) = match dir {
-            Dir::Request => (
+            Side::Request => (
                 "proxy_on_request_body",
                 Phase::RequestBody,
                 self.exports.request_body.clone(),
             ),
-            Dir::Response => (
+            Side::Response => (
                 "proxy_on_response_body",
                 Phase::ResponseBody,
                 self.exports.response_body.clone(),
@@ -474,7 +473,7 @@ impl Vm {
         };
         let (size, eos) = {
             let d = self.stream_ref(id)?.direction_ref(dir.is_response());
-            (d.buffered_body.len() as i32, d.end_of_stream)
+            (d.buffered_body.len() as i32, d.body_ends())
         };
         let action = self.stream_callback(id, callback, phase, func, size, eos)?;
         if self.stream_end_pending(id) {
@@ -503,7 +502,7 @@ impl Vm {
 
     /// The headers leave the filter: upstream for a request, to the client for a response.
     /// Envoy drops its pointer to them then, so the ABI no longer reaches them.
-    fn forward_headers(&mut self, id: u32, dir: Dir) -> Result<(), HarnessError> {
+    fn forward_headers(&mut self, id: u32, dir: Side) -> Result<(), HarnessError> {
         let stream = self.stream_mut(id)?;
         let d = stream.direction(dir.is_response());
         d.flow = Flow::Forwarded;
@@ -511,27 +510,41 @@ impl Vm {
         let message = Message {
             headers: d.headers.clone(),
             body: Vec::new(),
-            end_of_stream: d.end_of_stream && d.pending_body.is_empty(),
+            trailers: None,
+            end_of_stream: d.body_ends() && d.pending_body.is_empty(),
         };
         match dir {
-            Dir::Request => stream.upstream = Some(message),
-            Dir::Response => stream.client = Some(message),
+            Side::Request => stream.upstream = Some(message),
+            Side::Response => stream.client = Some(message),
         }
         Ok(())
     }
 
-    fn flush_body(&mut self, id: u32, dir: Dir) -> Result<(), HarnessError> {
+    /// The body the filter held goes on, and with it the trailers once the filter let them
+    /// go (their callback continued, or the filter made them itself): they end the message.
+    fn flush_body(&mut self, id: u32, dir: Side) -> Result<(), HarnessError> {
         let stream = self.stream_mut(id)?;
         let d = stream.direction(dir.is_response());
         d.body_paused = false;
         let body = std::mem::take(&mut d.buffered_body);
-        let eos = d.end_of_stream;
+        let trailers_go = d.trailers_delivered && !d.trailers_paused;
+        let trailers = match (&d.trailers, trailers_go) {
+            (Some(trailers), true) => {
+                d.trailers_accessible = false;
+                Some(trailers.clone())
+            }
+            _ => None,
+        };
+        let eos = d.body_ends() || trailers.is_some();
         let target = match dir {
-            Dir::Request => stream.upstream.as_mut(),
-            Dir::Response => stream.client.as_mut(),
+            Side::Request => stream.upstream.as_mut(),
+            Side::Response => stream.client.as_mut(),
         };
         if let Some(message) = target {
             message.body.extend_from_slice(&body);
+            if trailers.is_some() {
+                message.trailers = trailers;
+            }
             message.end_of_stream = eos;
         }
         Ok(())
@@ -563,9 +576,9 @@ impl Vm {
     /// not paused does nothing in Envoy; the harness records it as a violation.
     fn resume(&mut self, id: u32, kind: StreamType) -> Result<(), HarnessError> {
         let dir = if kind == StreamType::Response {
-            Dir::Response
+            Side::Response
         } else {
-            Dir::Request
+            Side::Request
         };
         let Some(stream) = self.store.data_mut().streams.get_mut(&id) else {
             return Ok(());
@@ -573,20 +586,30 @@ impl Vm {
         let d = stream.direction(dir.is_response());
         if d.flow == Flow::Paused {
             d.resumes += 1;
-            let pending = std::mem::take(&mut d.pending_body);
             self.forward_headers(id, dir)?;
-            if !pending.is_empty() {
-                self.stream_mut(id)?
-                    .direction(dir.is_response())
-                    .buffered_body = pending;
-                if self.failed.is_none() {
-                    self.run_body_callback(id, dir)?;
-                } else {
-                    // Resumed by an action deferred before the VM failed: the held body
-                    // meets the failed filter (`CHECK_FAIL_HTTP` in `onRequestBody`).
-                    self.fail_stream(id);
-                }
+            let d = self.stream_mut(id)?.direction(dir.is_response());
+            let pending = std::mem::take(&mut d.pending_body);
+            let trailers_wait = d.trailers.is_some() && !d.trailers_delivered;
+            if pending.is_empty() && !trailers_wait {
+                return Ok(());
             }
+            d.buffered_body = pending;
+            if self.failed.is_some() {
+                // Resumed by an action deferred before the VM failed: what the filter held
+                // meets the failed filter (`CHECK_FAIL_HTTP` in `onRequestBody`).
+                self.fail_stream(id);
+                return Ok(());
+            }
+            if !self.stream_ref(id)?.side(dir).buffered_body.is_empty() {
+                self.run_body_callback(id, dir)?;
+            }
+            if trailers_wait && !self.stream_end_pending(id) {
+                self.run_trailers_callback(id, dir)?;
+            }
+        } else if d.trailers_paused {
+            d.resumes += 1;
+            d.trailers_paused = false;
+            self.flush_body(id, dir)?;
         } else if d.body_paused {
             d.resumes += 1;
             self.flush_body(id, dir)?;
@@ -658,6 +681,7 @@ impl Vm {
             stream.client = Some(Message {
                 headers,
                 body: response.body,
+                trailers: None,
                 end_of_stream: true,
             });
             return Ok(());
@@ -666,11 +690,11 @@ impl Vm {
         stream.response.headers = headers;
         self.local_reply_in_flight.insert(id, true);
         let eos = response.body.is_empty();
-        let result = self.headers_arrive(id, Dir::Response, eos).and_then(|_| {
+        let result = self.headers_arrive(id, Side::Response, eos).and_then(|_| {
             if eos {
                 Ok(Action::Continue)
             } else {
-                self.body_arrives(id, Dir::Response, &response.body, true)
+                self.body_arrives(id, Side::Response, &response.body, true)
             }
         });
         self.local_reply_in_flight.insert(id, false);
@@ -693,7 +717,7 @@ impl Vm {
         if fail_open {
             // Held directions go on without the filter; so does body that arrived on a
             // direction already forwarded (the filter no longer sees it).
-            let held: Vec<Dir> = [Dir::Request, Dir::Response]
+            let held: Vec<Side> = [Side::Request, Side::Response]
                 .into_iter()
                 .filter(|dir| {
                     let d = stream.direction_ref(dir.is_response());
@@ -717,6 +741,7 @@ impl Vm {
                 stream.client = Some(Message {
                     headers: local_reply_headers(&response),
                     body: Vec::new(),
+                    trailers: None,
                     end_of_stream: true,
                 });
                 stream.local_response = Some(response);
@@ -728,16 +753,16 @@ impl Vm {
         }
     }
 
-    fn resume_without_filter(&mut self, id: u32, dir: Dir) -> Result<(), HarnessError> {
-        let d = self.stream_mut(id)?.direction(dir.is_response());
-        let pending = std::mem::take(&mut d.pending_body);
-        if d.flow == Flow::Paused {
+    fn resume_without_filter(&mut self, id: u32, dir: Side) -> Result<(), HarnessError> {
+        if self.stream_ref(id)?.side(dir).flow == Flow::Paused {
             self.forward_headers(id, dir)?;
         }
-        self.stream_mut(id)?
-            .direction(dir.is_response())
-            .buffered_body
-            .extend_from_slice(&pending);
+        let d = self.stream_mut(id)?.direction(dir.is_response());
+        let pending = std::mem::take(&mut d.pending_body);
+        d.buffered_body.extend_from_slice(&pending);
+        // Trailers go on with the rest, as if the filter were not there.
+        d.trailers_delivered = true;
+        d.trailers_paused = false;
         self.flush_body(id, dir)
     }
 

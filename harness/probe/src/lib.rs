@@ -99,7 +99,9 @@ mod raw {
 /// Far beyond any guest memory a test module grows to.
 const WILD: usize = 0xFFFF_FF00;
 const REQUEST_HEADERS: u32 = 0;
+const REQUEST_TRAILERS: u32 = 1;
 const RESPONSE_HEADERS: u32 = 2;
+const RESPONSE_TRAILERS: u32 = 3;
 const CALL_RESPONSE_HEADERS: u32 = 6;
 const CALL_RESPONSE_BODY: u32 = 4;
 
@@ -363,6 +365,11 @@ impl Context for Probe {
                 );
             }
             "body-callout" => self.resume_http_request(),
+            "trailers-pause" => {
+                // Held trailers stay editable until they go on.
+                self.add_http_request_trailer("x-from-callout", "1");
+                self.resume_http_request();
+            }
             "callout-trap" => panic!("probe asked to trap in on_http_call_response"),
             "resume-then-sdk-write" => {
                 // The SDK panics on the BadArgument a late request-header write gets.
@@ -725,6 +732,14 @@ impl Probe {
                     raw_pairs_status(CALL_RESPONSE_HEADERS),
                 );
                 report("maps.unknown_type", raw_pairs_status(42));
+                report(
+                    "maps.request_trailers_in_headers",
+                    raw_header(REQUEST_TRAILERS, "x-t").0,
+                );
+                report(
+                    "maps.add_request_trailer_in_headers",
+                    raw_add(REQUEST_TRAILERS, "x-t", "1"),
+                );
                 let mut ptr: *mut u8 = std::ptr::null_mut();
                 let mut len = 0usize;
                 let s = unsafe {
@@ -804,6 +819,19 @@ impl HttpContext for Probe {
             "request_body",
             format!("size={body_size} eos={end_of_stream}"),
         );
+        if self.scenario == "trailers-hold-body" {
+            return Action::Pause;
+        }
+        if self.scenario == "add-trailers" {
+            // Envoy lets the last body callback add trailers when there are none.
+            report(
+                "add_trailer",
+                format!(
+                    "eos={end_of_stream} {}",
+                    raw_add(REQUEST_TRAILERS, "x-made", "1")
+                ),
+            );
+        }
         if self.scenario == "body" {
             if !end_of_stream {
                 return Action::Pause;
@@ -919,10 +947,74 @@ impl HttpContext for Probe {
             "response_body",
             format!("size={body_size} eos={end_of_stream}"),
         );
+        if self.scenario == "add-trailers" {
+            report(
+                "add_response_trailer",
+                format!(
+                    "eos={end_of_stream} {}",
+                    raw_add(RESPONSE_TRAILERS, "x-made", "1")
+                ),
+            );
+        }
+        Action::Continue
+    }
+
+    fn on_http_request_trailers(&mut self, num_trailers: usize) -> Action {
+        report("request_trailers", format!("n={num_trailers}"));
+        report(
+            "request_trailers.x_t",
+            self.get_http_request_trailer("x-t").unwrap_or_default(),
+        );
+        report(
+            "request_trailers.headers_reachable",
+            raw_header(REQUEST_HEADERS, "x-probe").0,
+        );
+        if self.scenario == "trailers-hold-body" {
+            let body = self.get_http_request_body(0, 100).unwrap_or_default();
+            report(
+                "request_trailers.held_body",
+                String::from_utf8_lossy(&body),
+            );
+        }
+        self.set_http_request_trailer("x-session-user", None);
+        self.add_http_request_trailer("x-added", "1");
+        if self.scenario == "trailers-pause" {
+            self.token = self
+                .dispatch_http_call(
+                    "companion",
+                    vec![
+                        (":method", "GET"),
+                        (":path", "/t"),
+                        (":authority", "companion"),
+                    ],
+                    None,
+                    vec![],
+                    Duration::from_millis(100),
+                )
+                .ok();
+            return Action::Pause;
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_trailers(&mut self, num_trailers: usize) -> Action {
+        report("response_trailers", format!("n={num_trailers}"));
+        self.set_http_response_trailer("x-session-user", None);
+        self.add_http_response_trailer("x-added", "1");
         Action::Continue
     }
 
     fn on_log(&mut self) {
+        report(
+            "on_log.request_trailer",
+            raw_header(REQUEST_TRAILERS, "x-t").0,
+        );
+        report(
+            "on_log.response_trailer",
+            raw_header(RESPONSE_TRAILERS, "x-rt")
+                .1
+                .unwrap_or_default(),
+        );
         report(
             "on_log.request_header",
             raw_header(REQUEST_HEADERS, "x-probe").0,

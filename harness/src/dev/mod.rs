@@ -423,6 +423,7 @@ async fn unfiltered(proxy: &Proxy, request: Request<Incoming>) -> Response<Proxy
     let message = Message {
         headers: HeaderMap::from_pairs(&request_headers(&parts)),
         body: Vec::new(),
+        trailers: None,
         end_of_stream: body.is_end_stream(),
     };
     let path = message.header(":path").unwrap_or("/");
@@ -439,6 +440,7 @@ async fn unfiltered(proxy: &Proxy, request: Request<Incoming>) -> Response<Proxy
             let message = Message {
                 headers: HeaderMap::from_pairs(&response_headers(&parts)),
                 body: Vec::new(),
+                trailers: None,
                 end_of_stream: false,
             };
             let body = body.map_err(|_| BodyCut("the upstream broke off")).boxed();
@@ -544,6 +546,7 @@ async fn call(client: &HttpClient, address: &str, callout: Callout) -> Option<Ca
     let message = Message {
         headers: callout.headers.clone(),
         body: Vec::new(),
+        trailers: None,
         end_of_stream: true,
     };
     let body = whole(Bytes::from(callout.body));

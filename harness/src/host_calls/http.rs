@@ -197,6 +197,7 @@ fn defer_stream_op(
         // the request headers, body and trailers now, for either direction: a later
         // request-header edit in this callback is `BadArgument`. The response headers stay.
         target.request.headers_accessible = false;
+        target.request.trailers_accessible = false;
     }
     state.deferred.push(if resume {
         Deferred::Continue { context, stream }

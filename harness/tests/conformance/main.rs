@@ -17,4 +17,5 @@ mod properties;
 mod shared_data;
 mod streams;
 mod time;
+mod trailers;
 mod wasi;
