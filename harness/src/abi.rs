@@ -138,6 +138,19 @@ pub enum LogLevel {
 }
 
 impl LogLevel {
+    /// The level's name as Envoy's log prints it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Trace => "trace",
+            Self::Debug => "debug",
+            Self::Info => "info",
+            Self::Warn => "warning",
+            Self::Error => "error",
+            Self::Critical => "critical",
+            Self::Off => "off",
+        }
+    }
+
     pub fn from_raw(raw: i32) -> Option<Self> {
         Some(match raw {
             0 => Self::Trace,

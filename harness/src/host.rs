@@ -3,7 +3,7 @@
 //! callouts may target. Every worker VM started from one `Host` sees the same of each.
 
 use crate::abi::{LogLevel, MetricType};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
@@ -17,6 +17,14 @@ pub const DEFAULT_START_NANOS: u64 = 1_767_225_600_000_000_000;
 /// module's allocation fails and it aborts: a trap.
 pub const MAX_WASM_MEMORY_BYTES: usize = 1 << 30;
 
+/// The host keeps its log as a ring: at most this many lines, the newest (an `edge-dev` that
+/// runs for days, or a long test, keeps its memory flat; read the newest with
+/// [`Host::newest_logs`])...
+pub const LOG_RING_LINES: usize = 10_000;
+/// ... and at most this many bytes of text in them, so huge lines cannot hold gigabytes. The
+/// newest line is always kept, whatever its size.
+pub const LOG_RING_BYTES: usize = 8 << 20;
+
 /// Shared host state for any number of worker VMs. Cheap to clone.
 #[derive(Clone)]
 pub struct Host {
@@ -28,7 +36,9 @@ struct Inner {
     clock: Clock,
     shared_data: Mutex<SharedData>,
     stats: Mutex<BTreeMap<String, Metric>>,
-    logs: Mutex<Vec<LogLine>>,
+    logs: Mutex<LogRing>,
+    /// Where each kept line also goes as it comes (`edge-dev`: the terminal).
+    log_sink: Mutex<Option<LogSink>>,
     log_level: Mutex<LogLevel>,
     clusters: Mutex<BTreeMap<String, ClusterHealth>>,
     max_memory_bytes: AtomicUsize,
@@ -58,7 +68,8 @@ impl Host {
                 clock: Clock::starting_at(DEFAULT_START_NANOS),
                 shared_data: Mutex::new(SharedData::default()),
                 stats: Mutex::new(BTreeMap::new()),
-                logs: Mutex::new(Vec::new()),
+                logs: Mutex::new(LogRing::default()),
+                log_sink: Mutex::new(None),
                 log_level: Mutex::new(LogLevel::Info),
                 clusters: Mutex::new(BTreeMap::new()),
                 max_memory_bytes: AtomicUsize::new(MAX_WASM_MEMORY_BYTES),
@@ -117,25 +128,45 @@ impl Host {
     }
 
     pub(crate) fn push_log(&self, line: LogLine) {
-        if line.level >= self.log_level() {
-            lock(&self.inner.logs).push(line);
+        if line.level < self.log_level() {
+            return;
         }
+        let sink = lock(&self.inner.log_sink).clone();
+        if let Some(sink) = sink {
+            sink(&line);
+        }
+        lock(&self.inner.logs).push(line);
     }
 
-    /// Every log line kept so far, from every VM and from the host itself.
+    /// Hands every log line kept from now on to `sink` as well, as it comes: `edge-dev` writes
+    /// them to the terminal.
+    pub fn set_log_sink(&self, sink: impl Fn(&LogLine) + Send + Sync + 'static) {
+        *lock(&self.inner.log_sink) = Some(Arc::new(sink));
+    }
+
+    /// The kept log lines (the newest [`LOG_RING_LINES`] at most), from every VM and from the
+    /// host itself, oldest first.
     pub fn logs(&self) -> Vec<LogLine> {
-        lock(&self.inner.logs).clone()
+        lock(&self.inner.logs).lines.iter().cloned().collect()
+    }
+
+    /// The newest `n` kept lines, oldest of them first.
+    pub fn newest_logs(&self, n: usize) -> Vec<LogLine> {
+        let logs = lock(&self.inner.logs);
+        let skip = logs.lines.len().saturating_sub(n);
+        logs.lines.iter().skip(skip).cloned().collect()
     }
 
     /// Whether any kept log line contains `needle`.
     pub fn logged(&self, needle: &str) -> bool {
         lock(&self.inner.logs)
+            .lines
             .iter()
             .any(|l| l.message.contains(needle))
     }
 
     pub fn clear_logs(&self) {
-        lock(&self.inner.logs).clear();
+        *lock(&self.inner.logs) = LogRing::default();
     }
 
     /// A metric's current value by the name the module defined, if it was ever defined.
@@ -235,12 +266,48 @@ impl Clock {
     }
 }
 
+type LogSink = Arc<dyn Fn(&LogLine) + Send + Sync>;
+
+/// The kept log: the newest lines within [`LOG_RING_LINES`] and [`LOG_RING_BYTES`].
+#[derive(Default)]
+struct LogRing {
+    lines: VecDeque<LogLine>,
+    bytes: usize,
+}
+
+impl LogRing {
+    fn push(&mut self, line: LogLine) {
+        self.bytes += line.text_len();
+        self.lines.push_back(line);
+        while self.lines.len() > 1
+            && (self.lines.len() > LOG_RING_LINES || self.bytes > LOG_RING_BYTES)
+        {
+            if let Some(old) = self.lines.pop_front() {
+                self.bytes -= old.text_len();
+            }
+        }
+    }
+}
+
 /// One log line: which VM (or `host`) said it, at what level.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogLine {
     pub source: String,
     pub level: LogLevel,
     pub message: String,
+}
+
+impl LogLine {
+    fn text_len(&self) -> usize {
+        self.source.len() + self.message.len()
+    }
+}
+
+/// `worker-0 info: message`, as a terminal shows it.
+impl std::fmt::Display for LogLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.source, self.level.name(), self.message)
+    }
 }
 
 /// A metric as Envoy's stats store holds it, shared by every VM defining the same name.
@@ -294,5 +361,51 @@ impl SharedData {
             self.last_cas = 1;
         }
         self.last_cas
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(message: String) -> LogLine {
+        LogLine {
+            source: String::new(),
+            level: LogLevel::Info,
+            message,
+        }
+    }
+
+    #[test]
+    fn the_ring_keeps_exactly_its_line_bound() {
+        let mut ring = LogRing::default();
+        for i in 0..LOG_RING_LINES {
+            ring.push(line(i.to_string()));
+        }
+        assert_eq!(ring.lines.len(), LOG_RING_LINES);
+        assert_eq!(ring.lines[0].message, "0");
+        ring.push(line("newest".into()));
+        assert_eq!(ring.lines.len(), LOG_RING_LINES);
+        assert_eq!(ring.lines[0].message, "1");
+        assert_eq!(ring.lines[LOG_RING_LINES - 1].message, "newest");
+    }
+
+    #[test]
+    fn the_ring_keeps_exactly_its_byte_bound_and_always_the_newest_line() {
+        let mut ring = LogRing::default();
+        let half = LOG_RING_BYTES / 2;
+        ring.push(line("a".repeat(half)));
+        ring.push(line("b".repeat(LOG_RING_BYTES - half)));
+        assert_eq!((ring.lines.len(), ring.bytes), (2, LOG_RING_BYTES));
+        ring.push(line("c".into()));
+        assert_eq!(
+            ring.lines.len(),
+            2,
+            "one byte past the bound drops the oldest"
+        );
+        assert!(ring.lines[0].message.starts_with('b'));
+        ring.push(line("d".repeat(LOG_RING_BYTES + 1)));
+        assert_eq!(ring.lines.len(), 1);
+        assert_eq!(ring.bytes, LOG_RING_BYTES + 1);
     }
 }

@@ -21,7 +21,8 @@ pub use callout::CalloutReply;
 pub use error::HarnessError;
 pub use header_map::HeaderMap;
 pub use host::{
-    Clock, ClusterHealth, DEFAULT_START_NANOS, Host, LogLine, MAX_WASM_MEMORY_BYTES, Metric,
+    Clock, ClusterHealth, DEFAULT_START_NANOS, Host, LOG_RING_BYTES, LOG_RING_LINES, LogLine,
+    MAX_WASM_MEMORY_BYTES, Metric,
 };
 pub use plugin::{FailurePolicy, Plugin, PluginConfig};
 pub use state::{Callout, LocalResponse};

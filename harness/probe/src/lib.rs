@@ -634,6 +634,18 @@ impl Probe {
                 report("alloc.capacity", held.capacity());
                 Action::Continue
             }
+            "log-many" => {
+                // Lines the size of a filter's longest (about 300 bytes), x-n of them.
+                let n: usize = self
+                    .get_http_request_header("x-n")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                let filler = "x".repeat(280);
+                for i in 0..n {
+                    report("line", format!("{} {i} {filler}", self.id));
+                }
+                Action::Continue
+            }
             "log-level-raw" => {
                 // The SDK transmutes the host's level into its 0..=5 enum; read it raw, and
                 // answer through a header, since at "off" no log line is kept.
