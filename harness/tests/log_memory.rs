@@ -41,7 +41,8 @@ fn requests(vm: &mut Vm, count: usize) -> u32 {
             ("x-n", "50"),
         ];
         vm.request_headers(id, &headers, true).unwrap();
-        vm.response_headers(id, &[(":status", "200")], true).unwrap();
+        vm.response_headers(id, &[(":status", "200")], true)
+            .unwrap();
         vm.finish_stream(id).unwrap();
         last = id;
     }

@@ -6,7 +6,9 @@
 //! cluster, and runs the response through the filter. Bodies stream through the filter chunk
 //! by chunk in both directions, a few chunks in flight at most.
 
+pub mod connection_options;
 pub mod envoy_config;
+pub mod header_mutation;
 mod worker;
 
 use crate::{Callout, CalloutReply, HeaderMap, Host, Message, Plugin, PluginConfig, Vm};
@@ -202,11 +204,7 @@ impl Proxy {
                 plugin_config.name = config.plugin.name.clone();
                 plugin_config.root_id = config.plugin.root_id.clone();
                 plugin_config.vm_id = config.plugin.vm_id.clone();
-                plugin_config.failure_policy = if config.plugin.fail_open {
-                    crate::FailurePolicy::FailOpen
-                } else {
-                    crate::FailurePolicy::FailClosed
-                };
+                plugin_config.failure_policy = config.plugin.failure_policy;
                 host.clock().advance_to(worker::now_nanos());
                 let vm = Vm::start_named(plugin, plugin_config, &format!("worker-{index}"))
                     .map_err(|e| DevError::Worker(e.to_string()))?;
