@@ -5,7 +5,7 @@
 //! decided at once. Callouts leave as real HTTP requests on the worker's own runtime. The host
 //! clock follows real time so ticks and callout timeouts fire.
 
-use crate::{Callout, CalloutReply, Flow, Host, Message, Vm};
+use crate::{Callout, CalloutReply, Flow, HeaderMap, Host, Message, Side, Vm};
 use bytes::Bytes;
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -26,9 +26,13 @@ pub enum Outcome {
 /// What became of a body chunk.
 #[derive(Debug, PartialEq, Eq)]
 pub enum BodyOutcome {
-    /// These bytes go on (possibly none while the filter holds the body); `end` when the
-    /// direction is complete.
-    Data { bytes: Bytes, end: bool },
+    /// These bytes go on (possibly none while the filter holds the body), then these
+    /// trailers if any; `end` when the direction is complete.
+    Data {
+        bytes: Bytes,
+        end: bool,
+        trailers: Option<HeaderMap>,
+    },
     /// The stream was reset or answered locally: this direction goes no further.
     Stopped,
 }
@@ -67,6 +71,13 @@ pub enum Msg {
         response: bool,
         chunk: Bytes,
         end_of_stream: bool,
+        reply: oneshot::Sender<BodyOutcome>,
+    },
+    /// The trailers of one side arrive, ending it.
+    Trailers {
+        stream: u32,
+        side: Side,
+        trailers: Vec<(Vec<u8>, Vec<u8>)>,
         reply: oneshot::Sender<BodyOutcome>,
     },
     /// The client or the upstream went away: end the stream if it is still open.
@@ -191,6 +202,22 @@ impl LocalVm {
                         reply,
                     },
                 );
+            }
+            Msg::Trailers {
+                stream,
+                side,
+                trailers,
+                reply,
+            } => {
+                let _ = match side {
+                    Side::Request => vm.request_trailers(stream, &trailers),
+                    Side::Response => vm.response_trailers(stream, &trailers),
+                };
+                let waiter = Waiter::Body {
+                    end_of_stream: true,
+                    reply,
+                };
+                waiting.insert((stream, side.is_response()), waiter);
             }
             Msg::Abort { stream } => {
                 waiting.retain(|(id, _), _| *id != stream);
@@ -317,12 +344,21 @@ fn body_outcome(vm: &mut Vm, id: u32, response: bool) -> BodyOutcome {
     if stopped {
         return BodyOutcome::Stopped;
     }
-    match vm.take_forwarded_body(id, response) {
-        Ok((bytes, end)) => BodyOutcome::Data {
+    let side = if response {
+        Side::Response
+    } else {
+        Side::Request
+    };
+    match (
+        vm.take_forwarded_body(id, response),
+        vm.take_forwarded_trailers(id, side),
+    ) {
+        (Ok((bytes, end)), Ok(trailers)) => BodyOutcome::Data {
             bytes: Bytes::from(bytes),
             end,
+            trailers,
         },
-        Err(_) => BodyOutcome::Stopped,
+        _ => BodyOutcome::Stopped,
     }
 }
 

@@ -7,6 +7,7 @@ mod support;
 
 mod callouts;
 mod dev_proxy;
+mod dev_proxy_config;
 mod failures;
 mod headers;
 mod imports;
