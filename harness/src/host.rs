@@ -182,6 +182,19 @@ impl Host {
         }
     }
 
+    /// Adds to one of the proxy's own counters (Envoy keeps them in the same stats store as
+    /// the module's: `http1.dropped_headers_with_underscores`, say).
+    pub fn add_to_counter(&self, name: &str, delta: u64) {
+        self.with_stats(|stats| {
+            let metric = stats.entry(name.to_string()).or_insert(Metric {
+                kind: MetricType::Counter,
+                value: 0,
+                samples: Vec::new(),
+            });
+            metric.value = metric.value.saturating_add(delta);
+        });
+    }
+
     pub fn metrics(&self) -> BTreeMap<String, Metric> {
         lock(&self.inner.stats).clone()
     }

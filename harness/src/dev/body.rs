@@ -1,16 +1,20 @@
-//! Bodies and trailers on their way through the filter, chunk by chunk, a few chunks in
-//! flight at most, with the trailers after the last chunk.
+//! Bodies and trailers on their way through the proxy: through the filter chunk by chunk, a
+//! few chunks in flight at most, with the trailers after the last chunk; or, without the
+//! filter, straight through with only the codec's rule applied to the request's trailers.
 
 use super::ask;
+use super::connection_options::Codec;
 use super::wire::{trailer_pairs, wire_trailers};
 use super::worker::{BodyOutcome, LocalVm, Msg};
-use crate::Side;
+use crate::{HeaderMap, Side};
 use bytes::Bytes;
 use http_body_util::channel::Sender;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
-use hyper::body::{Body, Incoming};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll};
 
 /// How many body chunks may wait between the filter and the peer before reading stops.
 pub(super) const BODY_CHUNKS_IN_FLIGHT: usize = 4;
@@ -77,13 +81,15 @@ impl Source {
     }
 }
 
-/// Moves one side's body, then its trailers, through the filter to the receiving peer.
+/// Moves one side's body, then its trailers, through the filter to the receiving peer. On the
+/// request side `codec` applies Envoy's underscore rule to the trailers first.
 pub(super) async fn pump(
     worker: Rc<LocalVm>,
     stream: u32,
     side: Side,
     mut source: Source,
     mut sender: Sender<Bytes, BodyCut>,
+    codec: Option<Codec>,
 ) {
     loop {
         let (outcome, last) = match source.next().await {
@@ -96,7 +102,12 @@ pub(super) async fn pump(
             }
             None => (body(&worker, stream, side, Bytes::new(), true).await, true),
             Some(Ok(Chunk::Trailers(trailers))) => {
-                let pairs = trailer_pairs(&trailers);
+                let mut pairs = trailer_pairs(&trailers);
+                if let Some(codec) = &codec
+                    && codec.check(&mut pairs).is_err()
+                {
+                    return sender.abort(BodyCut("a trailer name has an underscore"));
+                }
                 let outcome = ask(&worker, |reply| Msg::Trailers {
                     stream,
                     side,
@@ -149,4 +160,48 @@ async fn body(
         reply,
     })
     .await
+}
+
+/// A client's request body going upstream without the filter, the codec's underscore rule
+/// applied to its trailers.
+pub(super) struct CheckedTrailers {
+    pub inner: Incoming,
+    pub codec: Codec,
+}
+
+impl Body for CheckedTrailers {
+    type Data = Bytes;
+    type Error = BodyCut;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyCut>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => match frame.into_trailers() {
+                Ok(trailers) => {
+                    let mut pairs = trailer_pairs(&trailers);
+                    Poll::Ready(Some(match this.codec.check(&mut pairs) {
+                        Ok(()) => Ok(Frame::trailers(wire_trailers(&HeaderMap::from_pairs(
+                            &pairs,
+                        )))),
+                        Err(_) => Err(BodyCut("a trailer name has an underscore")),
+                    }))
+                }
+                Err(frame) => Poll::Ready(Some(Ok(frame))),
+            },
+            Poll::Ready(Some(Err(_))) => Poll::Ready(Some(Err(BodyCut("the client broke off")))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }

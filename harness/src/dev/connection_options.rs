@@ -53,6 +53,39 @@ impl UnderscoresAction {
     }
 }
 
+/// Envoy's counter of request headers its codec dropped for an underscore.
+pub const DROPPED_COUNTER: &str = "http1.dropped_headers_with_underscores";
+/// Envoy's counter of requests its codec refused for an underscore.
+pub const REJECTED_COUNTER: &str = "http1.requests_rejected_with_underscores_in_headers";
+
+/// The part of Envoy's codec that acts before any filter: the underscore rule, counted on the
+/// proxy's host as Envoy counts it.
+#[derive(Clone)]
+pub(crate) struct Codec {
+    pub underscores: UnderscoresAction,
+    pub host: crate::Host,
+}
+
+impl Codec {
+    /// Applies the rule to a request's headers or trailers and counts what it did.
+    pub fn check(
+        &self,
+        headers: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), RejectedForUnderscores> {
+        match self.underscores.apply(headers) {
+            Ok(0) => Ok(()),
+            Ok(dropped) => {
+                self.host.add_to_counter(DROPPED_COUNTER, dropped as u64);
+                Ok(())
+            }
+            Err(rejected) => {
+                self.host.add_to_counter(REJECTED_COUNTER, 1);
+                Err(rejected)
+            }
+        }
+    }
+}
+
 /// What `edge-dev` takes from the connection manager besides routes and filters.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConnectionOptions {

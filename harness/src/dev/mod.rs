@@ -5,6 +5,10 @@
 //! as real HTTP requests to the named clusters, forwards to the routed cluster, and runs the
 //! response through the filter. Bodies stream through the filter chunk by chunk in both
 //! directions, a few chunks in flight at most, and trailers follow them.
+//!
+//! Before any filter, as Envoy's codec does, the connection manager's
+//! `headers_with_underscores_action` applies to the request's headers (and trailers); then
+//! the `header_mutation` filters placed before the Wasm filter remove their headers.
 
 mod body;
 pub mod connection_options;
@@ -14,8 +18,9 @@ mod wire;
 mod worker;
 
 use crate::{Callout, HeaderMap, Host, Message, Plugin, PluginConfig, Side, Vm};
-use body::{BODY_CHUNKS_IN_FLIGHT, BodyCut, ProxyBody, Source, pump, whole};
+use body::{BODY_CHUNKS_IN_FLIGHT, BodyCut, CheckedTrailers, ProxyBody, Source, pump, whole};
 use bytes::Bytes;
+use connection_options::Codec;
 use envoy_config::DevConfig;
 use http_body_util::BodyExt;
 use http_body_util::channel::Channel;
@@ -32,8 +37,8 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use wire::{
-    HttpClient, Pairs, call, plain, request_headers, response_headers, send, streamed_response,
-    synthesized, whole_response,
+    HttpClient, Pairs, bad_request, call, plain, request_headers, response_headers, send,
+    streamed_response, synthesized, whole_response,
 };
 use worker::{LocalVm, Msg, Outcome, Unanswered};
 
@@ -238,6 +243,13 @@ impl Proxy {
             .and_then(|cluster| config.clusters.get(cluster))
             .map(String::as_str)
     }
+
+    fn codec(&self) -> Codec {
+        Codec {
+            underscores: self.shared.config.connection.underscores,
+            host: self.shared.host.clone(),
+        }
+    }
 }
 
 async fn handle(
@@ -245,12 +257,18 @@ async fn handle(
     request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let (parts, body) = request.into_parts();
-    let headers = request_headers(&parts);
+    let mut headers = request_headers(&parts);
+    // Envoy's codec, then the header_mutation filters placed before the Wasm filter.
+    if proxy.codec().check(&mut headers).is_err() {
+        return Ok(bad_request());
+    }
+    let removals = &proxy.shared.config.request_removals;
+    header_mutation::remove(&removals.before_filter, &mut headers);
     let Some(worker) = &proxy.vm else {
         return Ok(unfiltered(&proxy, headers, body).await);
     };
     let end_of_stream = body.is_end_stream();
-    let (stream, upstream) = match ask(worker, |reply| Msg::RequestHeaders {
+    let (stream, mut upstream) = match ask(worker, |reply| Msg::RequestHeaders {
         headers,
         end_of_stream,
         reply,
@@ -260,6 +278,9 @@ async fn handle(
         Outcome::Client(message) => return Ok(whole_response(message)),
         Outcome::Upstream { stream, message } => (stream, message),
     };
+    for name in &removals.after_filter {
+        upstream.headers.remove(name.as_bytes());
+    }
     // From here on the stream is open in the VM: whatever ends this request (the client
     // hanging up included, which drops this future) ends the stream there too.
     let guard = StreamGuard {
@@ -276,6 +297,7 @@ async fn handle(
             Side::Request,
             Source::Incoming(body),
             sender,
+            Some(proxy.codec()),
         ));
         body_out.boxed()
     };
@@ -313,7 +335,15 @@ async fn handle(
         let _ = sender.try_send(Frame::data(Bytes::from(message.body.clone())));
     }
     tokio::task::spawn_local(async move {
-        pump(guard.worker.clone(), stream, Side::Response, source, sender).await;
+        pump(
+            guard.worker.clone(),
+            stream,
+            Side::Response,
+            source,
+            sender,
+            None,
+        )
+        .await;
         drop(guard);
     });
     Ok(streamed_response(&message, body_out.boxed()))
@@ -333,8 +363,13 @@ impl Drop for StreamGuard {
     }
 }
 
-/// Without a filter (`--no-filter`): the request and the response stream straight through.
-async fn unfiltered(proxy: &Proxy, headers: Pairs, body: Incoming) -> Response<ProxyBody> {
+/// Without a filter (`--no-filter`): the request and the response stream straight through,
+/// past the codec's rule and the `header_mutation` removals.
+async fn unfiltered(proxy: &Proxy, mut headers: Pairs, body: Incoming) -> Response<ProxyBody> {
+    header_mutation::remove(
+        &proxy.shared.config.request_removals.after_filter,
+        &mut headers,
+    );
     let message = Message {
         headers: HeaderMap::from_pairs(&headers),
         body: Vec::new(),
@@ -347,9 +382,11 @@ async fn unfiltered(proxy: &Proxy, headers: Pairs, body: Incoming) -> Response<P
     };
     let body = match message.end_of_stream {
         true => whole(Bytes::new()),
-        false => body
-            .map_err(|_| BodyCut::new("the client broke off"))
-            .boxed(),
+        false => CheckedTrailers {
+            inner: body,
+            codec: proxy.codec(),
+        }
+        .boxed(),
     };
     match send(&proxy.client, address, &message, body).await {
         Ok(response) => {

@@ -236,3 +236,16 @@ pub(super) fn plain(status: u16, text: &str) -> Response<ProxyBody> {
         hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::BAD_GATEWAY);
     response
 }
+
+/// Envoy's HTTP/1 codec's answer to a request it refuses (a header name with `_` under
+/// `REJECT_REQUEST`): 400 "Bad Request" (`sendProtocolError`), and the connection closes.
+pub(super) fn bad_request() -> Response<ProxyBody> {
+    let body = "Bad Request";
+    Response::builder()
+        .status(400)
+        .header("content-type", "text/plain")
+        .header("content-length", body.len())
+        .header("connection", "close")
+        .body(whole(Bytes::from_static(body.as_bytes())))
+        .unwrap_or_else(|_| plain(400, body))
+}

@@ -1,14 +1,26 @@
-//! `edge-dev` carrying trailers both ways through the filter.
+//! `edge-dev` honouring what `envoy.yaml` sets beyond routes and the plugin: the codec's
+//! underscore rule and `header_mutation` removals; and trailers carried both ways through the
+//! filter.
 
-use crate::dev_proxy::{Setup, send, start, upstream};
+use crate::dev_proxy::{Setup, send, start, text, upstream};
 use bytes::Bytes;
-use http_body_util::BodyExt;
+use harness::dev::connection_options::{DROPPED_COUNTER, REJECTED_COUNTER};
 use http_body_util::channel::Channel;
+use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use std::convert::Infallible;
 use std::time::Duration;
 
 const PATIENCE: Duration = Duration::from_secs(20);
+
+fn with_header(path: &str, name: &str, value: &str) -> Request<Full<Bytes>> {
+    Request::get(path)
+        .header("host", "app")
+        .header("x-probe", "plain")
+        .header(name, value)
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
 
 /// Trailers reach the filter and go on as it left them, both ways (the probe removes
 /// `x-session-user` and adds `x-added` in each trailers callback). Over HTTP/1, hyper sends
@@ -51,4 +63,92 @@ async fn trailers_go_through_the_filter_both_ways() {
     assert!(trailers.get("x-session-user").is_none(), "{trailers:?}");
     assert!(running.host.logged("probe: request_trailers n=2"));
     assert!(running.host.logged("probe: response_trailers n=2"));
+}
+
+/// `DROP_HEADER`: Envoy's codec drops every request header whose name has `_` before any
+/// filter (`checkHeaderNameForUnderscores`) and counts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_header_drops_underscored_names_before_any_filter_and_counts() {
+    let upstream = upstream().await;
+    let setup = Setup {
+        connection: "common_http_protocol_options: { headers_with_underscores_action: DROP_HEADER }",
+        ..Setup::default()
+    };
+    let running = start(upstream.address, setup).await.unwrap();
+    let response = send(
+        running.address,
+        with_header("/headers", "x_session_user", "forged"),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let seen = text(response).await;
+    assert!(!seen.contains("x_session_user"), "{seen}");
+    assert!(seen.contains("x-probe: plain"), "{seen}");
+    assert_eq!(running.host.counter(DROPPED_COUNTER), 1);
+    let response = send(
+        running.address,
+        with_header("/headers", "x-session-user", "1"),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        running.host.counter(DROPPED_COUNTER),
+        1,
+        "dashes are not counted"
+    );
+}
+
+/// `REJECT_REQUEST`: Envoy's HTTP/1 codec answers 400 "Bad Request" before any filter runs,
+/// counts the request, and closes the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reject_request_answers_400_before_any_filter() {
+    let upstream = upstream().await;
+    let setup = Setup {
+        connection: "common_http_protocol_options: { headers_with_underscores_action: REJECT_REQUEST }",
+        ..Setup::default()
+    };
+    let running = start(upstream.address, setup).await.unwrap();
+    let response = send(
+        running.address,
+        with_header("/headers", "x_session_user", "forged"),
+    )
+    .await;
+    assert_eq!(response.status(), 400);
+    assert_eq!(response.headers().get("connection").unwrap(), "close");
+    assert_eq!(text(response).await, "Bad Request");
+    assert_eq!(running.host.counter(REJECTED_COUNTER), 1);
+    assert!(
+        !running.host.logged("probe: request_headers"),
+        "the filter never saw it"
+    );
+    let response = send(
+        running.address,
+        with_header("/headers", "x-session-user", "1"),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+}
+
+/// A `header_mutation` filter placed before the Wasm filter removes its request headers
+/// before the Wasm filter (and so the upstream) sees them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_mutation_removes_its_headers_where_it_sits() {
+    let upstream = upstream().await;
+    let before = r#"{ name: envoy.filters.http.header_mutation, typed_config: { mutations: { request_mutations: [ { remove: x-session-state } ] } } }"#;
+    let setup = Setup {
+        filters_before: &[before],
+        ..Setup::default()
+    };
+    let running = start(upstream.address, setup).await.unwrap();
+    let mut request = with_header("/headers", "x-session-state", "valid");
+    request.headers_mut().insert("x-kept", "1".parse().unwrap());
+    let response = send(running.address, request).await;
+    assert_eq!(response.status(), 200);
+    let seen = text(response).await;
+    assert!(!seen.contains("x-session-state"), "{seen}");
+    assert!(seen.contains("x-kept: 1"), "{seen}");
+    assert!(
+        running.host.logged("probe: request_headers plain n=6"),
+        "the filter saw 6 headers, not 7"
+    );
 }
