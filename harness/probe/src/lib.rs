@@ -239,6 +239,15 @@ impl RootContext for ProbeRoot {
                 report("configure.refused", true);
                 return false;
             }
+            if word == "start-once" {
+                // Only the first VM of a host starts (edge-dev's base VM): every later one,
+                // a worker's, refuses.
+                if raw_shared_get("probe-started").0 == "Ok" {
+                    report("configure.refused", "start-once");
+                    return false;
+                }
+                raw_shared_set("probe-started", "1", 0);
+            }
             if word == "trap-on-configure" {
                 panic!("probe asked to trap in on_configure");
             }

@@ -8,7 +8,9 @@
 //!
 //! Before any filter, as Envoy's codec does, the connection manager's
 //! `headers_with_underscores_action` applies to the request's headers (and trailers); then
-//! the `header_mutation` filters placed before the Wasm filter remove their headers.
+//! the `header_mutation` filters placed before the Wasm filter remove their headers. A
+//! worker whose plugin does not start runs without the Wasm filter, as an Envoy worker does,
+//! and says so in the log; a plugin that does not start at all stops `edge-dev` from starting.
 
 mod body;
 pub mod connection_options;
@@ -62,7 +64,7 @@ struct Proxy {
 pub enum DevError {
     #[error("cannot load the filter module: {0}")]
     Plugin(String),
-    #[error("a worker VM did not start: {0}")]
+    #[error("a worker did not start: {0}")]
     Worker(String),
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
@@ -100,6 +102,11 @@ pub async fn serve_on(
         }
         let plugin = Plugin::load(&host, &config.plugin.filename)
             .map_err(|e| DevError::Plugin(e.to_string()))?;
+        // Envoy starts the plugin once before its workers (the base VM); a plugin that does
+        // not start there is refused, and Envoy does not start.
+        host.clock().advance_to(worker::now_nanos());
+        Vm::start_named(&plugin, plugin_config(&config), "main")
+            .map_err(|e| DevError::Plugin(format!("the plugin does not start: {e}")))?;
         Some(plugin)
     } else {
         None
@@ -203,7 +210,8 @@ fn worker_thread(
 }
 
 impl Proxy {
-    /// The worker's HTTP client and, with the filter, its VM, on the shared host.
+    /// The worker's HTTP client and, with the filter, its VM, on the shared host. A worker
+    /// whose plugin does not start serves without it (`Vm::start_worker` says so in the log).
     fn start(index: usize, shared: Arc<Shared>) -> Result<Self, DevError> {
         // No Nagle on either side, as Envoy: headers and a streamed body go out as separate
         // writes, and waiting for the peer's delayed ACK would add ~40 ms to every response.
@@ -216,8 +224,8 @@ impl Proxy {
             None => None,
             Some(plugin) => {
                 host.clock().advance_to(worker::now_nanos());
-                let vm = Vm::start_named(plugin, plugin_config(config), &format!("worker-{index}"))
-                    .map_err(|e| DevError::Worker(e.to_string()))?;
+                let vm =
+                    Vm::start_worker(plugin, plugin_config(config), &format!("worker-{index}"));
                 let (clusters, client) = (config.clusters.clone(), client.clone());
                 let runner: worker::CalloutRunner =
                     Box::new(move |callout: Callout, vm: Rc<LocalVm>| {

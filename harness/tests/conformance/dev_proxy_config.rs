@@ -1,6 +1,6 @@
 //! `edge-dev` honouring what `envoy.yaml` sets beyond routes and the plugin: the codec's
-//! underscore rule and `header_mutation` removals; and trailers carried both ways through the
-//! filter.
+//! underscore rule, `header_mutation` removals, the failure policy and workers without the
+//! filter; and trailers carried both ways through the filter.
 
 use crate::dev_proxy::{Setup, send, start, text, upstream};
 use bytes::Bytes;
@@ -151,4 +151,49 @@ async fn header_mutation_removes_its_headers_where_it_sits() {
         running.host.logged("probe: request_headers plain n=6"),
         "the filter saw 6 headers, not 7"
     );
+}
+
+/// Envoy installs no Wasm filter on a worker whose plugin does not start (`createFilter`),
+/// even fail-closed; a `header_mutation` filter placed before it still strips its headers.
+/// The probe's `start-once` lets only the first VM (edge-dev's base VM) start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_without_the_filter_serves_and_header_mutation_still_strips() {
+    let upstream = upstream().await;
+    let mutation = r#"{ name: envoy.filters.http.header_mutation, typed_config: { mutations: { request_mutations: [ { remove: x-session-state } ] } } }"#;
+    let setup = Setup {
+        policy: "failure_policy: FAIL_CLOSED",
+        words: "start-once",
+        filters_before: &[mutation],
+        ..Setup::default()
+    };
+    let running = start(upstream.address, setup).await.unwrap();
+    assert!(running.host.logged("runs WITHOUT the filter"));
+    let mut request = with_header("/headers", "x-session-state", "valid");
+    request
+        .headers_mut()
+        .insert("x-session-user", "forged".parse().unwrap());
+    let response = send(running.address, request).await;
+    assert_eq!(response.status(), 200, "no 503: there is no filter to fail");
+    assert!(response.headers().get("x-probe-seen").is_none());
+    let seen = text(response).await;
+    assert!(!seen.contains("x-session-state"), "{seen}");
+    assert!(
+        seen.contains("x-session-user: forged"),
+        "what only the Wasm filter strips gets through: {seen}"
+    );
+}
+
+/// A plugin that does not start at all (Envoy's base VM) stops `edge-dev` from starting, as
+/// Envoy refuses such a configuration at start-up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_that_does_not_start_stops_edge_dev() {
+    let upstream = upstream().await;
+    let setup = Setup {
+        words: "refuse",
+        ..Setup::default()
+    };
+    match start(upstream.address, setup).await {
+        Err(err) => assert!(err.to_string().contains("does not start"), "{err}"),
+        Ok(_) => panic!("edge-dev started with a plugin that refuses its configuration"),
+    }
 }
