@@ -237,7 +237,8 @@ impl Proxy {
                             vm.handle(Msg::CalloutDone { token, reply });
                         });
                     });
-                Some(LocalVm::new(vm, host.clone(), runner))
+                let idle_timeout = config.connection.stream_idle_timeout;
+                Some(LocalVm::new(vm, host.clone(), runner, idle_timeout))
             }
         };
         Ok(Self { shared, vm, client })

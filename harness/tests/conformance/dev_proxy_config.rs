@@ -1,15 +1,15 @@
 //! `edge-dev` honouring what `envoy.yaml` sets beyond routes and the plugin: the codec's
 //! underscore rule, `header_mutation` removals, the failure policy and workers without the
-//! filter; and trailers carried both ways through the filter.
+//! filter, the stream idle timeout; and trailers carried both ways through the filter.
 
-use crate::dev_proxy::{Setup, send, start, text, upstream};
+use crate::dev_proxy::{Setup, get, send, start, text, upstream};
 use bytes::Bytes;
 use harness::dev::connection_options::{DROPPED_COUNTER, REJECTED_COUNTER};
 use http_body_util::channel::Channel;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use std::convert::Infallible;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -196,4 +196,35 @@ async fn a_plugin_that_does_not_start_stops_edge_dev() {
         Err(err) => assert!(err.to_string().contains("does not start"), "{err}"),
         Ok(_) => panic!("edge-dev started with a plugin that refuses its configuration"),
     }
+}
+
+/// A trap in the callout's callback leaves the stream paused (cpp-host's
+/// `onHttpCallResponse` has no `CHECK_FAIL_HTTP`); edge-dev ends it at `stream_idle_timeout`
+/// as Envoy does, through the failed filter: 503 when fail-closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trap_in_a_callout_callback_hangs_the_stream_until_the_idle_timeout() {
+    let upstream = upstream().await;
+    let setup = Setup {
+        connection: "stream_idle_timeout: 0.5s",
+        ..Setup::default()
+    };
+    let running = start(upstream.address, setup).await.unwrap();
+    let began = Instant::now();
+    let response = tokio::time::timeout(
+        PATIENCE,
+        send(running.address, get("/echo", "callout-trap")),
+    )
+    .await
+    .unwrap();
+    assert!(
+        began.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        began.elapsed()
+    );
+    assert_eq!(response.status(), 503);
+    assert!(
+        running
+            .host
+            .logged("trapped in proxy_on_http_call_response")
+    );
 }
