@@ -9,6 +9,7 @@ use http_body_util::channel::Channel;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -226,5 +227,27 @@ async fn a_trap_in_a_callout_callback_hangs_the_stream_until_the_idle_timeout() 
         running
             .host
             .logged("trapped in proxy_on_http_call_response")
+    );
+}
+
+/// Every kept log line also goes to the host's sink as it comes (the `edge-dev` binary
+/// prints them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_lines_reach_the_sink_as_they_come() {
+    let upstream = upstream().await;
+    let running = start(upstream.address, Setup::default()).await.unwrap();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    running
+        .host
+        .set_log_sink(move |line| sink.lock().unwrap().push(line.to_string()));
+    let response = send(running.address, get("/echo", "plain")).await;
+    assert_eq!(response.status(), 200);
+    let lines = lines.lock().unwrap().clone();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == "worker-0 info: probe: request_headers plain n=5 eos=true"),
+        "{lines:?}"
     );
 }
