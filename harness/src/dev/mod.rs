@@ -1,5 +1,6 @@
-//! `edge-dev`: a real HTTP/1.1 proxy that runs the filter's `.wasm` through this host for every
-//! request, configured from the project's `envoy.yaml`. Several worker threads accept
+//! `edge-dev`: a real HTTP proxy (HTTP/1.1, and HTTP/2 with prior knowledge from clients) that
+//! runs the filter's `.wasm` through this host for every request, configured from the
+//! project's `envoy.yaml`. Several worker threads accept
 //! connections, each running the request through the filter on its own VM, in the thread that
 //! serves the connection (the VMs share one shared-data store); it makes the filter's callouts
 //! as real HTTP requests to the named clusters, forwards to the routed cluster, and runs the
@@ -27,12 +28,12 @@ use envoy_config::DevConfig;
 use http_body_util::BodyExt;
 use http_body_util::channel::Channel;
 use hyper::body::{Body, Frame, Incoming};
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use std::convert::Infallible;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -137,6 +138,16 @@ pub async fn serve_on(
     Ok(())
 }
 
+/// Runs an HTTP/2 connection's streams on the worker's own thread, where its VM lives.
+#[derive(Clone, Copy)]
+struct LocalExec;
+
+impl<F: std::future::Future + 'static> hyper::rt::Executor<F> for LocalExec {
+    fn execute(&self, future: F) {
+        tokio::task::spawn_local(future);
+    }
+}
+
 /// What Envoy's `PluginConfig` gives the plugin, from `envoy.yaml`.
 fn plugin_config(config: &DevConfig) -> PluginConfig {
     let mut plugin_config = PluginConfig::new(config.plugin.configuration.clone().into_bytes());
@@ -200,7 +211,11 @@ fn worker_thread(
                     let proxy = proxy.clone();
                     tokio::task::spawn_local(async move {
                         let service = service_fn(move |request| handle(proxy.clone(), request));
-                        let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                        // HTTP/1.1, or HTTP/2 with prior knowledge (h2c), as Envoy's codec_type
+                        // AUTO tells them apart on a plain-text listener.
+                        let _ = auto::Builder::new(LocalExec)
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
                     });
                 }
                 _ = stopped.changed() => return,

@@ -66,6 +66,57 @@ async fn trailers_go_through_the_filter_both_ways() {
     assert!(running.host.logged("probe: response_trailers n=2"));
 }
 
+/// HTTP/2 with prior knowledge (h2c), which Envoy's AUTO codec accepts on a plain-text
+/// listener, and over which Envoy passes trailers on by default (its HTTP/1 codec drops them
+/// unless `enable_trailers`). The upstream leg is HTTP/1, so the client announces its
+/// trailers in a `trailer` header for hyper to send them on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_clients_are_served_and_their_trailers_go_through_the_filter() {
+    let upstream = upstream().await;
+    let running = start(upstream.address, Setup::default()).await.unwrap();
+    let socket = tokio::net::TcpStream::connect(running.address)
+        .await
+        .unwrap();
+    let (mut client, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(socket),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let (mut body, body_in) = Channel::<Bytes, Infallible>::new(2);
+    let request = Request::post("http://app/trailers")
+        .header("x-probe", "plain")
+        .header("trailer", "x-t, x-session-user, x-added")
+        .header("te", "trailers")
+        .body(body_in)
+        .unwrap();
+    let response = tokio::spawn(async move { client.send_request(request).await });
+    body.send_data(Bytes::from_static(b"payload"))
+        .await
+        .unwrap();
+    let mut trailers = hyper::HeaderMap::new();
+    trailers.insert("x-t", "1".parse().unwrap());
+    trailers.insert("x-session-user", "forged".parse().unwrap());
+    body.send_trailers(trailers).await.unwrap();
+    drop(body);
+    let response = tokio::time::timeout(PATIENCE, response)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.version(), hyper::Version::HTTP_2);
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers().get("x-probe-seen").unwrap(), "1");
+    let collected = response.into_body().collect().await.unwrap();
+    let trailers = collected.trailers().cloned().unwrap();
+    let seen_upstream = String::from_utf8_lossy(&collected.to_bytes()).into_owned();
+    assert!(seen_upstream.contains("x-t: 1"), "{seen_upstream}");
+    assert!(!seen_upstream.contains("x-session-user"), "{seen_upstream}");
+    assert_eq!(trailers.get("x-added").unwrap(), "1");
+    assert!(trailers.get("x-session-user").is_none(), "{trailers:?}");
+}
+
 /// `DROP_HEADER`: Envoy's codec drops every request header whose name has `_` before any
 /// filter (`checkHeaderNameForUnderscores`) and counts it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
