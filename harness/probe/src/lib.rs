@@ -428,7 +428,11 @@ impl Probe {
                 ]);
                 Action::Continue
             }
-            "callout" | "callout-local" | "resume-twice" | "callout-trap" | "resume-then-write"
+            "callout"
+            | "callout-local"
+            | "resume-twice"
+            | "callout-trap"
+            | "resume-then-write"
             | "resume-then-sdk-write" => {
                 let cluster = self
                     .get_http_request_header("x-cluster")
@@ -992,10 +996,7 @@ impl HttpContext for Probe {
         );
         if self.scenario == "trailers-hold-body" {
             let body = self.get_http_request_body(0, 100).unwrap_or_default();
-            report(
-                "request_trailers.held_body",
-                String::from_utf8_lossy(&body),
-            );
+            report("request_trailers.held_body", String::from_utf8_lossy(&body));
         }
         self.set_http_request_trailer("x-session-user", None);
         self.add_http_request_trailer("x-added", "1");
@@ -1032,9 +1033,7 @@ impl HttpContext for Probe {
         );
         report(
             "on_log.response_trailer",
-            raw_header(RESPONSE_TRAILERS, "x-rt")
-                .1
-                .unwrap_or_default(),
+            raw_header(RESPONSE_TRAILERS, "x-rt").1.unwrap_or_default(),
         );
         report(
             "on_log.request_header",
