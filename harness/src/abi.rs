@@ -131,9 +131,26 @@ pub enum LogLevel {
     Warn = 3,
     Error = 4,
     Critical = 5,
+    /// spdlog's `off`: a host setting only (Envoy's logger set to off keeps no line).
+    /// `proxy_get_log_level` then answers 6, one past the ABI's enum (Envoy's
+    /// `Context::getLogLevel` returns spdlog's level as is). No module logs at it.
+    Off = 6,
 }
 
 impl LogLevel {
+    /// The level's name as Envoy's log prints it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Trace => "trace",
+            Self::Debug => "debug",
+            Self::Info => "info",
+            Self::Warn => "warning",
+            Self::Error => "error",
+            Self::Critical => "critical",
+            Self::Off => "off",
+        }
+    }
+
     pub fn from_raw(raw: i32) -> Option<Self> {
         Some(match raw {
             0 => Self::Trace,

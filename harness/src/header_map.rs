@@ -33,6 +33,12 @@ impl Entry {
     }
 }
 
+/// A map with nothing in it, for maps that read as empty where Envoy holds none.
+pub(crate) static EMPTY_MAP: HeaderMap = HeaderMap {
+    bytes: Vec::new(),
+    entries: Vec::new(),
+};
+
 impl HeaderMap {
     pub fn new() -> Self {
         Self::default()

@@ -20,8 +20,11 @@ pub use abi::{Action, LogLevel, MetricType, Status};
 pub use callout::CalloutReply;
 pub use error::HarnessError;
 pub use header_map::HeaderMap;
-pub use host::{Clock, DEFAULT_START_NANOS, Host, LogLine, Metric};
-pub use plugin::{Plugin, PluginConfig};
+pub use host::{
+    Clock, ClusterHealth, DEFAULT_START_NANOS, Host, LOG_RING_BYTES, LOG_RING_LINES, LogLine,
+    MAX_WASM_MEMORY_BYTES, Metric,
+};
+pub use plugin::{FailurePolicy, Plugin, PluginConfig};
 pub use state::{Callout, LocalResponse};
-pub use stream::{Direction, Flow, Message, Stream};
+pub use stream::{Direction, Flow, Message, Side, Stream};
 pub use vm::Vm;

@@ -83,6 +83,18 @@ pub fn deserialize(bytes: &[u8]) -> Result<Vec<(&[u8], &[u8])>, PairsError> {
     Ok(pairs)
 }
 
+/// Reads a serialized map the way Envoy does for the maps a module hands it
+/// (`proxy_set_header_map_pairs`, a local reply's or a callout's headers): one over the limits
+/// reads as empty (cpp-host `PairsUtil::toPairs`), so `set_header_map_pairs` then removes
+/// every header and answers OK. A malformed map is still an error, where cpp-host reads it as
+/// empty too: refusing it surfaces the bug instead.
+pub fn deserialize_within_limits(bytes: &[u8]) -> Result<Vec<(&[u8], &[u8])>, PairsError> {
+    match deserialize(bytes) {
+        Err(PairsError::TooLarge(_) | PairsError::TooManyPairs(_)) => Ok(Vec::new()),
+        other => other,
+    }
+}
+
 fn read_u32(bytes: &[u8], at: usize) -> Result<u32, PairsError> {
     let raw = bytes.get(at..at + 4).ok_or(PairsError::Truncated)?;
     let mut word = [0u8; 4];
@@ -189,6 +201,13 @@ mod tests {
         assert_eq!(
             deserialize(&big),
             Err(PairsError::TooLarge(MAX_PAIRS_BYTES + 1))
+        );
+        assert_eq!(deserialize_within_limits(&many), Ok(vec![]));
+        assert_eq!(deserialize_within_limits(&big), Ok(vec![]));
+        assert_eq!(
+            deserialize_within_limits(&[1, 0]),
+            Err(PairsError::Truncated),
+            "malformed is not a limit"
         );
     }
 }

@@ -103,6 +103,18 @@ fn compile(host: &Host, bytes: &[u8]) -> Result<Module, HarnessError> {
     Ok(module)
 }
 
+/// What Envoy does with a stream once its VM has failed (a trap, say): Envoy's
+/// `PluginConfig.failure_policy`, or the deprecated `fail_open` boolean (true is `FailOpen`).
+/// Unset means `FailClosed` in current Envoy (`PluginConfig::PluginConfig`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FailurePolicy {
+    /// Answer 503 with details `wasm_fail_stream` (Envoy's `failStream`).
+    #[default]
+    FailClosed,
+    /// Let the stream through as if the filter were not there.
+    FailOpen,
+}
+
 /// What Envoy's `PluginConfig` gives a plugin.
 #[derive(Clone, Debug)]
 pub struct PluginConfig {
@@ -116,8 +128,8 @@ pub struct PluginConfig {
     pub configuration: Vec<u8>,
     /// `vm_config.configuration`, the bytes `proxy_on_vm_start` reads.
     pub vm_configuration: Vec<u8>,
-    /// `fail_open`: after a VM failure, pass streams through instead of answering 503.
-    pub fail_open: bool,
+    /// What a stream gets once the VM failed.
+    pub failure_policy: FailurePolicy,
 }
 
 impl PluginConfig {
@@ -128,7 +140,7 @@ impl PluginConfig {
             vm_id: String::new(),
             configuration: configuration.into(),
             vm_configuration: Vec::new(),
-            fail_open: false,
+            failure_policy: FailurePolicy::FailClosed,
         }
     }
 }

@@ -7,7 +7,7 @@ use crate::host::{Host, LogLine};
 use crate::stream::Stream;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
-use wasmtime::{Memory, TypedFunc};
+use wasmtime::{Memory, StoreLimits, TypedFunc};
 
 /// The callback the module is running, which decides what host calls may touch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,8 +18,10 @@ pub(crate) enum Phase {
     Root,
     RequestHeaders,
     RequestBody,
+    RequestTrailers,
     ResponseHeaders,
     ResponseBody,
+    ResponseTrailers,
     /// `proxy_on_http_call_response`: the callout's headers and body are readable.
     HttpCallResponse,
     /// `proxy_on_log`: request and response headers readable, nothing writable.
@@ -43,6 +45,17 @@ pub(crate) enum Deferred {
         context: u32,
         response: LocalResponse,
     },
+}
+
+impl Deferred {
+    /// The stream the action is for.
+    pub(crate) fn context(&self) -> u32 {
+        match self {
+            Deferred::Continue { context, .. }
+            | Deferred::Close { context }
+            | Deferred::LocalResponse { context, .. } => *context,
+        }
+    }
 }
 
 /// A response the filter generated instead of (or in place of) the upstream's.
@@ -112,6 +125,8 @@ pub(crate) struct HostState {
     pub vm_configuration: Vec<u8>,
     pub root_context: u32,
 
+    /// The VM's memory cap (the host's, when it started).
+    pub limits: StoreLimits,
     pub memory: Option<Memory>,
     pub allocator: Option<TypedFunc<i32, i32>>,
 

@@ -5,6 +5,20 @@ use crate::header_map::HeaderMap;
 use crate::state::LocalResponse;
 use std::collections::BTreeMap;
 
+/// Which side of a stream: the request (towards the upstream) or the response (towards the
+/// client).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Request,
+    Response,
+}
+
+impl Side {
+    pub fn is_response(self) -> bool {
+        self == Side::Response
+    }
+}
+
 /// Where one direction of a stream stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flow {
@@ -36,6 +50,17 @@ pub struct Direction {
     /// Whether headers are readable/writable through the ABI (Envoy drops its pointer to the
     /// header map once the headers have gone on).
     pub headers_accessible: bool,
+    /// Trailers the peer sent, or the filter added from its last body callback, as the
+    /// filter has left them. They end the direction: the body before them did not.
+    pub trailers: Option<HeaderMap>,
+    /// Whether the trailers are readable/writable through the ABI: from their callback until
+    /// they go on.
+    pub trailers_accessible: bool,
+    /// The filter returned Pause from its trailers callback and has not resumed.
+    pub trailers_paused: bool,
+    /// The trailers callback ran (or the filter made the trailers itself, which Envoy does
+    /// not hand back to the same filter).
+    pub(crate) trailers_delivered: bool,
 }
 
 impl Direction {
@@ -49,19 +74,31 @@ impl Direction {
             end_of_stream: false,
             resumes: 0,
             headers_accessible: false,
+            trailers: None,
+            trailers_accessible: false,
+            trailers_paused: false,
+            trailers_delivered: false,
         }
     }
 
     pub fn is_paused(&self) -> bool {
-        self.flow == Flow::Paused || self.body_paused
+        self.flow == Flow::Paused || self.body_paused || self.trailers_paused
+    }
+
+    /// Whether the body the filter holds is the last of this direction (no trailers follow):
+    /// the `end_of_stream` its body callback gets.
+    pub(crate) fn body_ends(&self) -> bool {
+        self.end_of_stream && self.trailers.is_none()
     }
 }
 
-/// Headers and body as they left the filter.
+/// Headers, body and trailers as they left the filter.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Message {
     pub headers: HeaderMap,
     pub body: Vec<u8>,
+    /// Trailers, once they went on (they end the message).
+    pub trailers: Option<HeaderMap>,
     pub end_of_stream: bool,
 }
 
@@ -143,8 +180,15 @@ impl Stream {
             }
             d.headers_accessible = false;
             d.body_paused = false;
+            d.trailers_accessible = false;
+            d.trailers_paused = false;
             d.pending_body.clear();
         }
+    }
+
+    /// One side of the stream, as the filter has left it.
+    pub fn side(&self, side: Side) -> &Direction {
+        self.direction_ref(side.is_response())
     }
 
     pub(crate) fn direction_ref(&self, response: bool) -> &Direction {

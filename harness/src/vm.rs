@@ -2,40 +2,49 @@
 //!
 //! Lifecycle: `_initialize` (then `main` if exported) or `_start`; `proxy_on_context_create`
 //! for the root context; `proxy_on_vm_start`; `proxy_on_configure`. Per stream: context
-//! create, request headers (and body), response headers (and body), then `proxy_on_done`,
-//! `proxy_on_log`, `proxy_on_delete`. Continue, close and local responses the module asks
-//! for are applied after the VM call returns, as Envoy defers them.
+//! create, request headers (body, trailers), response headers (body, trailers), then
+//! `proxy_on_log`, `proxy_on_done`, `proxy_on_delete`. Continue, close and local responses
+//! the module asks for are applied after the VM call returns, as Envoy defers them.
 
 use crate::abi::{Action, LogLevel, StreamType};
 use crate::callout::CalloutReply;
 use crate::error::HarnessError;
 use crate::header_map::HeaderMap;
 use crate::host::Host;
-use crate::plugin::{Plugin, PluginConfig};
+use crate::plugin::FailurePolicy;
 use crate::state::{CallReply, Callout, Deferred, HostState, LocalResponse, Phase};
-use crate::stream::{Flow, Message, Stream};
-use std::collections::BTreeMap;
+use crate::stream::{Flow, Message, Side, Stream};
 use std::collections::HashMap;
 use std::time::Duration;
 use wasmtime::{Instance, Store, TypedFunc, WasmParams, WasmResults};
+
+mod idle_timeout;
+mod start;
+mod trailers;
 
 const ROOT_CONTEXT: u32 = 1;
 
 /// `(context, count or size, end_of_stream) -> action`: the header and body callbacks.
 type StreamCallback = TypedFunc<(i32, i32, i32), i32>;
+/// `(context, trailer count) -> action`.
+type TrailersCallback = TypedFunc<(i32, i32), i32>;
 /// `(root, token, headers, body size, trailers)`.
 type CallResponseCallback = TypedFunc<(i32, i32, i32, i32, i32), ()>;
 
-/// The module's callbacks, resolved once. Only `proxy_on_context_create` is required.
+/// The module's callbacks, resolved once. Only `proxy_on_context_create` is required (a VM
+/// whose plugin did not start has none at all).
+#[derive(Default)]
 struct Exports {
-    context_create: TypedFunc<(i32, i32), ()>,
+    context_create: Option<TypedFunc<(i32, i32), ()>>,
     vm_start: Option<TypedFunc<(i32, i32), i32>>,
     configure: Option<TypedFunc<(i32, i32), i32>>,
     tick: Option<TypedFunc<i32, ()>>,
     request_headers: Option<StreamCallback>,
     request_body: Option<StreamCallback>,
+    request_trailers: Option<TrailersCallback>,
     response_headers: Option<StreamCallback>,
     response_body: Option<StreamCallback>,
+    response_trailers: Option<TrailersCallback>,
     http_call_response: Option<CallResponseCallback>,
     done: Option<TypedFunc<i32, i32>>,
     log: Option<TypedFunc<i32, ()>>,
@@ -62,15 +71,19 @@ fn optional<P: WasmParams, R: WasmResults>(
 impl Exports {
     fn resolve(store: &mut Store<HostState>, instance: &Instance) -> Result<Self, HarnessError> {
         Ok(Self {
-            context_create: optional(store, instance, "proxy_on_context_create")?
-                .ok_or(HarnessError::MissingExport("proxy_on_context_create"))?,
+            context_create: Some(
+                optional(store, instance, "proxy_on_context_create")?
+                    .ok_or(HarnessError::MissingExport("proxy_on_context_create"))?,
+            ),
             vm_start: optional(store, instance, "proxy_on_vm_start")?,
             configure: optional(store, instance, "proxy_on_configure")?,
             tick: optional(store, instance, "proxy_on_tick")?,
             request_headers: optional(store, instance, "proxy_on_request_headers")?,
             request_body: optional(store, instance, "proxy_on_request_body")?,
+            request_trailers: optional(store, instance, "proxy_on_request_trailers")?,
             response_headers: optional(store, instance, "proxy_on_response_headers")?,
             response_body: optional(store, instance, "proxy_on_response_body")?,
+            response_trailers: optional(store, instance, "proxy_on_response_trailers")?,
             http_call_response: optional(store, instance, "proxy_on_http_call_response")?,
             done: optional(store, instance, "proxy_on_done")?,
             log: optional(store, instance, "proxy_on_log")?,
@@ -79,26 +92,15 @@ impl Exports {
     }
 }
 
-/// Which way through the filter.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Dir {
-    Request,
-    Response,
-}
-
-impl Dir {
-    fn is_response(self) -> bool {
-        self == Dir::Response
-    }
-}
-
 /// A worker VM running one plugin, with its streams and callouts.
 pub struct Vm {
     host: Host,
     store: Store<HostState>,
     exports: Exports,
-    fail_open: bool,
+    failure_policy: FailurePolicy,
     failed: Option<String>,
+    /// Why the plugin did not start on this worker, which then runs without the filter.
+    filter_missing: Option<HarnessError>,
     next_context: u32,
     /// Streams whose local response is being run through the filter's response path, so a
     /// second local response from it is not looped back again.
@@ -106,138 +108,6 @@ pub struct Vm {
 }
 
 impl Vm {
-    /// Starts a worker VM: instantiate, run the module's start functions, create the root
-    /// context, then `proxy_on_vm_start` and `proxy_on_configure`. A `false` from either is
-    /// an error, as Envoy refuses such a plugin.
-    pub fn start(plugin: &Plugin, config: PluginConfig) -> Result<Self, HarnessError> {
-        Self::start_named(plugin, config, "vm")
-    }
-
-    /// Like [`Vm::start`], naming the VM in log lines (`worker-1`, say).
-    pub fn start_named(
-        plugin: &Plugin,
-        config: PluginConfig,
-        source: &str,
-    ) -> Result<Self, HarnessError> {
-        let host = plugin.host.clone();
-        let state = HostState {
-            host: host.clone(),
-            source: source.to_string(),
-            vm_id: config.vm_id.clone(),
-            plugin_name: config.name.clone(),
-            root_id: config.root_id.clone(),
-            plugin_configuration: config.configuration.clone(),
-            vm_configuration: config.vm_configuration.clone(),
-            root_context: ROOT_CONTEXT,
-            memory: None,
-            allocator: None,
-            phase: Phase::Starting,
-            current_context: 0,
-            effective_context: 0,
-            streams: BTreeMap::new(),
-            callouts: BTreeMap::new(),
-            next_token: 1,
-            call_reply: None,
-            call_status: None,
-            deferred: Vec::new(),
-            tick_period: None,
-            next_tick_at: None,
-            metrics: HashMap::new(),
-            next_metric_id: 1,
-        };
-        let mut store = Store::new(host.engine(), state);
-        let instance = plugin
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| HarnessError::Instantiate(format!("{e:#}")))?;
-        let memory = instance.get_memory(&mut store, "memory");
-        // Envoy looks for `malloc` first, then `proxy_on_memory_allocate`.
-        let allocator = match optional::<i32, i32>(&mut store, &instance, "malloc")? {
-            Some(f) => f,
-            None => optional(&mut store, &instance, "proxy_on_memory_allocate")?
-                .ok_or(HarnessError::MissingAllocator)?,
-        };
-        store.data_mut().memory = memory;
-        store.data_mut().allocator = Some(allocator);
-        let exports = Exports::resolve(&mut store, &instance)?;
-        let mut vm = Self {
-            host,
-            store,
-            exports,
-            fail_open: config.fail_open,
-            failed: None,
-            next_context: ROOT_CONTEXT + 1,
-            local_reply_in_flight: HashMap::new(),
-        };
-        vm.run_start_functions(&instance)?;
-        vm.store.data_mut().phase = Phase::Root;
-        let create = vm.exports.context_create.clone();
-        vm.invoke(
-            "proxy_on_context_create",
-            Phase::Root,
-            ROOT_CONTEXT,
-            &create,
-            (ROOT_CONTEXT as i32, 0),
-        )?;
-        let (vm_start, configure) = (vm.exports.vm_start.clone(), vm.exports.configure.clone());
-        let name = &config.name;
-        vm.root_check(
-            name,
-            "proxy_on_vm_start",
-            vm_start,
-            config.vm_configuration.len(),
-            HarnessError::VmStartRejected,
-        )?;
-        vm.root_check(
-            name,
-            "proxy_on_configure",
-            configure,
-            config.configuration.len(),
-            HarnessError::ConfigureRejected,
-        )?;
-        vm.drain_deferred()?;
-        Ok(vm)
-    }
-
-    /// Runs a root callback that answers true or false with the size of a configuration
-    /// buffer (`proxy_on_vm_start`, `proxy_on_configure`). False is `refused`, logged the way
-    /// Envoy reports a plugin it will not run.
-    fn root_check(
-        &mut self,
-        plugin: &str,
-        callback: &str,
-        func: Option<TypedFunc<(i32, i32), i32>>,
-        size: usize,
-        refused: HarnessError,
-    ) -> Result<(), HarnessError> {
-        let Some(func) = func else { return Ok(()) };
-        if self.invoke(
-            callback,
-            Phase::Root,
-            ROOT_CONTEXT,
-            &func,
-            (ROOT_CONTEXT as i32, size as i32),
-        )? == 0
-        {
-            self.note(LogLevel::Critical, format!("plugin {plugin:?}: {refused}"));
-            return Err(refused);
-        }
-        Ok(())
-    }
-
-    fn run_start_functions(&mut self, instance: &Instance) -> Result<(), HarnessError> {
-        let initialize = optional::<(), ()>(&mut self.store, instance, "_initialize")?;
-        if let Some(init) = initialize {
-            self.invoke("_initialize", Phase::Starting, 0, &init, ())?;
-            if let Some(main) = optional::<(i32, i32), i32>(&mut self.store, instance, "main")? {
-                self.invoke("main", Phase::Starting, 0, &main, (0, 0))?;
-            }
-        } else if let Some(start) = optional::<(), ()>(&mut self.store, instance, "_start")? {
-            self.invoke("_start", Phase::Starting, 0, &start, ())?;
-        }
-        Ok(())
-    }
-
     pub fn host(&self) -> &Host {
         &self.host
     }
@@ -257,7 +127,9 @@ impl Vm {
     }
 
     /// Calls into the module with the phase and context set, turning a trap into an error
-    /// value and marking the VM failed.
+    /// value and marking the VM failed. What the module deferred before trapping stays queued:
+    /// cpp-host's `DeferAfterCallActions` runs those actions whatever the call did, so each
+    /// caller decides (a failed stream drops its own, see [`Vm::fail_stream_after_trap`]).
     fn invoke<P: WasmParams, R: WasmResults>(
         &mut self,
         callback: &str,
@@ -280,7 +152,6 @@ impl Vm {
         result.map_err(|e| {
             let message = format!("{e:#}");
             self.failed = Some(format!("trapped in {callback}: {message}"));
-            self.store.data_mut().deferred.clear();
             self.note(
                 LogLevel::Critical,
                 format!("wasm trapped in {callback}: {message}"),
@@ -299,18 +170,21 @@ impl Vm {
         let id = self.next_context;
         self.next_context += 1;
         self.store.data_mut().streams.insert(id, Stream::new(id));
-        if self.failed.is_none() {
-            let create = self.exports.context_create.clone();
-            if let Err(err) = self.invoke(
-                "proxy_on_context_create",
-                Phase::Root,
-                id,
-                &create,
-                (id as i32, ROOT_CONTEXT as i32),
-            ) {
-                self.fail_stream(id);
-                return Err(err);
-            }
+        let Some(create) = self.exports.context_create.clone() else {
+            return Ok(id);
+        };
+        if self.failed.is_some() {
+            return Ok(id);
+        }
+        if let Err(err) = self.invoke(
+            "proxy_on_context_create",
+            Phase::Root,
+            id,
+            &create,
+            (id as i32, ROOT_CONTEXT as i32),
+        ) {
+            self.fail_stream_after_trap(id);
+            return Err(err);
         }
         Ok(id)
     }
@@ -364,7 +238,7 @@ impl Vm {
             )));
         }
         stream.request.headers = HeaderMap::from_pairs(headers);
-        self.headers_arrive(id, Dir::Request, end_of_stream)
+        self.headers_arrive(id, Side::Request, end_of_stream)
     }
 
     /// The upstream's response headers arrive. The request must have reached the upstream.
@@ -386,7 +260,7 @@ impl Vm {
             )));
         }
         stream.response.headers = HeaderMap::from_pairs(headers);
-        self.headers_arrive(id, Dir::Response, end_of_stream)
+        self.headers_arrive(id, Side::Response, end_of_stream)
     }
 
     /// A chunk of the request body arrives.
@@ -396,7 +270,7 @@ impl Vm {
         chunk: &[u8],
         end_of_stream: bool,
     ) -> Result<Action, HarnessError> {
-        self.body_arrives(id, Dir::Request, chunk, end_of_stream)
+        self.body_arrives(id, Side::Request, chunk, end_of_stream)
     }
 
     /// A chunk of the upstream's response body arrives.
@@ -406,7 +280,7 @@ impl Vm {
         chunk: &[u8],
         end_of_stream: bool,
     ) -> Result<Action, HarnessError> {
-        self.body_arrives(id, Dir::Response, chunk, end_of_stream)
+        self.body_arrives(id, Side::Response, chunk, end_of_stream)
     }
 
     /// Takes the body bytes that have gone on in one direction since the last call (upstream
@@ -428,7 +302,7 @@ impl Vm {
         }))
     }
 
-    /// Ends the stream: `proxy_on_done`, `proxy_on_log`, `proxy_on_delete`. Returns the
+    /// Ends the stream: `proxy_on_log`, `proxy_on_done`, `proxy_on_delete`. Returns the
     /// stream's final state; its callouts still in flight stay pending, as in Envoy, where
     /// they belong to the root context.
     pub fn finish_stream(&mut self, id: u32) -> Result<Stream, HarnessError> {
@@ -448,13 +322,16 @@ impl Vm {
         outcome.map(|()| stream)
     }
 
+    /// Envoy's `ConnectionManagerImpl::doDeferredStreamDestroy`: the access log first
+    /// (`proxy_on_log`, through the filter's `Context::log`), then `destroyFilters`
+    /// (`Context::onDestroy`: `proxy_on_done`, then `proxy_on_delete`).
     fn end_callbacks(&mut self, id: u32) -> Result<(), HarnessError> {
         let ctx = id as i32;
-        if let Some(f) = self.exports.done.clone() {
-            self.invoke("proxy_on_done", Phase::StreamEnd, id, &f, ctx)?;
-        }
         if let Some(f) = self.exports.log.clone() {
             self.invoke("proxy_on_log", Phase::Log, id, &f, ctx)?;
+        }
+        if let Some(f) = self.exports.done.clone() {
+            self.invoke("proxy_on_done", Phase::StreamEnd, id, &f, ctx)?;
         }
         if let Some(f) = self.exports.delete.clone() {
             self.invoke("proxy_on_delete", Phase::StreamEnd, id, &f, ctx)?;
@@ -465,7 +342,7 @@ impl Vm {
     fn headers_arrive(
         &mut self,
         id: u32,
-        dir: Dir,
+        dir: Side,
         end_of_stream: bool,
     ) -> Result<Action, HarnessError> {
         {
@@ -478,12 +355,12 @@ impl Vm {
             return Ok(self.fail_stream(id));
         }
         let (callback, phase, func) = match dir {
-            Dir::Request => (
+            Side::Request => (
                 "proxy_on_request_headers",
                 Phase::RequestHeaders,
                 self.exports.request_headers.clone(),
             ),
-            Dir::Response => (
+            Side::Response => (
                 "proxy_on_response_headers",
                 Phase::ResponseHeaders,
                 self.exports.response_headers.clone(),
@@ -505,11 +382,16 @@ impl Vm {
     fn body_arrives(
         &mut self,
         id: u32,
-        dir: Dir,
+        dir: Side,
         chunk: &[u8],
         end_of_stream: bool,
     ) -> Result<Action, HarnessError> {
         let d = self.stream_mut(id)?.direction(dir.is_response());
+        if d.end_of_stream && d.flow != Flow::Stopped {
+            return Err(HarnessError::Usage(format!(
+                "stream {id}: body sent after the end of the {dir:?}"
+            )));
+        }
         match d.flow {
             Flow::Idle => {
                 return Err(HarnessError::Usage(format!(
@@ -559,21 +441,31 @@ impl Vm {
         ) {
             Ok(raw) => Ok(Action::from_raw(raw)),
             Err(err) => {
-                self.fail_stream(id);
+                self.fail_stream_after_trap(id);
                 Err(err)
             }
         }
     }
 
+    /// A trap in one of the stream's own callbacks: cpp-host's `CHECK_FAIL_HTTP` fails the
+    /// stream at once (`failStream`), before the actions the module deferred run, so this
+    /// stream's are moot; those for other streams still run.
+    fn fail_stream_after_trap(&mut self, id: u32) {
+        self.store.data_mut().deferred.retain(|d| d.context() != id);
+        self.fail_stream(id);
+        // The VM is failed, so draining calls no module code and cannot trap.
+        let _ = self.drain_deferred();
+    }
+
     /// Gives the buffered body to the filter; on Continue it goes on, on Pause it stays.
-    fn run_body_callback(&mut self, id: u32, dir: Dir) -> Result<Action, HarnessError> {
+    fn run_body_callback(&mut self, id: u32, dir: Side) -> Result<Action, HarnessError> {
         let (callback, phase, func) = match dir {
-            Dir::Request => (
+            Side::Request => (
                 "proxy_on_request_body",
                 Phase::RequestBody,
                 self.exports.request_body.clone(),
             ),
-            Dir::Response => (
+            Side::Response => (
                 "proxy_on_response_body",
                 Phase::ResponseBody,
                 self.exports.response_body.clone(),
@@ -581,7 +473,7 @@ impl Vm {
         };
         let (size, eos) = {
             let d = self.stream_ref(id)?.direction_ref(dir.is_response());
-            (d.buffered_body.len() as i32, d.end_of_stream)
+            (d.buffered_body.len() as i32, d.body_ends())
         };
         let action = self.stream_callback(id, callback, phase, func, size, eos)?;
         if self.stream_end_pending(id) {
@@ -610,7 +502,7 @@ impl Vm {
 
     /// The headers leave the filter: upstream for a request, to the client for a response.
     /// Envoy drops its pointer to them then, so the ABI no longer reaches them.
-    fn forward_headers(&mut self, id: u32, dir: Dir) -> Result<(), HarnessError> {
+    fn forward_headers(&mut self, id: u32, dir: Side) -> Result<(), HarnessError> {
         let stream = self.stream_mut(id)?;
         let d = stream.direction(dir.is_response());
         d.flow = Flow::Forwarded;
@@ -618,27 +510,41 @@ impl Vm {
         let message = Message {
             headers: d.headers.clone(),
             body: Vec::new(),
-            end_of_stream: d.end_of_stream && d.pending_body.is_empty(),
+            trailers: None,
+            end_of_stream: d.body_ends() && d.pending_body.is_empty(),
         };
         match dir {
-            Dir::Request => stream.upstream = Some(message),
-            Dir::Response => stream.client = Some(message),
+            Side::Request => stream.upstream = Some(message),
+            Side::Response => stream.client = Some(message),
         }
         Ok(())
     }
 
-    fn flush_body(&mut self, id: u32, dir: Dir) -> Result<(), HarnessError> {
+    /// The body the filter held goes on, and with it the trailers once the filter let them
+    /// go (their callback continued, or the filter made them itself): they end the message.
+    fn flush_body(&mut self, id: u32, dir: Side) -> Result<(), HarnessError> {
         let stream = self.stream_mut(id)?;
         let d = stream.direction(dir.is_response());
         d.body_paused = false;
         let body = std::mem::take(&mut d.buffered_body);
-        let eos = d.end_of_stream;
+        let trailers_go = d.trailers_delivered && !d.trailers_paused;
+        let trailers = match (&d.trailers, trailers_go) {
+            (Some(trailers), true) => {
+                d.trailers_accessible = false;
+                Some(trailers.clone())
+            }
+            _ => None,
+        };
+        let eos = d.body_ends() || trailers.is_some();
         let target = match dir {
-            Dir::Request => stream.upstream.as_mut(),
-            Dir::Response => stream.client.as_mut(),
+            Side::Request => stream.upstream.as_mut(),
+            Side::Response => stream.client.as_mut(),
         };
         if let Some(message) = target {
             message.body.extend_from_slice(&body);
+            if trailers.is_some() {
+                message.trailers = trailers;
+            }
             message.end_of_stream = eos;
         }
         Ok(())
@@ -670,9 +576,9 @@ impl Vm {
     /// not paused does nothing in Envoy; the harness records it as a violation.
     fn resume(&mut self, id: u32, kind: StreamType) -> Result<(), HarnessError> {
         let dir = if kind == StreamType::Response {
-            Dir::Response
+            Side::Response
         } else {
-            Dir::Request
+            Side::Request
         };
         let Some(stream) = self.store.data_mut().streams.get_mut(&id) else {
             return Ok(());
@@ -680,16 +586,30 @@ impl Vm {
         let d = stream.direction(dir.is_response());
         if d.flow == Flow::Paused {
             d.resumes += 1;
-            let pending = std::mem::take(&mut d.pending_body);
             self.forward_headers(id, dir)?;
-            if !pending.is_empty() {
-                self.stream_mut(id)?
-                    .direction(dir.is_response())
-                    .buffered_body = pending;
-                if self.failed.is_none() {
-                    self.run_body_callback(id, dir)?;
-                }
+            let d = self.stream_mut(id)?.direction(dir.is_response());
+            let pending = std::mem::take(&mut d.pending_body);
+            let trailers_wait = d.trailers.is_some() && !d.trailers_delivered;
+            if pending.is_empty() && !trailers_wait {
+                return Ok(());
             }
+            d.buffered_body = pending;
+            if self.failed.is_some() {
+                // Resumed by an action deferred before the VM failed: what the filter held
+                // meets the failed filter (`CHECK_FAIL_HTTP` in `onRequestBody`).
+                self.fail_stream(id);
+                return Ok(());
+            }
+            if !self.stream_ref(id)?.side(dir).buffered_body.is_empty() {
+                self.run_body_callback(id, dir)?;
+            }
+            if trailers_wait && !self.stream_end_pending(id) {
+                self.run_trailers_callback(id, dir)?;
+            }
+        } else if d.trailers_paused {
+            d.resumes += 1;
+            d.trailers_paused = false;
+            self.flush_body(id, dir)?;
         } else if d.body_paused {
             d.resumes += 1;
             self.flush_body(id, dir)?;
@@ -741,6 +661,17 @@ impl Vm {
             return Ok(());
         }
         let response_started = stream.response.flow != Flow::Idle;
+        if !response_started
+            && self.failed.is_some()
+            && self.filter_missing.is_none()
+            && self.failure_policy == FailurePolicy::FailClosed
+        {
+            // The reply's headers meet the failed filter on their way out: cpp-host's
+            // `CHECK_FAIL_HTTP` in `onResponseHeaders` fails the stream, and Envoy's
+            // `sendLocalReply` sends its 503 straight to the codec.
+            self.fail_stream(id);
+            return Ok(());
+        }
         stream.local_response = Some(response.clone());
         stream.stop();
         let headers = local_reply_headers(&response);
@@ -750,6 +681,7 @@ impl Vm {
             stream.client = Some(Message {
                 headers,
                 body: response.body,
+                trailers: None,
                 end_of_stream: true,
             });
             return Ok(());
@@ -758,11 +690,11 @@ impl Vm {
         stream.response.headers = headers;
         self.local_reply_in_flight.insert(id, true);
         let eos = response.body.is_empty();
-        let result = self.headers_arrive(id, Dir::Response, eos).and_then(|_| {
+        let result = self.headers_arrive(id, Side::Response, eos).and_then(|_| {
             if eos {
                 Ok(Action::Continue)
             } else {
-                self.body_arrives(id, Dir::Response, &response.body, true)
+                self.body_arrives(id, Side::Response, &response.body, true)
             }
         });
         self.local_reply_in_flight.insert(id, false);
@@ -772,16 +704,20 @@ impl Vm {
     /// Envoy's `failStream`: after a VM failure, fail-closed answers 503 with details
     /// `wasm_fail_stream` without running the filter; fail-open lets the stream through as is.
     fn fail_stream(&mut self, id: u32) -> Action {
-        let fail_open = self.fail_open;
+        // A worker without the filter passes everything, as Envoy installed none there.
+        let missing = self.filter_missing.is_some();
+        let fail_open = missing || self.failure_policy == FailurePolicy::FailOpen;
         let reason = self.failed.clone().unwrap_or_default();
         let Some(stream) = self.store.data_mut().streams.get_mut(&id) else {
             return Action::Pause;
         };
-        stream.failure.get_or_insert(reason);
+        if !missing {
+            stream.failure.get_or_insert(reason);
+        }
         if fail_open {
             // Held directions go on without the filter; so does body that arrived on a
             // direction already forwarded (the filter no longer sees it).
-            let held: Vec<Dir> = [Dir::Request, Dir::Response]
+            let held: Vec<Side> = [Side::Request, Side::Response]
                 .into_iter()
                 .filter(|dir| {
                     let d = stream.direction_ref(dir.is_response());
@@ -805,6 +741,7 @@ impl Vm {
                 stream.client = Some(Message {
                     headers: local_reply_headers(&response),
                     body: Vec::new(),
+                    trailers: None,
                     end_of_stream: true,
                 });
                 stream.local_response = Some(response);
@@ -816,16 +753,16 @@ impl Vm {
         }
     }
 
-    fn resume_without_filter(&mut self, id: u32, dir: Dir) -> Result<(), HarnessError> {
-        let d = self.stream_mut(id)?.direction(dir.is_response());
-        let pending = std::mem::take(&mut d.pending_body);
-        if d.flow == Flow::Paused {
+    fn resume_without_filter(&mut self, id: u32, dir: Side) -> Result<(), HarnessError> {
+        if self.stream_ref(id)?.side(dir).flow == Flow::Paused {
             self.forward_headers(id, dir)?;
         }
-        self.stream_mut(id)?
-            .direction(dir.is_response())
-            .buffered_body
-            .extend_from_slice(&pending);
+        let d = self.stream_mut(id)?.direction(dir.is_response());
+        let pending = std::mem::take(&mut d.pending_body);
+        d.buffered_body.extend_from_slice(&pending);
+        // Trailers go on with the rest, as if the filter were not there.
+        d.trailers_delivered = true;
+        d.trailers_paused = false;
         self.flush_body(id, dir)
     }
 
@@ -836,7 +773,8 @@ impl Vm {
         self.store.data().callouts.values().cloned().collect()
     }
 
-    /// Answers a callout; the module's `proxy_on_http_call_response` runs now.
+    /// Answers a callout; the module's `proxy_on_http_call_response` runs now. On a failed VM
+    /// the reply goes nowhere (`VmFailed`) and the stream that waited for it stays paused.
     pub fn answer_callout(&mut self, token: u32, reply: CalloutReply) -> Result<(), HarnessError> {
         self.deliver(token, Some(reply.into_call_reply()))
     }
@@ -848,8 +786,7 @@ impl Vm {
     }
 
     fn deliver(&mut self, token: u32, reply: Option<CallReply>) -> Result<(), HarnessError> {
-        let callout = self
-            .store
+        self.store
             .data_mut()
             .callouts
             .remove(&token)
@@ -889,13 +826,13 @@ impl Vm {
             params,
         );
         self.store.data_mut().call_reply = None;
-        if let Err(err) = result {
-            if self.store.data().streams.contains_key(&callout.context) {
-                self.fail_stream(callout.context);
-            }
-            return Err(err);
-        }
-        self.drain_deferred()
+        // cpp-host's `ContextBase::onHttpCallResponse` has no `CHECK_FAIL_HTTP`: a trap here
+        // fails the VM but not the stream, which stays paused (as does every other stream of
+        // this VM waiting on a callout, whose replies now find the VM failed) until Envoy's
+        // stream idle timeout or the client gives up; see [`Vm::stream_idle_timeout`]. What
+        // the module deferred before trapping still runs (`DeferAfterCallActions`).
+        let drained = self.drain_deferred();
+        result.and(drained)
     }
 
     // ----- time ----------------------------------------------------------------------------
@@ -943,19 +880,25 @@ impl Vm {
                 self.host.clock().advance_to(tick);
                 let period = state.tick_period.map_or(u64::MAX, nanos);
                 self.store.data_mut().next_tick_at = Some(tick.saturating_add(period));
-                if let Some(f) = self.exports.tick.clone() {
-                    self.invoke(
+                // A failed VM gets no more ticks (cpp-host `ContextBase::onTick`).
+                if let (Some(f), None) = (self.exports.tick.clone(), &self.failed) {
+                    let result = self.invoke(
                         "proxy_on_tick",
                         Phase::Root,
                         ROOT_CONTEXT,
                         &f,
                         ROOT_CONTEXT as i32,
-                    )?;
-                    self.drain_deferred()?;
+                    );
+                    let drained = self.drain_deferred();
+                    result.and(drained)?;
                 }
             } else if let Some((due, token)) = next_timeout.filter(|(due, _)| *due <= until) {
                 self.host.clock().advance_to(due);
-                self.answer_callout(token, CalloutReply::envoy_timeout())?;
+                match self.answer_callout(token, CalloutReply::envoy_timeout()) {
+                    // The timeout's reply finds the VM failed: it goes nowhere, as in Envoy.
+                    Err(HarnessError::VmFailed(_)) => {}
+                    other => other?,
+                }
             } else {
                 return Ok(());
             }

@@ -91,13 +91,17 @@ mod raw {
         pub fn proxy_get_buffer_status(kind: u32, size: *mut usize, flags: *mut u32) -> u32;
         pub fn proxy_get_header_map_size(map: u32, size: *mut usize) -> u32;
         pub fn proxy_done() -> u32;
+        pub fn proxy_get_log_level(level: *mut u32) -> u32;
+        pub fn proxy_set_header_map_pairs(map: u32, ptr: *const u8, len: usize) -> u32;
     }
 }
 
 /// Far beyond any guest memory a test module grows to.
 const WILD: usize = 0xFFFF_FF00;
 const REQUEST_HEADERS: u32 = 0;
+const REQUEST_TRAILERS: u32 = 1;
 const RESPONSE_HEADERS: u32 = 2;
+const RESPONSE_TRAILERS: u32 = 3;
 const CALL_RESPONSE_HEADERS: u32 = 6;
 const CALL_RESPONSE_BODY: u32 = 4;
 
@@ -135,6 +139,12 @@ fn raw_header(map: u32, key: &str) -> (String, Option<String>) {
         None
     };
     (status_name(status), value)
+}
+
+fn raw_add(map: u32, key: &str, value: &str) -> String {
+    status_name(unsafe {
+        raw::proxy_add_header_map_value(map, key.as_ptr(), key.len(), value.as_ptr(), value.len())
+    })
 }
 
 fn raw_pairs_status(map: u32) -> String {
@@ -229,6 +239,15 @@ impl RootContext for ProbeRoot {
                 report("configure.refused", true);
                 return false;
             }
+            if word == "start-once" {
+                // Only the first VM of a host starts (edge-dev's base VM): every later one,
+                // a worker's, refuses.
+                if raw_shared_get("probe-started").0 == "Ok" {
+                    report("configure.refused", "start-once");
+                    return false;
+                }
+                raw_shared_set("probe-started", "1", 0);
+            }
             if word == "trap-on-configure" {
                 panic!("probe asked to trap in on_configure");
             }
@@ -281,6 +300,11 @@ struct Probe {
 }
 
 impl Context for Probe {
+    fn on_done(&mut self) -> bool {
+        report("on_done", self.id);
+        true
+    }
+
     fn on_http_call_response(
         &mut self,
         token: u32,
@@ -331,8 +355,36 @@ impl Context for Probe {
                 self.resume_http_request();
             }
             "pause-response" => self.resume_http_response(),
+            "pause-response-write" => {
+                self.resume_http_response();
+                report(
+                    "late_response_write",
+                    raw_add(RESPONSE_HEADERS, "x-after-resume", "1"),
+                );
+            }
+            "resume-then-write" => {
+                self.resume_http_request();
+                report(
+                    "late_request_write",
+                    raw_add(REQUEST_HEADERS, "x-late", "1"),
+                );
+                report(
+                    "late_request_read",
+                    raw_header(REQUEST_HEADERS, "x-probe").0,
+                );
+            }
             "body-callout" => self.resume_http_request(),
+            "trailers-pause" => {
+                // Held trailers stay editable until they go on.
+                self.add_http_request_trailer("x-from-callout", "1");
+                self.resume_http_request();
+            }
             "callout-trap" => panic!("probe asked to trap in on_http_call_response"),
+            "resume-then-sdk-write" => {
+                // The SDK panics on the BadArgument a late request-header write gets.
+                self.resume_http_request();
+                self.set_http_request_header("x-late", Some("1"));
+            }
             _ => {
                 self.add_http_request_header("x-callout-status", &status);
                 self.resume_http_request();
@@ -376,7 +428,12 @@ impl Probe {
                 ]);
                 Action::Continue
             }
-            "callout" | "callout-local" | "resume-twice" | "callout-trap" => {
+            "callout"
+            | "callout-local"
+            | "resume-twice"
+            | "callout-trap"
+            | "resume-then-write"
+            | "resume-then-sdk-write" => {
                 let cluster = self
                     .get_http_request_header("x-cluster")
                     .unwrap_or_else(|| "companion".into());
@@ -551,6 +608,68 @@ impl Probe {
                 report("time.now", now);
                 Action::Continue
             }
+            "set-pairs-count" | "set-pairs-bytes" | "local-many-headers" => {
+                // Maps at and past cpp-host's limits (`limits.h`): a count of pairs, or one
+                // pair `a` whose value makes the serialized map exactly `x-size` bytes.
+                let n: usize = self
+                    .get_http_request_header("x-n")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                let owned: Vec<(String, String)> = if self.scenario == "set-pairs-bytes" {
+                    vec![("a".to_string(), "v".repeat(n.saturating_sub(15)))]
+                } else {
+                    (0..n).map(|i| (format!("k{i}"), "v".to_string())).collect()
+                };
+                let pairs: Vec<(&str, &str)> = owned
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                if self.scenario == "local-many-headers" {
+                    self.send_http_response(200, pairs, Some(b"local"));
+                    return Action::Pause;
+                }
+                let bytes = serialize(&pairs);
+                report("set_pairs.bytes", bytes.len());
+                let status = unsafe {
+                    raw::proxy_set_header_map_pairs(REQUEST_HEADERS, bytes.as_ptr(), bytes.len())
+                };
+                report("set_pairs.status", status_name(status));
+                Action::Continue
+            }
+            "alloc" => {
+                // Grows the module's memory by asking for this many bytes; past the host's
+                // cap the allocation fails and Rust aborts (a trap), as under Envoy's V8.
+                let n: usize = self
+                    .get_http_request_header("x-bytes")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                let held: Vec<u8> = Vec::with_capacity(n);
+                report("alloc.capacity", held.capacity());
+                Action::Continue
+            }
+            "log-many" => {
+                // Lines the size of a filter's longest (about 300 bytes), x-n of them.
+                let n: usize = self
+                    .get_http_request_header("x-n")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                let filler = "x".repeat(280);
+                for i in 0..n {
+                    report("line", format!("{} {i} {filler}", self.id));
+                }
+                Action::Continue
+            }
+            "log-level-raw" => {
+                // The SDK transmutes the host's level into its 0..=5 enum; read it raw, and
+                // answer through a header, since at "off" no log line is kept.
+                let mut level = u32::MAX;
+                let status = unsafe { raw::proxy_get_log_level(&mut level) };
+                self.set_http_request_header(
+                    "x-log-level",
+                    Some(&format!("{} {level}", status_name(status))),
+                );
+                Action::Continue
+            }
             "log-level" => {
                 report(
                     "log_level",
@@ -638,6 +757,14 @@ impl Probe {
                     raw_pairs_status(CALL_RESPONSE_HEADERS),
                 );
                 report("maps.unknown_type", raw_pairs_status(42));
+                report(
+                    "maps.request_trailers_in_headers",
+                    raw_header(REQUEST_TRAILERS, "x-t").0,
+                );
+                report(
+                    "maps.add_request_trailer_in_headers",
+                    raw_add(REQUEST_TRAILERS, "x-t", "1"),
+                );
                 let mut ptr: *mut u8 = std::ptr::null_mut();
                 let mut len = 0usize;
                 let s = unsafe {
@@ -717,6 +844,19 @@ impl HttpContext for Probe {
             "request_body",
             format!("size={body_size} eos={end_of_stream}"),
         );
+        if self.scenario == "trailers-hold-body" {
+            return Action::Pause;
+        }
+        if self.scenario == "add-trailers" {
+            // Envoy lets the last body callback add trailers when there are none.
+            report(
+                "add_trailer",
+                format!(
+                    "eos={end_of_stream} {}",
+                    raw_add(REQUEST_TRAILERS, "x-made", "1")
+                ),
+            );
+        }
         if self.scenario == "body" {
             if !end_of_stream {
                 return Action::Pause;
@@ -799,7 +939,7 @@ impl HttpContext for Probe {
             report("response.saw_local_reply", true);
         }
         self.add_http_response_header("x-probe-seen", "1");
-        if self.scenario == "pause-response" {
+        if self.scenario == "pause-response" || self.scenario == "pause-response-write" {
             let token = self
                 .dispatch_http_call(
                     "companion",
@@ -832,10 +972,69 @@ impl HttpContext for Probe {
             "response_body",
             format!("size={body_size} eos={end_of_stream}"),
         );
+        if self.scenario == "add-trailers" {
+            report(
+                "add_response_trailer",
+                format!(
+                    "eos={end_of_stream} {}",
+                    raw_add(RESPONSE_TRAILERS, "x-made", "1")
+                ),
+            );
+        }
+        Action::Continue
+    }
+
+    fn on_http_request_trailers(&mut self, num_trailers: usize) -> Action {
+        report("request_trailers", format!("n={num_trailers}"));
+        report(
+            "request_trailers.x_t",
+            self.get_http_request_trailer("x-t").unwrap_or_default(),
+        );
+        report(
+            "request_trailers.headers_reachable",
+            raw_header(REQUEST_HEADERS, "x-probe").0,
+        );
+        if self.scenario == "trailers-hold-body" {
+            let body = self.get_http_request_body(0, 100).unwrap_or_default();
+            report("request_trailers.held_body", String::from_utf8_lossy(&body));
+        }
+        self.set_http_request_trailer("x-session-user", None);
+        self.add_http_request_trailer("x-added", "1");
+        if self.scenario == "trailers-pause" {
+            self.token = self
+                .dispatch_http_call(
+                    "companion",
+                    vec![
+                        (":method", "GET"),
+                        (":path", "/t"),
+                        (":authority", "companion"),
+                    ],
+                    None,
+                    vec![],
+                    Duration::from_millis(100),
+                )
+                .ok();
+            return Action::Pause;
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_trailers(&mut self, num_trailers: usize) -> Action {
+        report("response_trailers", format!("n={num_trailers}"));
+        self.set_http_response_trailer("x-session-user", None);
+        self.add_http_response_trailer("x-added", "1");
         Action::Continue
     }
 
     fn on_log(&mut self) {
+        report(
+            "on_log.request_trailer",
+            raw_header(REQUEST_TRAILERS, "x-t").0,
+        );
+        report(
+            "on_log.response_trailer",
+            raw_header(RESPONSE_TRAILERS, "x-rt").1.unwrap_or_default(),
+        );
         report(
             "on_log.request_header",
             raw_header(REQUEST_HEADERS, "x-probe").0,

@@ -84,7 +84,11 @@ async fn main() -> ExitCode {
             _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
         }
     };
-    match harness::dev::serve(config, workers, !args.no_filter, listener, shutdown).await {
+    // Every line the filter (or the host) logs goes to the terminal as it comes; the host
+    // keeps only the newest (a ring), so memory stays flat however long edge-dev runs.
+    let host = harness::Host::new();
+    host.set_log_sink(|line| eprintln!("edge-dev: {line}"));
+    match harness::dev::serve_on(host, config, workers, !args.no_filter, listener, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("edge-dev: {err}");

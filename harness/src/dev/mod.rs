@@ -1,62 +1,56 @@
-//! `edge-dev`: a real HTTP/1.1 proxy that runs the filter's `.wasm` through this host for every
-//! request, configured from the project's `envoy.yaml`. Several worker threads accept
-//! connections, each running request headers (and body) through the filter on its own VM, in
-//! the thread that serves the connection (the VMs share one shared-data store); it makes
-//! the filter's callouts as real HTTP requests to the named clusters, forwards to the routed
-//! cluster, and runs the response through the filter. Bodies stream through the filter chunk
-//! by chunk in both directions, a few chunks in flight at most.
+//! `edge-dev`: a real HTTP proxy (HTTP/1.1, and HTTP/2 with prior knowledge from clients) that
+//! runs the filter's `.wasm` through this host for every request, configured from the
+//! project's `envoy.yaml`. Several worker threads accept
+//! connections, each running the request through the filter on its own VM, in the thread that
+//! serves the connection (the VMs share one shared-data store); it makes the filter's callouts
+//! as real HTTP requests to the named clusters, forwards to the routed cluster, and runs the
+//! response through the filter. Bodies stream through the filter chunk by chunk in both
+//! directions, a few chunks in flight at most, and trailers follow them.
+//!
+//! Before any filter, as Envoy's codec does, the connection manager's
+//! `headers_with_underscores_action` applies to the request's headers (and trailers); then
+//! the `header_mutation` filters placed before the Wasm filter remove their headers. A
+//! worker whose plugin does not start runs without the Wasm filter, as an Envoy worker does,
+//! and says so in the log; a plugin that does not start at all stops `edge-dev` from starting.
 
+mod body;
+pub mod connection_options;
 pub mod envoy_config;
+pub mod header_mutation;
+mod wire;
 mod worker;
 
-use crate::{Callout, CalloutReply, HeaderMap, Host, Message, Plugin, PluginConfig, Vm};
+use crate::{Callout, HeaderMap, Host, Message, Plugin, PluginConfig, Side, Vm};
+use body::{BODY_CHUNKS_IN_FLIGHT, BodyCut, CheckedTrailers, ProxyBody, Source, pump, whole};
 use bytes::Bytes;
+use connection_options::Codec;
 use envoy_config::DevConfig;
-use http_body_util::channel::{Channel, Sender};
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
+use http_body_util::channel::Channel;
 use hyper::body::{Body, Frame, Incoming};
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use std::convert::Infallible;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
-use worker::{BodyOutcome, LocalVm, Msg, Outcome, Unanswered};
+use wire::{
+    HttpClient, Pairs, bad_request, call, plain, request_headers, response_headers, send,
+    streamed_response, synthesized, whole_response,
+};
+use worker::{LocalVm, Msg, Outcome, Unanswered};
 
-type HttpClient = Client<HttpConnector, ProxyBody>;
-
-/// Hop-by-hop headers, never forwarded.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "upgrade",
-    "te",
-    "trailer",
-];
-
-/// Whether a header of a message goes onto the wire as it is: pseudo-headers become the
-/// request or status line, hop-by-hop headers stay behind, and `content-length` goes on with
-/// a streamed body (hyper frames by it) but is recomputed for a whole one.
-fn forwardable(name: &[u8], streamed: bool) -> bool {
-    !(name.starts_with(b":")
-        || (name == b"content-length" && !streamed)
-        || HOP_BY_HOP.iter().any(|h| h.as_bytes() == name))
-}
-
-/// What every worker thread shares: the configuration and, with the filter, the loaded
-/// module and the host (shared data, clock) its VMs run on.
+/// What every worker thread shares: the configuration, the host (stats and log; with the
+/// filter also the shared data and clock its VMs run on) and, with the filter, the module.
 struct Shared {
     config: DevConfig,
-    filter: Option<(Host, Plugin)>,
+    host: Host,
+    plugin: Option<Plugin>,
 }
 
 /// One worker thread's proxy: its own HTTP client (connection pool) and, with the filter, its
@@ -71,7 +65,7 @@ struct Proxy {
 pub enum DevError {
     #[error("cannot load the filter module: {0}")]
     Plugin(String),
-    #[error("a worker VM did not start: {0}")]
+    #[error("a worker did not start: {0}")]
     Worker(String),
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
@@ -90,18 +84,39 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), DevError> {
-    let filter = if filter {
-        let host = Host::new();
+    serve_on(Host::new(), config, workers, filter, listener, shutdown).await
+}
+
+/// Like [`serve`], on a host the caller keeps: its stats (the codec's counters among them)
+/// and its log (the `edge-dev` binary prints each line as it comes).
+pub async fn serve_on(
+    host: Host,
+    config: DevConfig,
+    workers: usize,
+    filter: bool,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), DevError> {
+    let plugin = if filter {
         for name in config.clusters.keys() {
             host.add_cluster(name);
         }
         let plugin = Plugin::load(&host, &config.plugin.filename)
             .map_err(|e| DevError::Plugin(e.to_string()))?;
-        Some((host, plugin))
+        // Envoy starts the plugin once before its workers (the base VM); a plugin that does
+        // not start there is refused, and Envoy does not start.
+        host.clock().advance_to(worker::now_nanos());
+        Vm::start_named(&plugin, plugin_config(&config), "main")
+            .map_err(|e| DevError::Plugin(format!("the plugin does not start: {e}")))?;
+        Some(plugin)
     } else {
         None
     };
-    let shared = Arc::new(Shared { config, filter });
+    let shared = Arc::new(Shared {
+        config,
+        host,
+        plugin,
+    });
     let listener = listener.into_std()?;
     let (stop, stopped) = watch::channel(false);
     let mut started = Vec::new();
@@ -121,6 +136,26 @@ pub async fn serve(
     shutdown.await;
     let _ = stop.send(true);
     Ok(())
+}
+
+/// Runs an HTTP/2 connection's streams on the worker's own thread, where its VM lives.
+#[derive(Clone, Copy)]
+struct LocalExec;
+
+impl<F: std::future::Future + 'static> hyper::rt::Executor<F> for LocalExec {
+    fn execute(&self, future: F) {
+        tokio::task::spawn_local(future);
+    }
+}
+
+/// What Envoy's `PluginConfig` gives the plugin, from `envoy.yaml`.
+fn plugin_config(config: &DevConfig) -> PluginConfig {
+    let mut plugin_config = PluginConfig::new(config.plugin.configuration.clone().into_bytes());
+    plugin_config.name = config.plugin.name.clone();
+    plugin_config.root_id = config.plugin.root_id.clone();
+    plugin_config.vm_id = config.plugin.vm_id.clone();
+    plugin_config.failure_policy = config.plugin.failure_policy;
+    plugin_config
 }
 
 /// A worker thread: its runtime, its VM, its accept loop. Reports on `ready` once it serves.
@@ -176,7 +211,11 @@ fn worker_thread(
                     let proxy = proxy.clone();
                     tokio::task::spawn_local(async move {
                         let service = service_fn(move |request| handle(proxy.clone(), request));
-                        let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                        // HTTP/1.1, or HTTP/2 with prior knowledge (h2c), as Envoy's codec_type
+                        // AUTO tells them apart on a plain-text listener.
+                        let _ = auto::Builder::new(LocalExec)
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
                     });
                 }
                 _ = stopped.changed() => return,
@@ -186,7 +225,8 @@ fn worker_thread(
 }
 
 impl Proxy {
-    /// The worker's HTTP client and, with the filter, its VM, on the shared host.
+    /// The worker's HTTP client and, with the filter, its VM, on the shared host. A worker
+    /// whose plugin does not start serves without it (`Vm::start_worker` says so in the log).
     fn start(index: usize, shared: Arc<Shared>) -> Result<Self, DevError> {
         // No Nagle on either side, as Envoy: headers and a streamed body go out as separate
         // writes, and waiting for the peer's delayed ACK would add ~40 ms to every response.
@@ -194,18 +234,13 @@ impl Proxy {
         connector.set_nodelay(true);
         let client: HttpClient = Client::builder(TokioExecutor::new()).build(connector);
         let config = &shared.config;
-        let vm = match &shared.filter {
+        let host = &shared.host;
+        let vm = match &shared.plugin {
             None => None,
-            Some((host, plugin)) => {
-                let mut plugin_config =
-                    PluginConfig::new(config.plugin.configuration.clone().into_bytes());
-                plugin_config.name = config.plugin.name.clone();
-                plugin_config.root_id = config.plugin.root_id.clone();
-                plugin_config.vm_id = config.plugin.vm_id.clone();
-                plugin_config.fail_open = config.plugin.fail_open;
+            Some(plugin) => {
                 host.clock().advance_to(worker::now_nanos());
-                let vm = Vm::start_named(plugin, plugin_config, &format!("worker-{index}"))
-                    .map_err(|e| DevError::Worker(e.to_string()))?;
+                let vm =
+                    Vm::start_worker(plugin, plugin_config(config), &format!("worker-{index}"));
                 let (clusters, client) = (config.clusters.clone(), client.clone());
                 let runner: worker::CalloutRunner =
                     Box::new(move |callout: Callout, vm: Rc<LocalVm>| {
@@ -217,7 +252,8 @@ impl Proxy {
                             vm.handle(Msg::CalloutDone { token, reply });
                         });
                     });
-                Some(LocalVm::new(vm, host.clone(), runner))
+                let idle_timeout = config.connection.stream_idle_timeout;
+                Some(LocalVm::new(vm, host.clone(), runner, idle_timeout))
             }
         };
         Ok(Self { shared, vm, client })
@@ -231,19 +267,33 @@ impl Proxy {
             .and_then(|cluster| config.clusters.get(cluster))
             .map(String::as_str)
     }
+
+    fn codec(&self) -> Codec {
+        Codec {
+            underscores: self.shared.config.connection.underscores,
+            host: self.shared.host.clone(),
+        }
+    }
 }
 
 async fn handle(
     proxy: Rc<Proxy>,
     request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    let Some(worker) = &proxy.vm else {
-        return Ok(unfiltered(&proxy, request).await);
-    };
     let (parts, body) = request.into_parts();
+    let mut headers = request_headers(&parts);
+    // Envoy's codec, then the header_mutation filters placed before the Wasm filter.
+    if proxy.codec().check(&mut headers).is_err() {
+        return Ok(bad_request());
+    }
+    let removals = &proxy.shared.config.request_removals;
+    header_mutation::remove(&removals.before_filter, &mut headers);
+    let Some(worker) = &proxy.vm else {
+        return Ok(unfiltered(&proxy, headers, body).await);
+    };
     let end_of_stream = body.is_end_stream();
-    let (stream, upstream) = match ask(worker, |reply| Msg::RequestHeaders {
-        headers: request_headers(&parts),
+    let (stream, mut upstream) = match ask(worker, |reply| Msg::RequestHeaders {
+        headers,
         end_of_stream,
         reply,
     })
@@ -252,6 +302,9 @@ async fn handle(
         Outcome::Client(message) => return Ok(whole_response(message)),
         Outcome::Upstream { stream, message } => (stream, message),
     };
+    for name in &removals.after_filter {
+        upstream.headers.remove(name.as_bytes());
+    }
     // From here on the stream is open in the VM: whatever ends this request (the client
     // hanging up included, which drops this future) ends the stream there too.
     let guard = StreamGuard {
@@ -265,9 +318,10 @@ async fn handle(
         tokio::task::spawn_local(pump(
             worker.clone(),
             stream,
-            false,
+            Side::Request,
             Source::Incoming(body),
             sender,
+            Some(proxy.codec()),
         ));
         body_out.boxed()
     };
@@ -305,25 +359,18 @@ async fn handle(
         let _ = sender.try_send(Frame::data(Bytes::from(message.body.clone())));
     }
     tokio::task::spawn_local(async move {
-        pump(guard.worker.clone(), stream, true, source, sender).await;
+        pump(
+            guard.worker.clone(),
+            stream,
+            Side::Response,
+            source,
+            sender,
+            None,
+        )
+        .await;
         drop(guard);
     });
     Ok(streamed_response(&message, body_out.boxed()))
-}
-
-/// How many body chunks may wait between the filter and the peer before reading stops.
-const BODY_CHUNKS_IN_FLIGHT: usize = 4;
-
-/// A body failed part-way (the peer or the filter stopped it): the receiving side must see an
-/// error, never a body that looks complete.
-#[derive(Debug, thiserror::Error)]
-#[error("the body was cut short: {0}")]
-pub struct BodyCut(&'static str);
-
-type ProxyBody = BoxBody<Bytes, BodyCut>;
-
-fn whole(bytes: Bytes) -> ProxyBody {
-    Full::new(bytes).map_err(|never| match never {}).boxed()
 }
 
 /// Ends the stream in the VM when dropped (a no-op if it already ended).
@@ -340,85 +387,17 @@ impl Drop for StreamGuard {
     }
 }
 
-/// Where a body comes from: the peer, or a whole body the proxy made up.
-enum Source {
-    Incoming(Incoming),
-    Whole(Option<Bytes>),
-}
-
-impl Source {
-    fn is_end_stream(&self) -> bool {
-        match self {
-            Source::Incoming(body) => body.is_end_stream(),
-            Source::Whole(bytes) => bytes.as_ref().is_none_or(Bytes::is_empty),
-        }
-    }
-
-    /// The next data chunk and whether it is the last; `None` at the end, an error when the
-    /// peer broke off. Trailers are dropped (the filter does not see them either).
-    async fn next(&mut self) -> Option<Result<Bytes, ()>> {
-        match self {
-            Source::Whole(bytes) => bytes.take().map(Ok),
-            Source::Incoming(body) => loop {
-                match body.frame().await? {
-                    Ok(frame) => match frame.into_data() {
-                        Ok(data) => return Some(Ok(data)),
-                        Err(_trailers) => continue,
-                    },
-                    Err(_) => return Some(Err(())),
-                }
-            },
-        }
-    }
-}
-
-/// Moves one direction's body through the filter, chunk by chunk, to the receiving peer.
-async fn pump(
-    worker: Rc<LocalVm>,
-    stream: u32,
-    response: bool,
-    mut source: Source,
-    mut sender: Sender<Bytes, BodyCut>,
-) {
-    loop {
-        let (chunk, end_of_stream) = match source.next().await {
-            Some(Ok(chunk)) => (chunk, source.is_end_stream()),
-            None => (Bytes::new(), true),
-            Some(Err(())) => return sender.abort(BodyCut("the sending peer broke off")),
-        };
-        let outcome = ask(&worker, |reply| Msg::Body {
-            stream,
-            response,
-            chunk,
-            end_of_stream,
-            reply,
-        })
-        .await;
-        match outcome {
-            BodyOutcome::Data { bytes, end } => {
-                if !bytes.is_empty() && sender.send_data(bytes).await.is_err() {
-                    // The receiving peer is gone; the guard ends the stream.
-                    return;
-                }
-                if end {
-                    return;
-                }
-                if end_of_stream {
-                    // The filter has the last chunk but did not finish the body.
-                    return sender.abort(BodyCut("the filter did not end the body"));
-                }
-            }
-            BodyOutcome::Stopped => return sender.abort(BodyCut("the stream was stopped")),
-        }
-    }
-}
-
-/// Without a filter (`--no-filter`): the request and the response stream straight through.
-async fn unfiltered(proxy: &Proxy, request: Request<Incoming>) -> Response<ProxyBody> {
-    let (parts, body) = request.into_parts();
+/// Without a filter (`--no-filter`): the request and the response stream straight through,
+/// past the codec's rule and the `header_mutation` removals.
+async fn unfiltered(proxy: &Proxy, mut headers: Pairs, body: Incoming) -> Response<ProxyBody> {
+    header_mutation::remove(
+        &proxy.shared.config.request_removals.after_filter,
+        &mut headers,
+    );
     let message = Message {
-        headers: HeaderMap::from_pairs(&request_headers(&parts)),
+        headers: HeaderMap::from_pairs(&headers),
         body: Vec::new(),
+        trailers: None,
         end_of_stream: body.is_end_stream(),
     };
     let path = message.header(":path").unwrap_or("/");
@@ -427,7 +406,11 @@ async fn unfiltered(proxy: &Proxy, request: Request<Incoming>) -> Response<Proxy
     };
     let body = match message.end_of_stream {
         true => whole(Bytes::new()),
-        false => body.map_err(|_| BodyCut("the client broke off")).boxed(),
+        false => CheckedTrailers {
+            inner: body,
+            codec: proxy.codec(),
+        }
+        .boxed(),
     };
     match send(&proxy.client, address, &message, body).await {
         Ok(response) => {
@@ -435,9 +418,12 @@ async fn unfiltered(proxy: &Proxy, request: Request<Incoming>) -> Response<Proxy
             let message = Message {
                 headers: HeaderMap::from_pairs(&response_headers(&parts)),
                 body: Vec::new(),
+                trailers: None,
                 end_of_stream: false,
             };
-            let body = body.map_err(|_| BodyCut("the upstream broke off")).boxed();
+            let body = body
+                .map_err(|_| BodyCut::new("the upstream broke off"))
+                .boxed();
             streamed_response(&message, body)
         }
         Err(text) => plain(503, text),
@@ -453,167 +439,4 @@ async fn ask<T: Unanswered>(
     let (tx, rx) = oneshot::channel();
     worker.handle(message(tx));
     rx.await.unwrap_or_else(|_| T::unanswered())
-}
-
-type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
-
-/// The request as the filter sees it: pseudo-headers first, then the client's headers.
-fn request_headers(parts: &hyper::http::request::Parts) -> Pairs {
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let authority = parts
-        .headers
-        .get(hyper::header::HOST)
-        .map(|h| h.as_bytes())
-        .or_else(|| parts.uri.authority().map(|a| a.as_str().as_bytes()))
-        .unwrap_or_default();
-    let mut headers = vec![
-        (
-            b":method".to_vec(),
-            parts.method.as_str().as_bytes().to_vec(),
-        ),
-        (b":path".to_vec(), path.as_bytes().to_vec()),
-        (b":authority".to_vec(), authority.to_vec()),
-        (b":scheme".to_vec(), b"http".to_vec()),
-    ];
-    for (name, value) in &parts.headers {
-        if name != hyper::header::HOST && !HOP_BY_HOP.contains(&name.as_str()) {
-            headers.push((name.as_str().as_bytes().to_vec(), value.as_bytes().to_vec()));
-        }
-    }
-    headers
-}
-
-fn response_headers(parts: &hyper::http::response::Parts) -> Pairs {
-    let mut headers = vec![(
-        b":status".to_vec(),
-        parts.status.as_str().as_bytes().to_vec(),
-    )];
-    for (name, value) in &parts.headers {
-        if !HOP_BY_HOP.contains(&name.as_str()) {
-            headers.push((name.as_str().as_bytes().to_vec(), value.as_bytes().to_vec()));
-        }
-    }
-    headers
-}
-
-/// Builds an HTTP request from a message's headers (pseudo-headers become the request line).
-/// `content-length` is kept when the body streams (hyper then frames by it) and recomputed
-/// when it is whole.
-fn to_request(address: &str, message: &Message, body: ProxyBody) -> Option<Request<ProxyBody>> {
-    let method = message.header(":method").unwrap_or("GET");
-    let path = message.header(":path").unwrap_or("/");
-    let mut builder = Request::builder()
-        .method(method)
-        .uri(format!("http://{address}{path}"));
-    if let Some(authority) = message.header(":authority") {
-        builder = builder.header(hyper::header::HOST, authority);
-    }
-    let streamed = !body.is_end_stream();
-    for (name, value) in message.headers.iter() {
-        if forwardable(name, streamed) {
-            builder = builder.header(name, value);
-        }
-    }
-    builder.body(body).ok()
-}
-
-/// Sends a request to a cluster and waits for the response headers; a connection failure
-/// becomes Envoy's 503 text.
-async fn send(
-    client: &HttpClient,
-    address: &str,
-    message: &Message,
-    body: ProxyBody,
-) -> Result<Response<Incoming>, &'static str> {
-    let Some(request) = to_request(address, message, body) else {
-        return Err("malformed upstream request");
-    };
-    match tokio::time::timeout(Duration::from_secs(60), client.request(request)).await {
-        Ok(Ok(response)) => Ok(response),
-        _ => Err("upstream connect error or disconnect/reset before headers"),
-    }
-}
-
-/// A callout, made for real. Envoy's async client answers a failed connection with a 503
-/// through the success path; the callout timeout is the host clock's job.
-async fn call(client: &HttpClient, address: &str, callout: Callout) -> Option<CalloutReply> {
-    let message = Message {
-        headers: callout.headers.clone(),
-        body: Vec::new(),
-        end_of_stream: true,
-    };
-    let body = whole(Bytes::from(callout.body));
-    let (headers, body) = match send(client, address, &message, body).await {
-        Ok(response) => {
-            let (parts, body) = response.into_parts();
-            let body = body
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .unwrap_or_default();
-            (response_headers(&parts), body)
-        }
-        Err(text) => {
-            let (headers, source) = synthesized(503, text);
-            let body = match source {
-                Source::Whole(bytes) => bytes.unwrap_or_default(),
-                Source::Incoming(_) => Bytes::new(),
-            };
-            (headers, body)
-        }
-    };
-    let status = headers
-        .first()
-        .map(|(_, v)| v.clone())
-        .unwrap_or_else(|| b"503".to_vec());
-    let mut reply = CalloutReply::with_raw_status(status).body(body.to_vec());
-    for (name, value) in headers.iter().skip(1) {
-        reply = reply.header(&String::from_utf8_lossy(name), value);
-    }
-    Some(reply)
-}
-
-/// A response the proxy makes up itself (no route, upstream unreachable), as Envoy would.
-fn synthesized(status: u16, text: &str) -> (Pairs, Source) {
-    let body = Bytes::from(format!("{text}\n"));
-    let headers = vec![
-        (b":status".to_vec(), status.to_string().into_bytes()),
-        (b"content-type".to_vec(), b"text/plain".to_vec()),
-        (
-            b"content-length".to_vec(),
-            body.len().to_string().into_bytes(),
-        ),
-    ];
-    (headers, Source::Whole(Some(body)))
-}
-
-fn response_builder(message: &Message, streamed: bool) -> hyper::http::response::Builder {
-    let mut builder = Response::builder().status(message.status().unwrap_or(502));
-    for (name, value) in message.headers.iter() {
-        if forwardable(name, streamed) {
-            builder = builder.header(name, value);
-        }
-    }
-    builder
-}
-
-/// A response whose body is all in `message` (a local reply, or headers only).
-fn whole_response(message: Message) -> Response<ProxyBody> {
-    response_builder(&message, false)
-        .body(whole(Bytes::from(message.body)))
-        .unwrap_or_else(|_| plain(502, "malformed response"))
-}
-
-/// A response whose body follows through the filter.
-fn streamed_response(message: &Message, body: ProxyBody) -> Response<ProxyBody> {
-    response_builder(message, true)
-        .body(body)
-        .unwrap_or_else(|_| plain(502, "malformed response"))
-}
-
-fn plain(status: u16, text: &str) -> Response<ProxyBody> {
-    let mut response = Response::new(whole(Bytes::from(format!("{text}\n"))));
-    *response.status_mut() =
-        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::BAD_GATEWAY);
-    response
 }

@@ -3,14 +3,15 @@
 //! Requests, responses, body chunks and callout replies are handed to [`LocalVm::handle`];
 //! the filter's decision comes back on a oneshot channel, already sent when the filter
 //! decided at once. Callouts leave as real HTTP requests on the worker's own runtime. The host
-//! clock follows real time so ticks and callout timeouts fire.
+//! clock follows real time so ticks and callout timeouts fire, and a caller left waiting
+//! longer than the stream idle timeout gets Envoy's idle-timeout answer.
 
-use crate::{Callout, CalloutReply, Flow, Host, Message, Vm};
+use crate::{Callout, CalloutReply, Flow, HeaderMap, Host, Message, Side, Vm};
 use bytes::Bytes;
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
 
 /// What the filter decided for a request's or a response's headers.
@@ -26,9 +27,13 @@ pub enum Outcome {
 /// What became of a body chunk.
 #[derive(Debug, PartialEq, Eq)]
 pub enum BodyOutcome {
-    /// These bytes go on (possibly none while the filter holds the body); `end` when the
-    /// direction is complete.
-    Data { bytes: Bytes, end: bool },
+    /// These bytes go on (possibly none while the filter holds the body), then these
+    /// trailers if any; `end` when the direction is complete.
+    Data {
+        bytes: Bytes,
+        end: bool,
+        trailers: Option<HeaderMap>,
+    },
     /// The stream was reset or answered locally: this direction goes no further.
     Stopped,
 }
@@ -69,6 +74,13 @@ pub enum Msg {
         end_of_stream: bool,
         reply: oneshot::Sender<BodyOutcome>,
     },
+    /// The trailers of one side arrive, ending it.
+    Trailers {
+        stream: u32,
+        side: Side,
+        trailers: Vec<(Vec<u8>, Vec<u8>)>,
+        reply: oneshot::Sender<BodyOutcome>,
+    },
     /// The client or the upstream went away: end the stream if it is still open.
     Abort { stream: u32 },
     CalloutDone {
@@ -93,8 +105,8 @@ enum Waiter {
 }
 
 /// Waiters are keyed by stream and direction (`true` for the response): a request body may
-/// still be flowing while the response headers arrive.
-type Waiting = HashMap<(u32, bool), Waiter>;
+/// still be flowing while the response headers arrive. Each notes when it began to wait.
+type Waiting = HashMap<(u32, bool), (Waiter, Instant)>;
 
 /// How often the worker's clock moves and the filter's timers run when nothing else happens.
 pub const TICK: Duration = Duration::from_millis(10);
@@ -104,6 +116,8 @@ pub struct LocalVm {
     host: Host,
     state: RefCell<VmState>,
     run_callout: CalloutRunner,
+    /// `stream_idle_timeout`: how long a caller may wait on the filter; `None` for ever.
+    idle_timeout: Option<Duration>,
 }
 
 struct VmState {
@@ -114,7 +128,12 @@ struct VmState {
 }
 
 impl LocalVm {
-    pub fn new(vm: Vm, host: Host, run_callout: CalloutRunner) -> Rc<Self> {
+    pub fn new(
+        vm: Vm,
+        host: Host,
+        run_callout: CalloutRunner,
+        idle_timeout: Option<Duration>,
+    ) -> Rc<Self> {
         Rc::new(Self {
             host,
             state: RefCell::new(VmState {
@@ -123,6 +142,7 @@ impl LocalVm {
                 started: HashSet::new(),
             }),
             run_callout,
+            idle_timeout,
         })
     }
 
@@ -156,7 +176,7 @@ impl LocalVm {
             } => match vm.create_stream() {
                 Ok(id) => {
                     let _ = vm.request_headers(id, &headers, end_of_stream);
-                    waiting.insert((id, false), Waiter::Headers(reply));
+                    waiting.insert((id, false), (Waiter::Headers(reply), Instant::now()));
                 }
                 Err(err) => {
                     eprintln!("edge-dev: {err}");
@@ -170,7 +190,7 @@ impl LocalVm {
                 reply,
             } => {
                 let _ = vm.response_headers(stream, &headers, end_of_stream);
-                waiting.insert((stream, true), Waiter::Headers(reply));
+                waiting.insert((stream, true), (Waiter::Headers(reply), Instant::now()));
             }
             Msg::Body {
                 stream,
@@ -186,11 +206,30 @@ impl LocalVm {
                 };
                 waiting.insert(
                     (stream, response),
-                    Waiter::Body {
-                        end_of_stream,
-                        reply,
-                    },
+                    (
+                        Waiter::Body {
+                            end_of_stream,
+                            reply,
+                        },
+                        Instant::now(),
+                    ),
                 );
+            }
+            Msg::Trailers {
+                stream,
+                side,
+                trailers,
+                reply,
+            } => {
+                let _ = match side {
+                    Side::Request => vm.request_trailers(stream, &trailers),
+                    Side::Response => vm.response_trailers(stream, &trailers),
+                };
+                let waiter = Waiter::Body {
+                    end_of_stream: true,
+                    reply,
+                };
+                waiting.insert((stream, side.is_response()), (waiter, Instant::now()));
             }
             Msg::Abort { stream } => {
                 waiting.retain(|(id, _), _| *id != stream);
@@ -206,6 +245,9 @@ impl LocalVm {
             }
             Msg::Tick => {}
         }
+        if let Some(limit) = self.idle_timeout {
+            time_out_idle_waiters(vm, waiting, limit);
+        }
         let callouts = vm.pending_callouts();
         started.retain(|token| callouts.iter().any(|c| c.token == *token));
         for callout in callouts {
@@ -214,6 +256,22 @@ impl LocalVm {
             }
         }
         settle(vm, waiting);
+    }
+}
+
+/// Envoy's stream idle timeout for callers the filter has kept waiting that long (a stream
+/// whose callout callback trapped waits for ever otherwise, as in Envoy): the VM answers
+/// them as Envoy would (`Vm::stream_idle_timeout`), and `settle` passes the answer on.
+fn time_out_idle_waiters(vm: &mut Vm, waiting: &Waiting, limit: Duration) {
+    let idle: HashSet<u32> = waiting
+        .iter()
+        .filter(|(_, (_, since))| since.elapsed() >= limit)
+        .map(|((id, _), _)| *id)
+        .collect();
+    for id in idle {
+        if let Err(err) = vm.stream_idle_timeout(id) {
+            eprintln!("edge-dev: stream {id}: {err}");
+        }
     }
 }
 
@@ -228,11 +286,11 @@ pub fn now_nanos() -> u64 {
 fn settle(vm: &mut Vm, waiting: &mut Waiting) {
     let ready: Vec<(u32, bool)> = waiting
         .iter()
-        .filter(|(key, waiter)| is_decided(vm, key.0, key.1, waiter))
+        .filter(|(key, (waiter, _))| is_decided(vm, key.0, key.1, waiter))
         .map(|(key, _)| *key)
         .collect();
     for (id, response) in ready {
-        let Some(waiter) = waiting.remove(&(id, response)) else {
+        let Some((waiter, _)) = waiting.remove(&(id, response)) else {
             continue;
         };
         let finished = match waiter {
@@ -317,12 +375,21 @@ fn body_outcome(vm: &mut Vm, id: u32, response: bool) -> BodyOutcome {
     if stopped {
         return BodyOutcome::Stopped;
     }
-    match vm.take_forwarded_body(id, response) {
-        Ok((bytes, end)) => BodyOutcome::Data {
+    let side = if response {
+        Side::Response
+    } else {
+        Side::Request
+    };
+    match (
+        vm.take_forwarded_body(id, response),
+        vm.take_forwarded_trailers(id, side),
+    ) {
+        (Ok((bytes, end)), Ok(trailers)) => BodyOutcome::Data {
             bytes: Bytes::from(bytes),
             end,
+            trailers,
         },
-        Err(_) => BodyOutcome::Stopped,
+        _ => BodyOutcome::Stopped,
     }
 }
 

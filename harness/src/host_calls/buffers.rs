@@ -42,6 +42,18 @@ fn body_phase(kind: BufferType) -> Option<(bool, Phase)> {
     }
 }
 
+/// Callbacks in which a body the filter holds is still reachable: Envoy's `getBuffer` reaches a
+/// buffering body through `modifyDecodingBuffer`/`modifyEncodingBuffer` from the callout's
+/// callback and from the same direction's trailers callback.
+fn reaches_held_body(phase: Phase, response: bool) -> bool {
+    matches!(
+        (phase, response),
+        (Phase::HttpCallResponse, _)
+            | (Phase::RequestTrailers, false)
+            | (Phase::ResponseTrailers, true)
+    )
+}
+
 /// The buffer a read reaches now, or `NotFound` when it does not exist in this callback.
 fn buffer(state: &HostState, kind: BufferType) -> Result<&[u8], Status> {
     match kind {
@@ -63,7 +75,7 @@ fn buffer(state: &HostState, kind: BufferType) -> Result<&[u8], Status> {
                 &stream.request
             };
             if state.phase == phase
-                || (state.phase == Phase::HttpCallResponse && direction.body_paused)
+                || (reaches_held_body(state.phase, response) && direction.body_paused)
             {
                 Ok(&direction.buffered_body)
             } else {

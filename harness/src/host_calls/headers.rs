@@ -1,16 +1,20 @@
 //! Header maps: request/response headers of the effective stream and the callout response.
 //!
 //! Availability follows Envoy: a stream's request (response) headers are reachable from the
-//! moment they arrive until they have gone on, and read-only in `proxy_on_log`; the callout's
-//! headers only during `proxy_on_http_call_response`. Anything else is `BadArgument`, which
-//! Envoy returns for a map it holds no pointer to.
+//! moment they arrive until they have gone on, and read-only in `proxy_on_log`; trailers from
+//! their callback until they go on, and can be added from the last body callback when there
+//! are none (`Context::getMap`); in `proxy_on_log` the response trailers read as they are and
+//! the request trailers as empty (Envoy's access-log phase holds none). The callout's headers
+//! only during `proxy_on_http_call_response`. Anything else is `BadArgument`, which Envoy
+//! returns for a map it holds no pointer to.
 
 use super::{enter, unimplemented};
 use crate::abi::{MapType, Status};
-use crate::header_map::HeaderMap;
+use crate::header_map::{EMPTY_MAP, HeaderMap};
 use crate::memory::{CallResult, finish, give, read, write_u32};
 use crate::pairs;
 use crate::state::{HostState, Phase};
+use crate::stream::Side;
 use wasmtime::{Caller, Linker};
 
 pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
@@ -148,15 +152,46 @@ fn readable(state: &HostState, map: MapType) -> Result<&HeaderMap, Status> {
                 Err(Status::BadArgument)
             }
         }
-        // The harness does not model trailers; Envoy has no map for them in these callbacks.
-        _ => Err(Status::BadArgument),
+        MapType::RequestTrailers | MapType::ResponseTrailers => {
+            let stream = state
+                .streams
+                .get(&state.effective_context)
+                .ok_or(Status::BadArgument)?;
+            let side = trailers_side(map);
+            let direction = stream.side(side);
+            if state.phase == Phase::Log {
+                // Envoy's access-log phase (`Context::log`) holds the response trailers and no
+                // request trailers; a map it lacks reads as empty there.
+                return Ok(match (side, &direction.trailers) {
+                    (Side::Response, Some(trailers)) => trailers,
+                    _ => &EMPTY_MAP,
+                });
+            }
+            match &direction.trailers {
+                Some(trailers) if direction.trailers_accessible => Ok(trailers),
+                _ => Err(Status::BadArgument),
+            }
+        }
+        MapType::GrpcInitialMetadata | MapType::GrpcTrailingMetadata => Err(Status::BadArgument),
+    }
+}
+
+fn trailers_side(map: MapType) -> Side {
+    if map == MapType::ResponseTrailers {
+        Side::Response
+    } else {
+        Side::Request
     }
 }
 
 fn writable(state: &mut HostState, map: MapType) -> Result<&mut HeaderMap, Status> {
-    if !matches!(map, MapType::RequestHeaders | MapType::ResponseHeaders)
-        || state.phase == Phase::Log
-    {
+    if state.phase == Phase::Log {
+        return Err(Status::BadArgument);
+    }
+    if matches!(map, MapType::RequestTrailers | MapType::ResponseTrailers) {
+        return writable_trailers(state, trailers_side(map));
+    }
+    if !matches!(map, MapType::RequestHeaders | MapType::ResponseHeaders) {
         return Err(Status::BadArgument);
     }
     let stream = state.effective_stream().ok_or(Status::BadArgument)?;
@@ -165,6 +200,28 @@ fn writable(state: &mut HostState, map: MapType) -> Result<&mut HeaderMap, Statu
         Ok(&mut direction.headers)
     } else {
         Err(Status::BadArgument)
+    }
+}
+
+/// A direction's trailers for editing. In the last body callback of a direction that has none,
+/// the first edit makes them: Envoy's `Context::getMap` calls `addDecodedTrailers` (or
+/// `addEncodedTrailers`) there, and the trailers go on after the body.
+fn writable_trailers(state: &mut HostState, side: Side) -> Result<&mut HeaderMap, Status> {
+    let body_phase = match side {
+        Side::Request => Phase::RequestBody,
+        Side::Response => Phase::ResponseBody,
+    };
+    let in_body_callback = state.phase == body_phase;
+    let stream = state.effective_stream().ok_or(Status::BadArgument)?;
+    let direction = stream.direction(side.is_response());
+    if direction.trailers.is_none() && in_body_callback && direction.body_ends() {
+        direction.trailers = Some(HeaderMap::new());
+        direction.trailers_delivered = true;
+        direction.trailers_accessible = true;
+    }
+    match (&mut direction.trailers, direction.trailers_accessible) {
+        (Some(trailers), true) => Ok(trailers),
+        _ => Err(Status::BadArgument),
     }
 }
 
@@ -187,8 +244,7 @@ fn set_pairs(c: &mut Caller<'_, HostState>, map: i32, ptr: i32, len: i32) -> Cal
     enter(c, "proxy_set_header_map_pairs")?;
     let map = map_type(c, map, "proxy_set_header_map_pairs")?;
     let bytes = read(c, ptr, len)?;
-    // cpp-host silently treats a malformed map as empty; refusing it surfaces the bug instead.
-    let new_pairs = pairs::deserialize(&bytes).map_err(|_| Status::BadArgument)?;
+    let new_pairs = pairs::deserialize_within_limits(&bytes).map_err(|_| Status::BadArgument)?;
     writable(c.data_mut(), map)?.set_pairs(&new_pairs);
     Ok(())
 }

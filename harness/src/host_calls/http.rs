@@ -1,11 +1,13 @@
 //! Stream control and HTTP: callouts, `proxy_get_status`, continue/close, local responses.
 //!
 //! Continue, close and local responses take effect after the VM call returns, as Envoy defers
-//! them (`addAfterVmCallAction`); the VM driver applies them.
+//! them (`addAfterVmCallAction`); the VM driver applies them. A continue revokes the request
+//! headers at the call, though (`Context::continueStream`).
 
 use super::{enter, unimplemented};
 use crate::abi::{LogLevel, Status, StreamType};
 use crate::header_map::HeaderMap;
+use crate::host::ClusterHealth;
 use crate::memory::{CallError, CallResult, finish, give, read, read_str, write_u32};
 use crate::pairs;
 use crate::state::{Callout, Deferred, HostState, LocalResponse};
@@ -95,13 +97,14 @@ struct CalloutArgs {
 
 fn read_map(c: &Caller<'_, HostState>, (ptr, len): (i32, i32)) -> Result<HeaderMap, CallError> {
     let bytes = read(c, ptr, len)?;
-    let list = pairs::deserialize(&bytes).map_err(|_| Status::BadArgument)?;
+    let list = pairs::deserialize_within_limits(&bytes).map_err(|_| Status::BadArgument)?;
     Ok(HeaderMap::from_pairs(&list))
 }
 
 /// Envoy's `Context::httpCall`: the cluster must exist, `:method`, `:path` and `:authority`
 /// must be present, a negative timeout is refused and 0 means none; a body gets a
-/// `content-length`. All refusals are synchronous and no callback follows them.
+/// `content-length`; a cluster with no healthy host fails with `InternalFailure`. All
+/// refusals are synchronous and no callback follows them.
 fn http_call(c: &mut Caller<'_, HostState>, args: CalloutArgs) -> CallResult {
     enter(c, "proxy_http_call")?;
     let cluster = read_str(c, args.upstream.0, args.upstream.1)?;
@@ -127,6 +130,16 @@ fn http_call(c: &mut Caller<'_, HostState>, args: CalloutArgs) -> CallResult {
     }
     if args.timeout_ms < 0 {
         return Err(Status::BadArgument.into());
+    }
+    if c.data().host.cluster_health(&cluster) == Some(ClusterHealth::NoHealthyHost) {
+        // Envoy's `Context::httpCall`: the async client's `send()` returned null. The token
+        // is left at 0, as cpp-host's `exports::http_call` writes it.
+        c.data().host_note(
+            LogLevel::Debug,
+            format!("proxy_http_call: cluster {cluster:?} has no healthy host"),
+        );
+        write_u32(c, args.ret_token, 0)?;
+        return Err(Status::InternalFailure.into());
     }
     if !body.is_empty() {
         headers.replace(b"content-length", body.len().to_string().as_bytes());
@@ -176,8 +189,15 @@ fn defer_stream_op(
     };
     let state = c.data_mut();
     let context = state.effective_context;
-    if !state.streams.contains_key(&context) {
+    let Some(target) = state.streams.get_mut(&context) else {
         return Err(Status::NotFound.into());
+    };
+    if resume {
+        // Envoy's `Context::continueStream` defers the continue but drops its pointers to
+        // the request headers, body and trailers now, for either direction: a later
+        // request-header edit in this callback is `BadArgument`. The response headers stay.
+        target.request.headers_accessible = false;
+        target.request.trailers_accessible = false;
     }
     state.deferred.push(if resume {
         Deferred::Continue { context, stream }

@@ -59,7 +59,7 @@ fn get_log_level(c: &mut Caller<'_, HostState>, ret: i32) -> CallResult {
 
 fn current_time(c: &mut Caller<'_, HostState>, ret: i32) -> CallResult {
     enter(c, "proxy_get_current_time_nanoseconds")?;
-    let now = c.data().host.clock().now_nanos();
+    let now = c.data().host.clock().wall_nanos();
     write_u64(c, ret, now)?;
     Ok(())
 }

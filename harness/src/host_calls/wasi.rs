@@ -12,6 +12,8 @@ const BADF: i32 = 8;
 const FAULT: i32 = 21;
 const INVAL: i32 = 28;
 const NOTSUP: i32 = 58;
+const REALTIME: i32 = 0;
+const MONOTONIC: i32 = 1;
 
 pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     type C<'a> = Caller<'a, HostState>;
@@ -27,10 +29,12 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             module,
             "clock_time_get",
             |mut c: C<'_>, id: i32, _precision: i64, ret: i32| {
-                if !(0..=1).contains(&id) {
-                    return NOTSUP;
-                }
-                let now = c.data().host.clock().now_nanos();
+                let clock = c.data().host.clock();
+                let now = match id {
+                    REALTIME => clock.wall_nanos(),
+                    MONOTONIC => clock.now_nanos(),
+                    _ => return NOTSUP,
+                };
                 errno(write_u64(&mut c, ret, now))
             },
         )?;

@@ -191,3 +191,58 @@ fn reply_to_a_finished_stream_reaches_the_module_without_harm() {
         "the SDK drops it"
     );
 }
+
+/// Envoy's `Context::httpCall`: when the cluster's async client cannot start the request (no
+/// healthy host), `send()` returns null and the call fails at once with `InternalFailure`;
+/// no callback ever follows. The switch is on the host, so every worker sees it.
+#[test]
+fn a_cluster_without_a_healthy_host_fails_the_call_synchronously() {
+    use harness::ClusterHealth;
+    let host = host();
+    let plugin = probe_plugin(&host);
+    let mut first = harness::Vm::start(&plugin, config("")).unwrap();
+    let mut second = harness::Vm::start(&plugin, config("")).unwrap();
+    host.set_cluster_health("companion", ClusterHealth::NoHealthyHost);
+    for vm in [&mut first, &mut second] {
+        let (id, action) = request(vm, "callout", &[]);
+        assert_eq!(action, Ok(Action::Continue));
+        assert_eq!(report(&host, "dispatch"), "InternalFailure");
+        assert!(vm.pending_callouts().is_empty());
+        assert!(vm.stream(id).unwrap().upstream.is_some());
+    }
+    host.set_cluster_health("companion", ClusterHealth::Healthy);
+    let (_, action) = request(&mut first, "callout", &[]);
+    assert_eq!(action, Ok(Action::Pause));
+    assert_eq!(first.pending_callouts().len(), 1);
+}
+
+/// A stream waiting on a callout that never answers (no timeout) is ended by Envoy's stream
+/// idle timeout (`ActiveStream::onIdleTimeout`): 504 "stream timeout" once the request was
+/// complete, 408 while the client was still sending it; on a healthy VM the reply runs
+/// through the filter's response callbacks like any local reply.
+#[test]
+fn the_idle_timeout_answers_a_stream_left_waiting() {
+    let (_host, mut vm) = probe();
+    let (complete, _) = request(&mut vm, "callout", &[("x-timeout-ms", "0")]);
+    vm.stream_idle_timeout(complete).unwrap();
+    let client = vm.stream(complete).unwrap().client.clone().unwrap();
+    assert_eq!(client.status(), Some(504));
+    assert_eq!(client.body, b"stream timeout");
+    assert_eq!(client.header("x-probe-seen"), Some("1"));
+    assert_eq!(
+        vm.stream(complete)
+            .unwrap()
+            .local_response
+            .as_ref()
+            .unwrap()
+            .details,
+        "stream_idle_timeout"
+    );
+
+    let sending = vm.create_stream().unwrap();
+    let headers = [(":method", "POST"), (":path", "/"), ("x-probe", "callout")];
+    vm.request_headers(sending, &headers, false).unwrap();
+    vm.stream_idle_timeout(sending).unwrap();
+    assert_eq!(vm.stream(sending).unwrap().client_status(), Some(408));
+    assert!(vm.stream(sending).unwrap().upstream.is_none());
+}

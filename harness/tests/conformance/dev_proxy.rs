@@ -1,9 +1,12 @@
 //! `edge-dev` over real sockets with the probe module: bodies stream through the filter in
 //! both directions (a proxy that buffered would deadlock these tests, which then time out),
 //! a filter that buffers sees the whole body, and a trap fails the stream as Envoy does.
+//! The test upstream and the way `edge-dev` is started here serve `dev_proxy_config` too.
 
 use crate::support::wasm_dir;
 use bytes::Bytes;
+use harness::Host;
+use harness::dev::DevError;
 use harness::dev::envoy_config::DevConfig;
 use http_body_util::channel::Channel;
 use http_body_util::{BodyExt, Full};
@@ -22,14 +25,17 @@ use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 const PATIENCE: Duration = Duration::from_secs(20);
 
 /// The upstream: `/echo` answers the request body; `/stream-up` tells the test when the first
-/// request chunk arrived; `/stream-down` sends one response chunk, then waits for the test.
-struct Upstream {
-    address: SocketAddr,
+/// request chunk arrived; `/stream-down` sends one response chunk, then waits for the test;
+/// `/headers` answers the request's headers, a `name: value` line each; `/trailers` answers
+/// the request's trailers the same way and sends trailers of its own (`x-rt: 2`,
+/// `x-session-user: app`). Any other path is `/echo` (callouts land there too).
+pub struct Upstream {
+    pub address: SocketAddr,
     first_chunk_arrived: Mutex<mpsc::UnboundedReceiver<Bytes>>,
     send_rest: Arc<Notify>,
 }
 
-async fn upstream() -> Upstream {
+pub async fn upstream() -> Upstream {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let (arrived_tx, arrived_rx) = mpsc::unbounded_channel();
@@ -66,8 +72,41 @@ async fn serve_upstream(
     send_rest: Arc<Notify>,
 ) -> Response<TestBody> {
     let path = request.uri().path().to_string();
+    if path == "/headers" {
+        let mut lines = String::new();
+        for (name, value) in request.headers() {
+            lines.push_str(&format!(
+                "{name}: {}\n",
+                String::from_utf8_lossy(value.as_bytes())
+            ));
+        }
+        return Response::new(Full::new(Bytes::from(lines)).boxed());
+    }
     let mut body = request.into_body();
     let mut received = Vec::new();
+    if path == "/trailers" {
+        let mut lines = String::new();
+        while let Some(frame) = body.frame().await {
+            if let Ok(trailers) = frame.unwrap().into_trailers() {
+                for (name, value) in &trailers {
+                    lines.push_str(&format!("{name}: {}\n", value.to_str().unwrap_or("?")));
+                }
+            }
+        }
+        let (mut sender, out) = Channel::<Bytes, Infallible>::new(2);
+        tokio::spawn(async move {
+            let _ = sender.send_data(Bytes::from(lines)).await;
+            let mut trailers = hyper::HeaderMap::new();
+            trailers.insert("x-rt", "2".parse().unwrap());
+            trailers.insert("x-session-user", "app".parse().unwrap());
+            let _ = sender.send_trailers(trailers).await;
+        });
+        let mut response = Response::new(out.boxed());
+        response
+            .headers_mut()
+            .insert("trailer", "x-rt, x-session-user, x-added".parse().unwrap());
+        return response;
+    }
     if path == "/stream-down" {
         let (mut sender, out) = Channel::<Bytes, Infallible>::new(1);
         tokio::spawn(async move {
@@ -100,6 +139,40 @@ async fn edge_dev_with(
     fail_open: bool,
     filter: bool,
 ) -> (SocketAddr, oneshot::Sender<()>) {
+    let policy = format!("fail_open: {fail_open}");
+    let setup = Setup {
+        policy: &policy,
+        without_filter: !filter,
+        ..Setup::default()
+    };
+    let running = start(upstream, setup).await.unwrap();
+    (running.address, running.stop)
+}
+
+/// What a test changes in the `envoy.yaml` `edge-dev` starts from.
+#[derive(Default)]
+pub struct Setup<'a> {
+    /// The plugin's failure policy line (`fail_open: false` when empty).
+    pub policy: &'a str,
+    /// The probe's plugin configuration.
+    pub words: &'a str,
+    /// More connection manager keys, one `key: value` a line.
+    pub connection: &'a str,
+    /// HTTP filter entries placed before the Wasm filter, as YAML flow mappings.
+    pub filters_before: &'a [&'a str],
+    pub without_filter: bool,
+}
+
+/// A running `edge-dev`: where it listens, its host (stats, log), and its stop switch.
+pub struct Running {
+    pub address: SocketAddr,
+    pub host: Host,
+    pub stop: oneshot::Sender<()>,
+}
+
+/// Starts `edge-dev` (one worker, the probe module) in front of `upstream`, which also serves
+/// as the `companion` cluster for callouts; an error when `edge-dev` refuses to start.
+pub async fn start(upstream: SocketAddr, setup: Setup<'_>) -> Result<Running, DevError> {
     let probe = wasm_dir().join("probe.wasm");
     assert!(
         probe.is_file(),
@@ -114,46 +187,89 @@ static_resources:
       filter_chains:
         - filters:
             - typed_config:
+{connection}
                 route_config:
                   virtual_hosts:
                     - routes: [{{ match: {{ prefix: "/" }}, route: {{ cluster: app }} }}]
                 http_filters:
+{filters_before}
                   - name: envoy.filters.http.wasm
                     typed_config:
                       config:
                         root_id: probe-root
-                        fail_open: {fail_open}
-                        vm_config: {{ code: {{ local: {{ filename: "{}" }} }} }}
-                        configuration: {{ value: "" }}
+                        {policy}
+                        vm_config: {{ code: {{ local: {{ filename: "{probe}" }} }} }}
+                        configuration: {{ value: "{words}" }}
                   - name: envoy.filters.http.router
   clusters:
     - name: app
       load_assignment:
         endpoints:
           - lb_endpoints:
-              - endpoint: {{ address: {{ socket_address: {{ address: {}, port_value: {} }} }} }}
+              - endpoint: {{ address: {{ socket_address: {{ address: {ip}, port_value: {port} }} }} }}
+    - name: companion
+      load_assignment:
+        endpoints:
+          - lb_endpoints:
+              - endpoint: {{ address: {{ socket_address: {{ address: {ip}, port_value: {port} }} }} }}
 "#,
-        probe.display(),
-        upstream.ip(),
-        upstream.port()
+        probe = probe.display(),
+        ip = upstream.ip(),
+        port = upstream.port(),
+        policy = if setup.policy.is_empty() {
+            "fail_open: false"
+        } else {
+            setup.policy
+        },
+        words = setup.words,
+        connection = setup
+            .connection
+            .lines()
+            .map(|line| format!("                {line}\n"))
+            .collect::<String>(),
+        filters_before = setup
+            .filters_before
+            .iter()
+            .map(|filter| format!("                  - {filter}\n"))
+            .collect::<String>(),
     );
     let config = DevConfig::parse(&yaml, std::path::Path::new("/")).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
+    let (started, is_started) = oneshot::channel();
+    let started = Arc::new(std::sync::Mutex::new(Some(started)));
+    let report = move |result: Result<(), DevError>| {
+        if let Some(started) = started.lock().unwrap().take() {
+            let _ = started.send(result);
+        }
+    };
+    let host = Host::new();
+    let serving = host.clone();
+    let filter = !setup.without_filter;
     tokio::spawn(async move {
-        let shutdown = async {
+        let on_start = report.clone();
+        let shutdown = async move {
+            // `serve_on` waits for this only once every worker serves.
+            on_start(Ok(()));
             let _ = stopped.await;
         };
-        harness::dev::serve(config, 1, filter, listener, shutdown)
-            .await
-            .unwrap();
+        if let Err(err) =
+            harness::dev::serve_on(serving, config, 1, filter, listener, shutdown).await
+        {
+            report(Err(err));
+        }
     });
-    (address, stop)
+    is_started.await.unwrap_or(Ok(()))?;
+    Ok(Running {
+        address,
+        host,
+        stop,
+    })
 }
 
 /// Sends one request over a fresh connection; the response's body is read by the caller.
-async fn send<B>(proxy: SocketAddr, request: Request<B>) -> Response<Incoming>
+pub async fn send<B>(proxy: SocketAddr, request: Request<B>) -> Response<Incoming>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -166,7 +282,7 @@ where
     sender.send_request(request).await.unwrap()
 }
 
-fn get(path: &str, scenario: &str) -> Request<Full<Bytes>> {
+pub fn get(path: &str, scenario: &str) -> Request<Full<Bytes>> {
     Request::get(path)
         .header("host", "app")
         .header("x-probe", scenario)
@@ -192,7 +308,7 @@ fn streamed_post(
     (body, request)
 }
 
-async fn text(response: Response<Incoming>) -> String {
+pub async fn text(response: Response<Incoming>) -> String {
     let body = response.into_body().collect().await.unwrap().to_bytes();
     String::from_utf8_lossy(&body).into_owned()
 }

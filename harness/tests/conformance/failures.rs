@@ -1,5 +1,5 @@
 use crate::support::*;
-use harness::{Action, CalloutReply, HarnessError, Plugin, PluginConfig, Vm};
+use harness::{Action, CalloutReply, FailurePolicy, HarnessError, Plugin, PluginConfig, Vm};
 
 fn trap_message(result: Result<impl std::fmt::Debug, HarnessError>, callback: &str) -> String {
     match result {
@@ -57,7 +57,7 @@ fn fail_open_passes_streams_through_after_a_trap() {
     let host = host();
     let plugin = probe_plugin(&host);
     let mut open = config("");
-    open.fail_open = true;
+    open.failure_policy = FailurePolicy::FailOpen;
     let mut vm = Vm::start(&plugin, open).unwrap();
     let (id, result) = request(&mut vm, "trap", &[("x-keep", "1")]);
     trap_message(result, "proxy_on_request_headers");
@@ -73,7 +73,7 @@ fn fail_open_passes_body_that_arrives_after_the_trap() {
     let host = host();
     let plugin = probe_plugin(&host);
     let mut open = config("");
-    open.fail_open = true;
+    open.failure_policy = FailurePolicy::FailOpen;
     let mut vm = Vm::start(&plugin, open).unwrap();
     // A stream whose headers went on before the VM failed on another stream.
     let id = vm.create_stream().unwrap();
@@ -112,8 +112,12 @@ fn forwarded_body_is_taken_in_pieces_as_a_streaming_proxy_sends_it() {
     assert!(vm.take_forwarded_body(id + 100, false).is_err());
 }
 
+/// cpp-host's `ContextBase::onHttpCallResponse` returns early on a failed VM and has no
+/// `CHECK_FAIL_HTTP`: a trap there fails the VM, not the stream. The stream stays paused,
+/// with nothing upstream and nothing for the client, until Envoy's stream idle timeout
+/// answers it, through the failed filter: 503 `wasm_fail_stream` when fail-closed.
 #[test]
-fn trap_in_a_callout_response_fails_the_paused_stream() {
+fn trap_in_a_callout_response_leaves_the_stream_paused_until_the_idle_timeout() {
     let (_host, mut vm) = probe();
     let (id, _) = request(&mut vm, "callout-trap", &[]);
     let token = vm.pending_callouts()[0].token;
@@ -121,6 +125,80 @@ fn trap_in_a_callout_response_fails_the_paused_stream() {
         vm.answer_callout(token, CalloutReply::new(200)),
         "proxy_on_http_call_response",
     );
+    assert!(vm.failure().is_some());
+    let stream = vm.stream(id).unwrap();
+    assert_eq!(stream.request.flow, harness::Flow::Paused);
+    assert!(stream.upstream.is_none() && stream.client.is_none());
+    assert_eq!(vm.paused_streams(), vec![id]);
+
+    vm.stream_idle_timeout(id).unwrap();
+    let stream = vm.stream(id).unwrap();
+    assert_eq!(stream.client_status(), Some(503));
+    assert_eq!(
+        stream.local_response.as_ref().unwrap().details,
+        "wasm_fail_stream"
+    );
+    assert!(vm.paused_streams().is_empty());
+}
+
+/// The other streams of that VM waiting on callouts are never answered: their replies (and
+/// their timeouts' 504s) find the VM failed. With fail-open the idle timeout's own reply
+/// reaches the client: 504 "stream timeout" once the request was complete.
+#[test]
+fn after_a_trap_in_a_callout_response_no_other_stream_is_answered() {
+    let host = host();
+    let plugin = probe_plugin(&host);
+    let mut open = config("");
+    open.failure_policy = FailurePolicy::FailOpen;
+    let mut vm = Vm::start(&plugin, open).unwrap();
+    let (trapping, _) = request(&mut vm, "callout-trap", &[]);
+    let (answered, _) = request(&mut vm, "callout", &[]);
+    let (timed, _) = request(&mut vm, "callout", &[("x-timeout-ms", "300")]);
+    let tokens: Vec<u32> = vm.pending_callouts().iter().map(|c| c.token).collect();
+    trap_message(
+        vm.answer_callout(tokens[0], CalloutReply::new(200)),
+        "proxy_on_http_call_response",
+    );
+    assert!(matches!(
+        vm.answer_callout(tokens[1], CalloutReply::new(200)),
+        Err(HarnessError::VmFailed(_))
+    ));
+    vm.advance(std::time::Duration::from_secs(1)).unwrap();
+    assert!(vm.pending_callouts().is_empty());
+    assert_eq!(vm.paused_streams(), vec![trapping, answered, timed]);
+    for id in [trapping, answered, timed] {
+        let stream = vm.stream(id).unwrap();
+        assert!(stream.upstream.is_none() && stream.client.is_none(), "{id}");
+    }
+    vm.stream_idle_timeout(answered).unwrap();
+    let client = vm.stream(answered).unwrap().client.clone().unwrap();
+    assert_eq!(client.status(), Some(504));
+    assert_eq!(client.body, b"stream timeout");
+    assert!(
+        client.header("x-probe-seen").is_none(),
+        "the failed filter is skipped"
+    );
+}
+
+/// What the module deferred before trapping still runs: cpp-host's `DeferAfterCallActions`
+/// does so whatever the call did. A filter that resumes the request, then writes a request
+/// header (`BadArgument` since the resume, a panic in the Rust SDK), sends the request on
+/// without that header, and leaves its VM failed.
+#[test]
+fn a_resume_before_a_trap_in_a_callout_response_still_happens() {
+    let (_host, mut vm) = probe();
+    let (id, _) = request(&mut vm, "resume-then-sdk-write", &[]);
+    let token = vm.pending_callouts()[0].token;
+    trap_message(
+        vm.answer_callout(token, CalloutReply::new(200)),
+        "proxy_on_http_call_response",
+    );
+    assert!(vm.failure().is_some());
+    let upstream = vm.stream(id).unwrap().upstream.clone().unwrap();
+    assert!(!upstream.headers.contains("x-late"));
+    // Its response then meets the failed filter: fail-closed answers 503.
+    vm.response_headers(id, &[(":status", "200")], true)
+        .unwrap();
     assert_eq!(vm.stream(id).unwrap().client_status(), Some(503));
 }
 
@@ -263,4 +341,46 @@ fn effective_context_must_name_a_live_context() {
     run(&mut vm, "effective-context", &[]);
     assert_eq!(report(&host, "effective.unknown"), "BadArgument");
     assert_eq!(report(&host, "effective.self"), "Ok");
+}
+
+/// Envoy's `createFilter` (`PluginConfig::createContext`) installs no filter on a worker
+/// whose thread-local plugin is missing: cpp-host's `getOrCreateThreadLocalPlugin` returns
+/// none when the worker's VM does not start or configure. That holds whatever the failure
+/// policy (fail-closed here): the worker's requests reach the upstream untouched, forged
+/// headers included.
+#[test]
+fn a_worker_whose_plugin_cannot_start_runs_without_the_filter() {
+    let host = host();
+    let plugin = probe_plugin(&host);
+    for (words, why) in [
+        ("refuse", "ConfigureRejected"),
+        ("trap-on-configure", "Trap"),
+    ] {
+        host.clear_logs();
+        let mut vm = Vm::start_worker(&plugin, config(words), "worker-9");
+        let missing = format!("{:?}", vm.filter_missing());
+        assert!(
+            missing.starts_with(&format!("Some({why}")),
+            "{words}: {missing}"
+        );
+        assert!(
+            host.logged("runs WITHOUT the filter"),
+            "{words}: said loudly"
+        );
+        let (id, action) = request(&mut vm, "local", &[("x-session-user", "forged")]);
+        assert_eq!(action, Ok(Action::Continue), "{words}");
+        vm.response_headers(id, &[(":status", "200")], true)
+            .unwrap();
+        let stream = vm.finish_stream(id).unwrap();
+        let upstream = stream.upstream.unwrap();
+        assert_eq!(upstream.header("x-session-user"), Some("forged"));
+        assert!(stream.local_response.is_none() && stream.failure.is_none());
+        assert!(stream.client.unwrap().header("x-probe-seen").is_none());
+        assert!(
+            !reports(&host).iter().any(|(w, _)| w == "request_headers"),
+            "{words}: no module code ran for the stream"
+        );
+    }
+    let healthy = Vm::start_worker(&plugin, config(""), "worker-1");
+    assert!(healthy.filter_missing().is_none() && healthy.failure().is_none());
 }

@@ -117,3 +117,61 @@ fn on_log_reads_both_header_maps() {
         "nothing is writable once the stream is done"
     );
 }
+
+/// Sends `scenario` with `x-n: n` and returns what went upstream, or the local reply.
+fn limit_case(scenario: &str, n: usize) -> (harness::Host, harness::Stream) {
+    let (host, mut vm) = probe();
+    let id = run(&mut vm, scenario, &[("x-n", &n.to_string())]);
+    (host, vm.stream(id).unwrap().clone())
+}
+
+/// cpp-host's `PairsUtil::toPairs` reads a map of more than `PROXY_WASM_HOST_PAIRS_MAX_COUNT`
+/// (1024) pairs as empty, and Envoy's `Context::setHeaderMapPairs` then removes every header
+/// and answers OK.
+#[test]
+fn set_pairs_past_the_pair_limit_removes_every_header() {
+    let (host, at_limit) = limit_case("set-pairs-count", 1024);
+    assert_eq!(report(&host, "set_pairs.status"), "Ok");
+    assert_eq!(at_limit.upstream.unwrap().headers.len(), 1024);
+
+    let (host, past) = limit_case("set-pairs-count", 1025);
+    assert_eq!(report(&host, "set_pairs.status"), "Ok");
+    assert!(past.upstream.unwrap().headers.is_empty());
+}
+
+/// The same for a serialized map over `PROXY_WASM_HOST_PAIRS_MAX_BYTES` (1 MiB).
+#[test]
+fn set_pairs_past_the_byte_limit_removes_every_header() {
+    let (host, at_limit) = limit_case("set-pairs-bytes", 1 << 20);
+    assert_eq!(report(&host, "set_pairs.bytes"), (1 << 20).to_string());
+    assert_eq!(report(&host, "set_pairs.status"), "Ok");
+    let headers = at_limit.upstream.unwrap().headers;
+    assert_eq!(
+        headers.get_bytes("a").map(<[u8]>::len),
+        Some((1 << 20) - 15)
+    );
+
+    let (host, past) = limit_case("set-pairs-bytes", (1 << 20) + 1);
+    assert_eq!(
+        report(&host, "set_pairs.bytes"),
+        ((1 << 20) + 1).to_string()
+    );
+    assert_eq!(report(&host, "set_pairs.status"), "Ok");
+    assert!(past.upstream.unwrap().headers.is_empty());
+}
+
+/// `proxy_send_local_response` reads its extra headers with the same `toPairs`: past the
+/// limit the reply goes out without them (cpp-host `exports::send_local_response`).
+#[test]
+fn a_local_reply_with_too_many_headers_goes_out_without_them() {
+    let (_host, at_limit) = limit_case("local-many-headers", 1024);
+    let client = at_limit.client.unwrap();
+    assert_eq!(client.status(), Some(200));
+    assert_eq!(client.header("k1023"), Some("v"));
+
+    let (_host, past) = limit_case("local-many-headers", 1025);
+    let client = past.client.unwrap();
+    assert_eq!(client.status(), Some(200));
+    assert_eq!(client.body, b"local");
+    assert!(!client.headers.contains("k0"));
+}

@@ -35,8 +35,11 @@ fn refused_configuration_is_an_error_and_logged() {
     );
 }
 
+/// Envoy's `ConnectionManagerImpl::doDeferredStreamDestroy` writes the access log (the
+/// filter's `proxy_on_log`) before `destroyFilters` (its `proxy_on_done`, then
+/// `proxy_on_delete`, from `Context::onDestroy`).
 #[test]
-fn stream_runs_done_log_and_delete_in_order() {
+fn stream_runs_log_then_done_then_delete() {
     let (host, mut vm) = probe();
     let (id, action) = request(&mut vm, "plain", &[]);
     assert_eq!(action, Ok(Action::Continue));
@@ -55,7 +58,8 @@ fn stream_runs_done_log_and_delete_in_order() {
     };
     assert!(at("request_headers") < at("response_headers"));
     assert!(at("response_headers") < at("on_log.request_header"));
-    assert!(at("on_log.request_header") < at("deleted"));
+    assert!(at("on_log.request_header") < at("on_done"));
+    assert!(at("on_done") < at("deleted"));
     assert_eq!(report(&host, "deleted"), id.to_string());
     assert!(vm.stream(id).is_none(), "a finished stream is gone");
 }

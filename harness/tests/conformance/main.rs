@@ -7,6 +7,7 @@ mod support;
 
 mod callouts;
 mod dev_proxy;
+mod dev_proxy_config;
 mod failures;
 mod headers;
 mod imports;
@@ -17,4 +18,5 @@ mod properties;
 mod shared_data;
 mod streams;
 mod time;
+mod trailers;
 mod wasi;

@@ -322,3 +322,34 @@ fn stopped_streams_are_stopped_in_both_directions() {
     let forwarded = run(&mut vm, "plain", &[]);
     assert_eq!(vm.stream(forwarded).unwrap().request.flow, Flow::Forwarded);
 }
+
+/// Envoy's `Context::continueStream` defers the continue but drops its pointers to the request
+/// headers, body and trailers at the call: a request-header write later in the same callback
+/// is `BadArgument` (which the Rust SDK turns into a panic), and never reaches the upstream.
+#[test]
+fn continue_stream_revokes_request_headers_at_the_call() {
+    let (host, mut vm) = probe();
+    let (id, _) = request(&mut vm, "resume-then-write", &[]);
+    let token = vm.pending_callouts()[0].token;
+    vm.answer_callout(token, CalloutReply::new(200)).unwrap();
+    assert_eq!(report(&host, "late_request_write"), "BadArgument");
+    assert_eq!(report(&host, "late_request_read"), "BadArgument");
+    let stream = vm.stream(id).unwrap();
+    assert_eq!(stream.request.resumes, 1);
+    assert!(!stream.upstream.as_ref().unwrap().headers.contains("x-late"));
+}
+
+/// Resuming the response leaves the response headers writable for the rest of the callback
+/// (`Context::continueStream` drops only the request's pointers), and the edit goes out.
+#[test]
+fn response_headers_stay_writable_after_resuming_the_response() {
+    let (host, mut vm) = probe();
+    let (id, _) = request(&mut vm, "pause-response-write", &[]);
+    vm.response_headers(id, &[(":status", "200")], true)
+        .unwrap();
+    let token = vm.pending_callouts()[0].token;
+    vm.answer_callout(token, CalloutReply::new(200)).unwrap();
+    assert_eq!(report(&host, "late_response_write"), "Ok");
+    let client = vm.stream(id).unwrap().client.clone().unwrap();
+    assert_eq!(client.header("x-after-resume"), Some("1"));
+}

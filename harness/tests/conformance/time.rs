@@ -81,3 +81,53 @@ fn one_clock_drives_every_worker() {
         (DEFAULT_START_NANOS + 100_000_000).to_string()
     );
 }
+
+/// Envoy's `Context::getLogLevel` returns spdlog's level as is, and Envoy's logger can be
+/// off: 6, one past the SDK's 0..=5 enum.
+#[test]
+fn log_level_off_is_reported_as_six_and_keeps_no_lines() {
+    let (host, mut vm) = probe();
+    host.clear_logs();
+    host.set_log_level(LogLevel::Off);
+    let id = run(&mut vm, "log-level-raw", &[]);
+    let upstream = vm.stream(id).unwrap().upstream.clone().unwrap();
+    assert_eq!(upstream.header("x-log-level"), Some("Ok 6"));
+    assert!(
+        reports(&host).is_empty(),
+        "no line is kept at off: {:?}",
+        host.logs()
+    );
+    host.set_log_level(LogLevel::Critical);
+    let id = run(&mut vm, "log-level-raw", &[]);
+    let upstream = vm.stream(id).unwrap().upstream.clone().unwrap();
+    assert_eq!(upstream.header("x-log-level"), Some("Ok 5"));
+}
+
+/// Envoy's `Context::getCurrentTimeNanoseconds` reads the wall clock (`systemTime`), which
+/// can step back; its timers (ticks, callout timeouts) run on the monotonic clock and do not.
+#[test]
+fn the_wall_clock_can_step_back_while_timers_keep_their_schedule() {
+    let host = host();
+    let plugin = probe_plugin(&host);
+    let mut vm = Vm::start(&plugin, config("tick=100")).unwrap();
+    host.clock().step_back(Duration::from_secs(5));
+    run(&mut vm, "time", &[]);
+    assert_eq!(
+        report(&host, "time.now"),
+        (DEFAULT_START_NANOS - 5_000_000_000).to_string()
+    );
+    vm.advance(Duration::from_millis(100)).unwrap();
+    assert_eq!(
+        report(&host, "tick"),
+        format!("1 at {}", DEFAULT_START_NANOS + 100_000_000 - 5_000_000_000),
+        "the tick comes on time; the module reads the stepped wall clock"
+    );
+    run(&mut vm, "callout", &[("x-timeout-ms", "300")]);
+    host.clock().step_back(Duration::from_secs(60));
+    vm.advance(Duration::from_millis(300)).unwrap();
+    assert!(
+        vm.pending_callouts().is_empty(),
+        "a step back does not hold back a callout's timeout"
+    );
+    assert_eq!(report(&host, "callout.status"), "504");
+}
