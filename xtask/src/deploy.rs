@@ -30,6 +30,13 @@ pub fn run() -> Result<()> {
     let started = Instant::now();
     let venv = crate::venv::ensure("venv-deploy", TOOLS, "bin/kubernetes-validate")?;
     let root = root();
+    // The check's own tests first: each rule must catch a broken copy of a shipped file.
+    exec(
+        Command::new(venv.join("bin/python"))
+            .args(["-m", "unittest", "discover", "--quiet", "-s", "xtask/src"])
+            .args(["-p", "deploy_check_test.py"])
+            .env("PYTHONDONTWRITEBYTECODE", "1"),
+    )?;
     let out = crate::wasm::cargo_target_dir().join("deploy-check");
     if out.is_dir() {
         std::fs::remove_dir_all(&out).with_context(|| format!("cannot clear {}", out.display()))?;

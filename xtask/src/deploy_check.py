@@ -38,6 +38,7 @@ from google.protobuf import json_format, wrappers_pb2
 # Every message type that appears in a typed_config of our Envoy configs. Importing a module
 # registers its types, so the Any fields resolve instead of failing as unknown types.
 from envoy.config.bootstrap.v3 import bootstrap_pb2
+from envoy.config.core.v3 import protocol_pb2
 from envoy.extensions.access_loggers.stream.v3 import stream_pb2  # noqa: F401
 from envoy.extensions.filters.http.router.v3 import router_pb2  # noqa: F401
 from envoy.extensions.filters.http.wasm.v3 import wasm_pb2
@@ -94,6 +95,7 @@ def check_envoy(document, source, problems):
                 if not network_filter.typed_config.Unpack(hcm):
                     continue
                 where = f"{source}: listener {listener.name}"
+                check_connection_manager(hcm, where, problems)
                 for host in hcm.route_config.virtual_hosts:
                     for route in host.routes:
                         cluster = route.route.cluster
@@ -117,6 +119,17 @@ def check_envoy(document, source, problems):
     if plugin_json is None:
         problems.add(source, "no plugin configuration found")
     return bootstrap, plugin_json
+
+
+def check_connection_manager(hcm, where, problems):
+    """The connection manager's own defences, which hold even where the filter does not run."""
+    action = hcm.common_http_protocol_options.headers_with_underscores_action
+    problems.check(
+        action != protocol_pb2.HttpProtocolOptions.ALLOW,
+        where,
+        "common_http_protocol_options.headers_with_underscores_action must be REJECT_REQUEST "
+        "(or DROP_HEADER): app servers read x_session_user as x-session-user",
+    )
 
 
 def deployment_neutral(bootstrap):

@@ -1,0 +1,60 @@
+"""Tests of deploy_check.py: every rule must name the problem in a broken copy of a shipped file.
+
+Each test takes the file as shipped, breaks the one thing a rule holds, and asserts that the
+check reports it; the shipped files themselves must pass. Run by `cargo xtask deploy` (in the
+deploy virtualenv, before the check itself):
+
+    python -m unittest discover -s xtask/src -p deploy_check_test.py
+"""
+
+import unittest
+from pathlib import Path
+
+import yaml
+
+import deploy_check as dc
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def envoy_yaml():
+    return yaml.safe_load((ROOT / "envoy.yaml").read_text())
+
+
+def hcm_of(document):
+    """The connection manager's typed_config of the first listener."""
+    chain = document["static_resources"]["listeners"][0]["filter_chains"][0]
+    return chain["filters"][0]["typed_config"]
+
+
+def envoy_problems(document):
+    problems = dc.Problems()
+    dc.check_envoy(document, "envoy.yaml", problems)
+    return problems.items
+
+
+class Checks(unittest.TestCase):
+    def assert_problem(self, items, text):
+        self.assertTrue(
+            any(text in item for item in items), f"no problem naming {text!r} in {items}"
+        )
+
+
+class EnvoyConfig(Checks):
+    def test_the_shipped_envoy_yaml_passes(self):
+        self.assertEqual(envoy_problems(envoy_yaml()), [])
+
+    def test_headers_with_underscores_must_not_be_allowed(self):
+        for options in ({}, {"headers_with_underscores_action": "ALLOW"}):
+            document = envoy_yaml()
+            hcm_of(document)["common_http_protocol_options"] = options
+            self.assert_problem(envoy_problems(document), "headers_with_underscores_action")
+        document = envoy_yaml()
+        hcm_of(document)["common_http_protocol_options"] = {
+            "headers_with_underscores_action": "DROP_HEADER"
+        }
+        self.assertEqual(envoy_problems(document), [], "DROP_HEADER is the documented alternative")
+
+
+if __name__ == "__main__":
+    unittest.main()
