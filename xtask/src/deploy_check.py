@@ -46,6 +46,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2  # noqa: F401
+from envoy.extensions.wasm.v3 import wasm_pb2 as wasm_config_pb2
 
 from cloudcoil import apimachinery
 from cloudcoil.models.istio.extensions import v1alpha1 as istio_extensions
@@ -189,9 +190,10 @@ def check_wasm(http_filter, clusters, where, problems):
     )
     problems.check(config.root_id != "", where, "root_id is empty")
     problems.check(
-        not config.fail_open,
+        config.failure_policy == wasm_config_pb2.FAIL_CLOSED and not config.fail_open,
         where,
-        "fail_open is true: a failed VM would pass requests without session checks",
+        "the plugin must set failure_policy: FAIL_CLOSED, and not the deprecated fail_open: "
+        "a failed VM must answer 503, not pass requests without session checks",
     )
     value = wrappers_pb2.StringValue()
     if not config.configuration.Unpack(value):

@@ -27,6 +27,15 @@ def hcm_of(document):
     return chain["filters"][0]["typed_config"]
 
 
+def http_filter(document, name):
+    return next(f for f in hcm_of(document)["http_filters"] if f["name"] == name)
+
+
+def wasm_plugin_of(document):
+    """The Wasm filter's PluginConfig."""
+    return http_filter(document, "envoy.filters.http.wasm")["typed_config"]["config"]
+
+
 def envoy_problems(document):
     problems = dc.Problems()
     dc.check_envoy(document, "envoy.yaml", problems)
@@ -54,6 +63,18 @@ class EnvoyConfig(Checks):
             "headers_with_underscores_action": "DROP_HEADER"
         }
         self.assertEqual(envoy_problems(document), [], "DROP_HEADER is the documented alternative")
+
+    def test_the_plugin_fails_closed_with_the_explicit_policy(self):
+        for change in (
+            lambda plugin: plugin.pop("failure_policy"),
+            lambda plugin: plugin.update(failure_policy="FAIL_OPEN"),
+            lambda plugin: plugin.update(failure_policy="FAIL_RELOAD"),
+            lambda plugin: plugin.update(fail_open=True),
+            lambda plugin: (plugin.pop("failure_policy"), plugin.update(fail_open=False)),
+        ):
+            document = envoy_yaml()
+            change(wasm_plugin_of(document))
+            self.assert_problem(envoy_problems(document), "failure_policy: FAIL_CLOSED")
 
 
 if __name__ == "__main__":
