@@ -131,6 +131,15 @@ def check_connection_manager(hcm, where, problems):
         "common_http_protocol_options.headers_with_underscores_action must be REJECT_REQUEST "
         "(or DROP_HEADER): app servers read x_session_user as x-session-user",
     )
+    # A request the filter paused and never resumed (its VM failed in a callout's answer) is
+    # ended only by these: the route's timeout starts at the router, after every filter.
+    for field in ("stream_idle_timeout", "request_timeout"):
+        problems.check(
+            hcm.HasField(field) and getattr(hcm, field).ToNanoseconds() > 0,
+            where,
+            f"{field} must be set and above 0 (0 disables it): it bounds a request the "
+            "filter holds",
+        )
 
 
 def deployment_neutral(bootstrap):

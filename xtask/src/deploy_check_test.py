@@ -76,6 +76,13 @@ class EnvoyConfig(Checks):
             change(wasm_plugin_of(document))
             self.assert_problem(envoy_problems(document), "failure_policy: FAIL_CLOSED")
 
+    def test_a_held_request_is_bounded_by_both_timeouts(self):
+        for field in ("stream_idle_timeout", "request_timeout"):
+            for change in (lambda hcm: hcm.pop(field), lambda hcm: hcm.update({field: "0s"})):
+                document = envoy_yaml()
+                change(hcm_of(document))
+                self.assert_problem(envoy_problems(document), field)
+
 
 if __name__ == "__main__":
     unittest.main()
