@@ -40,6 +40,7 @@ from google.protobuf import json_format, wrappers_pb2
 from envoy.config.bootstrap.v3 import bootstrap_pb2
 from envoy.config.core.v3 import protocol_pb2
 from envoy.extensions.access_loggers.stream.v3 import stream_pb2  # noqa: F401
+from envoy.extensions.filters.http.header_mutation.v3 import header_mutation_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2  # noqa: F401
 from envoy.extensions.filters.http.wasm.v3 import wasm_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
@@ -54,6 +55,7 @@ from cloudcoil.models.istio.networking import v1 as istio_networking
 from cloudcoil.models.istio.security import v1 as istio_security
 
 WASM_FILTER = "envoy.filters.http.wasm"
+HEADER_MUTATION_FILTER = "envoy.filters.http.header_mutation"
 ROUTER_FILTER = "envoy.filters.http.router"
 
 
@@ -117,6 +119,11 @@ def check_envoy(document, source, problems):
                 )
                 wasm_filter = hcm.http_filters[names.index(WASM_FILTER)]
                 plugin_json = check_wasm(wasm_filter, clusters, where, problems)
+                header_names = InjectedHeaders.of(plugin_json)
+                check_header_mutation(
+                    hcm.http_filters[: names.index(WASM_FILTER)], header_names, where, problems
+                )
+                check_route_removals(hcm.route_config, header_names, where, problems)
     if plugin_json is None:
         problems.add(source, "no plugin configuration found")
     return bootstrap, plugin_json
@@ -142,9 +149,90 @@ def check_connection_manager(hcm, where, problems):
         )
 
 
-def deployment_neutral(bootstrap):
+class InjectedHeaders:
+    """The request header names a plugin configuration makes the filter's own: the headers it
+    injects (its prefix and the fixed suffixes) and the mapped ones."""
+
+    # What the filter injects under its prefix (README, "The filter"), `browser` and `handle`
+    # included: they are the filter's whether or not a given version injects them. The
+    # configuration can rename the prefix, not these.
+    SUFFIXES = ("state", "id", "user", "data", "expires", "browser", "handle")
+
+    def __init__(self, prefix, mapped):
+        self.prefix = prefix.lower()
+        self.mapped = sorted(name.lower() for name in mapped)
+
+    @classmethod
+    def of(cls, plugin_json):
+        try:
+            plugin = json.loads(plugin_json or "{}")
+        except ValueError:
+            plugin = {}
+        headers = plugin.get("headers", {}) if isinstance(plugin, dict) else {}
+        headers = headers if isinstance(headers, dict) else {}
+        mapped = headers.get("map", {})
+        return cls(
+            str(headers.get("prefix", "x-session-")),
+            [str(v) for v in mapped.values()] if isinstance(mapped, dict) else [],
+        )
+
+    def injected(self):
+        return [self.prefix + suffix for suffix in self.SUFFIXES] + self.mapped
+
+    def is_reserved(self, name):
+        """Whether a header of this name is one of ours in a spelling an app could read as
+        ours: any case, `_` and `-` as one character."""
+
+        def fold(text):
+            return text.lower().replace("_", "-")
+
+        return fold(name).startswith(fold(self.prefix)) or fold(name) in map(fold, self.mapped)
+
+
+def check_header_mutation(filters_before_wasm, header_names, where, problems):
+    """A worker whose copy of the Wasm plugin could not be created runs the chain without the
+    filter (Envoy's PluginConfig::createContext returns no context), even with a closed
+    failure policy: a header_mutation filter ahead of it must strip the injected names."""
+    removed = set()
+    for http_filter in filters_before_wasm:
+        mutation = header_mutation_pb2.HeaderMutation()
+        if http_filter.name == HEADER_MUTATION_FILTER and http_filter.typed_config.Unpack(
+            mutation
+        ):
+            removed |= {m.remove for m in mutation.mutations.request_mutations if m.remove}
+    missing = [name for name in header_names.injected() if name not in removed]
+    problems.check(
+        not missing,
+        where,
+        f"an {HEADER_MUTATION_FILTER} filter before {WASM_FILTER} must remove {missing} from "
+        "every request (mutations.request_mutations, remove): a worker without the Wasm filter "
+        "would pass them to the app",
+    )
+
+
+def check_route_removals(route_config, header_names, where, problems):
+    """The router applies route-level request_headers_to_remove after every decoder filter
+    (Router::decodeHeaders calls finalizeRequestHeaders), so naming one of our headers there
+    would strip what the filter injected."""
+    scopes = [("route_config", route_config)]
+    for host in route_config.virtual_hosts:
+        scopes.append((f"virtual host {host.name}", host))
+        scopes += [(f"virtual host {host.name}, a route", route) for route in host.routes]
+    for scope, config in scopes:
+        ours = [n for n in config.request_headers_to_remove if header_names.is_reserved(n)]
+        problems.check(
+            not ours,
+            where,
+            f"{scope}: request_headers_to_remove names {ours}, which removes the filter's own "
+            f"headers after it injected them; strip them with {HEADER_MUTATION_FILTER} before "
+            f"{WASM_FILTER} instead",
+        )
+
+
+def deployment_neutral(bootstrap, mapped_names):
     """A copy without what differs between deployments on purpose: the listener and endpoint
-    addresses, the module's path and the plugin configuration (secrets)."""
+    addresses, the module's path, the plugin configuration (secrets) and the removal of the
+    header names that configuration maps."""
     copy = bootstrap_pb2.Bootstrap()
     copy.CopyFrom(bootstrap)
     for listener in copy.static_resources.listeners:
@@ -156,10 +244,20 @@ def deployment_neutral(bootstrap):
                     continue
                 for http_filter in hcm.http_filters:
                     wasm = wasm_pb2.Wasm()
+                    mutation = header_mutation_pb2.HeaderMutation()
                     if http_filter.typed_config.Unpack(wasm):
                         wasm.config.vm_config.code.local.ClearField("filename")
                         wasm.config.ClearField("configuration")
                         http_filter.typed_config.Pack(wasm)
+                    elif http_filter.typed_config.Unpack(mutation):
+                        kept = [
+                            m
+                            for m in mutation.mutations.request_mutations
+                            if m.remove not in mapped_names
+                        ]
+                        del mutation.mutations.request_mutations[:]
+                        mutation.mutations.request_mutations.extend(kept)
+                        http_filter.typed_config.Pack(mutation)
                 network_filter.typed_config.Pack(hcm)
     for cluster in copy.static_resources.clusters:
         for locality in cluster.load_assignment.endpoints:
@@ -169,10 +267,13 @@ def deployment_neutral(bootstrap):
 
 
 def check_same_envoy(dev, compose, problems):
-    """docker-compose's Envoy config must stay envoy.yaml but for the deployment's own values."""
-    if dev is None or compose is None:
+    """docker-compose's Envoy config must stay envoy.yaml but for the deployment's own values.
+
+    `dev` and `compose` are (Bootstrap, plugin JSON) pairs."""
+    if dev[0] is None or compose[0] is None:
         return
-    if deployment_neutral(dev) != deployment_neutral(compose):
+    neutral = [deployment_neutral(b, InjectedHeaders.of(p).mapped) for b, p in (dev, compose)]
+    if neutral[0] != neutral[1]:
         problems.add(
             "docker-compose.yml configs.envoy",
             "differs from envoy.yaml in more than addresses, the module path and the plugin "
@@ -509,7 +610,7 @@ def main():
     if envoy_yaml is not None:
         dev, dev_plugin = check_envoy(envoy_yaml, "envoy.yaml", problems)
     compose, compose_plugin = check_compose(root, problems)
-    check_same_envoy(dev, compose, problems)
+    check_same_envoy((dev, dev_plugin), (compose, compose_plugin), problems)
     plugin_configs = {
         "envoy.yaml": dev_plugin,
         "docker-compose.yml": compose_plugin,

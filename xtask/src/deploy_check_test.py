@@ -7,6 +7,7 @@ deploy virtualenv, before the check itself):
     python -m unittest discover -s xtask/src -p deploy_check_test.py
 """
 
+import json
 import unittest
 from pathlib import Path
 
@@ -34,6 +35,20 @@ def http_filter(document, name):
 def wasm_plugin_of(document):
     """The Wasm filter's PluginConfig."""
     return http_filter(document, "envoy.filters.http.wasm")["typed_config"]["config"]
+
+
+def removals_of(document):
+    """The header_mutation filter's request_mutations (a list to edit in place)."""
+    typed_config = http_filter(document, "envoy.filters.http.header_mutation")["typed_config"]
+    return typed_config["mutations"]["request_mutations"]
+
+
+def set_plugin(document, change):
+    """Applies `change` to the plugin configuration (JSON inside the Wasm filter's config)."""
+    configuration = wasm_plugin_of(document)["configuration"]
+    plugin = json.loads(configuration["value"])
+    change(plugin)
+    configuration["value"] = json.dumps(plugin)
 
 
 def envoy_problems(document):
@@ -82,6 +97,55 @@ class EnvoyConfig(Checks):
                 document = envoy_yaml()
                 change(hcm_of(document))
                 self.assert_problem(envoy_problems(document), field)
+
+    def test_header_mutation_before_the_filter_removes_every_injected_name(self):
+        names = ["x-session-" + s for s in dc.InjectedHeaders.SUFFIXES] + ["x-cart"]
+        for name in names:
+            document = envoy_yaml()
+            mutations = removals_of(document)
+            mutations[:] = [m for m in mutations if m["remove"] != name]
+            self.assert_problem(envoy_problems(document), f"'{name}'")
+        document = envoy_yaml()
+        filters = hcm_of(document)["http_filters"]
+        filters.insert(2, filters.pop(0))  # after the Wasm filter: too late
+        self.assert_problem(envoy_problems(document), "x-session-state")
+
+    def test_the_removed_names_follow_the_plugins_prefix_and_map(self):
+        document = envoy_yaml()
+        set_plugin(document, lambda plugin: plugin.update(headers={"prefix": "x-edge-"}))
+        self.assert_problem(envoy_problems(document), "'x-edge-user'")
+        document = envoy_yaml()
+        set_plugin(document, lambda plugin: plugin["headers"]["map"].update(roles="x-roles"))
+        self.assert_problem(envoy_problems(document), "'x-roles'")
+
+    def test_route_level_removal_of_our_headers_is_refused_at_every_level(self):
+        route_config = lambda d: hcm_of(d)["route_config"]  # noqa: E731
+        host = lambda d: route_config(d)["virtual_hosts"][0]  # noqa: E731
+        for scope in (route_config, host, lambda d: host(d)["routes"][0]):
+            for name in ("X_Session_User", "x-cart", "X-CART"):
+                document = envoy_yaml()
+                scope(document)["request_headers_to_remove"] = ["x-unrelated", name]
+                self.assert_problem(envoy_problems(document), "request_headers_to_remove")
+            document = envoy_yaml()
+            scope(document)["request_headers_to_remove"] = ["x-unrelated"]
+            self.assertEqual(envoy_problems(document), [])
+
+    def test_compose_may_differ_from_envoy_yaml_only_in_mapped_names(self):
+        def parsed(document):
+            problems = dc.Problems()
+            return dc.check_envoy(document, "x", problems)
+
+        dev = parsed(envoy_yaml())
+        other = envoy_yaml()
+        set_plugin(other, lambda plugin: plugin["headers"].update(map={}))
+        mutations = removals_of(other)
+        mutations[:] = [m for m in mutations if m["remove"] != "x-cart"]
+        problems = dc.Problems()
+        dc.check_same_envoy(dev, parsed(other), problems)
+        self.assertEqual(problems.items, [])
+        removals_of(other).append({"remove": "x-other"})
+        dc.check_same_envoy(dev, parsed(other), problems)
+        self.assert_problem(problems.items, "differs from envoy.yaml")
 
 
 if __name__ == "__main__":
