@@ -23,6 +23,7 @@ which xtask runs itself.
 usage: deploy_check.py ROOT OUT_DIR
 """
 
+import functools
 import inspect
 import ipaddress
 import json
@@ -39,6 +40,7 @@ from google.protobuf import json_format, wrappers_pb2
 # registers its types, so the Any fields resolve instead of failing as unknown types.
 from envoy.config.bootstrap.v3 import bootstrap_pb2
 from envoy.config.core.v3 import protocol_pb2
+from envoy.config.listener.v3 import listener_components_pb2
 from envoy.extensions.access_loggers.stream.v3 import stream_pb2  # noqa: F401
 from envoy.extensions.filters.http.header_mutation.v3 import header_mutation_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2  # noqa: F401
@@ -52,6 +54,7 @@ from envoy.extensions.wasm.v3 import wasm_pb2 as wasm_config_pb2
 from cloudcoil import apimachinery
 from cloudcoil.models.istio.extensions import v1alpha1 as istio_extensions
 from cloudcoil.models.istio.networking import v1 as istio_networking
+from cloudcoil.models.istio.networking import v1alpha3 as istio_networking_v1alpha3
 from cloudcoil.models.istio.security import v1 as istio_security
 
 WASM_FILTER = "envoy.filters.http.wasm"
@@ -428,9 +431,16 @@ def check_compose(root, problems):
 # ----- Istio ------------------------------------------------------------------------------------
 
 
+@functools.cache
 def strict_istio_models():
     """The CRD models, refusing unknown fields (pydantic's default ignores them)."""
-    modules = (apimachinery, istio_extensions, istio_networking, istio_security)
+    modules = (
+        apimachinery,
+        istio_extensions,
+        istio_networking,
+        istio_networking_v1alpha3,
+        istio_security,
+    )
     models = [
         cls
         for module in modules
@@ -446,6 +456,7 @@ def strict_istio_models():
     return {
         ("extensions.istio.io/v1alpha1", "WasmPlugin"): istio_extensions.WasmPlugin,
         ("networking.istio.io/v1", "ServiceEntry"): istio_networking.ServiceEntry,
+        ("networking.istio.io/v1alpha3", "EnvoyFilter"): istio_networking_v1alpha3.EnvoyFilter,
         ("security.istio.io/v1", "PeerAuthentication"): istio_security.PeerAuthentication,
         ("security.istio.io/v1", "AuthorizationPolicy"): istio_security.AuthorizationPolicy,
     }
@@ -484,27 +495,105 @@ def mesh_services(root):
 
 
 def check_istio(root, problems):
+    documents = [
+        (str(path.relative_to(root)), doc)
+        for path in sorted((root / "deploy/istio").glob("*.yaml"))
+        for doc in load_documents(path)
+    ]
+    return check_istio_documents(documents, mesh_services(root), problems)
+
+
+def check_istio_documents(documents, services, problems):
+    """`documents`: (source, resource) pairs. Returns the WasmPlugin's plugin JSON."""
     models = strict_istio_models()
-    services = mesh_services(root)
     plugin_json = None
-    for path in sorted((root / "deploy/istio").glob("*.yaml")):
-        source = str(path.relative_to(root))
-        for doc in load_documents(path):
-            key = (doc.get("apiVersion"), doc.get("kind"))
-            model = models.get(key)
-            if model is None:
-                problems.add(source, f"no schema known for {key}")
-                continue
-            try:
-                model.model_validate(doc)
-            except pydantic.ValidationError as err:
-                problems.add(source, f"{key[1]} does not match Istio's schema: {err}")
-                continue
-            if key[1] == "WasmPlugin":
-                plugin_json = check_wasm_plugin(doc, services, source, problems)
+    plugins, envoy_filters = [], []
+    for source, doc in documents:
+        key = (doc.get("apiVersion"), doc.get("kind"))
+        model = models.get(key)
+        if model is None:
+            problems.add(source, f"no schema known for {key}")
+            continue
+        try:
+            model.model_validate(doc)
+        except pydantic.ValidationError as err:
+            problems.add(source, f"{key[1]} does not match Istio's schema: {err}")
+            continue
+        if key[1] == "WasmPlugin":
+            plugin_json = check_wasm_plugin(doc, services, source, problems)
+            plugins.append((source, doc, plugin_json))
+        elif key[1] == "EnvoyFilter":
+            envoy_filters.append((source, doc))
     if plugin_json is None:
         problems.add("deploy/istio", "no WasmPlugin found")
+    for source, plugin, plugin_json in plugins:
+        check_mesh_connection_manager(
+            source, plugin, InjectedHeaders.of(plugin_json), envoy_filters, problems
+        )
     return plugin_json
+
+
+def check_mesh_connection_manager(source, plugin, header_names, envoy_filters, problems):
+    """The WasmPlugin cannot configure the sidecar's connection manager or put a filter ahead
+    of itself: an EnvoyFilter on the same workloads must, as envoy.yaml does."""
+    namespace = plugin["metadata"].get("namespace")
+    labels = plugin["spec"].get("selector", {}).get("matchLabels")
+    matching = [
+        (where, doc)
+        for where, doc in envoy_filters
+        if doc["metadata"].get("namespace") == namespace
+        and doc["spec"].get("workloadSelector", {}).get("labels") == labels
+    ]
+    if not matching:
+        problems.add(
+            source,
+            f"no EnvoyFilter in namespace {namespace!r} with workloadSelector labels {labels}: "
+            "the sidecar's connection manager keeps Envoy's defaults (underscores allowed, "
+            "5 min idle timeout) and nothing strips the injected headers ahead of the plugin",
+        )
+        return
+    for where, doc in matching:
+        hcm_checked = header_mutation_checked = False
+        for patch in doc["spec"].get("configPatches", []):
+            match = patch.get("match", {})
+            on_hcm = (
+                match.get("context") == "SIDECAR_INBOUND"
+                and match.get("listener", {}).get("filterChain", {}).get("filter", {}).get("name")
+                == "envoy.filters.network.http_connection_manager"
+            )
+            operation = patch.get("patch", {}).get("operation")
+            value = patch.get("patch", {}).get("value")
+            if on_hcm and patch.get("applyTo") == "NETWORK_FILTER" and operation == "MERGE":
+                network_filter = parse_envoy(value, listener_components_pb2.Filter, where, problems)
+                hcm = hcm_pb2.HttpConnectionManager()
+                if network_filter and network_filter.typed_config.Unpack(hcm):
+                    check_connection_manager(hcm, where, problems)
+                    hcm_checked = True
+            elif on_hcm and patch.get("applyTo") == "HTTP_FILTER" and operation == "INSERT_FIRST":
+                http_filter = parse_envoy(value, hcm_pb2.HttpFilter, where, problems)
+                if http_filter:
+                    check_header_mutation([http_filter], header_names, where, problems)
+                    header_mutation_checked = True
+        problems.check(
+            hcm_checked,
+            where,
+            "no NETWORK_FILTER MERGE patch on the SIDECAR_INBOUND http_connection_manager",
+        )
+        problems.check(
+            header_mutation_checked,
+            where,
+            f"no HTTP_FILTER INSERT_FIRST patch ({HEADER_MUTATION_FILTER}) on the "
+            "SIDECAR_INBOUND http_connection_manager",
+        )
+
+
+def parse_envoy(value, message_type, where, problems):
+    """An EnvoyFilter patch value as the Envoy message it patches, unknown fields refused."""
+    try:
+        return json_format.ParseDict(value, message_type())
+    except json_format.ParseError as err:
+        problems.add(where, f"patch value is not a valid {message_type.DESCRIPTOR.name}: {err}")
+        return None
 
 
 def check_wasm_plugin(doc, services, source, problems):

@@ -148,5 +148,78 @@ class EnvoyConfig(Checks):
         self.assert_problem(problems.items, "differs from envoy.yaml")
 
 
+def istio_documents():
+    return [
+        (str(path.relative_to(ROOT)), doc)
+        for path in sorted((ROOT / "deploy/istio").glob("*.yaml"))
+        for doc in dc.load_documents(path)
+    ]
+
+
+def of_kind(documents, kind):
+    return next(doc for _, doc in documents if doc["kind"] == kind)
+
+
+def patch_of(documents, apply_to):
+    envoy_filter = of_kind(documents, "EnvoyFilter")
+    return next(p for p in envoy_filter["spec"]["configPatches"] if p["applyTo"] == apply_to)
+
+
+def istio_problems(documents):
+    problems = dc.Problems()
+    dc.check_istio_documents(documents, dc.mesh_services(ROOT), problems)
+    return problems.items
+
+
+class IstioResources(Checks):
+    def test_the_shipped_istio_resources_pass(self):
+        self.assertEqual(istio_problems(istio_documents()), [])
+
+    def test_the_plugins_workloads_need_the_envoy_filter(self):
+        for change in (
+            lambda docs: docs.remove(
+                next(item for item in docs if item[1]["kind"] == "EnvoyFilter")
+            ),
+            lambda docs: of_kind(docs, "EnvoyFilter")["metadata"].update(namespace="other"),
+            lambda docs: of_kind(docs, "EnvoyFilter")["spec"]["workloadSelector"].update(
+                labels={"app": "other"}
+            ),
+        ):
+            documents = istio_documents()
+            change(documents)
+            self.assert_problem(istio_problems(documents), "no EnvoyFilter")
+
+    def test_the_sidecars_connection_manager_gets_the_edge_settings(self):
+        documents = istio_documents()
+        hcm = patch_of(documents, "NETWORK_FILTER")["patch"]["value"]["typed_config"]
+        hcm["common_http_protocol_options"] = {}
+        hcm.pop("request_timeout")
+        items = istio_problems(documents)
+        self.assert_problem(items, "headers_with_underscores_action")
+        self.assert_problem(items, "request_timeout")
+        documents = istio_documents()
+        hcm = patch_of(documents, "NETWORK_FILTER")["patch"]["value"]["typed_config"]
+        hcm["stream_idle_timout"] = "60s"
+        self.assert_problem(istio_problems(documents), "not a valid Filter")
+        documents = istio_documents()
+        patch_of(documents, "NETWORK_FILTER")["match"]["context"] = "SIDECAR_OUTBOUND"
+        self.assert_problem(istio_problems(documents), "no NETWORK_FILTER MERGE patch")
+
+    def test_the_header_mutation_goes_first_and_follows_the_plugin(self):
+        documents = istio_documents()
+        mutations = patch_of(documents, "HTTP_FILTER")["patch"]["value"]["typed_config"]
+        removals = mutations["mutations"]["request_mutations"]
+        removals[:] = [m for m in removals if m["remove"] != "x-session-user"]
+        self.assert_problem(istio_problems(documents), "'x-session-user'")
+        documents = istio_documents()
+        of_kind(documents, "WasmPlugin")["spec"]["pluginConfig"]["headers"] = {
+            "map": {"roles": "x-roles"}
+        }
+        self.assert_problem(istio_problems(documents), "'x-roles'")
+        documents = istio_documents()
+        patch_of(documents, "HTTP_FILTER")["patch"]["operation"] = "INSERT_BEFORE"
+        self.assert_problem(istio_problems(documents), "no HTTP_FILTER INSERT_FIRST patch")
+
+
 if __name__ == "__main__":
     unittest.main()
