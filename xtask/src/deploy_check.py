@@ -7,27 +7,34 @@ Run by `cargo xtask test` (xtask/src/deploy.rs) in a virtualenv holding the pinn
   compiled for Python protobuf): unknown fields are refused at every depth, `typed_config`
   included, because the message types of every extension used are imported below.
 - deploy/istio/*.yaml are parsed with the Istio CRD models of cloudcoil-models-istio, made
-  strict (unknown fields refused) the way `kubectl --validate=strict` treats them.
+  strict (unknown fields refused) the way `kubectl --validate=strict` treats them; the values
+  of an EnvoyFilter's patches are parsed strictly as the Envoy messages they patch.
 - docker-compose's Envoy config must equal envoy.yaml but for addresses, the module path and
   the plugin configuration (two copies, so the check keeps them from drifting).
-- Then the facts the filter and companion rely on, which no schema knows: the Wasm filter before
-  the router, the v8 runtime, a local module, fail closed, the plugin's companion cluster
-  exists, the admin interface on loopback, Compose health dependencies, the WasmPlugin's
-  cluster naming the companion's Service, probes, limits and the Secret's keys.
+- Then the facts the filter and companion rely on, which no schema knows: the connection
+  manager's defences (underscore names refused, idle and request timeouts), the injected
+  header names stripped ahead of the Wasm filter and never by the route, the Wasm filter
+  before the router, the v8 runtime, a local module, FAIL_CLOSED, the plugin's companion
+  cluster exists, the admin interface on loopback, Compose health dependencies, the
+  WasmPlugin's cluster naming the companion's Service, probes, limits and the Secret's keys.
+- Every secret slot of every template holds the placeholder, and the filter's own parser
+  (CHECKER, filter/examples/check_plugin_config.rs) accepts each plugin configuration with
+  test secrets and refuses each placeholder (deploy_secrets.py); the files it read are left
+  in OUT_DIR.
 
-The plugin configurations found (JSON) are written to OUT_DIR for the filter's own parser
-(`cargo run -p filter --example check_plugin_config`). docker-compose.yml's Compose schema and
-the Kubernetes manifests' schemas are checked by check-jsonschema and kubernetes-validate,
-which xtask runs itself.
+docker-compose.yml's Compose schema and the Kubernetes manifests' schemas are checked by
+check-jsonschema and kubernetes-validate, which xtask runs itself.
 
-usage: deploy_check.py ROOT OUT_DIR
+usage: deploy_check.py ROOT OUT_DIR CHECKER
 """
 
+import base64
 import functools
 import inspect
 import ipaddress
 import json
 import re
+import subprocess
 import sys
 from importlib.metadata import version
 from pathlib import Path
@@ -52,12 +59,16 @@ from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2  # noqa
 from envoy.extensions.wasm.v3 import wasm_pb2 as wasm_config_pb2
 
 from cloudcoil import apimachinery
+
+import deploy_secrets
 from cloudcoil.models.istio.extensions import v1alpha1 as istio_extensions
 from cloudcoil.models.istio.networking import v1 as istio_networking
 from cloudcoil.models.istio.networking import v1alpha3 as istio_networking_v1alpha3
 from cloudcoil.models.istio.security import v1 as istio_security
 
 WASM_FILTER = "envoy.filters.http.wasm"
+# The companion's development switch (its --allow-development-secrets flag).
+COMPANION_DEVELOPMENT_SWITCH = "COMPANION_ALLOW_DEVELOPMENT_SECRETS"
 HEADER_MUTATION_FILTER = "envoy.filters.http.header_mutation"
 ROUTER_FILTER = "envoy.filters.http.router"
 
@@ -383,13 +394,61 @@ def interpolate_all(value, env, source, problems):
     return value
 
 
-def check_compose(root, problems):
-    source = "docker-compose.yml"
-    env = read_env_file(root / ".env.example")
-    raw = load_yaml(root / source, root, problems)
+COMPOSE = "docker-compose.yml"
+ENV_EXAMPLE = ".env.example"
+
+# Every variable of .env.example is a secret (with its kind) or a setting: a new variable must
+# be sorted here, so no secret slot goes without its placeholder check.
+ENV_SECRETS = {"COMPANION_TOKEN": "token", "EDGE_SESSION_KEYS": "keys"}
+ENV_SETTINGS = {"EDGE_SESSION_COOKIE_SECURE"}
+
+
+def check_env_example(env, problems):
+    """Sorts .env.example's variables; returns the environment with test secrets filled in."""
+    for variable in sorted(set(env) - set(ENV_SECRETS) - ENV_SETTINGS):
+        problems.add(
+            ENV_EXAMPLE,
+            f"{variable} is neither in ENV_SECRETS nor in ENV_SETTINGS of "
+            "xtask/src/deploy_check.py: say whether it is a secret",
+        )
+    return deploy_secrets.env_test_values(env, ENV_SECRETS, ENV_EXAMPLE, problems)
+
+
+def compose_with(root, env, problems, raw=None):
+    """docker-compose.yml (or `raw`, its parsed YAML) as Compose reads it with `env` as .env,
+    or None."""
     if raw is None:
+        raw = load_yaml(root / COMPOSE, root, problems)
+    return None if raw is None else interpolate_all(raw, env, COMPOSE, problems)
+
+
+def compose_envoy(compose, problems):
+    """The Envoy configuration document inside a compose file, or None."""
+    envoy_config = compose.get("configs", {}).get("envoy", {}).get("content")
+    if envoy_config is None:
+        problems.add(COMPOSE, "configs.envoy.content (Envoy's configuration) is missing")
+        return None
+    try:
+        return yaml.safe_load(envoy_config)
+    except yaml.YAMLError as err:
+        problems.add(COMPOSE, f"configs.envoy.content is not valid YAML: {err}")
+        return None
+
+
+def compose_plugin_with(root, env):
+    """The plugin configuration compose gives Envoy with `env` as .env (problems are the
+    template check's to report)."""
+    scratch = Problems()
+    compose = compose_with(root, env, scratch)
+    document = compose_envoy(compose, scratch) if compose else None
+    return check_envoy(document, COMPOSE, scratch)[1] if document else None
+
+
+def check_compose(root, env, problems, raw=None):
+    source = COMPOSE
+    compose = compose_with(root, env, problems, raw)
+    if compose is None:
         return None, None
-    compose = interpolate_all(raw, env, source, problems)
     services = compose.get("services", {})
     for name, service in services.items():
         for dependency, condition in (service.get("depends_on") or {}).items():
@@ -416,16 +475,21 @@ def check_compose(root, problems):
                 source,
                 f"{name}'s image {image!r} is not pinned to a full version",
             )
-    envoy_config = compose.get("configs", {}).get("envoy", {}).get("content")
-    if envoy_config is None:
-        problems.add(source, "configs.envoy.content (Envoy's configuration) is missing")
-        return None, None
-    try:
-        document = yaml.safe_load(envoy_config)
-    except yaml.YAMLError as err:
-        problems.add(source, f"configs.envoy.content is not valid YAML: {err}")
+    companion_env = services.get("companion", {}).get("environment", {})
+    problems.check(
+        not is_true(companion_env.get(COMPANION_DEVELOPMENT_SWITCH)),
+        source,
+        f"the companion sets {COMPANION_DEVELOPMENT_SWITCH}: only local development may "
+        "accept weak secrets",
+    )
+    document = compose_envoy(compose, problems)
+    if document is None:
         return None, None
     return check_envoy(document, f"{source} configs.envoy", problems)
+
+
+def is_true(value):
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
 # ----- Istio ------------------------------------------------------------------------------------
@@ -631,6 +695,11 @@ def check_kubernetes(root, problems):
     docs = []
     for path in sorted((root / "deploy/kubernetes").glob("*.yaml")):
         docs += [(str(path.relative_to(root)), d) for d in load_documents(path)]
+    check_kubernetes_documents(docs, problems)
+
+
+def check_kubernetes_documents(docs, problems):
+    """`docs`: (source, resource) pairs."""
     by_kind = {}
     for source, doc in docs:
         by_kind.setdefault(doc.get("kind"), []).append((source, doc))
@@ -638,6 +707,19 @@ def check_kubernetes(root, problems):
         doc["metadata"]["name"]: set(doc.get("stringData", {})) | set(doc.get("data", {}))
         for _, doc in by_kind.get("Secret", [])
     }
+    # A Secret here is a template: every value must be the placeholder, so an applied copy
+    # someone forgot to fill in is refused (by the companion's token rules and MongoDB).
+    for source, doc in by_kind.get("Secret", []):
+        values = dict(doc.get("stringData", {}))
+        for key, encoded in doc.get("data", {}).items():
+            values[key] = base64.b64decode(encoded).decode(errors="replace")
+        for key, value in values.items():
+            problems.check(
+                deploy_secrets.is_placeholder(value),
+                source,
+                f"Secret {doc['metadata']['name']}: {key} holds no "
+                f"{deploy_secrets.PLACEHOLDER} placeholder",
+            )
     deployments = by_kind.get("Deployment", [])
     problems.check(deployments, "deploy/kubernetes", "no Deployment")
     for source, deployment in deployments:
@@ -658,6 +740,12 @@ def check_kubernetes(root, problems):
                     where,
                     f"{name} must come from a key of the Secret template",
                 )
+            problems.check(
+                not is_true(env.get(COMPANION_DEVELOPMENT_SWITCH, {}).get("value")),
+                where,
+                f"sets {COMPANION_DEVELOPMENT_SWITCH}: only local development may accept weak "
+                "secrets",
+            )
             listen = env.get("COMPANION_LISTEN", {}).get("value", "")
             problems.check(
                 listen.startswith("0.0.0.0:"),
@@ -687,28 +775,50 @@ def selects(selector, labels):
 # ----- main -------------------------------------------------------------------------------------
 
 
+def plugin_cases(root, env, test_env, dev_plugin, compose_plugin, istio_plugin, problems):
+    """Everything the filter's parser must accept or refuse (deploy_secrets.py)."""
+    cases = [("envoy.yaml", dev_plugin, None)] if dev_plugin else []
+    for name, template in (("docker-compose.yml", compose_plugin), ("wasmplugin", istio_plugin)):
+        if template:
+            cases += deploy_secrets.template_cases(name, template, problems)
+    # The compose file itself, with test secrets in .env instead of the placeholders.
+    filled = compose_plugin_with(root, test_env)
+    if filled:
+        cases.append(("docker-compose.yml.test-env", filled, None))
+    return cases
+
+
+def run_checker(checker):
+    """The filter's parser as a function: path -> (exit code, stderr)."""
+
+    def run(path):
+        result = subprocess.run([checker, path], capture_output=True, text=True)
+        return result.returncode, result.stderr
+
+    return run
+
+
 def main():
-    if len(sys.argv) != 3:
+    if len(sys.argv) != 4:
         print(__doc__.strip().splitlines()[-1], file=sys.stderr)
         return 2
-    root, out_dir = Path(sys.argv[1]), Path(sys.argv[2])
+    root, out_dir, checker = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
     out_dir.mkdir(parents=True, exist_ok=True)
     problems = Problems()
     envoy_yaml = load_yaml(root / "envoy.yaml", root, problems)
     dev, dev_plugin = (None, None)
     if envoy_yaml is not None:
         dev, dev_plugin = check_envoy(envoy_yaml, "envoy.yaml", problems)
-    compose, compose_plugin = check_compose(root, problems)
+    env = read_env_file(root / ENV_EXAMPLE)
+    test_env = check_env_example(env, problems)
+    compose, compose_plugin = check_compose(root, env, problems)
     check_same_envoy((dev, dev_plugin), (compose, compose_plugin), problems)
-    plugin_configs = {
-        "envoy.yaml": dev_plugin,
-        "docker-compose.yml": compose_plugin,
-        "deploy-istio-wasmplugin": check_istio(root, problems),
-    }
+    istio_plugin = check_istio(root, problems)
     check_kubernetes(root, problems)
-    for name, plugin_json in plugin_configs.items():
-        if plugin_json is not None:
-            (out_dir / f"{name}.plugin.json").write_text(plugin_json)
+    cases = plugin_cases(
+        root, env, test_env, dev_plugin, compose_plugin, istio_plugin, problems
+    )
+    deploy_secrets.run_cases(cases, out_dir, run_checker(checker), problems)
     tools = ", ".join(
         f"{p} {version(p)}" for p in ("xds-protos", "protobuf", "cloudcoil.models.istio")
     )
@@ -717,7 +827,10 @@ def main():
         for item in problems.items:
             print(f"  {item}", file=sys.stderr)
         return 1
-    print(f"deploy check: Envoy configs, Istio resources and manifest facts ok ({tools})")
+    print(
+        f"deploy check: Envoy configs, Istio resources, manifest facts and {len(cases)} plugin "
+        f"configurations through the filter's parser ok ({tools})"
+    )
     return 0
 
 

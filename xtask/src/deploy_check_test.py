@@ -7,13 +7,16 @@ deploy virtualenv, before the check itself):
     python -m unittest discover -s xtask/src -p deploy_check_test.py
 """
 
+import base64
 import json
+import tempfile
 import unittest
 from pathlib import Path
 
 import yaml
 
 import deploy_check as dc
+import deploy_secrets
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -148,6 +151,17 @@ class EnvoyConfig(Checks):
         self.assert_problem(problems.items, "differs from envoy.yaml")
 
 
+def compose_yaml():
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def compose_problems(raw, env=None):
+    problems = dc.Problems()
+    env = env if env is not None else dc.read_env_file(ROOT / ".env.example")
+    dc.check_compose(ROOT, env, problems, raw)
+    return problems.items
+
+
 def istio_documents():
     return [
         (str(path.relative_to(ROOT)), doc)
@@ -169,6 +183,11 @@ def istio_problems(documents):
     problems = dc.Problems()
     dc.check_istio_documents(documents, dc.mesh_services(ROOT), problems)
     return problems.items
+
+
+class ComposeFile(Checks):
+    def test_the_shipped_compose_file_passes(self):
+        self.assertEqual(compose_problems(compose_yaml()), [])
 
 
 class IstioResources(Checks):
@@ -219,6 +238,139 @@ class IstioResources(Checks):
         documents = istio_documents()
         patch_of(documents, "HTTP_FILTER")["patch"]["operation"] = "INSERT_BEFORE"
         self.assert_problem(istio_problems(documents), "no HTTP_FILTER INSERT_FIRST patch")
+
+
+def wasm_plugin_config():
+    return of_kind(istio_documents(), "WasmPlugin")["spec"]["pluginConfig"]
+
+
+def kubernetes_documents():
+    return [
+        (str(path.relative_to(ROOT)), doc)
+        for path in sorted((ROOT / "deploy/kubernetes").glob("*.yaml"))
+        for doc in dc.load_documents(path)
+    ]
+
+
+def kubernetes_problems(documents):
+    problems = dc.Problems()
+    dc.check_kubernetes_documents(documents, problems)
+    return problems.items
+
+
+class Secrets(Checks):
+    def cases(self, plugin):
+        problems = dc.Problems()
+        cases = deploy_secrets.template_cases("t", json.dumps(plugin), problems)
+        return cases, problems.items
+
+    def test_every_template_slot_must_hold_the_placeholder(self):
+        cases, items = self.cases(wasm_plugin_config())
+        self.assertEqual(items, [])
+        self.assertEqual(
+            sorted(field for _, _, field in cases if field),
+            ["companion.token", "keys[0].secret"],
+        )
+        for field, change in (
+            ("companion.token", lambda p: p["companion"].update(token="a" * 48)),
+            ("keys[0].secret", lambda p: p["keys"][0].update(secret=deploy_secrets.test_key("x"))),
+            ("keys[1].secret", lambda p: p["keys"].append({"id": "old", "secret": "c2VjcmV0"})),
+        ):
+            plugin = wasm_plugin_config()
+            change(plugin)
+            self.assert_problem(self.cases(plugin)[1], f"{field} holds no REPLACE-ME")
+
+    def test_a_key_placeholder_counts_written_or_decoded_in_any_case(self):
+        encoded = base64.b64encode(b"replace-me: 32+ random bytes").decode()
+        self.assertTrue(deploy_secrets.is_key_placeholder(encoded))
+        self.assertTrue(deploy_secrets.is_key_placeholder(encoded.rstrip("=")))
+        self.assertTrue(deploy_secrets.is_key_placeholder("Replace-Me-later"))
+        self.assertFalse(deploy_secrets.is_key_placeholder(deploy_secrets.test_key("k")))
+
+    def test_templates_never_turn_on_the_development_switch(self):
+        plugin = wasm_plugin_config()
+        plugin["allow_development_secrets"] = True
+        self.assert_problem(self.cases(plugin)[1], "allow_development_secrets")
+
+    def test_each_case_must_get_its_expected_verdict(self):
+        cases, _ = self.cases(wasm_plugin_config())
+        verdicts = {
+            "accepts everything": lambda path: (0, ""),
+            "refuses everything as the key": lambda path: (
+                1,
+                "plugin config REFUSED: f: keys[0].secret: is the template's placeholder",
+            ),
+            "refuses without naming a placeholder": lambda path: (
+                1,
+                "plugin config REFUSED: f: companion.token: is shorter than 32",
+            ),
+        }
+        with tempfile.TemporaryDirectory() as out:
+            for name, checker in verdicts.items():
+                problems = dc.Problems()
+                deploy_secrets.run_cases(cases, Path(out), checker, problems)
+                self.assertTrue(problems.items, f"a checker that {name} went unnoticed")
+
+            def faithful(path):
+                text = path.read_text()
+                plugin = json.loads(text)
+                if deploy_secrets.is_placeholder(plugin["companion"]["token"]):
+                    return 1, "plugin config REFUSED: f: companion.token: is the placeholder"
+                if deploy_secrets.is_key_placeholder(plugin["keys"][0]["secret"]):
+                    return 1, "plugin config REFUSED: f: keys[0].secret: is the placeholder"
+                return 0, ""
+
+            problems = dc.Problems()
+            deploy_secrets.run_cases(cases, Path(out), faithful, problems)
+            self.assertEqual(problems.items, [])
+
+    def test_the_test_secrets_look_random(self):
+        key = base64.b64decode(deploy_secrets.test_key("k"))
+        self.assertEqual(len(key), 32)
+        self.assertGreaterEqual(len(set(key)), 16)
+        self.assertFalse(all(0x20 <= b < 0x7F for b in key))
+        token = deploy_secrets.test_token("t")
+        self.assertEqual(len(token), 48)
+        self.assertGreaterEqual(len(set(token)), 6)
+
+    def test_env_example_variables_are_sorted_and_secrets_hold_placeholders(self):
+        env = dc.read_env_file(ROOT / ".env.example")
+        problems = dc.Problems()
+        filled = dc.check_env_example(env, problems)
+        self.assertEqual(problems.items, [])
+        self.assertFalse(any(deploy_secrets.is_placeholder(v) for v in filled.values()))
+        for change, text in (
+            (lambda e: e.update(NEW_VARIABLE="x"), "NEW_VARIABLE is neither"),
+            (lambda e: e.update(COMPANION_TOKEN="a" * 48), "COMPANION_TOKEN must hold"),
+            (
+                lambda e: e.update(EDGE_SESSION_KEYS=json.dumps([{"id": "a", "secret": "eA=="}])),
+                "every secret in EDGE_SESSION_KEYS",
+            ),
+        ):
+            env = dc.read_env_file(ROOT / ".env.example")
+            change(env)
+            problems = dc.Problems()
+            dc.check_env_example(env, problems)
+            self.assert_problem(problems.items, text)
+
+    def test_the_kubernetes_secret_template_holds_only_placeholders(self):
+        self.assertEqual(kubernetes_problems(kubernetes_documents()), [])
+        for change in (
+            lambda secret: secret["stringData"].update(COMPANION_TOKEN="a" * 48),
+            lambda secret: secret.update(data={"EXTRA": base64.b64encode(b"x").decode()}),
+        ):
+            documents = kubernetes_documents()
+            change(of_kind(documents, "Secret"))
+            self.assert_problem(kubernetes_problems(documents), "holds no REPLACE-ME")
+
+    def test_the_companion_never_gets_the_development_switch(self):
+        documents = kubernetes_documents()
+        container = of_kind(documents, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+        container["env"].append({"name": dc.COMPANION_DEVELOPMENT_SWITCH, "value": "true"})
+        self.assert_problem(kubernetes_problems(documents), dc.COMPANION_DEVELOPMENT_SWITCH)
+        raw = compose_yaml()
+        raw["services"]["companion"]["environment"][dc.COMPANION_DEVELOPMENT_SWITCH] = "1"
+        self.assert_problem(compose_problems(raw), dc.COMPANION_DEVELOPMENT_SWITCH)
 
 
 if __name__ == "__main__":
