@@ -334,7 +334,25 @@ def check_wasm(http_filter, clusters, where, problems):
         where,
         f"the plugin's companion.cluster {cluster!r} is not a cluster of this config",
     )
+    check_cookie_name(plugin, where, problems)
     return value.value
+
+
+def check_cookie_name(plugin, where, problems):
+    """A Secure cookie for the whole host is named __Host-: browsers then take it only from
+    this host, so a sibling subdomain cannot toss in a session cookie of the same name (a
+    session swap: the victim works in the attacker's session). Without Secure (plain http in
+    development) the prefix is impossible; with a Domain it is, on purpose, shared."""
+    cookie = plugin.get("cookie", {}) if isinstance(plugin, dict) else {}
+    cookie = cookie if isinstance(cookie, dict) else {}
+    name = cookie.get("name", "sid")
+    wanted = "__Host-" + name.removeprefix("__Secure-")
+    problems.check(
+        not cookie.get("secure", True) or cookie.get("domain") or name.startswith("__Host-"),
+        where,
+        f"the cookie {name!r} is Secure and host-only: name it {wanted} so a sibling "
+        "subdomain cannot plant one",
+    )
 
 
 def is_loopback(address):
@@ -400,7 +418,9 @@ ENV_EXAMPLE = ".env.example"
 # Every variable of .env.example is a secret (with its kind) or a setting: a new variable must
 # be sorted here, so no secret slot goes without its placeholder check.
 ENV_SECRETS = {"COMPANION_TOKEN": "token", "EDGE_SESSION_KEYS": "keys"}
-ENV_SETTINGS = {"EDGE_SESSION_COOKIE_SECURE"}
+ENV_SETTINGS = {"EDGE_SESSION_COOKIE_NAME", "EDGE_SESSION_COOKIE_SECURE"}
+# .env for plain http on a host other than localhost, as .env.example documents it.
+ENV_PLAIN_HTTP = {"EDGE_SESSION_COOKIE_NAME": "sid", "EDGE_SESSION_COOKIE_SECURE": "false"}
 
 
 def check_env_example(env, problems):
@@ -677,6 +697,7 @@ def check_wasm_plugin(doc, services, source, problems):
     if not isinstance(plugin, dict):
         problems.add(source, "pluginConfig is missing")
         return None
+    check_cookie_name(plugin, source, problems)
     cluster = plugin.get("companion", {}).get("cluster", "")
     match = re.fullmatch(r"outbound\|(\d+)\|[^|]*\|(.+)", cluster)
     problems.check(
@@ -781,10 +802,17 @@ def plugin_cases(root, env, test_env, dev_plugin, compose_plugin, istio_plugin, 
     for name, template in (("docker-compose.yml", compose_plugin), ("wasmplugin", istio_plugin)):
         if template:
             cases += deploy_secrets.template_cases(name, template, problems)
-    # The compose file itself, with test secrets in .env instead of the placeholders.
-    filled = compose_plugin_with(root, test_env)
-    if filled:
-        cases.append(("docker-compose.yml.test-env", filled, None))
+    # The compose file itself, with test secrets in .env instead of the placeholders; its
+    # documented plain-http cookie; and a __Host- name without Secure, which must not pass.
+    for stem, overrides, verdict in (
+        ("test-env", {}, None),
+        ("test-env.plain-http", ENV_PLAIN_HTTP, None),
+        ("test-env.host-cookie-over-http", {"EDGE_SESSION_COOKIE_SECURE": "false"},
+         ("cookie.name", "__Host-")),
+    ):
+        filled = compose_plugin_with(root, test_env | overrides)
+        if filled:
+            cases.append((f"docker-compose.yml.{stem}", filled, verdict))
     return cases
 
 

@@ -190,6 +190,26 @@ class ComposeFile(Checks):
         self.assertEqual(compose_problems(compose_yaml()), [])
 
 
+class CookieName(Checks):
+    def test_a_secure_host_cookie_must_be_named_host(self):
+        documents = istio_documents()
+        of_kind(documents, "WasmPlugin")["spec"]["pluginConfig"]["cookie"]["name"] = "sid"
+        self.assert_problem(istio_problems(documents), "__Host-sid")
+        document = envoy_yaml()
+        set_plugin(document, lambda plugin: plugin.update(cookie={"secure": True}))
+        self.assert_problem(envoy_problems(document), "__Host-sid")
+        env = dc.read_env_file(ROOT / ".env.example") | {"EDGE_SESSION_COOKIE_NAME": "sid"}
+        self.assert_problem(compose_problems(compose_yaml(), env), "__Host-sid")
+
+    def test_plain_http_and_domain_cookies_keep_their_names(self):
+        env = dc.read_env_file(ROOT / ".env.example") | dc.ENV_PLAIN_HTTP
+        self.assertEqual(compose_problems(compose_yaml(), env), [])
+        documents = istio_documents()
+        cookie = of_kind(documents, "WasmPlugin")["spec"]["pluginConfig"]["cookie"]
+        cookie.update(name="sid", domain="example.com")
+        self.assertEqual(istio_problems(documents), [])
+
+
 class IstioResources(Checks):
     def test_the_shipped_istio_resources_pass(self):
         self.assertEqual(istio_problems(istio_documents()), [])
@@ -268,7 +288,7 @@ class Secrets(Checks):
         cases, items = self.cases(wasm_plugin_config())
         self.assertEqual(items, [])
         self.assertEqual(
-            sorted(field for _, _, field in cases if field),
+            sorted(refusal[0] for _, _, refusal in cases if refusal),
             ["companion.token", "keys[0].secret"],
         )
         for field, change in (

@@ -94,7 +94,7 @@ def filled(plugin, name):
 
 def template_cases(name, plugin_json, problems):
     """The parser runs a template's plugin configuration must pass: (file stem, JSON text,
-    the field that must be refused as a placeholder, or None for accepted)."""
+    None for accepted, or (field, words its refusal must contain))."""
     try:
         plugin = json.loads(plugin_json)
     except ValueError:
@@ -121,29 +121,30 @@ def template_cases(name, plugin_json, problems):
     for field, path in slots:
         one = copy.deepcopy(strong)
         _set(one, path, _get(plugin, path))
-        cases.append((f"{name}.placeholder.{field}", json.dumps(one), field))
+        cases.append((f"{name}.placeholder.{field}", json.dumps(one), (field, "placeholder")))
     return cases
 
 
 def run_cases(cases, out_dir, checker, problems):
     """Feeds each case to `checker` (path -> (exit code, stderr)) and names every outcome that
     is not the expected one."""
-    for stem, text, refused_field in cases:
+    for stem, text, refusal in cases:
         path = out_dir / f"{stem}.json"
         path.write_text(text)
         code, stderr = checker(path)
-        if refused_field is None:
+        if refusal is None:
             problems.check(
                 code == 0,
                 stem,
                 f"the filter's parser refuses it: {stderr.strip()}",
             )
         else:
+            field, words = refusal
             problems.check(
-                code != 0 and f"{refused_field}: " in stderr and "placeholder" in stderr,
+                code != 0 and f"{field}: " in stderr and words in stderr,
                 stem,
-                f"the filter's parser must refuse {refused_field} as a placeholder; it said "
-                f"(exit {code}): {stderr.strip() or 'nothing'}",
+                f"the filter's parser must refuse {field} ({words}); it said (exit {code}): "
+                f"{stderr.strip() or 'nothing'}",
             )
 
 
