@@ -36,6 +36,8 @@ import json
 import re
 import subprocess
 import sys
+import tempfile
+import urllib.parse
 from importlib.metadata import version
 from pathlib import Path
 
@@ -417,8 +419,16 @@ ENV_EXAMPLE = ".env.example"
 
 # Every variable of .env.example is a secret (with its kind) or a setting: a new variable must
 # be sorted here, so no secret slot goes without its placeholder check.
-ENV_SECRETS = {"COMPANION_TOKEN": "token", "EDGE_SESSION_KEYS": "keys"}
-ENV_SETTINGS = {"EDGE_SESSION_COOKIE_NAME", "EDGE_SESSION_COOKIE_SECURE"}
+ENV_SECRETS = {
+    "COMPANION_TOKEN": "token",
+    "EDGE_SESSION_KEYS": "keys",
+    "MONGO_INITDB_ROOT_PASSWORD": "token",
+}
+ENV_SETTINGS = {
+    "EDGE_SESSION_COOKIE_NAME",
+    "EDGE_SESSION_COOKIE_SECURE",
+    "MONGO_INITDB_ROOT_USERNAME",
+}
 # .env for plain http on a host other than localhost, as .env.example documents it.
 ENV_PLAIN_HTTP = {"EDGE_SESSION_COOKIE_NAME": "sid", "EDGE_SESSION_COOKIE_SECURE": "false"}
 
@@ -495,7 +505,8 @@ def check_compose(root, env, problems, raw=None):
                 source,
                 f"{name}'s image {image!r} is not pinned to a full version",
             )
-    companion_env = services.get("companion", {}).get("environment", {})
+    check_mongo_credentials(services, problems)
+    companion_env = environment_of(services.get("companion", {}))
     problems.check(
         not is_true(companion_env.get(COMPANION_DEVELOPMENT_SWITCH)),
         source,
@@ -506,6 +517,81 @@ def check_compose(root, env, problems, raw=None):
     if document is None:
         return None, None
     return check_envoy(document, f"{source} configs.envoy", problems)
+
+
+def environment_of(service):
+    """A compose service's environment as a dict (Compose also accepts a KEY=VALUE list)."""
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) if "=" in item else (item, None) for item in env)
+    return env
+
+
+def check_mongo_credentials(services, problems):
+    """Without a root user the official image runs MongoDB with no authentication at all:
+    anything on the compose network could read and rewrite every session."""
+    mongo = services.get("mongo", {})
+    env = environment_of(mongo)
+    user = env.get("MONGO_INITDB_ROOT_USERNAME")
+    password = env.get("MONGO_INITDB_ROOT_PASSWORD")
+    problems.check(
+        user and password,
+        COMPOSE,
+        "mongo: MONGO_INITDB_ROOT_USERNAME and MONGO_INITDB_ROOT_PASSWORD must be set, or "
+        "MongoDB runs without authentication",
+    )
+    problems.check(not mongo.get("ports"), COMPOSE, "mongo must not publish ports")
+    uri = str(environment_of(services.get("companion", {})).get("MONGODB_URI", ""))
+    parts = urllib.parse.urlsplit(uri)
+    query = urllib.parse.parse_qs(parts.query)
+    problems.check(
+        parts.hostname == "mongo"
+        and urllib.parse.unquote(parts.username or "") == user
+        and urllib.parse.unquote(parts.password or "") == password
+        and query.get("authSource") == ["admin"],
+        COMPOSE,
+        "the companion's MONGODB_URI must log in to mongo as MONGO_INITDB_ROOT_USERNAME with "
+        "MONGO_INITDB_ROOT_PASSWORD and authSource=admin (where the image creates the user)",
+    )
+    check_mongo_placeholder_guard(mongo, problems)
+
+
+def check_mongo_placeholder_guard(mongo, problems):
+    """Runs the mongo service's entrypoint with a stand-in for the image's own: the template's
+    placeholder password must stop it, a real one must reach the image's entrypoint."""
+    entrypoint = mongo.get("entrypoint")
+    if not isinstance(entrypoint, list) or not entrypoint:
+        problems.add(COMPOSE, "mongo has no entrypoint refusing the placeholder password")
+        return
+    command = entrypoint + list(mongo.get("command") or [])
+    with tempfile.TemporaryDirectory() as bin_dir:
+        image_entrypoint = Path(bin_dir) / "docker-entrypoint.sh"
+        image_entrypoint.write_text('#!/bin/sh\necho "image entrypoint: $*"\n')
+        image_entrypoint.chmod(0o755)
+        for password, starts in (
+            (deploy_secrets.PLACEHOLDER + "-openssl-rand-hex-24", False),
+            ("x" + deploy_secrets.PLACEHOLDER.lower(), False),
+            (deploy_secrets.test_token("mongo"), True),
+        ):
+            env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "MONGO_INITDB_ROOT_PASSWORD": password}
+            try:
+                result = subprocess.run(
+                    command,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=10,
+                )
+            except (OSError, subprocess.TimeoutExpired) as err:
+                problems.add(COMPOSE, f"mongo's entrypoint cannot run here: {err}")
+                return
+            started = result.returncode == 0 and "image entrypoint: mongod" in result.stdout
+            problems.check(
+                started == starts,
+                COMPOSE,
+                f"mongo's entrypoint must {'start' if starts else 'refuse'} with password "
+                f"{password!r}; exit {result.returncode}, {result.stderr.strip()!r}",
+            )
 
 
 def is_true(value):

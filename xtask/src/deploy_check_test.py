@@ -189,6 +189,36 @@ class ComposeFile(Checks):
     def test_the_shipped_compose_file_passes(self):
         self.assertEqual(compose_problems(compose_yaml()), [])
 
+    def test_mongodb_requires_authentication_and_the_companion_logs_in(self):
+        services = lambda raw: raw["services"]  # noqa: E731
+        uri = lambda raw: services(raw)["companion"]["environment"]  # noqa: E731
+        for change, text in (
+            (lambda raw: services(raw)["mongo"].pop("environment"), "MongoDB runs without"),
+            (
+                lambda raw: uri(raw).update(MONGODB_URI="mongodb://mongo:27017/?authSource=admin"),
+                "must log in to mongo",
+            ),
+            (
+                lambda raw: uri(raw).update(
+                    MONGODB_URI=uri(raw)["MONGODB_URI"].replace("&authSource=admin", "")
+                ),
+                "authSource=admin",
+            ),
+            (lambda raw: services(raw)["mongo"].update(ports=["27017:27017"]), "publish ports"),
+        ):
+            raw = compose_yaml()
+            change(raw)
+            self.assert_problem(compose_problems(raw), text)
+
+    def test_mongodb_refuses_the_placeholder_password(self):
+        for change in (
+            lambda mongo: mongo.pop("entrypoint"),
+            lambda mongo: mongo["entrypoint"].__setitem__(2, 'exec docker-entrypoint.sh "$$@"'),
+        ):
+            raw = compose_yaml()
+            change(raw["services"]["mongo"])
+            self.assert_problem(compose_problems(raw), "entrypoint")
+
 
 class CookieName(Checks):
     def test_a_secure_host_cookie_must_be_named_host(self):
