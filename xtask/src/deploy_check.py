@@ -541,6 +541,14 @@ def check_mongo_credentials(services, problems):
         "MongoDB runs without authentication",
     )
     problems.check(not mongo.get("ports"), COMPOSE, "mongo must not publish ports")
+    mongo_networks = networks_of(mongo)
+    for name, service in services.items():
+        shared = mongo_networks & networks_of(service)
+        problems.check(
+            name in ("mongo", "companion") or not shared,
+            COMPOSE,
+            f"{name} shares network(s) {sorted(shared)} with mongo: only the companion may",
+        )
     uri = str(environment_of(services.get("companion", {})).get("MONGODB_URI", ""))
     parts = urllib.parse.urlsplit(uri)
     query = urllib.parse.parse_qs(parts.query)
@@ -554,6 +562,15 @@ def check_mongo_credentials(services, problems):
         "MONGO_INITDB_ROOT_PASSWORD and authSource=admin (where the image creates the user)",
     )
     check_mongo_placeholder_guard(mongo, problems)
+
+
+def networks_of(service):
+    """The compose networks a service joins (`default` when it names none)."""
+    if service.get("network_mode") == "none":
+        return set()
+    if "network_mode" in service:
+        return {service["network_mode"]}
+    return set(service.get("networks") or ["default"])
 
 
 def check_mongo_placeholder_guard(mongo, problems):

@@ -210,6 +210,21 @@ class ComposeFile(Checks):
             change(raw)
             self.assert_problem(compose_problems(raw), text)
 
+    def test_only_the_companion_shares_a_network_with_mongodb(self):
+        for change in (
+            lambda services: services["legacy-app"].update(networks=["edge", "sessions"]),
+            lambda services: services["envoy"].pop("networks"),
+            lambda services: services["wasm"].pop("network_mode"),
+        ):
+            raw = compose_yaml()
+            for service in ("mongo", "companion"):
+                raw["services"][service]["networks"].append("default")
+            change(raw["services"])
+            self.assert_problem(compose_problems(raw), "with mongo: only the companion")
+        raw = compose_yaml()
+        raw["services"]["legacy-app"]["networks"].append("sessions")
+        self.assert_problem(compose_problems(raw), "legacy-app shares network(s) ['sessions']")
+
     def test_mongodb_refuses_the_placeholder_password(self):
         for change in (
             lambda mongo: mongo.pop("entrypoint"),
