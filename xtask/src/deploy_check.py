@@ -615,6 +615,55 @@ def is_true(value):
     return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
+def check_dockerignore(root, problems):
+    """The images are built with `COPY . .`: .env and its variants must stay out."""
+    try:
+        lines = (root / ".dockerignore").read_text().splitlines()
+    except OSError:
+        lines = []
+    for path, ignored in (
+        (".env", True),
+        (".env.local", True),
+        (".env.production", True),
+        ("companion/.env", True),
+        (".env.example", False),
+    ):
+        problems.check(
+            dockerignored(lines, path) == ignored,
+            ".dockerignore",
+            f"{path} must {'' if ignored else 'not '}be excluded from the build context",
+        )
+
+
+def dockerignored(lines, path):
+    """Whether Docker leaves `path` out of the build context: the last matching pattern wins,
+    `!` re-includes, `**` spans directories, `*` and `?` stay within one."""
+    ignored = False
+    for line in lines:
+        pattern = line.strip()
+        if not pattern or pattern.startswith("#"):
+            continue
+        negate = pattern.startswith("!")
+        pattern = pattern.lstrip("!").strip("/")
+        regex = ""
+        i = 0
+        while i < len(pattern):
+            if pattern.startswith("**/", i):
+                regex, i = regex + "(?:.*/)?", i + 3
+            elif pattern.startswith("**", i):
+                regex, i = regex + ".*", i + 2
+            elif pattern[i] == "*":
+                regex, i = regex + "[^/]*", i + 1
+            elif pattern[i] == "?":
+                regex, i = regex + "[^/]", i + 1
+            else:
+                regex, i = regex + re.escape(pattern[i]), i + 1
+        # A pattern matching a directory excludes what is inside it.
+        if re.fullmatch(regex + "(?:/.*)?", path):
+            ignored = not negate
+    return ignored
+
+
 # ----- Istio ------------------------------------------------------------------------------------
 
 
@@ -946,6 +995,7 @@ def main():
     check_same_envoy((dev, dev_plugin), (compose, compose_plugin), problems)
     istio_plugin = check_istio(root, problems)
     check_kubernetes(root, problems)
+    check_dockerignore(root, problems)
     cases = plugin_cases(
         root, env, test_env, dev_plugin, compose_plugin, istio_plugin, problems
     )

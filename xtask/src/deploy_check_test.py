@@ -235,6 +235,27 @@ class ComposeFile(Checks):
             self.assert_problem(compose_problems(raw), "entrypoint")
 
 
+class DockerIgnore(Checks):
+    def test_dotenv_files_stay_out_of_the_build_context(self):
+        lines = (ROOT / ".dockerignore").read_text().splitlines()
+        for path in (".env", ".env.local", "companion/.env", "a/b/.env.prod"):
+            self.assertTrue(dc.dockerignored(lines, path), path)
+        for path in (".env.example", "envoy.yaml", "companion/src/main.rs", "x.env"):
+            self.assertFalse(dc.dockerignored(lines, path), path)
+        self.assertTrue(dc.dockerignored(lines, "target/debug/x"))
+
+    def test_the_check_names_a_missing_exclusion(self):
+        with tempfile.TemporaryDirectory() as root:
+            Path(root, ".dockerignore").write_text("target\n.env\n")
+            problems = dc.Problems()
+            dc.check_dockerignore(Path(root), problems)
+            self.assert_problem(problems.items, ".env.local must be excluded")
+            Path(root, ".dockerignore").write_text("**/.env*\n")
+            problems = dc.Problems()
+            dc.check_dockerignore(Path(root), problems)
+            self.assert_problem(problems.items, ".env.example must not be excluded")
+
+
 class CookieName(Checks):
     def test_a_secure_host_cookie_must_be_named_host(self):
         documents = istio_documents()
