@@ -50,7 +50,7 @@ from google.protobuf import json_format, wrappers_pb2
 from envoy.config.bootstrap.v3 import bootstrap_pb2
 from envoy.config.core.v3 import protocol_pb2
 from envoy.config.listener.v3 import listener_components_pb2
-from envoy.extensions.access_loggers.stream.v3 import stream_pb2  # noqa: F401
+from envoy.extensions.access_loggers.stream.v3 import stream_pb2
 from envoy.extensions.filters.http.header_mutation.v3 import header_mutation_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2  # noqa: F401
 from envoy.extensions.filters.http.wasm.v3 import wasm_pb2
@@ -115,6 +115,7 @@ def check_envoy(document, source, problems):
                     continue
                 where = f"{source}: listener {listener.name}"
                 check_connection_manager(hcm, where, problems)
+                check_access_log(hcm, where, problems)
                 for host in hcm.route_config.virtual_hosts:
                     for route in host.routes:
                         cluster = route.route.cluster
@@ -243,6 +244,22 @@ def check_route_removals(route_config, header_names, where, problems):
             f"headers after it injected them; strip them with {HEADER_MUTATION_FILTER} before "
             f"{WASM_FILTER} instead",
         )
+
+
+def check_access_log(hcm, where, problems):
+    """Envoy counts no stat when a filter VM fails closed; the response code details in the
+    access log (wasm_fail_stream) show it per request. Istio prints them in its own format."""
+    formats = []
+    for log in hcm.access_log:
+        stdout = stream_pb2.StdoutAccessLog()
+        if log.typed_config.Unpack(stdout):
+            formats.append(stdout.log_format.text_format_source.inline_string)
+    problems.check(
+        any("%RESPONSE_CODE_DETAILS%" in f for f in formats),
+        where,
+        "the stdout access log must print %RESPONSE_CODE_DETAILS%: it is where a failed "
+        "filter VM (wasm_fail_stream) shows per request",
+    )
 
 
 def deployment_neutral(bootstrap, mapped_names):

@@ -82,6 +82,11 @@ class EnvoyConfig(Checks):
         }
         self.assertEqual(envoy_problems(document), [], "DROP_HEADER is the documented alternative")
 
+    def test_the_access_log_shows_why_envoy_answered(self):
+        document = envoy_yaml()
+        hcm_of(document)["access_log"][0]["typed_config"].pop("log_format")
+        self.assert_problem(envoy_problems(document), "%RESPONSE_CODE_DETAILS%")
+
     def test_the_plugin_fails_closed_with_the_explicit_policy(self):
         for change in (
             lambda plugin: plugin.pop("failure_policy"),
