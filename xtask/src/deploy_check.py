@@ -61,18 +61,18 @@ from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2  # noqa
 from envoy.extensions.wasm.v3 import wasm_pb2 as wasm_config_pb2
 
 from cloudcoil import apimachinery
-
-import deploy_secrets
 from cloudcoil.models.istio.extensions import v1alpha1 as istio_extensions
 from cloudcoil.models.istio.networking import v1 as istio_networking
 from cloudcoil.models.istio.networking import v1alpha3 as istio_networking_v1alpha3
 from cloudcoil.models.istio.security import v1 as istio_security
 
+import deploy_secrets
+
 WASM_FILTER = "envoy.filters.http.wasm"
-# The companion's development switch (its --allow-development-secrets flag).
-COMPANION_DEVELOPMENT_SWITCH = "COMPANION_ALLOW_DEVELOPMENT_SECRETS"
 HEADER_MUTATION_FILTER = "envoy.filters.http.header_mutation"
 ROUTER_FILTER = "envoy.filters.http.router"
+# The companion's development switch (its --allow-development-secrets flag).
+COMPANION_DEVELOPMENT_SWITCH = "COMPANION_ALLOW_DEVELOPMENT_SECRETS"
 
 
 class Problems:
@@ -965,7 +965,7 @@ def selects(selector, labels):
 # ----- main -------------------------------------------------------------------------------------
 
 
-def plugin_cases(root, env, test_env, dev_plugin, compose_plugin, istio_plugin, problems):
+def plugin_cases(root, test_env, dev_plugin, compose_plugin, istio_plugin, problems):
     """Everything the filter's parser must accept or refuse (deploy_secrets.py)."""
     cases = [("envoy.yaml", dev_plugin, None)] if dev_plugin else []
     for name, template in (("docker-compose.yml", compose_plugin), ("wasmplugin", istio_plugin)):
@@ -973,11 +973,11 @@ def plugin_cases(root, env, test_env, dev_plugin, compose_plugin, istio_plugin, 
             cases += deploy_secrets.template_cases(name, template, problems)
     # The compose file itself, with test secrets in .env instead of the placeholders; its
     # documented plain-http cookie; and a __Host- name without Secure, which must not pass.
+    host_cookie_over_http = {"EDGE_SESSION_COOKIE_SECURE": "false"}
     for stem, overrides, verdict in (
         ("test-env", {}, None),
         ("test-env.plain-http", ENV_PLAIN_HTTP, None),
-        ("test-env.host-cookie-over-http", {"EDGE_SESSION_COOKIE_SECURE": "false"},
-         ("cookie.name", "__Host-")),
+        ("test-env.host-cookie-over-http", host_cookie_over_http, ("cookie.name", "__Host-")),
     ):
         filled = compose_plugin_with(root, test_env | overrides)
         if filled:
@@ -1013,9 +1013,7 @@ def main():
     istio_plugin = check_istio(root, problems)
     check_kubernetes(root, problems)
     check_dockerignore(root, problems)
-    cases = plugin_cases(
-        root, env, test_env, dev_plugin, compose_plugin, istio_plugin, problems
-    )
+    cases = plugin_cases(root, test_env, dev_plugin, compose_plugin, istio_plugin, problems)
     deploy_secrets.run_cases(cases, out_dir, run_checker(checker), problems)
     tools = ", ".join(
         f"{p} {version(p)}" for p in ("xds-protos", "protobuf", "cloudcoil.models.istio")
