@@ -30,17 +30,37 @@ pub fn run() -> Result<()> {
     let started = Instant::now();
     let venv = crate::venv::ensure("venv-deploy", TOOLS, "bin/kubernetes-validate")?;
     let root = root();
+    // The check's own tests first: each rule must catch a broken copy of a shipped file.
+    exec(
+        Command::new(venv.join("bin/python"))
+            .args(["-m", "unittest", "discover", "--quiet", "-s", "xtask/src"])
+            .args(["-p", "deploy_check_test.py"])
+            .env("PYTHONDONTWRITEBYTECODE", "1"),
+    )?;
     let out = crate::wasm::cargo_target_dir().join("deploy-check");
     if out.is_dir() {
         std::fs::remove_dir_all(&out).with_context(|| format!("cannot clear {}", out.display()))?;
     }
-    // Envoy configs against Envoy's API, Istio resources against Istio's, and the facts the
-    // filter and companion rely on; writes the plugin configurations it found into `out`.
+    // The filter's own configuration parser, natively; the check feeds it every plugin
+    // configuration it finds, templates with test secrets and with their placeholders.
+    // Built with the whole workspace's features, as `cargo test --workspace` builds it, so the
+    // filter's dev-dependencies (wasmtime) are not rebuilt with other features for it.
+    exec(Command::new("cargo").args([
+        "build",
+        "--workspace",
+        "--locked",
+        "--example",
+        "check_plugin_config",
+    ]))?;
+    let checker = crate::wasm::cargo_target_dir().join("debug/examples/check_plugin_config");
+    // Envoy configs against Envoy's API, Istio resources against Istio's, the facts the
+    // filter and companion rely on, and the plugin configurations through the parser.
     exec(
         Command::new(venv.join("bin/python"))
             .arg(root.join("xtask/src/deploy_check.py"))
             .arg(&root)
-            .arg(&out),
+            .arg(&out)
+            .arg(&checker),
     )?;
     exec(Command::new(venv.join("bin/check-jsonschema")).args([
         "--builtin-schema",
@@ -55,17 +75,6 @@ pub fn run() -> Result<()> {
                 .args(&manifests),
         )?;
     }
-    // Built with the whole workspace's features, as `cargo test --workspace` builds it, so the
-    // filter's dev-dependencies (wasmtime) are not rebuilt with other features for it.
-    exec(Command::new("cargo").args([
-        "build",
-        "--workspace",
-        "--locked",
-        "--example",
-        "check_plugin_config",
-    ]))?;
-    let checker = crate::wasm::cargo_target_dir().join("debug/examples/check_plugin_config");
-    exec(Command::new(checker).args(files_with_extension(&out, "json")?))?;
     eprintln!(
         "xtask: deploy artifacts checked in {:.1} s",
         started.elapsed().as_secs_f64()
