@@ -5,6 +5,7 @@
 mod support;
 
 mod boundaries;
+mod envoy_limits;
 mod properties;
 mod request_path;
 mod response_path;
