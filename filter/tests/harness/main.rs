@@ -5,6 +5,7 @@
 mod support;
 
 mod boundaries;
+mod cache_memory;
 mod envoy_limits;
 mod properties;
 mod request_path;
