@@ -30,6 +30,8 @@ pub struct Resolved {
     pub expires_at_nanos: i128,
     /// The session's own lifetime, for sliding expiry.
     pub ttl_seconds: u64,
+    /// Its cookie carries no `Max-Age`.
+    pub browser_session: bool,
     /// Where another worker announces that this session changed.
     pub revocation: RevocationTag,
 }
@@ -213,6 +215,7 @@ mod tests {
             },
             expires_at_nanos,
             ttl_seconds: 60,
+            browser_session: false,
             revocation: RevocationTag::of(&id(n)),
         })
     }
@@ -236,6 +239,7 @@ mod tests {
             },
             expires_at_nanos: 100 * SECOND,
             ttl_seconds: 60,
+            browser_session: false,
             revocation: RevocationTag::of(&id(n)),
         })
     }

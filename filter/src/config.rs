@@ -36,6 +36,15 @@ pub struct Config {
     pub ttl_seconds: u64,
     pub sliding: bool,
     pub max_header_bytes: usize,
+    /// When the response renews the cookie of a session it did not otherwise write.
+    pub refresh_cookie: RefreshCookie,
+    /// The longest a session lives from its creation, however active; sent on create. The
+    /// companion's own limit applies too, and the smaller wins.
+    pub absolute_ttl_seconds: Option<u64>,
+    /// New sessions are browser sessions (no `Max-Age`) unless the app sets an expiry.
+    pub expire_at_browser_close: bool,
+    /// Which control headers a 5xx response applies.
+    pub controls_on_server_error: ServerErrorControls,
     /// Weak secrets accepted because `allow_development_secrets` is on, one line each (the
     /// field and why, never the secret): `on_configure` logs them loudly.
     pub development_secrets: Vec<String>,
@@ -78,6 +87,32 @@ pub enum WriteErrorPolicy {
     Fail,
 }
 
+/// When a response carries the session cookie again, with `Max-Age` up to the session's
+/// expiry, though the app wrote nothing. Only sessions with `Max-Age` (not browser sessions)
+/// and only with `sliding` on does it change anything: without sliding the expiry never moves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefreshCookie {
+    /// When a sliding-expiry touch moved the expiry, with the expiry the store answered.
+    OnTouch,
+    /// On every response for a valid session, from the expiry last read (no extra write).
+    EveryRequest,
+    /// Only on create, cycle and expiry changes.
+    Never,
+}
+
+/// Which control headers a response with a 5xx status applies. An app that failed may have
+/// written half a session; as Django does, such a response saves nothing, but a logout still
+/// logs out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerErrorControls {
+    /// `flush` applies; `set`, `user`, `expiry` and `cycle` are skipped and counted.
+    FlushOnly,
+    /// Every control header applies, as on any other status.
+    All,
+}
+
 /// Names of the injected headers, lowercased and prefixed once at configure time.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeaderNames {
@@ -87,6 +122,8 @@ pub struct HeaderNames {
     pub user: String,
     pub data: String,
     pub expires: String,
+    /// `1` for a browser session (its cookie has no `Max-Age`), `0` otherwise.
+    pub browser: String,
     /// Data key to header name, e.g. `roles` to `x-user-roles`.
     pub map: BTreeMap<String, String>,
 }
@@ -100,6 +137,7 @@ impl HeaderNames {
             user: name("user"),
             data: name("data"),
             expires: name("expires"),
+            browser: name("browser"),
             prefix,
             map,
         }
@@ -244,6 +282,14 @@ struct RawConfig {
     /// Accept weak secrets (never placeholders), logging each at start: development only.
     #[serde(default)]
     allow_development_secrets: bool,
+    #[serde(default = "default_refresh_cookie")]
+    refresh_cookie: RefreshCookie,
+    #[serde(default)]
+    absolute_ttl_seconds: Option<u64>,
+    #[serde(default)]
+    expire_at_browser_close: bool,
+    #[serde(default = "default_server_error_controls")]
+    controls_on_server_error: ServerErrorControls,
 }
 
 #[derive(Deserialize)]
@@ -342,6 +388,12 @@ fn default_store_policy() -> StoreErrorPolicy {
 fn default_write_policy() -> WriteErrorPolicy {
     WriteErrorPolicy::Pass
 }
+fn default_refresh_cookie() -> RefreshCookie {
+    RefreshCookie::OnTouch
+}
+fn default_server_error_controls() -> ServerErrorControls {
+    ServerErrorControls::FlushOnly
+}
 fn default_ttl_seconds() -> u64 {
     1_209_600
 }
@@ -389,6 +441,13 @@ impl Config {
                 MAX_HEADER_BYTES_LIMIT,
                 "max_header_bytes",
             )?,
+            refresh_cookie: raw.refresh_cookie,
+            absolute_ttl_seconds: raw
+                .absolute_ttl_seconds
+                .map(|seconds| positive(seconds, "absolute_ttl_seconds"))
+                .transpose()?,
+            expire_at_browser_close: raw.expire_at_browser_close,
+            controls_on_server_error: raw.controls_on_server_error,
             development_secrets: secrets.accepted_weak,
         })
     }

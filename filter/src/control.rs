@@ -1,8 +1,8 @@
-//! Control headers (DESIGN.md section 3): how a legacy app writes its session through response
+//! Control headers (docs/architecture.md, "Control headers"): how a legacy app writes its session through response
 //! headers, parsed into what to do, and the companion calls that do it.
 
-use crate::config::HeaderNames;
-use proto::{CreateSession, PatchSession, SessionId};
+use crate::config::{Config, HeaderNames};
+use proto::{CreateSessionRequest, PatchSession, SessionId, Timestamp};
 use serde_json::{Map, Value};
 use std::fmt;
 
@@ -51,10 +51,12 @@ fn bad(header: &str, reason: &'static str) -> ControlError {
 
 /// Reads the control headers among a response's headers. `Ok(None)`: the app wrote nothing.
 /// A repeated control header is refused, as its meaning would be ambiguous.
+/// `now_nanos` turns an absolute expiry into seconds of lifetime, with the proxy's clock.
 pub fn parse(
     names: &HeaderNames,
     headers: &[(String, Vec<u8>)],
     max_bytes: usize,
+    now_nanos: i128,
 ) -> Result<Option<Controls>, ControlError> {
     let mut controls = Controls::default();
     let mut seen: Vec<&str> = Vec::new();
@@ -97,21 +99,43 @@ pub fn parse(
                 }
                 controls.user = Some(text.to_string());
             }
-            "expiry" => {
-                controls.expiry = Some(match text {
-                    "browser" => Expiry::Browser,
-                    "default" => Expiry::Default,
-                    seconds => match seconds.parse::<u64>() {
-                        Ok(n) if n > 0 => Expiry::Seconds(n),
-                        _ => return Err(bad(name, "not seconds, browser or default")),
-                    },
-                });
-            }
+            "expiry" => controls.expiry = Some(expiry(name, text, now_nanos)?),
             "cycle" => controls.cycle = flag(name, text)?,
             _ => controls.flush = flag(name, text)?,
         }
     }
     Ok(any.then_some(controls))
+}
+
+/// `x-session-expiry`: seconds of lifetime, an RFC 3339 time (as Django's
+/// `set_expiry(datetime)`), `browser` or `default`. A time is turned into the seconds left
+/// until it, rounded up, so the session never ends before the time the app named.
+fn expiry(name: &str, text: &str, now_nanos: i128) -> Result<Expiry, ControlError> {
+    match text {
+        "browser" => return Ok(Expiry::Browser),
+        "default" => return Ok(Expiry::Default),
+        _ => {}
+    }
+    if let Ok(seconds) = text.parse::<u64>() {
+        return match seconds {
+            0 => Err(bad(name, "0 seconds: use x-session-flush to end a session")),
+            n => Ok(Expiry::Seconds(n)),
+        };
+    }
+    let Some(at) = Timestamp::parse(text) else {
+        return Err(bad(
+            name,
+            "not seconds, an RFC 3339 time, browser or default",
+        ));
+    };
+    let left = at.unix_nanos() - now_nanos;
+    if left <= 0 {
+        return Err(bad(name, "a time in the past"));
+    }
+    let seconds = (left + 999_999_999) / 1_000_000_000;
+    u64::try_from(seconds)
+        .map(Expiry::Seconds)
+        .map_err(|_| bad(name, "a time too far ahead"))
 }
 
 fn flag(name: &str, text: &str) -> Result<bool, ControlError> {
@@ -151,7 +175,7 @@ pub enum WritePlan {
     /// Delete the session (if any) and clear the cookie.
     Flush(Option<SessionId>),
     /// A new session.
-    Create(CreateSession),
+    Create(CreateSessionRequest),
     /// A new id for the session, then the changes (if any) on the new id.
     Cycle(SessionId, Option<PatchSession>),
     Patch(SessionId, PatchSession),
@@ -159,20 +183,20 @@ pub enum WritePlan {
 
 /// What to do for `controls`, given the session the request carried (if it was valid).
 /// `flush` wins over everything; `cycle` comes first so a login moves pre-login data to the
-/// new id; `set`, `user` and `expiry` then apply to the resulting session.
-pub fn plan(
-    controls: Controls,
-    current: Option<&SessionId>,
-    default_ttl_seconds: u64,
-) -> Option<WritePlan> {
+/// new id; `set`, `user` and `expiry` then apply to the resulting session. The configured
+/// lifetime (`ttl_seconds`, `expire_at_browser_close`, `absolute_ttl_seconds`) applies to a
+/// new session and to `x-session-expiry: default`.
+pub fn plan(controls: Controls, current: Option<&SessionId>, config: &Config) -> Option<WritePlan> {
     if controls.flush {
         return Some(WritePlan::Flush(current.cloned()));
     }
+    let default_ttl_seconds = config.ttl_seconds;
+    let default_browser = config.expire_at_browser_close;
     let (ttl_seconds, browser_session) = match controls.expiry {
         None => (None, None),
         Some(Expiry::Seconds(n)) => (Some(n), Some(false)),
         Some(Expiry::Browser) => (None, Some(true)),
-        Some(Expiry::Default) => (Some(default_ttl_seconds), Some(false)),
+        Some(Expiry::Default) => (Some(default_ttl_seconds), Some(default_browser)),
     };
     let has_changes =
         controls.set.is_some() || controls.user.is_some() || controls.expiry.is_some();
@@ -181,11 +205,13 @@ pub fn plan(
             let data = controls
                 .set
                 .map(|set| set.into_iter().filter(|(_, v)| !v.is_null()).collect());
-            Some(WritePlan::Create(CreateSession {
+            Some(WritePlan::Create(CreateSessionRequest {
                 data,
                 user: controls.user,
                 ttl_seconds: Some(ttl_seconds.unwrap_or(default_ttl_seconds)),
-                browser_session,
+                browser_session: browser_session.or(default_browser.then_some(true)),
+                absolute_ttl_seconds: config.absolute_ttl_seconds,
+                ..CreateSessionRequest::default()
             }))
         }
         None => None,
@@ -236,14 +262,27 @@ mod tests {
     use crate::config::Config;
     use serde_json::json;
 
-    fn names() -> HeaderNames {
-        let config = json!({
+    const NOW: i128 = 1_767_225_600_000_000_000; // 2026-01-01T00:00:00Z
+
+    /// The smallest configuration, with `extra` merged in and a lifetime of 60 seconds.
+    fn config_with(extra: serde_json::Value) -> Config {
+        let mut config = json!({
             "keys": [{"id": "k", "secret": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="}],
             "companion": {"cluster": "c", "token": "companion-test-token-0123456789abcdef"},
+            "ttl_seconds": 60,
         });
-        Config::parse(config.to_string().as_bytes())
-            .unwrap()
-            .headers
+        if let (Some(base), Some(extra)) = (config.as_object_mut(), extra.as_object()) {
+            base.extend(extra.clone());
+        }
+        Config::parse(config.to_string().as_bytes()).unwrap()
+    }
+
+    fn config() -> Config {
+        config_with(json!({}))
+    }
+
+    fn names() -> HeaderNames {
+        config().headers
     }
 
     fn headers(list: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
@@ -253,7 +292,7 @@ mod tests {
     }
 
     fn parse_list(list: &[(&str, &str)]) -> Result<Option<Controls>, ControlError> {
-        parse(&names(), &headers(list), 100)
+        parse(&names(), &headers(list), 100, NOW)
     }
 
     #[test]
@@ -309,11 +348,15 @@ mod tests {
             ("x-session-set", &"x".repeat(101), "too large"),
             ("x-session-user", "", "not a user id"),
             ("x-session-user", "a\u{7}b", "not a user id"),
-            ("x-session-expiry", "0", "not seconds, browser or default"),
+            (
+                "x-session-expiry",
+                "0",
+                "0 seconds: use x-session-flush to end a session",
+            ),
             (
                 "x-session-expiry",
                 "soon",
-                "not seconds, browser or default",
+                "not seconds, an RFC 3339 time, browser or default",
             ),
             ("x-session-cycle", "yes", "not 1 or 0"),
             ("x-session-flush", "2", "not 1 or 0"),
@@ -350,7 +393,8 @@ mod tests {
             parse(
                 &names(),
                 &headers(&[("x-session-set", &format!("{{\"a\":{deep}}}"))]),
-                10_000
+                10_000,
+                NOW
             )
             .is_err()
         );
@@ -363,17 +407,22 @@ mod tests {
         };
         let at_limit = nested(proto::MAX_DATA_DEPTH);
         assert!(matches!(
-            parse(&names(), &headers(&[("x-session-set", &at_limit)]), 10_000),
+            parse(
+                &names(),
+                &headers(&[("x-session-set", &at_limit)]),
+                10_000,
+                NOW
+            ),
             Ok(Some(_))
         ));
         let over = nested(proto::MAX_DATA_DEPTH + 1);
         assert_eq!(
-            parse(&names(), &headers(&[("x-session-set", &over)]), 10_000),
+            parse(&names(), &headers(&[("x-session-set", &over)]), 10_000, NOW),
             Err(bad("x-session-set", "nested too deep"))
         );
         let twice = parse_list(&[("x-session-user", "a"), ("x-session-user", "b")]);
         assert_eq!(twice, Err(bad("x-session-user", "repeated")));
-        let binary = parse(&names(), &[("x-session-user".into(), vec![0xff])], 100);
+        let binary = parse(&names(), &[("x-session-user".into(), vec![0xff])], 100, NOW);
         assert_eq!(binary, Err(bad("x-session-user", "not UTF-8")));
     }
 
@@ -392,7 +441,7 @@ mod tests {
         ] {
             let header = format!("{{\"n\": {number}}}");
             let controls = parse_list(&[("x-session-set", &header)]).unwrap().unwrap();
-            let Some(WritePlan::Patch(_, patch)) = plan(controls, Some(&id(1)), 60) else {
+            let Some(WritePlan::Patch(_, patch)) = plan(controls, Some(&id(1)), &config()) else {
                 panic!("{number}")
             };
             let body = serde_json::to_vec(&patch).unwrap();
@@ -431,12 +480,12 @@ mod tests {
             plan(
                 controls(Some(json!({"a": 1})), Some("u"), None, true, true),
                 Some(&current),
-                60
+                &config()
             ),
             Some(WritePlan::Flush(Some(current.clone())))
         );
         assert_eq!(
-            plan(controls(None, None, None, false, true), None, 60),
+            plan(controls(None, None, None, false, true), None, &config()),
             Some(WritePlan::Flush(None))
         );
         // login: cycle first, then the changes on the new id
@@ -449,7 +498,7 @@ mod tests {
                 false,
             ),
             Some(&current),
-            60,
+            &config(),
         );
         let Some(WritePlan::Cycle(old, Some(patch))) = login else {
             panic!("{login:?}")
@@ -459,14 +508,18 @@ mod tests {
         assert_eq!(patch.set, json!({"user": "alice"}).as_object().cloned());
         // cycle with nothing else
         assert_eq!(
-            plan(controls(None, None, None, true, false), Some(&current), 60),
+            plan(
+                controls(None, None, None, true, false),
+                Some(&current),
+                &config()
+            ),
             Some(WritePlan::Cycle(current.clone(), None))
         );
         // set with nulls: merge patch into set and unset
         let Some(WritePlan::Patch(_, patch)) = plan(
             controls(Some(json!({"a": 1, "b": null})), None, None, false, false),
             Some(&current),
-            60,
+            &config(),
         ) else {
             panic!()
         };
@@ -481,7 +534,7 @@ mod tests {
         let Some(WritePlan::Patch(_, browser)) = plan(
             controls(None, None, Some(Expiry::Browser), false, false),
             Some(&current),
-            60,
+            &config(),
         ) else {
             panic!()
         };
@@ -492,7 +545,7 @@ mod tests {
         let Some(WritePlan::Patch(_, default)) = plan(
             controls(None, None, Some(Expiry::Default), false, false),
             Some(&current),
-            60,
+            &config(),
         ) else {
             panic!()
         };
@@ -513,7 +566,7 @@ mod tests {
                 false,
             ),
             None,
-            60,
+            &config(),
         ) else {
             panic!()
         };
@@ -531,15 +584,113 @@ mod tests {
             (Some("u"), Some(30), Some(false))
         );
         let Some(WritePlan::Create(login)) =
-            plan(controls(None, None, None, true, false), None, 60)
+            plan(controls(None, None, None, true, false), None, &config())
         else {
             panic!()
         };
         assert_eq!(login.ttl_seconds, Some(60));
         assert_eq!(
-            plan(Controls::default(), None, 60),
+            plan(Controls::default(), None, &config()),
             None,
             "nothing asked, nothing done"
+        );
+    }
+
+    #[test]
+    fn an_expiry_may_be_a_time_turned_into_seconds_with_the_proxys_clock() {
+        let expiry = |text: &str| {
+            parse_list(&[("x-session-expiry", text)]).map(|c| c.and_then(|c| c.expiry))
+        };
+        // 2026-01-01T00:00:00Z is NOW.
+        assert_eq!(
+            expiry("2026-01-01T01:00:00Z"),
+            Ok(Some(Expiry::Seconds(3600)))
+        );
+        assert_eq!(
+            expiry("2026-01-01T02:00:00+01:00"),
+            Ok(Some(Expiry::Seconds(3600))),
+            "any offset"
+        );
+        assert_eq!(
+            expiry("2026-01-01T00:00:00.2Z"),
+            Ok(Some(Expiry::Seconds(1))),
+            "rounded up, never 0"
+        );
+        assert_eq!(
+            expiry("2026-01-01T00:00:00Z"),
+            Err(bad("x-session-expiry", "a time in the past"))
+        );
+        assert_eq!(
+            expiry("2025-12-31T23:59:59Z"),
+            Err(bad("x-session-expiry", "a time in the past"))
+        );
+        assert_eq!(
+            expiry("1970-01-01T00:00:00Z"),
+            Err(bad("x-session-expiry", "a time in the past"))
+        );
+        for text in [
+            "2026-01-01",
+            "2026-13-01T00:00:00Z",
+            "tomorrow",
+            "-5",
+            "1.5",
+            "",
+        ] {
+            assert_eq!(
+                expiry(text),
+                Err(bad(
+                    "x-session-expiry",
+                    "not seconds, an RFC 3339 time, browser or default"
+                )),
+                "{text:?}"
+            );
+        }
+        assert_eq!(
+            expiry("0"),
+            Err(bad(
+                "x-session-expiry",
+                "0 seconds: use x-session-flush to end a session"
+            ))
+        );
+    }
+
+    #[test]
+    fn new_sessions_follow_the_configured_lifetime() {
+        let login = controls(None, Some("u"), None, true, false);
+        let browser =
+            config_with(json!({"expire_at_browser_close": true, "absolute_ttl_seconds": 3600}));
+        let Some(WritePlan::Create(create)) = plan(login.clone(), None, &browser) else {
+            panic!()
+        };
+        assert_eq!(
+            (
+                create.ttl_seconds,
+                create.browser_session,
+                create.absolute_ttl_seconds
+            ),
+            (Some(60), Some(true), Some(3600)),
+            "a browser session by default, with the absolute limit"
+        );
+        let Some(WritePlan::Create(create)) = plan(login, None, &config()) else {
+            panic!()
+        };
+        assert_eq!(
+            (create.browser_session, create.absolute_ttl_seconds),
+            (None, None)
+        );
+        let lasting = controls(None, None, Some(Expiry::Seconds(30)), false, false);
+        let Some(WritePlan::Create(create)) = plan(lasting, None, &browser) else {
+            panic!()
+        };
+        assert_eq!(create.browser_session, Some(false), "the app's expiry wins");
+        let reset = controls(None, None, Some(Expiry::Default), false, false);
+        let Some(WritePlan::Patch(_, patch)) = plan(reset, Some(&id(1)), &browser) else {
+            panic!()
+        };
+        assert_eq!(
+            (patch.ttl_seconds, patch.browser_session),
+            (Some(60), Some(true)),
+            "default is the configured lifetime, browser-ness included"
         );
     }
 }

@@ -1,5 +1,6 @@
 //! What the filter injects upstream for a resolved session (docs/architecture.md, "Injected
-//! headers"): state, id, user, data as ASCII-only JSON, expiry, and the mapped headers. Values
+//! headers"): state, id, user, data as ASCII-only JSON, expiry, whether it is a browser
+//! session, and the mapped headers. Values
 //! over the size limit are left out and reported, so the caller can count and log the omission.
 //!
 //! Every value is encoded one-to-one, so two different sessions can never look the same to the
@@ -43,7 +44,7 @@ pub fn text_value(text: &str) -> String {
 
 pub fn for_session(names: &HeaderNames, session: &Session, max_bytes: usize) -> Injection {
     let mut injection = Injection {
-        headers: Vec::with_capacity(5 + names.map.len()),
+        headers: Vec::with_capacity(6 + names.map.len()),
         omitted: Vec::new(),
     };
     let mut push = |name: &str, value: String| {
@@ -60,6 +61,8 @@ pub fn for_session(names: &HeaderNames, session: &Session, max_bytes: usize) -> 
     }
     push(&names.data, json_ascii::to_string(&session.data));
     push(&names.expires, session.expires_at.to_rfc3339());
+    let browser = if session.browser_session { "1" } else { "0" };
+    push(&names.browser, browser.to_string());
     for (key, header) in &names.map {
         if let Some(value) = session.data.get(key) {
             push(header, json_ascii::to_string(value));
@@ -129,6 +132,7 @@ mod tests {
             get(&injection, "x-session-expires"),
             Some("2026-01-01T00:01:00Z")
         );
+        assert_eq!(get(&injection, "x-session-browser"), Some("0"));
         assert_eq!(
             get(&injection, "x-user-roles"),
             Some(r#"["admin","ops"]"#),

@@ -16,10 +16,14 @@ pub enum Counter {
     BadControl,
     HeaderOmitted,
     RevocationFailed,
+    /// Control headers on a 5xx response, not applied (`controls_on_server_error`).
+    ControlSkipped,
+    /// A sliding-expiry touch the store did not confirm: the expiry may not have moved.
+    TouchFailed,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 13] = [
+    pub const ALL: [Counter; 15] = [
         Self::Valid,
         Self::None,
         Self::Invalid,
@@ -33,6 +37,8 @@ impl Counter {
         Self::BadControl,
         Self::HeaderOmitted,
         Self::RevocationFailed,
+        Self::ControlSkipped,
+        Self::TouchFailed,
     ];
 
     pub fn name(self) -> &'static str {
@@ -50,6 +56,8 @@ impl Counter {
             Self::BadControl => "edge_session_bad_control",
             Self::HeaderOmitted => "edge_session_header_omitted",
             Self::RevocationFailed => "edge_session_revocation_failed",
+            Self::ControlSkipped => "edge_session_control_skipped",
+            Self::TouchFailed => "edge_session_touch_failed",
         }
     }
 

@@ -38,6 +38,19 @@ pub struct RequestOutcome {
     pub clear_cookie: bool,
     /// The response depends on the session: shared caches must not serve it to others.
     pub session_dependent: bool,
+    /// The valid session's expiry as last read, for renewing its cookie.
+    pub lifetime: Option<Lifetime>,
+}
+
+/// A session's expiry as the filter last saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lifetime {
+    /// Nanoseconds since the epoch.
+    pub expires_at_nanos: i128,
+    /// Its cookie carries no `Max-Age`: nothing to renew.
+    pub browser_session: bool,
+    /// A sliding-expiry touch moved the expiry, and this is the store's answer.
+    pub renewed: bool,
 }
 
 /// What the shell does next with the request.
@@ -325,6 +338,11 @@ impl Core {
                 session: Some(resolved.id.clone()),
                 clear_cookie: false,
                 session_dependent: true,
+                lifetime: Some(Lifetime {
+                    expires_at_nanos: resolved.expires_at_nanos,
+                    browser_session: resolved.browser_session,
+                    renewed: false,
+                }),
             },
             touch,
         }
@@ -494,6 +512,7 @@ impl Core {
             injection: inject::for_session(&config.headers, session, config.max_header_bytes),
             expires_at_nanos: session.expires_at.unix_nanos(),
             ttl_seconds: session.ttl_seconds,
+            browser_session: session.browser_session,
             revocation: RevocationTag::of(&session.id),
             id: session.id.clone(),
         }

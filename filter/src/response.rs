@@ -6,13 +6,13 @@
 //! callout; any store fits, since the outcome of each write is all this path reads).
 
 use crate::caching;
-use crate::config::WriteErrorPolicy;
-use crate::control::{self, WritePlan};
+use crate::config::{RefreshCookie, ServerErrorControls, WriteErrorPolicy};
+use crate::control::{self, Controls, WritePlan};
 use crate::core::{Core, Host};
 use crate::metrics::Counter;
-use crate::request::RequestOutcome;
+use crate::request::{Lifetime, RequestOutcome};
 use crate::revocation::{self, RevocationTag};
-use crate::store::{Failure, StoreOp, WriteOutcome};
+use crate::store::{Failure, Resolution, StoreOp, WriteOutcome};
 use proto::{PatchSession, Session, SessionId};
 
 /// A response on its way: the write in flight, if any, and what the response will carry.
@@ -26,6 +26,9 @@ pub struct ResponseWrite {
     varies_by_cookie: bool,
     /// The app's `Cache-Control` values.
     cache_control: Vec<Vec<u8>>,
+    /// The request's valid session and its expiry as last known: what a cookie renewal
+    /// (`refresh_cookie`) needs when nothing else sets the cookie.
+    renewal: Option<(SessionId, Lifetime)>,
 }
 
 /// A store write and what its outcome leads to.
@@ -103,6 +106,7 @@ impl Core {
         };
         let mut write = ResponseWrite {
             pending: None,
+            renewal: outcome.session.clone().zip(outcome.lifetime),
             cookie: match outcome.clear_cookie {
                 true => CookieChange::Clear,
                 false => CookieChange::Keep,
@@ -119,9 +123,16 @@ impl Core {
             .filter(|(name, _)| config.headers.has_prefix(name))
             .map(|(name, _)| name.clone())
             .collect();
-        let plan = match control::parse(&config.headers, headers, config.max_header_bytes) {
+        let parsed = control::parse(
+            &config.headers,
+            headers,
+            config.max_header_bytes,
+            host.now_nanos(),
+        );
+        let plan = match parsed {
             Ok(Some(controls)) => {
-                control::plan(controls, outcome.session.as_ref(), config.ttl_seconds)
+                let controls = self.on_status(host, controls, &values(":status"));
+                control::plan(controls, outcome.session.as_ref(), config)
             }
             Ok(None) => None,
             Err(err) => {
@@ -131,13 +142,72 @@ impl Core {
             }
         };
         let next = match plan {
-            None => ResponseNext::Finish(self.final_headers(&mut write)),
+            None => ResponseNext::Finish(self.final_headers(host, &mut write)),
             Some(plan) => self.begin(host, &mut write, plan),
         };
         ResponseStart {
             remove,
             write,
             next,
+        }
+    }
+
+    /// Whether a response waits for the answer to its request's sliding-expiry touch before
+    /// it starts: only when the cookie follows the expiry. The answer usually arrives while
+    /// the app works, so the wait is rare; it is bounded by the companion's timeout.
+    pub fn response_waits_for_touch(&self) -> bool {
+        self.config.refresh_cookie != RefreshCookie::Never
+    }
+
+    /// The store answered the sliding-expiry touch of the request's session: the cookie the
+    /// response renews follows the expiry the store now holds, never a guess. A failed touch
+    /// renews nothing (the expiry may not have moved); a session gone meanwhile renews nothing
+    /// either (the next request clears its cookie).
+    pub fn touch_answered(
+        &self,
+        host: &impl Host,
+        outcome: &mut RequestOutcome,
+        answer: Resolution,
+    ) {
+        match answer {
+            Resolution::Found(session) => {
+                outcome.lifetime = Some(Lifetime {
+                    expires_at_nanos: session.expires_at.unix_nanos(),
+                    browser_session: session.browser_session,
+                    renewed: true,
+                });
+            }
+            Resolution::Expired => outcome.lifetime = None,
+            Resolution::Unavailable(failure) => {
+                host.count(Counter::TouchFailed);
+                log::warn!("edge-session: sliding-expiry touch failed ({failure})");
+            }
+        }
+    }
+
+    /// On a 5xx response only `flush` applies (`controls_on_server_error`): an app that failed
+    /// may have written half a session, and a logout whose page fails must still log out.
+    fn on_status(&self, host: &impl Host, controls: Controls, status: &[&[u8]]) -> Controls {
+        let server_error = status
+            .first()
+            .is_some_and(|s| s.len() == 3 && s[0] == b'5' && s.iter().all(u8::is_ascii_digit));
+        if !server_error || self.config.controls_on_server_error == ServerErrorControls::All {
+            return controls;
+        }
+        let skipped = controls.cycle
+            || controls.set.is_some()
+            || controls.user.is_some()
+            || controls.expiry.is_some();
+        if skipped {
+            host.count(Counter::ControlSkipped);
+            log::info!(
+                "edge-session: session changes of a 5xx response not applied \
+                 (controls_on_server_error: flush_only)"
+            );
+        }
+        Controls {
+            flush: controls.flush,
+            ..Controls::default()
         }
     }
 
@@ -180,12 +250,20 @@ impl Core {
                 self.announce_change(host, &id);
                 if reissue {
                     self.issue_cookie(host, write, &patched);
+                } else if let Some((_, lifetime)) = write.renewal.as_mut() {
+                    lifetime.expires_at_nanos = patched.expires_at.unix_nanos();
+                    lifetime.browser_session = patched.browser_session;
                 }
                 self.complete(host, write)
             }
             (_, WriteOutcome::Failed(failure)) => self.write_failed(host, write, failure),
             (op, outcome) => {
-                log::warn!("edge-session: store answered {outcome:?} to {op:?}");
+                // The operation's name only: its body holds the session's data and user.
+                log::warn!(
+                    "edge-session: store answered {} to a {}",
+                    outcome.kind(),
+                    op.kind()
+                );
                 self.write_failed(host, write, Failure::Unparsable)
             }
         }
@@ -223,11 +301,12 @@ impl Core {
     /// Every write is done: the response goes on.
     fn complete(&self, host: &impl Host, write: &mut ResponseWrite) -> ResponseNext {
         host.count(Counter::Writes);
-        ResponseNext::Finish(self.final_headers(write))
+        ResponseNext::Finish(self.final_headers(host, write))
     }
 
     /// The store failed a write: never a cookie for a session that was not stored. `pass`
-    /// lets the app's response out without any cookie change; `fail` answers 503.
+    /// lets the app's response out with the cookie of what was stored (if anything); `fail`
+    /// answers 503.
     fn write_failed(
         &self,
         host: &impl Host,
@@ -237,11 +316,11 @@ impl Core {
         host.count(Counter::WriteError);
         let policy = self.config.on_write_error;
         log::warn!("edge-session: session write failed ({failure}; {policy:?})");
-        if let CookieChange::Set(_) = write.cookie {
-            write.cookie = CookieChange::Keep;
-        }
+        // A cookie already set names a session a write stored (a cycle's new id, whose
+        // follow-up patch failed): the old id is gone, so dropping it would log the user out.
+        write.renewal = None;
         match policy {
-            WriteErrorPolicy::Pass => ResponseNext::Finish(self.final_headers(write)),
+            WriteErrorPolicy::Pass => ResponseNext::Finish(self.final_headers(host, write)),
             WriteErrorPolicy::Fail => ResponseNext::Unavailable,
         }
     }
@@ -264,23 +343,42 @@ impl Core {
     /// The cookie for a stored session: its token, and `Max-Age` up to its expiry unless it
     /// is a browser session.
     fn issue_cookie(&self, host: &impl Host, write: &mut ResponseWrite, session: &Session) {
-        let config = &self.config;
-        let max_age = (!session.browser_session).then(|| {
-            let left = (session.expires_at.unix_nanos() - host.now_nanos()) / 1_000_000_000;
-            u64::try_from(left).unwrap_or(0).max(1)
-        });
-        write.cookie = CookieChange::Set(
-            config
-                .cookie
-                .set_header(&config.keys.sign(&session.id), max_age),
-        );
+        let max_age =
+            (!session.browser_session).then(|| self.max_age(host, session.expires_at.unix_nanos()));
+        write.cookie = CookieChange::Set(self.cookie_for(&session.id, max_age));
         write.session_dependent = true;
     }
 
+    fn cookie_for(&self, id: &SessionId, max_age: Option<u64>) -> String {
+        let config = &self.config;
+        config.cookie.set_header(&config.keys.sign(id), max_age)
+    }
+
+    /// Seconds until `expires_at_nanos`, at least 1, at most `cookie.max_age_seconds`.
+    fn max_age(&self, host: &impl Host, expires_at_nanos: i128) -> u64 {
+        let left = (expires_at_nanos - host.now_nanos()) / 1_000_000_000;
+        u64::try_from(left)
+            .unwrap_or(0)
+            .clamp(1, self.config.cookie.max_age_seconds())
+    }
+
+    /// The cookie again, with `Max-Age` up to the expiry last known, when nothing else sets
+    /// or clears it and `refresh_cookie` asks for it (docs/architecture.md, "Lifetime").
+    fn renewed_cookie(&self, host: &impl Host, write: &ResponseWrite) -> Option<String> {
+        let (id, lifetime) = write.renewal.as_ref()?;
+        let renew = match self.config.refresh_cookie {
+            RefreshCookie::Never => false,
+            RefreshCookie::OnTouch => lifetime.renewed,
+            RefreshCookie::EveryRequest => true,
+        };
+        (renew && !lifetime.browser_session && lifetime.expires_at_nanos > host.now_nanos())
+            .then(|| self.cookie_for(id, Some(self.max_age(host, lifetime.expires_at_nanos))))
+    }
+
     /// The cookie, `Vary` and `Cache-Control` the response leaves with.
-    fn final_headers(&self, write: &mut ResponseWrite) -> FinalHeaders {
+    fn final_headers(&self, host: &impl Host, write: &mut ResponseWrite) -> FinalHeaders {
         let set_cookie = match std::mem::take(&mut write.cookie) {
-            CookieChange::Keep => None,
+            CookieChange::Keep => self.renewed_cookie(host, write),
             CookieChange::Set(value) => Some(value),
             CookieChange::Clear => Some(self.config.cookie.clear_header().to_string()),
         };
@@ -304,7 +402,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::revocation::{SetError, SharedStore};
-    use proto::CreateSession;
+    use proto::CreateSessionRequest;
     use serde_json::json;
     use std::cell::RefCell;
     use std::collections::HashMap;
@@ -384,6 +482,11 @@ mod tests {
             session: Some(id(n)),
             clear_cookie: false,
             session_dependent: true,
+            lifetime: Some(Lifetime {
+                expires_at_nanos: NOW + 600 * 1_000_000_000,
+                browser_session: false,
+                renewed: false,
+            }),
         }
     }
 
@@ -449,7 +552,8 @@ mod tests {
             &RequestOutcome::default(),
             &headers(&[("x-session-user", "alice"), ("cache-control", "public")]),
         );
-        let ResponseNext::Store(StoreOp::Create(CreateSession { user, .. })) = &start.next else {
+        let ResponseNext::Store(StoreOp::Create(CreateSessionRequest { user, .. })) = &start.next
+        else {
             panic!("{:?}", start.next)
         };
         assert_eq!(user.as_deref(), Some("alice"));
@@ -566,7 +670,7 @@ mod tests {
     }
 
     #[test]
-    fn a_cycle_whose_patch_fails_sets_no_cookie_and_an_answer_that_fits_no_write_fails() {
+    fn a_cycle_whose_patch_fails_keeps_the_new_id_and_an_answer_that_fits_no_write_fails() {
         let (host, core) = (FakeHost::default(), core(json!({})));
         let mut start = core.start_response(
             &host,
@@ -583,7 +687,15 @@ mod tests {
             &mut start.write,
             WriteOutcome::Failed(Failure::CallFailed),
         ));
-        assert_eq!(done.set_cookie, None, "the patch failed: no cookie at all");
+        let new_id = format!(
+            "sid={}; Max-Age=60; Path=/; Secure; HttpOnly; SameSite=Lax",
+            core.config.keys.sign(&id(2))
+        );
+        assert_eq!(
+            done.set_cookie,
+            Some(new_id),
+            "the cycle stored the new id and deleted the old: the browser must get it"
+        );
 
         let mut start = core.start_response(
             &host,
@@ -601,5 +713,171 @@ mod tests {
             "a delete answered with a session"
         );
         assert_eq!(host.counted(Counter::WriteError), 2);
+    }
+
+    /// The cookie `core` renews for session `n` with `max_age` seconds.
+    fn renewed(core: &Core, n: u8, max_age: u64) -> String {
+        format!(
+            "sid={}; Max-Age={max_age}; Path=/; Secure; HttpOnly; SameSite=Lax",
+            core.config.keys.sign(&id(n))
+        )
+    }
+
+    /// Session 1 as the store answers a touch: it now expires at `NOW + 60 s`.
+    fn touched(core: &Core, host: &FakeHost, browser: bool) -> RequestOutcome {
+        let mut outcome = with_session(1);
+        core.touch_answered(host, &mut outcome, Resolution::Found(session(1, browser)));
+        outcome
+    }
+
+    #[test]
+    fn a_touched_session_gets_its_cookie_again_up_to_the_new_expiry() {
+        let (host, core) = (FakeHost::default(), core(json!({})));
+        assert!(core.response_waits_for_touch());
+        let start = core.start_response(&host, &touched(&core, &host, false), &headers(&[]));
+        let done = finish(start.next);
+        assert_eq!(done.set_cookie, Some(renewed(&core, 1, 60)));
+        assert_eq!(done.cache_control.as_deref(), Some("private"));
+        let start = core.start_response(&host, &with_session(1), &headers(&[]));
+        assert_eq!(finish(start.next).set_cookie, None, "untouched: no renewal");
+        let start = core.start_response(&host, &touched(&core, &host, true), &headers(&[]));
+        assert_eq!(
+            finish(start.next).set_cookie,
+            None,
+            "a browser session's cookie has no Max-Age to renew"
+        );
+    }
+
+    #[test]
+    fn a_touch_that_failed_or_found_nothing_renews_nothing() {
+        let (host, core) = (FakeHost::default(), core(json!({})));
+        let mut outcome = with_session(1);
+        let failed = Resolution::Unavailable(Failure::Status(503));
+        core.touch_answered(&host, &mut outcome, failed);
+        let start = core.start_response(&host, &outcome, &headers(&[]));
+        assert_eq!(finish(start.next).set_cookie, None);
+        assert_eq!(host.counted(Counter::TouchFailed), 1);
+        let mut outcome = with_session(1);
+        core.touch_answered(&host, &mut outcome, Resolution::Expired);
+        let start = core.start_response(&host, &outcome, &headers(&[]));
+        assert_eq!(finish(start.next).set_cookie, None);
+    }
+
+    #[test]
+    fn refresh_cookie_every_request_and_never() {
+        let host = FakeHost::default();
+        let every = core(json!({"refresh_cookie": "every_request"}));
+        let start = every.start_response(&host, &with_session(1), &headers(&[]));
+        assert_eq!(
+            finish(start.next).set_cookie,
+            Some(renewed(&every, 1, 600)),
+            "from the expiry last read, without a touch"
+        );
+        let never = core(json!({"refresh_cookie": "never"}));
+        assert!(!never.response_waits_for_touch());
+        let start = never.start_response(&host, &touched(&never, &host, false), &headers(&[]));
+        assert_eq!(finish(start.next).set_cookie, None);
+    }
+
+    #[test]
+    fn max_age_seconds_caps_every_cookie() {
+        let host = FakeHost::default();
+        let core =
+            core(json!({"cookie": {"max_age_seconds": 30}, "refresh_cookie": "every_request"}));
+        let start = core.start_response(&host, &with_session(1), &headers(&[]));
+        assert_eq!(finish(start.next).set_cookie, Some(renewed(&core, 1, 30)));
+        let mut start = core.start_response(
+            &host,
+            &RequestOutcome::default(),
+            &headers(&[("x-session-user", "alice")]),
+        );
+        let next = core.continue_response(
+            &host,
+            &mut start.write,
+            WriteOutcome::Stored(session(2, false)),
+        );
+        assert_eq!(finish(next).set_cookie, Some(renewed(&core, 2, 30)));
+    }
+
+    #[test]
+    fn a_server_error_applies_only_a_logout() {
+        let host = FakeHost::default();
+        let core = core(json!({}));
+        for status in ["500", "503", "599"] {
+            let start = core.start_response(
+                &host,
+                &with_session(1),
+                &headers(&[
+                    (":status", status),
+                    ("x-session-set", r#"{"a":1}"#),
+                    ("x-session-cycle", "1"),
+                ]),
+            );
+            assert_eq!(
+                start.remove,
+                ["x-session-set", "x-session-cycle"],
+                "still removed"
+            );
+            assert!(
+                matches!(start.next, ResponseNext::Finish(_)),
+                "{status}: nothing written"
+            );
+        }
+        assert_eq!(host.counted(Counter::ControlSkipped), 3);
+        let start = core.start_response(
+            &host,
+            &with_session(1),
+            &headers(&[
+                (":status", "500"),
+                ("x-session-set", r#"{"a":1}"#),
+                ("x-session-flush", "1"),
+            ]),
+        );
+        assert_eq!(
+            start.next,
+            ResponseNext::Store(StoreOp::Delete(id(1))),
+            "a logout still logs out"
+        );
+        assert_eq!(host.counted(Counter::ControlSkipped), 4);
+        for status in ["200", "404", "499", "50", "5000"] {
+            let start = core.start_response(
+                &host,
+                &with_session(1),
+                &headers(&[(":status", status), ("x-session-set", r#"{"a":1}"#)]),
+            );
+            assert!(
+                matches!(start.next, ResponseNext::Store(StoreOp::Patch(..))),
+                "{status}"
+            );
+        }
+        let all = core_with_all();
+        let start = all.start_response(
+            &host,
+            &with_session(1),
+            &headers(&[(":status", "500"), ("x-session-set", r#"{"a":1}"#)]),
+        );
+        assert!(matches!(
+            start.next,
+            ResponseNext::Store(StoreOp::Patch(..))
+        ));
+        assert_eq!(host.counted(Counter::ControlSkipped), 4);
+    }
+
+    fn core_with_all() -> Core {
+        core(json!({"controls_on_server_error": "all"}))
+    }
+
+    #[test]
+    fn a_failed_write_renews_no_cookie() {
+        let host = FakeHost::default();
+        let core = core(json!({"refresh_cookie": "every_request"}));
+        let mut start = core.start_response(
+            &host,
+            &with_session(1),
+            &headers(&[("x-session-set", r#"{"a":1}"#)]),
+        );
+        let failed = WriteOutcome::Failed(Failure::Status(500));
+        let next = core.continue_response(&host, &mut start.write, failed);
+        assert_eq!(finish(next).set_cookie, None);
     }
 }

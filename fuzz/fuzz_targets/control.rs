@@ -7,7 +7,7 @@
 use edge_session_fuzz::rotated;
 use filter::control::{self, WritePlan};
 use libfuzzer_sys::fuzz_target;
-use proto::{CreateSession, PatchSession, SessionId};
+use proto::{CreateSessionRequest, PatchSession, SessionId};
 
 const NAMES: [&str; 8] = [
     "x-session-set",
@@ -20,6 +20,8 @@ const NAMES: [&str; 8] = [
     "x-session-other",
 ];
 const LIMITS: [usize; 4] = [0, 16, 512, 8192];
+/// The proxy's clock for absolute expiries: 2026-01-01T00:00:00Z.
+const NOW: i128 = 1_767_225_600_000_000_000;
 
 // Input: one byte of options, then one header per line: a byte choosing the name, the value.
 fuzz_target!(|data: &[u8]| {
@@ -42,7 +44,7 @@ fuzz_target!(|data: &[u8]| {
     let is_control = |name: &str| {
         name.to_ascii_lowercase().starts_with("x-session-") && name != "x-session-other"
     };
-    let controls = match control::parse(names, &headers, max_bytes) {
+    let controls = match control::parse(names, &headers, max_bytes, NOW) {
         Err(err) => {
             assert!(
                 is_control(&err.header),
@@ -76,13 +78,13 @@ fuzz_target!(|data: &[u8]| {
         assert!(!user.is_empty() && user.len() <= 256 && !user.chars().any(char::is_control));
     }
     let flush = controls.flush;
-    let plan = control::plan(controls, current.as_ref(), 1_209_600);
+    let plan = control::plan(controls, current.as_ref(), rotated());
     match plan {
         Some(WritePlan::Flush(id)) => assert!(flush && id == current),
         _ if flush => panic!("flush lost: {plan:?}"),
         Some(WritePlan::Create(create)) => {
             assert!(current.is_none());
-            round_trip::<CreateSession>(&create);
+            round_trip::<CreateSessionRequest>(&create);
         }
         Some(WritePlan::Patch(id, patch)) => {
             assert!(current.as_ref() == Some(&id));

@@ -37,6 +37,10 @@ pub struct SessionStream {
     waiting: Option<Waiting>,
     /// What the request path left for the response.
     outcome: RequestOutcome,
+    /// The sliding-expiry touch in flight: its call token and session.
+    touch: Option<(u32, SessionId)>,
+    /// The response headers arrived while the touch was in flight, and wait for it.
+    response_waits: bool,
 }
 
 impl SessionStream {
@@ -45,6 +49,8 @@ impl SessionStream {
             filter,
             waiting: None,
             outcome: RequestOutcome::default(),
+            touch: None,
+            response_waits: false,
         }
     }
 
@@ -101,10 +107,11 @@ impl SessionStream {
             match next {
                 RequestNext::Continue { outcome, touch } => {
                     self.outcome = outcome;
-                    if let Some(id) = touch
-                        && self.call(&companion::touch_call(&id)).is_none()
-                    {
-                        self.count(Counter::CalloutError);
+                    if let Some(id) = touch {
+                        match self.call(&companion::touch_call(&id)) {
+                            Some(token) => self.touch = Some((token, id)),
+                            None => self.count(Counter::CalloutError),
+                        }
                     }
                     if in_callback {
                         self.resume_http_request();
@@ -170,6 +177,19 @@ impl SessionStream {
                 }
             }
         }
+    }
+
+    /// The response path, from the response headers on. `in_callback`: the response is
+    /// paused (it waited for the touch's answer) and goes on from here.
+    fn start_response(&mut self, in_callback: bool) -> Action {
+        let filter = self.filter.clone();
+        let headers = self.get_http_response_headers_bytes();
+        let start = filter.core.start_response(self, &self.outcome, &headers);
+        // Control headers are for the filter only: they never reach the client.
+        for name in &start.remove {
+            self.set_http_response_header(name, None);
+        }
+        self.follow_response(start.write, start.next, in_callback)
     }
 
     fn add_final_headers(&self, headers: FinalHeaders) {
@@ -249,12 +269,12 @@ impl Context for SessionStream {
         body_size: usize,
         _num_trailers: usize,
     ) {
+        let is_touch = self.touch.as_ref().is_some_and(|(t, _)| *t == token);
         let matches = match &self.waiting {
             Some(Waiting::Lookup { token: t, .. } | Waiting::Write { token: t, .. }) => *t == token,
             None => false,
         };
-        if !matches {
-            // A sliding-expiry touch, answered: nothing waits for it.
+        if !matches && !is_touch {
             return;
         }
         // With no headers the call failed and Envoy holds no reply maps: reading them would trap.
@@ -269,6 +289,16 @@ impl Context for SessionStream {
         };
         let filter = self.filter.clone();
         let core = &filter.core;
+        if let Some((_, id)) = self.touch.take().filter(|_| is_touch) {
+            let answer = companion::resolution(status.as_deref(), &body, &id, self.now_nanos());
+            let mut outcome = std::mem::take(&mut self.outcome);
+            core.touch_answered(self, &mut outcome, answer);
+            self.outcome = outcome;
+            if std::mem::take(&mut self.response_waits) {
+                self.start_response(true);
+            }
+            return;
+        }
         match self.waiting.take() {
             Some(Waiting::Lookup { id, sequence, .. }) => {
                 let answer = companion::resolution(status.as_deref(), &body, &id, self.now_nanos());
@@ -296,14 +326,11 @@ impl HttpContext for SessionStream {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let filter = self.filter.clone();
-        let headers = self.get_http_response_headers_bytes();
-        let start = filter.core.start_response(self, &self.outcome, &headers);
-        // Control headers are for the filter only: they never reach the client.
-        for name in &start.remove {
-            self.set_http_response_header(name, None);
+        if self.touch.is_some() && self.filter.core.response_waits_for_touch() {
+            self.response_waits = true;
+            return Action::Pause;
         }
-        self.follow_response(start.write, start.next, false)
+        self.start_response(false)
     }
 
     /// Request trailers reach the app too (gRPC, chunked uploads): a client must not forge

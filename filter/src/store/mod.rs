@@ -6,17 +6,29 @@
 
 pub mod companion;
 
-use proto::{CreateSession, PatchSession, Session, SessionId};
+use proto::{CreateSessionRequest, PatchSession, Session, SessionId};
 use std::fmt;
 
 /// A write the response path asks of the store.
 #[derive(Clone, Debug, PartialEq)]
 pub enum StoreOp {
-    Create(CreateSession),
+    Create(CreateSessionRequest),
     /// A new id for the same session; the old id stops answering.
     Cycle(SessionId),
     Patch(SessionId, PatchSession),
     Delete(SessionId),
+}
+
+impl StoreOp {
+    /// What the operation is, without its contents (which hold session data): for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Create(_) => "create",
+            Self::Cycle(_) => "cycle",
+            Self::Patch(..) => "patch",
+            Self::Delete(_) => "delete",
+        }
+    }
 }
 
 /// What a write came to.
@@ -28,6 +40,17 @@ pub enum WriteOutcome {
     Deleted,
     /// Nothing is known to be stored: the failure policy decides.
     Failed(Failure),
+}
+
+impl WriteOutcome {
+    /// What the outcome is, without the session it may hold: for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Stored(_) => "a stored session",
+            Self::Deleted => "deleted",
+            Self::Failed(_) => "a failure",
+        }
+    }
 }
 
 /// What a read of the cookie's session came to.

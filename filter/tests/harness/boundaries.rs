@@ -208,7 +208,7 @@ fn invalid_utf8_and_nul_bytes_in_control_headers_are_refused_by_name() {
         (
             "x-session-expiry",
             b"60\x00",
-            "not seconds, browser or default",
+            "not seconds, an RFC 3339 time, browser or default",
         ),
         ("x-session-flush", b"1\x00", "not 1 or 0"),
         ("x-session-cycle", b"\xff", "not UTF-8"),

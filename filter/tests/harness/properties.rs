@@ -154,7 +154,16 @@ fn control_value() -> impl Strategy<Value = Vec<u8>> {
         .into_bytes()),
         json_value().prop_map(|v| v.to_string().into_bytes()),
         prop::sample::select(vec![
-            "1", "0", "true", "browser", "default", "3600", "alice", ""
+            "1",
+            "0",
+            "true",
+            "browser",
+            "default",
+            "3600",
+            "alice",
+            "",
+            "2999-01-01T00:00:00Z",
+            "2000-01-01T00:00:00+01:00"
         ])
         .prop_map(|s| s.as_bytes().to_vec()),
         prop::collection::vec(any::<u8>(), 0..120),
@@ -224,7 +233,7 @@ proptest! {
         let Some(up) = &s.upstream else { return Ok(()) };
         let state = up.headers.get("x-session-state").unwrap_or_default().to_string();
         prop_assert!(["valid", "none", "invalid", "expired", "unavailable"].contains(&state.as_str()), "{state}");
-        let filter_sets = ["x-session-state", "x-session-id", "x-session-user", "x-session-data", "x-session-expires", "x-k"];
+        let filter_sets = ["x-session-state", "x-session-id", "x-session-user", "x-session-data", "x-session-expires", "x-session-browser", "x-k"];
         for (name, _) in up.headers.to_strings() {
             let name = name.to_ascii_lowercase();
             if !name.starts_with("x-session-") && name != "x-k" {
@@ -259,7 +268,8 @@ proptest! {
         };
         let controls: Vec<(String, Vec<u8>)> = controls.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
         let names = filter::config::Config::parse(config(overrides).to_string().as_bytes()).unwrap().headers;
-        let expected = filter::control::parse(&names, &as_pairs(&controls), 8192);
+        let now = i128::from(host.clock().wall_nanos());
+        let expected = filter::control::parse(&names, &as_pairs(&controls), 8192, now);
         let mut all: Vec<(Vec<u8>, Vec<u8>)> = vec![(b":status".to_vec(), b"200".to_vec()), (b"content-type".to_vec(), b"text/html".to_vec())];
         all.extend(controls.iter().map(|(k, v)| (k.clone().into_bytes(), v.clone())));
         prop_assert!(vm.response_headers(stream, &all, true).is_ok());
