@@ -1,4 +1,5 @@
-//! The edge-session companion: the session API (DESIGN.md section 5) over MongoDB (section 6).
+//! The edge-session companion: the session API (docs/architecture.md, "Companion API") over
+//! MongoDB (docs/architecture.md, "Session storage").
 
 pub mod app;
 pub mod auth;

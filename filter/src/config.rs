@@ -1,5 +1,6 @@
-//! The plugin configuration (DESIGN.md section 8): JSON from `envoy.yaml`, parsed once in
-//! `on_configure` into types that cannot hold an invalid value. Every error names the field.
+//! The plugin configuration (docs/architecture.md, "Plugin configuration"): JSON from
+//! `envoy.yaml`, parsed once in `on_configure` into types that cannot hold an invalid value.
+//! Every error names the field.
 
 use crate::cookie::CookieSpec;
 use crate::token::{KeyId, Keyring, SigningKey};

@@ -1,5 +1,5 @@
-//! Control headers (docs/architecture.md, "Control headers"): how a legacy app writes its session through response
-//! headers, parsed into what to do, and the companion calls that do it.
+//! Control headers (docs/architecture.md, "Control headers"): how a legacy app writes its
+//! session through response headers, parsed into what to do, and the companion calls that do it.
 
 use crate::config::{Config, HeaderNames};
 use proto::{CreateSessionRequest, PatchSession, SessionId, Timestamp};

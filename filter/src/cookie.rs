@@ -103,7 +103,7 @@ pub enum Found<'a> {
     /// Different values under the one name. A browser sends that when another site of the
     /// same registrable domain (or a longer `Path`) tossed in a cookie of the same name; no
     /// rule can tell the user's own from the tossed one, so the request has no usable session
-    /// (docs/security.md, "Cookie tossing").
+    /// (docs/security.md, "Threats and defences": cookie tossing).
     Several,
 }
 

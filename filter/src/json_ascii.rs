@@ -1,7 +1,8 @@
 //! Compact JSON with every non-ASCII character escaped as `\uXXXX`, so session data fits in an
-//! HTTP header whatever language its strings are in (DESIGN.md section 2.1). DEL (0x7f) is
-//! escaped too: serde_json escapes the other control characters but not DEL, and a header
-//! value may not carry it (RFC 9110 section 5.5); strict upstreams refuse the request.
+//! HTTP header whatever language its strings are in (docs/architecture.md, "Injected
+//! headers"). DEL (0x7f) is escaped too: serde_json escapes the other control characters but
+//! not DEL, and a header value may not carry it (RFC 9110 section 5.5); strict upstreams
+//! refuse the request.
 
 use serde::Serialize;
 use serde_json::ser::{Formatter, Serializer};

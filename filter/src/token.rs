@@ -1,5 +1,5 @@
-//! The cookie token (DESIGN.md section 4): `<kid>.<id>.<mac>`, where `mac` is unpadded
-//! base64url of HMAC-SHA256(secret(kid), "edge-session/v1|" kid "|" id).
+//! The cookie token (docs/architecture.md, "Cookie token"): `<kid>.<id>.<mac>`, where `mac`
+//! is unpadded base64url of HMAC-SHA256(secret(kid), "edge-session/v1|" kid "|" id).
 //!
 //! Each key's HMAC state (the padded inner and outer keys) is computed once at configure time
 //! and cloned per token. Verification decodes into stack buffers, compares in constant time,

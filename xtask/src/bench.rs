@@ -1,7 +1,8 @@
 //! `cargo xtask bench`: builds the filter module and the benchmark programs in the `service`
-//! profile (what ships), runs the three benchmarks of DESIGN.md section 10 and writes their
-//! tables into `BENCHMARKS.md` with the machine, the method and the command. Prints numbers and
-//! never fails over them; it fails only when something could not run.
+//! profile (what ships), runs the three benchmarks (docs/architecture.md, "Testing and
+//! measuring") and writes their tables into `BENCHMARKS.md` with the machine, the method and
+//! the command. Prints numbers and never fails over them; it fails only when something could
+//! not run.
 //!
 //! `BENCHMARKS.md` keeps everything outside the generated block (the notes written by hand).
 //! `BENCH_ROUNDS` and `BENCH_SECONDS` lengthen the load runs; `BENCH_NO_CALLGRIND=1` skips the

@@ -1,14 +1,15 @@
 //! The project's task runner, the one front door for people and CI: `cargo xtask <task>`.
 //!
 //! Tasks: `demo` runs the local stack; `wasm` builds the proxy-wasm modules; `test` builds them,
-//! then runs every test and lint; `lint` runs rustfmt and clippy only; `deploy` checks the
-//! deploy artifacts and `python` runs the Python clients' tests (both also part of `test`);
-//! `fuzz` fuzzes the parsers longer than `test` does; `bench` runs the benchmarks and writes
-//! `BENCHMARKS.md`.
+//! then runs every test and lint; `lint` runs rustfmt and clippy and checks the cited doc
+//! sections; `deploy` checks the deploy artifacts and `python` runs the Python clients' tests
+//! (both also part of `test`); `fuzz` fuzzes the parsers longer than `test` does; `bench` runs
+//! the benchmarks and writes `BENCHMARKS.md`.
 
 mod bench;
 mod demo;
 mod deploy;
+mod doc_sections;
 mod fuzz;
 mod lint;
 mod mongo;
@@ -27,7 +28,7 @@ tasks:
   demo    run the local stack: database, companion, legacy app, edge-dev with the filter
   wasm    build the proxy-wasm modules (installs the Debian toolchain packages if missing)
   test    build the modules, then run all tests, rustfmt and clippy
-  lint    rustfmt --check and clippy -D warnings
+  lint    rustfmt --check, clippy -D warnings, and every cited docs/*.md section exists
   deploy  check envoy.yaml, docker-compose.yml and deploy/ against Envoy's, Compose's,
           Kubernetes' and Istio's schemas, and their plugin configs with the filter's parser
   python  the Python clients' tests (Django's own session tests, Flask, sharing with the filter)

@@ -1,4 +1,5 @@
-//! The response path: legacy apps write sessions with control headers (DESIGN.md section 3).
+//! The response path: legacy apps write sessions with control headers (docs/architecture.md,
+//! "Response path").
 
 use crate::support::*;
 use harness::{Action, CalloutReply};

@@ -1,4 +1,5 @@
-"""A small client of the companion's ``/v1`` API (DESIGN.md section 5), on the standard library.
+"""A small client of the companion's ``/v1`` API (docs/architecture.md, "Companion API"), on the
+standard library.
 
 Every call has a timeout. A session that does not exist is ``None``; a companion that cannot
 answer raises :class:`CompanionUnavailable`; a request it refuses raises :class:`CompanionRefused`.

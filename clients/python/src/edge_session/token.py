@@ -1,4 +1,5 @@
-"""The cookie token (DESIGN.md section 4), byte for byte as the filter makes and checks it.
+"""The cookie token (docs/architecture.md, "Cookie token"), byte for byte as the filter makes and
+checks it.
 
 ``<kid>.<id>.<mac>``: ``id`` is the companion's session id (32 bytes, unpadded base64url),
 ``kid`` names the signing key and ``mac`` is unpadded base64url of
