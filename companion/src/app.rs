@@ -1,21 +1,25 @@
 //! The application: shared state and the router, callable by tests without a socket.
 
 use crate::auth::{BearerToken, require_token};
-use crate::config::Config;
+use crate::config::{Config, MAX_TTL_LIMIT_SECONDS};
 use crate::error::ApiError;
 use crate::metrics::{Metrics, track};
-use crate::routes::{health, sessions, users};
+use crate::routes::{health, revocations, sessions, users};
 use crate::store::{Store, StoreError, data};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::middleware::from_fn_with_state;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
+use proto::Timestamp;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 use tower_http::timeout::TimeoutLayer;
+
+/// How far past --max-ttl-seconds an announced revocation's `until` may lie.
+pub const ANNOUNCE_SLACK_SECONDS: u64 = 300;
 
 /// Limits every request is held to.
 #[derive(Clone, Debug)]
@@ -36,6 +40,37 @@ impl Limits {
                 self.max_ttl_seconds
             ))),
         }
+    }
+
+    /// A session's own absolute lifetime, if asked and within bounds (1 s to 100 years, the
+    /// bound every timestamp the API shows stays within).
+    pub fn absolute_ttl(&self, asked: Option<u64>) -> Result<Option<u64>, ApiError> {
+        match asked {
+            None => Ok(None),
+            Some(seconds) if (1..=MAX_TTL_LIMIT_SECONDS).contains(&seconds) => Ok(Some(seconds)),
+            Some(_) => Err(ApiError::BadRequest(format!(
+                "absolute_ttl_seconds must be between 1 and {MAX_TTL_LIMIT_SECONDS}"
+            ))),
+        }
+    }
+
+    /// The latest `until` an announced revocation may ask for: no session lives longer than
+    /// --max-ttl-seconds, and the slack absorbs clocks a little apart.
+    pub fn check_announced_until(
+        &self,
+        until: &Timestamp,
+        now: &Timestamp,
+    ) -> Result<(), ApiError> {
+        let latest = i128::from(self.max_ttl_seconds.saturating_add(ANNOUNCE_SLACK_SECONDS))
+            .saturating_mul(1_000_000_000)
+            .saturating_add(now.unix_nanos());
+        if until.unix_nanos() > latest {
+            return Err(ApiError::BadRequest(format!(
+                "until must be at most --max-ttl-seconds ({} s) plus {ANNOUNCE_SLACK_SECONDS} s from now",
+                self.max_ttl_seconds
+            )));
+        }
+        Ok(())
     }
 
     pub fn check_data(&self, data: &Map<String, Value>) -> Result<(), ApiError> {
@@ -72,9 +107,7 @@ impl AppState {
         let store = Store::connect(
             &config.mongodb_uri,
             &config.database,
-            &config.collection,
-            config.db_timeout(),
-            config.max_key_bytes,
+            config.store_settings(),
         )
         .await?;
         Ok(Self {
@@ -101,6 +134,7 @@ pub fn build_app(state: AppState, request_timeout: Duration) -> Router {
         .saturating_add(16 * 1024);
     let v1 = Router::new()
         .route("/v1/sessions", post(sessions::create))
+        .route("/v1/sessions/seen", post(sessions::seen))
         .route(
             "/v1/sessions/{id}",
             get(sessions::get)
@@ -111,6 +145,14 @@ pub fn build_app(state: AppState, request_timeout: Duration) -> Router {
         .route(
             "/v1/users/{user}/sessions",
             get(users::list).delete(users::delete_all),
+        )
+        .route(
+            "/v1/users/{user}/sessions/{handle}",
+            delete(users::delete_one),
+        )
+        .route(
+            "/v1/revocations",
+            get(revocations::read).post(revocations::announce),
         )
         .route_layer(from_fn_with_state(state.clone(), require_token));
     Router::new()

@@ -1,5 +1,5 @@
 use crate::helpers::*;
-use companion::store::Store;
+use companion::store::{Settings, Store};
 use futures::TryStreamExt;
 use mongodb::IndexModel;
 use mongodb::bson::{Document, doc};
@@ -7,20 +7,22 @@ use mongodb::options::IndexOptions;
 use std::time::Duration;
 
 async fn store(database: &str) -> Store {
-    Store::connect(
-        &mongodb_uri(),
-        database,
-        "sessions",
-        Duration::from_secs(5),
-        256,
-    )
-    .await
-    .unwrap()
+    let settings = Settings {
+        timeout: Duration::from_secs(5),
+        ..Settings::default()
+    };
+    Store::connect(&mongodb_uri(), database, settings)
+        .await
+        .unwrap()
 }
 
 async fn indexes(database: &str) -> Vec<IndexModel> {
+    indexes_of(database, "sessions").await
+}
+
+async fn indexes_of(database: &str, collection: &str) -> Vec<IndexModel> {
     let client = mongodb::Client::with_uri_str(mongodb_uri()).await.unwrap();
-    let coll = client.database(database).collection::<Document>("sessions");
+    let coll = client.database(database).collection::<Document>(collection);
     coll.list_indexes()
         .await
         .unwrap()
@@ -54,6 +56,15 @@ async fn ensuring_indexes_twice_is_harmless() {
     );
     assert!(models.iter().any(|m| m.keys == doc! {"user": 1}));
     assert_eq!(models.len(), 3, "_id, expires_at and user: {models:?}");
+    let feed = indexes_of(&database, "revocations").await;
+    let ttl = feed.iter().find(|m| m.keys == doc! {"expire_at": 1});
+    assert_eq!(
+        ttl.and_then(|m| m.options.as_ref())
+            .and_then(|o| o.expire_after),
+        Some(Duration::ZERO),
+        "{feed:?}"
+    );
+    assert_eq!(feed.len(), 2, "_id and expire_at: {feed:?}");
 }
 
 #[tokio::test]
