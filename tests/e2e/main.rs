@@ -14,6 +14,7 @@ use std::time::Duration;
 use testkit::FaultyLink;
 
 mod drills;
+mod lifetime;
 mod underscores;
 
 const TOKEN: &str = "dev-token-change-me-0123456789";
@@ -79,7 +80,7 @@ async fn stack_with(store_policy: &str) -> Stack {
 }
 
 /// How a test's stack differs from the project's `envoy.yaml`.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Options<'a> {
     /// The filter's `on_store_error`.
     store_policy: &'a str,
@@ -95,6 +96,8 @@ struct Options<'a> {
     /// Let headers spelled with `_` through the connection manager (Envoy's default), instead
     /// of `envoy.yaml`'s `REJECT_REQUEST`: the filter alone must then strip them.
     allow_underscores: bool,
+    /// Fields merged into the filter's configuration from `envoy.yaml`.
+    filter: Value,
 }
 
 impl Default for Options<'_> {
@@ -106,6 +109,7 @@ impl Default for Options<'_> {
             companion_link: false,
             wsgi_app: false,
             allow_underscores: false,
+            filter: Value::Null,
         }
     }
 }
@@ -161,6 +165,9 @@ async fn stack_for(options: Options<'_>) -> Stack {
     filter_config["on_store_error"] = Value::from(options.store_policy);
     if let Some(ttl) = options.cache_ttl_ms {
         filter_config["cache"] = serde_json::json!({ "ttl_ms": ttl });
+    }
+    if let (Some(config), Value::Object(extra)) = (filter_config.as_object_mut(), options.filter) {
+        config.extend(extra);
     }
     dev.plugin.configuration = filter_config.to_string();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
