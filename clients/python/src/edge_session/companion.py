@@ -124,9 +124,17 @@ class CompanionClient:
         user: str | None = None,
         ttl_seconds: int | None = None,
         browser_session: bool | None = None,
+        absolute_ttl_seconds: int | None = None,
     ) -> Session:
+        """A new session. ``absolute_ttl_seconds`` caps its whole life: no save or touch keeps it
+        past ``created_at`` plus that (sent only when given: older companions refuse the field)."""
         body: JsonObject = {"data": dict(data)}
-        for name, value in (("user", user), ("ttl_seconds", ttl_seconds), ("browser_session", browser_session)):
+        for name, value in (
+            ("user", user),
+            ("ttl_seconds", ttl_seconds),
+            ("browser_session", browser_session),
+            ("absolute_ttl_seconds", absolute_ttl_seconds),
+        ):
             if value is not None:
                 body[name] = value
         session = self._session("POST", "/v1/sessions", body)

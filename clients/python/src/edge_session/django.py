@@ -21,6 +21,7 @@ the companion. Settings (``EDGE_SESSION``)::
         "USER_KEY": "_auth_user_id",      # data key bound as the session's user; None: never
         "ALLOW_DEVELOPMENT_SECRETS": False,  # True accepts weak keys and tokens, with a warning
         "COOKIE": {"secure": True},       # the filter's cookie object (its defaults if left out)
+        "ABSOLUTE_TTL_SECONDS": None,     # a cap on a session's whole life, sent on create
     }
 
 The session cookie's attributes come from the filter's configuration: the engine refuses to
@@ -52,6 +53,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -68,13 +70,24 @@ from .token import ConfigError, Keyring
 
 __all__ = ["SessionMiddleware", "SessionStore"]
 
-_configured: dict[str, tuple[CompanionClient, Keyring]] = {}
+
+@dataclass(frozen=True)
+class _Settings:
+    """``EDGE_SESSION``, parsed once per value."""
+
+    client: CompanionClient
+    keyring: Keyring
+    user_key: str | None
+    absolute_ttl_seconds: int | None
+
+
+_configured: dict[str, _Settings] = {}
 _DJANGO_MIDDLEWARE = "django.contrib.sessions.middleware.SessionMiddleware"
 _COOKIE_SOURCE = 'EDGE_SESSION["COOKIE"]'
 
 
-def _connection() -> tuple[CompanionClient, Keyring]:
-    """The client and keys for the current ``EDGE_SESSION`` setting (built once per value)."""
+def _connection() -> _Settings:
+    """The client, keys and options for the current ``EDGE_SESSION`` setting (built once per value)."""
     if _DJANGO_MIDDLEWARE in getattr(settings, "MIDDLEWARE", ()):
         raise ImproperlyConfigured(
             f"MIDDLEWARE lists {_DJANGO_MIDDLEWARE}: with SESSION_ENGINE {__name__!r} use"
@@ -105,7 +118,13 @@ def _connection() -> tuple[CompanionClient, Keyring]:
             cookie.refuse_differences(app_cookie, _COOKIE_SOURCE)
         except ConfigError as error:
             raise ImproperlyConfigured(str(error)) from None
-        _configured[cache_key] = (client, keyring)
+        user_key = conf.get("USER_KEY", "_auth_user_id")
+        absolute = conf.get("ABSOLUTE_TTL_SECONDS")
+        if absolute is not None and (type(absolute) is not int or absolute <= 0):
+            raise ImproperlyConfigured(
+                'EDGE_SESSION["ABSOLUTE_TTL_SECONDS"] must be a positive number of seconds or None'
+            )
+        _configured[cache_key] = _Settings(client, keyring, None if user_key is None else str(user_key), absolute)
     return _configured[cache_key]
 
 
@@ -120,12 +139,6 @@ def _app_cookie() -> dict[str, tuple[str, object]]:
         "http_only": ("SESSION_COOKIE_HTTPONLY", bool(settings.SESSION_COOKIE_HTTPONLY)),
         "same_site": ("SESSION_COOKIE_SAMESITE", same_site_attribute(settings.SESSION_COOKIE_SAMESITE)),
     }
-
-
-def _user_key() -> str | None:
-    conf = getattr(settings, "EDGE_SESSION", {})
-    key = conf.get("USER_KEY", "_auth_user_id")
-    return None if key is None else str(key)
 
 
 class SessionStore(SessionBase):
@@ -148,16 +161,16 @@ class SessionStore(SessionBase):
         """The companion id a session key carries, if a configured key signed it."""
         if not session_key:
             return None
-        return _connection()[1].verify(session_key)
+        return _connection().keyring.verify(session_key)
 
     def _remember(self, session: Session) -> None:
-        self._session_key = _connection()[1].sign(session.id)
+        self._session_key = _connection().keyring.sign(session.id)
         self._stored = snapshot(session.data)
         self._bound_user = session.user
 
     def load(self) -> dict[str, Any]:
         session_id = self._session_id(self.session_key)
-        session = _connection()[0].get(session_id) if session_id else None
+        session = _connection().client.get(session_id) if session_id else None
         if session is None:
             # Unknown, expired or forged: a new session, never created on load.
             self._session_key = None
@@ -168,7 +181,7 @@ class SessionStore(SessionBase):
 
     def exists(self, session_key: str | None) -> bool:
         session_id = self._session_id(session_key)
-        return session_id is not None and _connection()[0].get(session_id) is not None
+        return session_id is not None and _connection().client.get(session_id) is not None
 
     def create(self) -> None:
         self.save(must_create=True)
@@ -180,7 +193,8 @@ class SessionStore(SessionBase):
     def save(self, must_create: bool = False) -> None:
         data = self._get_session(no_load=must_create)
         ttl, browser = self._lifetime()
-        client = _connection()[0]
+        conf = _connection()
+        client = conf.client
         session_id = None if must_create else self._session_id(self.session_key)
         if ttl <= 0:
             # Already expired (set_expiry in the past): what Django would store is a session
@@ -193,7 +207,13 @@ class SessionStore(SessionBase):
             return
         if session_id is None:
             try:
-                created = client.create(data, user=user_of(data, _user_key()), ttl_seconds=ttl, browser_session=browser)
+                created = client.create(
+                    data,
+                    user=user_of(data, conf.user_key),
+                    ttl_seconds=ttl,
+                    browser_session=browser,
+                    absolute_ttl_seconds=conf.absolute_ttl_seconds,
+                )
             except CompanionError as error:
                 raise CreateError(str(error)) from error
             self._remember(created)
@@ -204,7 +224,7 @@ class SessionStore(SessionBase):
                 session_id,
                 stored,
                 data,
-                user=user_of(data, _user_key()),
+                user=user_of(data, conf.user_key),
                 bound_user=self._bound_user,
                 ttl_seconds=ttl,
                 browser_session=browser,
@@ -219,7 +239,7 @@ class SessionStore(SessionBase):
 
     def _stored_data(self, session_id: str) -> dict[str, Any]:
         try:
-            session = _connection()[0].get(session_id)
+            session = _connection().client.get(session_id)
         except CompanionError as error:
             raise UpdateError(str(error)) from error
         if session is None:
@@ -227,7 +247,7 @@ class SessionStore(SessionBase):
         return snapshot(session.data)
 
     def _delete_id(self, session_id: str) -> None:
-        _connection()[0].delete(session_id)
+        _connection().client.delete(session_id)
         if self._session_id(self.session_key) == session_id:
             self._stored = None
 
@@ -241,7 +261,7 @@ class SessionStore(SessionBase):
         data = self._session
         session_id = self._session_id(self.session_key)
         try:
-            cycled = _connection()[0].cycle(session_id) if session_id else None
+            cycled = _connection().client.cycle(session_id) if session_id else None
         except CompanionError as error:
             raise CreateError(str(error)) from error
         if cycled is None:

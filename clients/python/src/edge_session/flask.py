@@ -90,11 +90,13 @@ class EdgeSessionInterface(SessionInterface):
         keyring: Keyring,
         user_key: str | None = "_user_id",
         cookie: CookieSettings | None = None,
+        absolute_ttl_seconds: int | None = None,
     ) -> None:
         self.companion = companion
         self.keyring = keyring
         self.user_key = user_key
         self.cookie = cookie or CookieSettings()
+        self.absolute_ttl_seconds = absolute_ttl_seconds
 
     def refuse_cookie_differences(self, app: Flask) -> None:
         """Raises :class:`ConfigError` naming the first ``SESSION_COOKIE_*`` setting that gives
@@ -136,7 +138,12 @@ class EdgeSessionInterface(SessionInterface):
         except ConfigError as error:
             raise ConfigError(f"Flask config EDGE_SESSION_KEYS: {error}") from None
         cookie = CookieSettings.from_config(config.get("EDGE_SESSION_COOKIE"), "EDGE_SESSION_COOKIE")
-        return cls(companion, keyring, config.get("EDGE_SESSION_USER_KEY", "_user_id"), cookie)
+        absolute = config.get("EDGE_SESSION_ABSOLUTE_TTL_SECONDS")
+        if absolute is not None and (type(absolute) is not int or absolute <= 0):
+            raise ConfigError(
+                "Flask config EDGE_SESSION_ABSOLUTE_TTL_SECONDS must be a positive number of seconds or None"
+            )
+        return cls(companion, keyring, config.get("EDGE_SESSION_USER_KEY", "_user_id"), cookie, absolute)
 
     def open_session(self, app: Flask, request: Request) -> EdgeSession:
         found = session_cookie(request.headers.get("Cookie"), self.get_cookie_name(app))
@@ -181,7 +188,13 @@ class EdgeSessionInterface(SessionInterface):
         browser = not session.permanent
         user = user_of(session, self.user_key)
         if session.session_id is None:
-            return self.companion.create(dict(session), user=user, ttl_seconds=ttl, browser_session=browser)
+            return self.companion.create(
+                dict(session),
+                user=user,
+                ttl_seconds=ttl,
+                browser_session=browser,
+                absolute_ttl_seconds=self.absolute_ttl_seconds,
+            )
         session_id, stored = session.session_id, session.stored or {}
         if session.cycle_requested:
             cycled = self.companion.cycle(session_id)
