@@ -14,7 +14,8 @@ if not settings.configured:
     sys.path.insert(0, support.required("DJANGO_TESTS_DIR"))
     settings.configure(
         SECRET_KEY="edge-session-tests-only",
-        INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.sessions", "sessions_tests"],
+        # edge_session: its management commands.
+        INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.sessions", "sessions_tests", "edge_session"],
         DATABASES={},
         USE_TZ=True,
         SESSION_ENGINE="edge_session.django",

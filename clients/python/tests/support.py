@@ -17,10 +17,13 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-# The companion's absolute lifetime lands on another branch. The tests that need it are
-# skipped until the lead merges it and flips this; `test_the_companion_flag_matches_the_companion`
-# fails when the flag says "absent" about a companion that has the feature, so it never stays off.
+# The companion's handle API (listing sessions by handle, ending one or all but one) and its
+# absolute lifetime land on another branch. The tests that need them are skipped until the
+# lead merges both and flips these; each feature's `test_the_companion_flag_matches_the_companion`
+# fails when its flag says "absent" about a companion that has it, so none stays off.
+COMPANION_HAS_HANDLE_API = False
 COMPANION_HAS_ABSOLUTE_TTL = False
+NEEDS_HANDLE_API = "needs the companion's handle API (GET/DELETE /v1/users/{user}/sessions by handle)"
 NEEDS_ABSOLUTE_TTL = "needs the companion's absolute_ttl_seconds"
 
 

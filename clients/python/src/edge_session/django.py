@@ -68,7 +68,7 @@ from .cookies import CookieSettings, same_site_attribute, session_cookie
 from .secret_rules import SecretPolicy
 from .token import ConfigError, Keyring
 
-__all__ = ["SessionMiddleware", "SessionStore"]
+__all__ = ["SessionMiddleware", "SessionStore", "companion_client"]
 
 
 @dataclass(frozen=True)
@@ -300,3 +300,8 @@ class SessionMiddleware(DjangoSessionMiddleware):
         if found.conflicting:
             request.COOKIES.pop(name, None)
         request.session = self.SessionStore(found.value)
+
+
+def companion_client() -> CompanionClient:
+    """The companion client ``EDGE_SESSION`` configures (the management commands use it)."""
+    return _connection().client

@@ -34,6 +34,9 @@ keys are written, so concurrent requests changing different keys lose nothing. A
 session's cookie has an expiry (``PERMANENT_SESSION_LIFETIME``); any other is a browser-session
 cookie, and the companion keeps it for ``PERMANENT_SESSION_LIFETIME`` too. A companion that
 cannot answer raises (Flask answers 500): a failed read never shows up as an empty session.
+
+``init_app`` adds the ``flask edge-session`` commands
+(:mod:`edge_session.flask_cli`).
 """
 
 from __future__ import annotations
@@ -222,7 +225,11 @@ class EdgeSessionInterface(SessionInterface):
 def init_app(app: Flask) -> EdgeSessionInterface:
     """Installs the interface configured by the app's ``EDGE_SESSION_*`` settings; raises
     :class:`ConfigError` for a weak secret or cookie settings that differ from the filter's."""
+    from .flask_cli import cli
+
     interface = EdgeSessionInterface.from_config(app.config)
     interface.refuse_cookie_differences(app)
     app.session_interface = interface
+    if cli.name not in app.cli.commands:
+        app.cli.add_command(cli)
     return interface
