@@ -47,6 +47,7 @@ or deleted. A failed read never looks like an empty session that a save would th
 name more than once with different values (a cookie planted next to the user's own): Django
 would silently use the last one; this one opens no session, looks nothing up and leaves the
 cookies alone, as the filter does. The engine refuses to run under Django's own middleware.
+Values go through ``SESSION_SERIALIZER`` (:mod:`edge_session.django_values`).
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ from django.http import HttpRequest
 
 from .companion import CompanionClient, CompanionError, Session, snapshot, user_of
 from .cookies import CookieSettings, same_site_attribute, session_cookie
+from .django_values import Values, serializer_class, values
 from .secret_rules import SecretPolicy
 from .token import ConfigError, Keyring
 
@@ -125,6 +127,7 @@ def _connection() -> _Settings:
                 'EDGE_SESSION["ABSOLUTE_TTL_SECONDS"] must be a positive number of seconds or None'
             )
         _configured[cache_key] = _Settings(client, keyring, None if user_key is None else str(user_key), absolute)
+    values(serializer_class(settings.SESSION_SERIALIZER))  # refused at start when not JSON
     return _configured[cache_key]
 
 
@@ -163,6 +166,10 @@ class SessionStore(SessionBase):
             return None
         return _connection().keyring.verify(session_key)
 
+    @property
+    def _codec(self) -> Values:
+        return values(self.serializer)
+
     def _remember(self, session: Session) -> None:
         self._session_key = _connection().keyring.sign(session.id)
         self._stored = snapshot(session.data)
@@ -177,7 +184,7 @@ class SessionStore(SessionBase):
             self._stored = None
             return {}
         self._remember(session)
-        return snapshot(session.data)
+        return self._codec.from_stored(session.data)
 
     def exists(self, session_key: str | None) -> bool:
         session_id = self._session_id(session_key)
@@ -192,6 +199,7 @@ class SessionStore(SessionBase):
 
     def save(self, must_create: bool = False) -> None:
         data = self._get_session(no_load=must_create)
+        stored_form = self._codec.to_stored(data)
         ttl, browser = self._lifetime()
         conf = _connection()
         client = conf.client
@@ -208,7 +216,7 @@ class SessionStore(SessionBase):
         if session_id is None:
             try:
                 created = client.create(
-                    data,
+                    stored_form,
                     user=user_of(data, conf.user_key),
                     ttl_seconds=ttl,
                     browser_session=browser,
@@ -223,7 +231,7 @@ class SessionStore(SessionBase):
             updated = client.write(
                 session_id,
                 stored,
-                data,
+                stored_form,
                 user=user_of(data, conf.user_key),
                 bound_user=self._bound_user,
                 ttl_seconds=ttl,
