@@ -7,6 +7,7 @@ the companion token and the cookie settings come from its filter configuration, 
 sign exactly as the filter does.
 ``EDGE_SESSION_PROXY_URL``: edge-dev running the release filter.wasm in front of the legacy app.
 ``DJANGO_TESTS_DIR``: the ``tests/`` directory of the pinned Django source distribution.
+``FLASK_TESTS_DIR``: the ``tests/`` directory of the pinned Flask source distribution.
 """
 
 from __future__ import annotations

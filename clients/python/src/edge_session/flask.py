@@ -35,20 +35,24 @@ session's cookie has an expiry (``PERMANENT_SESSION_LIFETIME``); any other is a 
 cookie, and the companion keeps it for ``PERMANENT_SESSION_LIFETIME`` too. A companion that
 cannot answer raises (Flask answers 500): a failed read never shows up as an empty session.
 
-``init_app`` adds the ``flask edge-session`` commands
+Values are what Flask's own cookie session carries (``datetime``, ``UUID``, ``bytes``,
+``tuple``, ``Markup``), each stored as Flask's tagged JSON, which an app behind the filter sees
+in ``x-session-data``. ``init_app`` adds the ``flask edge-session`` commands
 (:mod:`edge_session.flask_cli`).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, Request, Response
-from flask.sessions import SessionInterface, SessionMixin
+from flask.json.tag import TaggedJSONSerializer
+from flask.sessions import SessionInterface, SessionMixin, session_json_serializer
 from werkzeug.datastructures import CallbackDict
 
-from .companion import CompanionClient, CompanionError, Session, snapshot, user_of
+from .companion import CompanionClient, CompanionError, JsonObject, Session, snapshot, user_of
 from .cookies import CookieSettings, same_site_attribute, session_cookie
 from .secret_rules import SecretPolicy
 from .token import ConfigError, Keyring
@@ -63,12 +67,16 @@ class SessionInterrupted(CompanionError):
 class EdgeSession(CallbackDict[str, Any], SessionMixin):
     """The session of one request."""
 
-    def __init__(self, stored: Session | None = None, *, stale_cookie: bool = False) -> None:
+    def __init__(
+        self, stored: Session | None = None, data: Mapping[str, Any] | None = None, *, stale_cookie: bool = False
+    ) -> None:
+        """``stored`` as the companion answered it, ``data`` its values as the app sees them."""
+
         def on_update(session: EdgeSession) -> None:
             session.modified = True
             session.accessed = True
 
-        super().__init__(snapshot(stored.data) if stored else None, on_update)
+        super().__init__(dict(data) if data else None, on_update)
         self.session_id = stored.id if stored else None
         # The data as the companion showed it: what a save compares against.
         self.stored = snapshot(stored.data) if stored else None
@@ -85,7 +93,17 @@ class EdgeSession(CallbackDict[str, Any], SessionMixin):
 
 
 class EdgeSessionInterface(SessionInterface):
-    """Opens and saves :class:`EdgeSession` through the companion."""
+    """Opens and saves :class:`EdgeSession` through the companion.
+
+    Values go through Flask's own session serializer (``serializer``, the tagged JSON of
+    ``SecureCookieSessionInterface``), one key at a time: what Flask's cookie session
+    round-trips (``datetime``, ``UUID``, ``bytes``, ``tuple``, ``Markup``, tags registered on
+    it) round-trips here, and each key is still a JSON value the companion writes on its own
+    and the filter injects. A header-only app behind the filter sees those tagged forms in
+    ``x-session-data`` (``{"when": {" d": "Wed, 01 May 2024 12:00:00 GMT"}}``).
+    """
+
+    serializer: TaggedJSONSerializer = session_json_serializer
 
     def __init__(
         self,
@@ -100,6 +118,14 @@ class EdgeSessionInterface(SessionInterface):
         self.user_key = user_key
         self.cookie = cookie or CookieSettings()
         self.absolute_ttl_seconds = absolute_ttl_seconds
+
+    def to_stored(self, data: Mapping[str, Any]) -> JsonObject:
+        """Each value as Flask's session serializer writes it, as JSON."""
+        return {key: json.loads(self.serializer.dumps(value)) for key, value in data.items()}
+
+    def from_stored(self, stored: Mapping[str, Any]) -> dict[str, Any]:
+        """Each stored value as Flask's session serializer reads it back."""
+        return {key: self.serializer.loads(json.dumps(value)) for key, value in stored.items()}
 
     def refuse_cookie_differences(self, app: Flask) -> None:
         """Raises :class:`ConfigError` naming the first ``SESSION_COOKIE_*`` setting that gives
@@ -158,7 +184,7 @@ class EdgeSessionInterface(SessionInterface):
         session_id = self.keyring.verify(token)
         # An outage raises here (Flask answers 500) rather than open an empty session.
         stored = self.companion.get(session_id) if session_id else None
-        return EdgeSession(stored) if stored else EdgeSession(stale_cookie=True)
+        return EdgeSession(stored, self.from_stored(stored.data)) if stored else EdgeSession(stale_cookie=True)
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         if not isinstance(session, EdgeSession):
@@ -190,9 +216,10 @@ class EdgeSessionInterface(SessionInterface):
         ttl = int(app.permanent_session_lifetime.total_seconds())
         browser = not session.permanent
         user = user_of(session, self.user_key)
+        data = self.to_stored(session)
         if session.session_id is None:
             return self.companion.create(
-                dict(session),
+                data,
                 user=user,
                 ttl_seconds=ttl,
                 browser_session=browser,
@@ -205,7 +232,7 @@ class EdgeSessionInterface(SessionInterface):
                 return None
             session_id, stored = cycled.id, cycled.data
         return self.companion.write(
-            session_id, stored, session, user=user, bound_user=session.user, ttl_seconds=ttl, browser_session=browser
+            session_id, stored, data, user=user, bound_user=session.user, ttl_seconds=ttl, browser_session=browser
         )
 
     def _cookie_attributes(self, app: Flask) -> dict[str, Any]:
