@@ -8,12 +8,18 @@ sign exactly as the filter does.
 ``EDGE_SESSION_PROXY_URL``: edge-dev running the release filter.wasm in front of the legacy app.
 ``DJANGO_TESTS_DIR``: the ``tests/`` directory of the pinned Django source distribution.
 ``FLASK_TESTS_DIR``: the ``tests/`` directory of the pinned Flask source distribution.
+``MONGODB_URI``: the MongoDB server the companion uses; the migration tests keep the legacy
+packages' collections there, in databases of their own.
+``EDGE_SESSION_LEGACY_PYTHON``: the Python of a virtualenv holding the legacy packages
+(django-mongo-sessions, flask-mongo-sessions) at pinned versions with the Django, Flask and
+pymongo they run on, which writes the legacy sessions the migration tests move.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -73,3 +79,24 @@ def cookie_name() -> str:
 
 def cookie_secure() -> bool:
     return bool(cookie_config().get("secure", True))
+
+
+def mongodb_uri() -> str:
+    return required("MONGODB_URI")
+
+
+def run_legacy(script: str, *args: str, sessions: list[Any]) -> Any:
+    """Runs ``legacy_writers/<script>`` with the legacy virtualenv's Python, ``sessions`` as JSON
+    on its stdin; its JSON output."""
+    path = Path(__file__).parent / "legacy_writers" / script
+    done = subprocess.run(
+        [required("EDGE_SESSION_LEGACY_PYTHON"), str(path), *args],
+        input=json.dumps(sessions),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{script} failed ({done.returncode}):\n{done.stderr}")
+    return json.loads(done.stdout)

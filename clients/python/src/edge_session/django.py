@@ -22,6 +22,7 @@ the companion. Settings (``EDGE_SESSION``)::
         "ALLOW_DEVELOPMENT_SECRETS": False,  # True accepts weak keys and tokens, with a warning
         "COOKIE": {"secure": True},       # the filter's cookie object (its defaults if left out)
         "ABSOLUTE_TTL_SECONDS": None,     # a cap on a session's whole life, sent on create
+        "LEGACY": None,                   # the engine to move sessions from (edge_session.django_legacy)
     }
 
 The session cookie's attributes come from the filter's configuration: the engine refuses to
@@ -47,13 +48,16 @@ or deleted. A failed read never looks like an empty session that a save would th
 name more than once with different values (a cookie planted next to the user's own): Django
 would silently use the last one; this one opens no session, looks nothing up and leaves the
 cookies alone, as the filter does. The engine refuses to run under Django's own middleware.
-Values go through ``SESSION_SERIALIZER`` (:mod:`edge_session.django_values`).
+With ``LEGACY``, the middleware also moves sessions from the app's previous engine as their
+browsers come back, and :func:`import_legacy_sessions` (``manage.py edge_session_import``) moves
+them ahead of time (:mod:`edge_session.migration`). Values go through ``SESSION_SERIALIZER``
+(:mod:`edge_session.django_values`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,15 +66,17 @@ from django.conf import settings
 from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
 from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
 from django.core.exceptions import ImproperlyConfigured
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseBase
 
 from .companion import CompanionClient, CompanionError, Session, snapshot, user_of
 from .cookies import CookieSettings, same_site_attribute, session_cookie
+from .django_legacy import LegacyEngine
 from .django_values import Values, serializer_class, values
+from .migration import ImportReport, LegacyRecord, remaining_seconds, run_import
 from .secret_rules import SecretPolicy
 from .token import ConfigError, Keyring
 
-__all__ = ["SessionMiddleware", "SessionStore", "companion_client"]
+__all__ = ["SessionMiddleware", "SessionStore", "companion_client", "import_legacy_sessions"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,7 @@ class _Settings:
     keyring: Keyring
     user_key: str | None
     absolute_ttl_seconds: int | None
+    legacy: LegacyEngine | None
 
 
 _configured: dict[str, _Settings] = {}
@@ -126,7 +133,10 @@ def _connection() -> _Settings:
             raise ImproperlyConfigured(
                 'EDGE_SESSION["ABSOLUTE_TTL_SECONDS"] must be a positive number of seconds or None'
             )
-        _configured[cache_key] = _Settings(client, keyring, None if user_key is None else str(user_key), absolute)
+        legacy = LegacyEngine.from_config(conf.get("LEGACY"), settings.SESSION_COOKIE_NAME)
+        _configured[cache_key] = _Settings(
+            client, keyring, None if user_key is None else str(user_key), absolute, legacy
+        )
     values(serializer_class(settings.SESSION_SERIALIZER))  # refused at start when not JSON
     return _configured[cache_key]
 
@@ -288,13 +298,15 @@ class SessionStore(SessionBase):
 
 
 class SessionMiddleware(DjangoSessionMiddleware):
-    """Django's ``SessionMiddleware``, reading the session cookie as the filter does.
+    """Django's ``SessionMiddleware``, reading the session cookie as the filter does, and moving
+    sessions from the legacy engine (``EDGE_SESSION["LEGACY"]``) as their browsers come back.
 
     Django's ``request.COOKIES`` keeps the last of several cookies of one name. When the
     session cookie's name comes with different values, this opens an empty session without
     looking anything up, and removes the name from ``request.COOKIES`` so that Django's
     ``process_response`` does not clear it (that would delete the user's own cookie and leave
-    the planted one). The same value repeated is one cookie.
+    the planted one). The same value repeated is one cookie. The legacy cookie follows the same
+    rule.
     """
 
     def __init__(self, get_response: Any) -> None:
@@ -304,12 +316,84 @@ class SessionMiddleware(DjangoSessionMiddleware):
 
     def process_request(self, request: HttpRequest) -> None:
         name = settings.SESSION_COOKIE_NAME
-        found = session_cookie(request.META.get("HTTP_COOKIE"), name)
+        header = request.META.get("HTTP_COOKIE")
+        found = session_cookie(header, name)
         if found.conflicting:
             request.COOKIES.pop(name, None)
         request.session = self.SessionStore(found.value)
+        if isinstance(request.session, SessionStore) and not found.conflicting:
+            self._move_legacy(request, header)
+
+    @staticmethod
+    def _move_legacy(request: HttpRequest, header: str | None) -> None:
+        """With a legacy cookie and no valid edge-session session, the legacy session's data
+        (or the session a batch import moved it to) becomes this request's session."""
+        legacy = _connection().legacy
+        cookie = session_cookie(header, legacy.cookie_name) if legacy else None
+        if legacy is None or cookie is None or cookie.value is None:
+            return
+        current = request.session
+        current._get_session()  # loads: a valid token keeps its session key
+        if current.session_key is None:
+            moved = legacy.read(cookie.value)
+            if moved is None:
+                # Unknown, expired or unreadable (a missing SECRET_KEY_FALLBACKS entry, a wrong
+                # DATABASE): left as it is, so fixing the settings still moves it.
+                return
+            if moved.moved_to is not None:
+                target = SessionStore(moved.moved_to)
+                target._get_session()
+                if target.session_key is not None:
+                    target.modified = True  # the response carries its cookie
+                    request.session = target
+            else:
+                fresh = SessionStore()
+                fresh.update(moved.data)  # saved by process_response, bound to its user
+                request.session = fresh
+        # Retired once the response is decided; a 5xx leaves the legacy session for a retry.
+        request._edge_session_legacy = (legacy, cookie.value)
+
+    def process_response(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+        response = super().process_response(request, response)
+        pending: tuple[LegacyEngine, str] | None = getattr(request, "_edge_session_legacy", None)
+        if pending is not None and response.status_code < 500:
+            legacy, key = pending
+            legacy.retire(key)
+            legacy.clear_cookie(response)
+        return response
 
 
 def companion_client() -> CompanionClient:
     """The companion client ``EDGE_SESSION`` configures (the management commands use it)."""
     return _connection().client
+
+
+def import_legacy_sessions(
+    out: Callable[[str], None], *, dry_run: bool = False, progress_every: int = 1000
+) -> ImportReport:
+    """Moves every live session of the legacy engine ahead of time (``manage.py
+    edge_session_import``): see :mod:`edge_session.migration`."""
+    conf = _connection()
+    if conf.legacy is None:
+        raise ImproperlyConfigured('EDGE_SESSION["LEGACY"] names no legacy engine to import from')
+    source = conf.legacy.batch_source()
+    codec = values(serializer_class(settings.SESSION_SERIALIZER))
+
+    def create(record: LegacyRecord) -> str:
+        data = record.data or {}
+        browser = data.get("_session_expiry") == 0 or bool(settings.SESSION_EXPIRE_AT_BROWSER_CLOSE)
+        session = conf.client.create(
+            codec.to_stored(data),
+            user=user_of(data, conf.user_key),
+            ttl_seconds=remaining_seconds(record.expires_at),
+            browser_session=browser,
+            absolute_ttl_seconds=conf.absolute_ttl_seconds,
+        )
+        return conf.keyring.sign(session.id)
+
+    def discard(token: str) -> None:
+        session_id = conf.keyring.verify(token)
+        if session_id is not None:
+            conf.client.delete(session_id)
+
+    return run_import(source, create, discard, out, dry_run=dry_run, progress_every=progress_every)
