@@ -1,5 +1,7 @@
 """``flask edge-session ...``: the Flask CLI commands ``init_app`` adds.
 
+- ``flask edge-session import [--dry-run]`` moves every live session of the legacy store
+  (``EDGE_SESSION_LEGACY_*``) ahead of time, idempotently (:mod:`edge_session.migration`);
 - ``flask edge-session list USER`` lists a user's live sessions by handle;
 - ``flask edge-session end USER (--handle H | --all-except H | --all)`` ends sessions.
 """
@@ -13,10 +15,11 @@ from flask.cli import AppGroup
 from .companion import CompanionError
 from .flask import EdgeSessionInterface
 from .operations import OperatorError, end_sessions, session_table
+from .secret_rules import ConfigError
 
 __all__ = ["cli"]
 
-cli = AppGroup("edge-session", help="edge-session: list and end a user's sessions.")
+cli = AppGroup("edge-session", help="edge-session: move legacy sessions; list and end a user's sessions.")
 
 
 def _interface() -> EdgeSessionInterface:
@@ -26,6 +29,21 @@ def _interface() -> EdgeSessionInterface:
             "the app's session interface is not edge-session's: call edge_session.flask.init_app(app)"
         )
     return interface
+
+
+@cli.command("import")
+@click.option("--dry-run", is_flag=True, help="Count what would move; write nothing.")
+@click.option(
+    "--progress-every", type=click.IntRange(min=1), default=1000, metavar="N", help="A progress line every N sessions."
+)
+def import_command(dry_run: bool, progress_every: int) -> None:
+    """Moves every live legacy session into edge-session. Each legacy record keeps only the new
+    session's token until the legacy cookie expires, so a browser that comes back with it lands
+    in its new session. Running it again skips what was moved."""
+    try:
+        _interface().import_legacy(click.echo, dry_run=dry_run, progress_every=progress_every)
+    except (ConfigError, CompanionError) as error:
+        raise click.ClickException(str(error)) from error
 
 
 @cli.command("list")
