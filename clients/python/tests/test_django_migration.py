@@ -356,7 +356,7 @@ class MovingFromDjangosOwnEnginesTests(SimpleTestCase):
         expiry = Session.objects.get(session_key=batch.session_key).expire_date
         out = io.StringIO()
         call_command("edge_session_import", stdout=out)
-        self.assertIn("1 live legacy sessions in the table 'django_session'", out.getvalue())
+        self.assertIn("1 live legacy session in the table 'django_session'", out.getvalue())
         self.assertIn("moved 1, already moved 0", out.getvalue())
         row = Session.objects.get(session_key=batch.session_key)
         self.assertEqual(row.expire_date, expiry, "the marker expires with the legacy cookie")

@@ -128,8 +128,12 @@ class ImportReport:
         return (
             f"{verb} {self.moved}, already moved {self.already_moved}, empty or unreadable {self.unreadable}"
             f" (left as they are), changed meanwhile {self.changed_meanwhile} (left for the lazy path)"
-            f" of {self.seen} live legacy sessions" + (" (dry run: nothing written)" if dry_run else "")
+            f" of {_sessions(self.seen)}" + (" (dry run: nothing written)" if dry_run else "")
         )
+
+
+def _sessions(count: int) -> str:
+    return f"{count} live legacy session{'' if count == 1 else 's'}"
 
 
 def run_import(
@@ -151,7 +155,7 @@ def run_import(
     with its lifetime.
     """
     total = source.count()
-    out(f"{total} live legacy sessions in {source.description}" + (" (dry run)" if dry_run else ""))
+    out(f"{_sessions(total)} in {source.description}" + (" (dry run)" if dry_run else ""))
     report = ImportReport()
     started = time.monotonic()
 
