@@ -74,7 +74,8 @@ class PackageTests(unittest.TestCase):
                 [
                     sys.executable,
                     "-c",
-                    "import edge_session, edge_session.django, edge_session.flask; print(edge_session.__file__, edge_session.__version__)",
+                    "import edge_session, edge_session.django, edge_session.flask;"
+                    " print(edge_session.__file__, edge_session.__version__)",
                 ],
                 check=True,
                 capture_output=True,

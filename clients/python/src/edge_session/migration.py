@@ -146,8 +146,9 @@ def run_import(
     progress_every: int = 1000,
 ) -> ImportReport:
     """Moves every live session of ``source``: ``create`` makes its edge-session session and
-    returns the signed token (or raises :class:`Unmovable`); ``discard`` deletes such a session again when its record changed
-    meanwhile. Prints progress through ``out`` every ``progress_every`` records and a summary.
+    returns the signed token (or raises :class:`Unmovable`); ``discard`` deletes such a session
+    again when its record changed meanwhile. Prints progress through ``out`` every
+    ``progress_every`` records and a summary.
 
     A companion failure raises (after reporting what was done): records moved so far keep their
     marker, and running the import again continues where it stopped. A failure between the
