@@ -203,6 +203,16 @@ class CompanionClient:
             raise CompanionUnavailable("the companion answered something that is not a list")
         return [Session.from_json(item) for item in body]
 
+    def user_session_listing(self, user: str) -> list[JsonObject]:
+        """The user's live sessions as the companion lists them, one JSON object each: with the
+        handle API, ``{handle, created_at, last_seen_at, expires_at, browser_session, user_agent,
+        client_address}`` and never an id. The operator commands read only those fields, so they
+        print nothing secret whatever the companion's version lists."""
+        _, body = self._call("GET", _user_path(user))
+        if not isinstance(body, list) or not all(isinstance(item, dict) for item in body):
+            raise CompanionUnavailable("the companion answered something that is not a list of sessions")
+        return body
+
     def delete_user_sessions(self, user: str) -> int:
         _, body = self._call("DELETE", f"/v1/users/{urllib.parse.quote(user, safe='')}/sessions")
         return _deleted_count(body)

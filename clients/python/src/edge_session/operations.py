@@ -38,8 +38,8 @@ def printable(value: object) -> str:
 
 def _listing(client: CompanionClient, user: str) -> list[dict[str, str]]:
     rows = []
-    for item in client.user_sessions(user):
-        row = {column: getattr(item, column, None) for column in _COLUMNS}
+    for item in client.user_session_listing(user):
+        row = {column: item.get(column) for column in _COLUMNS}
         if not isinstance(row["handle"], str) or not is_handle(row["handle"]):
             raise OperatorError(_NEEDS_HANDLES)
         kind = "browser" if row["browser_session"] else "persistent"
