@@ -1,8 +1,10 @@
 //! The Python client package (`clients/python`): Django's own session tests (`SessionTestsMixin`
-//! from the pinned Django source distribution, fetched here, never committed), the Flask tests
-//! and the sharing tests, against a real companion, the legacy app, and `edge-dev` running the
-//! release `filter.wasm` with the project's `envoy.yaml` (its development secrets replaced by
-//! strong test ones); and `mypy --strict` over the package.
+//! from the pinned Django source distribution) and Flask's own session tests (`tests/test_basic.py`
+//! from the pinned Flask source distribution), both fetched here, never committed; the Flask
+//! tests, the migration tests (on sessions the legacy packages write themselves, from a second
+//! virtualenv) and the sharing tests, against a real companion, the legacy app, and `edge-dev`
+//! running the release `filter.wasm` with the project's `envoy.yaml` (its development secrets
+//! replaced by strong test ones); and `mypy --strict` over the package.
 
 use crate::demo::{Started, wait_for_port};
 use crate::{exec, mongo, root, wasm};
@@ -12,11 +14,44 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 /// Pinned test dependencies (and the type checker); the package itself needs only the
-/// standard library.
-const PINS: &[&str] = &["Django==5.2.19", "Flask==3.1.3", "mypy==2.4.1"];
-/// The source distribution whose `tests/sessions_tests/tests.py` holds `SessionTestsMixin`.
-const DJANGO_SDIST: &str = "Django==5.2.19";
-const DJANGO_SOURCE_DIR: &str = "django-5.2.19";
+/// standard library. pymongo reads the legacy packages' collections; pytest is imported by
+/// Flask's own tests; setuptools builds the wheel the package test installs.
+const PINS: &[&str] = &[
+    "Django==5.2.19",
+    "Flask==3.1.3",
+    "mypy==2.4.1",
+    "pymongo==4.20.1",
+    "pytest==9.2.0",
+    "setuptools==84.2.1",
+];
+/// The legacy session packages the migration tests move sessions out of, with the newest
+/// Django, Flask and pymongo they still run on (django-mongo-sessions needs Django's
+/// `force_text`, gone in 4.0; both call pymongo 3's `Collection.update`; flask-mongo-sessions
+/// reads `app.session_cookie_name`, gone in Flask 2.3), in a virtualenv of their own.
+const LEGACY_PINS: &[&str] = &[
+    "django-mongo-sessions==0.0.4",
+    "Django==3.2.25",
+    "flask-mongo-sessions==0.2.1",
+    "Flask==2.2.5",
+    "Werkzeug==2.2.3",
+    "Flask-PyMongo==2.3.0",
+    "pymongo==3.13.0",
+];
+/// The source distributions whose tests run against the package: Django's
+/// `tests/sessions_tests/tests.py` holds `SessionTestsMixin`, Flask's `tests/test_basic.py`
+/// its session tests.
+const DJANGO_SDIST: Sdist = Sdist {
+    spec: "Django==5.2.19",
+    dir: "django-5.2.19",
+    member: "tests/sessions_tests",
+    check: "sessions_tests/tests.py",
+};
+const FLASK_SDIST: Sdist = Sdist {
+    spec: "Flask==3.1.3",
+    dir: "flask-3.1.3",
+    member: "tests",
+    check: "test_basic.py",
+};
 /// The companion token the Python tests run with instead of envoy.yaml's development one:
 /// 32+ characters with 6+ distinct ones, so the clients, the filter and the companion accept
 /// it without their development switch.
@@ -37,7 +72,9 @@ pub fn task() -> Result<()> {
 pub fn run(wasm_dir: &Path, mongodb_uri: &str) -> Result<()> {
     let began = Instant::now();
     let venv = ensure_venv()?;
-    let django_tests = ensure_django_tests(&venv)?;
+    let legacy_venv = crate::venv::ensure("venv-legacy-sessions", LEGACY_PINS, "bin/python")?;
+    let django_tests = ensure_sdist_tests(&venv, &DJANGO_SDIST)?;
+    let flask_tests = ensure_sdist_tests(&venv, &FLASK_SDIST)?;
     let envoy_yaml = envoy_yaml_with_test_secrets()?;
     exec(
         Command::new(venv.join("bin/mypy"))
@@ -124,7 +161,10 @@ pub fn run(wasm_dir: &Path, mongodb_uri: &str) -> Result<()> {
                 format!("http://127.0.0.1:{proxy}"),
             )
             .env("EDGE_SESSION_ENVOY_YAML", &envoy_yaml)
-            .env("DJANGO_TESTS_DIR", &django_tests),
+            .env("DJANGO_TESTS_DIR", &django_tests)
+            .env("FLASK_TESTS_DIR", &flask_tests)
+            .env("MONGODB_URI", mongodb_uri)
+            .env("EDGE_SESSION_LEGACY_PYTHON", legacy_venv.join("bin/python")),
     )?;
     drop(started);
     eprintln!(
@@ -195,17 +235,29 @@ fn ensure_venv() -> Result<PathBuf> {
     Ok(venv)
 }
 
-/// Django's `tests/` directory from its pinned source distribution (downloaded once).
-fn ensure_django_tests(venv: &Path) -> Result<PathBuf> {
-    let dir = wasm::cargo_target_dir().join("django-sdist");
-    let tests = dir.join(DJANGO_SOURCE_DIR).join("tests");
-    if tests.join("sessions_tests/tests.py").is_file() {
+/// A source distribution whose tests run against the package.
+struct Sdist {
+    /// What `pip download` fetches.
+    spec: &'static str,
+    /// The directory the archive unpacks into.
+    dir: &'static str,
+    /// The part of it that is extracted.
+    member: &'static str,
+    /// A file under its `tests/` that must be there.
+    check: &'static str,
+}
+
+/// The `tests/` directory of a pinned source distribution (downloaded once).
+fn ensure_sdist_tests(venv: &Path, sdist: &Sdist) -> Result<PathBuf> {
+    let dir = wasm::cargo_target_dir().join("sdist").join(sdist.dir);
+    let tests = dir.join(sdist.dir).join("tests");
+    if tests.join(sdist.check).is_file() {
         return Ok(tests);
     }
     exec(
         Command::new(venv.join("bin/pip"))
             .args(["download", "--quiet", "--disable-pip-version-check"])
-            .args(["--no-deps", "--no-binary", ":all:", DJANGO_SDIST, "--dest"])
+            .args(["--no-deps", "--no-binary", ":all:", sdist.spec, "--dest"])
             .arg(&dir),
     )?;
     let archive = std::fs::read_dir(&dir)?
@@ -218,10 +270,10 @@ fn ensure_django_tests(venv: &Path) -> Result<PathBuf> {
             .arg(&archive)
             .arg("-C")
             .arg(&dir)
-            .arg(format!("{DJANGO_SOURCE_DIR}/tests/sessions_tests")),
+            .arg(format!("{}/{}", sdist.dir, sdist.member)),
     )?;
-    if !tests.join("sessions_tests/tests.py").is_file() {
-        bail!("{} has no tests/sessions_tests/tests.py", archive.display());
+    if !tests.join(sdist.check).is_file() {
+        bail!("{} has no tests/{}", archive.display(), sdist.check);
     }
     Ok(tests)
 }

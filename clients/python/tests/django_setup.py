@@ -14,8 +14,9 @@ if not settings.configured:
     sys.path.insert(0, support.required("DJANGO_TESTS_DIR"))
     settings.configure(
         SECRET_KEY="edge-session-tests-only",
-        INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.sessions", "sessions_tests"],
-        DATABASES={},
+        # edge_session: its management commands; the database: the legacy db engine's table.
+        INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.sessions", "sessions_tests", "edge_session"],
+        DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
         USE_TZ=True,
         SESSION_ENGINE="edge_session.django",
         SESSION_COOKIE_NAME=support.cookie_name(),

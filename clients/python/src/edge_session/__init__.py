@@ -6,6 +6,8 @@ from .companion import CompanionClient, CompanionError, CompanionRefused, Compan
 from .secret_rules import DevelopmentSecretWarning, SecretPolicy
 from .token import ConfigError, Keyring, SigningKey
 
+__version__ = "0.2.0"
+
 __all__ = [
     "CompanionClient",
     "CompanionError",
@@ -17,4 +19,5 @@ __all__ = [
     "SecretPolicy",
     "Session",
     "SigningKey",
+    "__version__",
 ]

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .handles import is_handle
 from .secret_rules import ConfigError, SecretPolicy, token_weakness
 from .token import is_session_id
 
@@ -176,9 +177,17 @@ class CompanionClient:
         user: str | None = None,
         ttl_seconds: int | None = None,
         browser_session: bool | None = None,
+        absolute_ttl_seconds: int | None = None,
     ) -> Session:
+        """A new session. ``absolute_ttl_seconds`` caps its whole life: no save or touch keeps it
+        past ``created_at`` plus that (sent only when given: older companions refuse the field)."""
         body: JsonObject = {"data": dict(data)}
-        for name, value in (("user", user), ("ttl_seconds", ttl_seconds), ("browser_session", browser_session)):
+        for name, value in (
+            ("user", user),
+            ("ttl_seconds", ttl_seconds),
+            ("browser_session", browser_session),
+            ("absolute_ttl_seconds", absolute_ttl_seconds),
+        ):
             if value is not None:
                 body[name] = value
         session = self._session("POST", "/v1/sessions", body)
@@ -248,11 +257,31 @@ class CompanionClient:
             raise CompanionUnavailable("the companion answered something that is not a list")
         return [SessionSummary.from_json(item) for item in body]
 
+    def user_session_listing(self, user: str) -> list[JsonObject]:
+        """The user's live sessions as the companion lists them, one JSON object each: with the
+        handle API, ``{handle, created_at, last_seen_at, expires_at, browser_session, user_agent,
+        client_address}`` and never an id. The operator commands read only those fields, so they
+        print nothing secret whatever the companion's version lists."""
+        _, body = self._call("GET", _user_path(user))
+        if not isinstance(body, list) or not all(isinstance(item, dict) for item in body):
+            raise CompanionUnavailable("the companion answered something that is not a list of sessions")
+        return body
+
     def delete_user_sessions(self, user: str) -> int:
         _, body = self._call("DELETE", f"/v1/users/{urllib.parse.quote(user, safe='')}/sessions")
-        if not isinstance(body, dict) or not isinstance(body.get("deleted"), int):
-            raise CompanionUnavailable("the companion answered something that is not a count")
-        return int(body["deleted"])
+        return _deleted_count(body)
+
+    def end_user_session(self, user: str, handle: str) -> bool:
+        """Ends the session of ``user`` named by ``handle``; False when the user has no such
+        session (already ended, expired, or another user's)."""
+        status, _ = self._call("DELETE", f"{_user_path(user)}/{_checked_handle(handle)}")
+        return status != 404
+
+    def end_user_sessions_except(self, user: str, handle: str) -> int:
+        """Ends every session of ``user`` but the one named by ``handle`` ("log out my other
+        devices"); the number ended."""
+        _, body = self._call("DELETE", f"{_user_path(user)}?except={_checked_handle(handle)}")
+        return _deleted_count(body)
 
     def _session(self, method: str, path: str, body: JsonObject | None = None) -> Session | None:
         status, answer = self._call(method, path, body)
@@ -285,3 +314,21 @@ class CompanionClient:
             answer = parsed if isinstance(parsed, dict) else {}
             raise CompanionRefused(status, str(answer.get("error", "")), str(answer.get("message", "")))
         raise CompanionUnavailable(f"the companion answered {status}")
+
+
+def _user_path(user: str) -> str:
+    return f"/v1/users/{urllib.parse.quote(user, safe='')}/sessions"
+
+
+def _checked_handle(handle: str) -> str:
+    """A handle fit for a URL; anything else is refused before a call is made."""
+    if not is_handle(handle):
+        raise ValueError(f"not a session handle (22 base64url characters): {handle!r}")
+    return handle
+
+
+def _deleted_count(body: Any) -> int:
+    count = body.get("deleted") if isinstance(body, dict) else None
+    if type(count) is not int or count < 0:
+        raise CompanionUnavailable("the companion answered something that is not a count")
+    return count

@@ -21,6 +21,8 @@ the companion. Settings (``EDGE_SESSION``)::
         "USER_KEY": "_auth_user_id",      # data key bound as the session's user; None: never
         "ALLOW_DEVELOPMENT_SECRETS": False,  # True accepts weak keys and tokens, with a warning
         "COOKIE": {"secure": True},       # the filter's cookie object (its defaults if left out)
+        "ABSOLUTE_TTL_SECONDS": None,     # a cap on a session's whole life, sent on create
+        "LEGACY": None,                   # the engine to move sessions from (edge_session.django_legacy)
     }
 
 The session cookie's attributes come from the filter's configuration: the engine refuses to
@@ -46,12 +48,17 @@ or deleted. A failed read never looks like an empty session that a save would th
 name more than once with different values (a cookie planted next to the user's own): Django
 would silently use the last one; this one opens no session, looks nothing up and leaves the
 cookies alone, as the filter does. The engine refuses to run under Django's own middleware.
+With ``LEGACY``, the middleware also moves sessions from the app's previous engine as their
+browsers come back, and :func:`import_legacy_sessions` (``manage.py edge_session_import``) moves
+them ahead of time (:mod:`edge_session.migration`). Values go through ``SESSION_SERIALIZER``
+(:mod:`edge_session.django_values`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -59,22 +66,37 @@ from django.conf import settings
 from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
 from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
 from django.core.exceptions import ImproperlyConfigured
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseBase
 
 from .companion import CompanionClient, CompanionError, Session, snapshot, user_of
 from .cookies import CookieSettings, same_site_attribute, session_cookie
+from .django_legacy import LegacyEngine
+from .django_values import Values, serializer_class, values
+from .migration import ImportReport, LegacyRecord, remaining_seconds, run_import
 from .secret_rules import SecretPolicy
 from .token import ConfigError, Keyring
 
-__all__ = ["SessionMiddleware", "SessionStore"]
+__all__ = ["SessionMiddleware", "SessionStore", "companion_client", "import_legacy_sessions"]
 
-_configured: dict[str, tuple[CompanionClient, Keyring]] = {}
+
+@dataclass(frozen=True)
+class _Settings:
+    """``EDGE_SESSION``, parsed once per value."""
+
+    client: CompanionClient
+    keyring: Keyring
+    user_key: str | None
+    absolute_ttl_seconds: int | None
+    legacy: LegacyEngine | None
+
+
+_configured: dict[str, _Settings] = {}
 _DJANGO_MIDDLEWARE = "django.contrib.sessions.middleware.SessionMiddleware"
 _COOKIE_SOURCE = 'EDGE_SESSION["COOKIE"]'
 
 
-def _connection() -> tuple[CompanionClient, Keyring]:
-    """The client and keys for the current ``EDGE_SESSION`` setting (built once per value)."""
+def _connection() -> _Settings:
+    """The client, keys and options for the current ``EDGE_SESSION`` setting (built once per value)."""
     if _DJANGO_MIDDLEWARE in getattr(settings, "MIDDLEWARE", ()):
         raise ImproperlyConfigured(
             f"MIDDLEWARE lists {_DJANGO_MIDDLEWARE}: with SESSION_ENGINE {__name__!r} use"
@@ -105,7 +127,17 @@ def _connection() -> tuple[CompanionClient, Keyring]:
             cookie.refuse_differences(app_cookie, _COOKIE_SOURCE)
         except ConfigError as error:
             raise ImproperlyConfigured(str(error)) from None
-        _configured[cache_key] = (client, keyring)
+        user_key = conf.get("USER_KEY", "_auth_user_id")
+        absolute = conf.get("ABSOLUTE_TTL_SECONDS")
+        if absolute is not None and (type(absolute) is not int or absolute <= 0):
+            raise ImproperlyConfigured(
+                'EDGE_SESSION["ABSOLUTE_TTL_SECONDS"] must be a positive number of seconds or None'
+            )
+        legacy = LegacyEngine.from_config(conf.get("LEGACY"), settings.SESSION_COOKIE_NAME)
+        _configured[cache_key] = _Settings(
+            client, keyring, None if user_key is None else str(user_key), absolute, legacy
+        )
+    values(serializer_class(settings.SESSION_SERIALIZER))  # refused at start when not JSON
     return _configured[cache_key]
 
 
@@ -120,12 +152,6 @@ def _app_cookie() -> dict[str, tuple[str, object]]:
         "http_only": ("SESSION_COOKIE_HTTPONLY", bool(settings.SESSION_COOKIE_HTTPONLY)),
         "same_site": ("SESSION_COOKIE_SAMESITE", same_site_attribute(settings.SESSION_COOKIE_SAMESITE)),
     }
-
-
-def _user_key() -> str | None:
-    conf = getattr(settings, "EDGE_SESSION", {})
-    key = conf.get("USER_KEY", "_auth_user_id")
-    return None if key is None else str(key)
 
 
 class SessionStore(SessionBase):
@@ -148,27 +174,31 @@ class SessionStore(SessionBase):
         """The companion id a session key carries, if a configured key signed it."""
         if not session_key:
             return None
-        return _connection()[1].verify(session_key)
+        return _connection().keyring.verify(session_key)
+
+    @property
+    def _codec(self) -> Values:
+        return values(self.serializer)
 
     def _remember(self, session: Session) -> None:
-        self._session_key = _connection()[1].sign(session.id)
+        self._session_key = _connection().keyring.sign(session.id)
         self._stored = snapshot(session.data)
         self._bound_user = session.user
 
     def load(self) -> dict[str, Any]:
         session_id = self._session_id(self.session_key)
-        session = _connection()[0].get(session_id) if session_id else None
+        session = _connection().client.get(session_id) if session_id else None
         if session is None:
             # Unknown, expired or forged: a new session, never created on load.
             self._session_key = None
             self._stored = None
             return {}
         self._remember(session)
-        return snapshot(session.data)
+        return self._codec.from_stored(session.data)
 
     def exists(self, session_key: str | None) -> bool:
         session_id = self._session_id(session_key)
-        return session_id is not None and _connection()[0].get(session_id) is not None
+        return session_id is not None and _connection().client.get(session_id) is not None
 
     def create(self) -> None:
         self.save(must_create=True)
@@ -179,8 +209,10 @@ class SessionStore(SessionBase):
 
     def save(self, must_create: bool = False) -> None:
         data = self._get_session(no_load=must_create)
+        stored_form = self._codec.to_stored(data)
         ttl, browser = self._lifetime()
-        client = _connection()[0]
+        conf = _connection()
+        client = conf.client
         session_id = None if must_create else self._session_id(self.session_key)
         if ttl <= 0:
             # Already expired (set_expiry in the past): what Django would store is a session
@@ -193,7 +225,13 @@ class SessionStore(SessionBase):
             return
         if session_id is None:
             try:
-                created = client.create(data, user=user_of(data, _user_key()), ttl_seconds=ttl, browser_session=browser)
+                created = client.create(
+                    stored_form,
+                    user=user_of(data, conf.user_key),
+                    ttl_seconds=ttl,
+                    browser_session=browser,
+                    absolute_ttl_seconds=conf.absolute_ttl_seconds,
+                )
             except CompanionError as error:
                 raise CreateError(str(error)) from error
             self._remember(created)
@@ -203,8 +241,8 @@ class SessionStore(SessionBase):
             updated = client.write(
                 session_id,
                 stored,
-                data,
-                user=user_of(data, _user_key()),
+                stored_form,
+                user=user_of(data, conf.user_key),
                 bound_user=self._bound_user,
                 ttl_seconds=ttl,
                 browser_session=browser,
@@ -219,7 +257,7 @@ class SessionStore(SessionBase):
 
     def _stored_data(self, session_id: str) -> dict[str, Any]:
         try:
-            session = _connection()[0].get(session_id)
+            session = _connection().client.get(session_id)
         except CompanionError as error:
             raise UpdateError(str(error)) from error
         if session is None:
@@ -227,7 +265,7 @@ class SessionStore(SessionBase):
         return snapshot(session.data)
 
     def _delete_id(self, session_id: str) -> None:
-        _connection()[0].delete(session_id)
+        _connection().client.delete(session_id)
         if self._session_id(self.session_key) == session_id:
             self._stored = None
 
@@ -241,7 +279,7 @@ class SessionStore(SessionBase):
         data = self._session
         session_id = self._session_id(self.session_key)
         try:
-            cycled = _connection()[0].cycle(session_id) if session_id else None
+            cycled = _connection().client.cycle(session_id) if session_id else None
         except CompanionError as error:
             raise CreateError(str(error)) from error
         if cycled is None:
@@ -260,13 +298,15 @@ class SessionStore(SessionBase):
 
 
 class SessionMiddleware(DjangoSessionMiddleware):
-    """Django's ``SessionMiddleware``, reading the session cookie as the filter does.
+    """Django's ``SessionMiddleware``, reading the session cookie as the filter does, and moving
+    sessions from the legacy engine (``EDGE_SESSION["LEGACY"]``) as their browsers come back.
 
     Django's ``request.COOKIES`` keeps the last of several cookies of one name. When the
     session cookie's name comes with different values, this opens an empty session without
     looking anything up, and removes the name from ``request.COOKIES`` so that Django's
     ``process_response`` does not clear it (that would delete the user's own cookie and leave
-    the planted one). The same value repeated is one cookie.
+    the planted one). The same value repeated is one cookie. The legacy cookie follows the same
+    rule.
     """
 
     def __init__(self, get_response: Any) -> None:
@@ -276,7 +316,84 @@ class SessionMiddleware(DjangoSessionMiddleware):
 
     def process_request(self, request: HttpRequest) -> None:
         name = settings.SESSION_COOKIE_NAME
-        found = session_cookie(request.META.get("HTTP_COOKIE"), name)
+        header = request.META.get("HTTP_COOKIE")
+        found = session_cookie(header, name)
         if found.conflicting:
             request.COOKIES.pop(name, None)
         request.session = self.SessionStore(found.value)
+        if isinstance(request.session, SessionStore) and not found.conflicting:
+            self._move_legacy(request, header)
+
+    @staticmethod
+    def _move_legacy(request: HttpRequest, header: str | None) -> None:
+        """With a legacy cookie and no valid edge-session session, the legacy session's data
+        (or the session a batch import moved it to) becomes this request's session."""
+        legacy = _connection().legacy
+        cookie = session_cookie(header, legacy.cookie_name) if legacy else None
+        if legacy is None or cookie is None or cookie.value is None:
+            return
+        current = request.session
+        current._get_session()  # loads: a valid token keeps its session key
+        if current.session_key is None:
+            moved = legacy.read(cookie.value)
+            if moved is None:
+                # Unknown, expired or unreadable (a missing SECRET_KEY_FALLBACKS entry, a wrong
+                # DATABASE): left as it is, so fixing the settings still moves it.
+                return
+            if moved.moved_to is not None:
+                target = SessionStore(moved.moved_to)
+                target._get_session()
+                if target.session_key is not None:
+                    target.modified = True  # the response carries its cookie
+                    request.session = target
+            else:
+                fresh = SessionStore()
+                fresh.update(moved.data)  # saved by process_response, bound to its user
+                request.session = fresh
+        # Retired once the response is decided; a 5xx leaves the legacy session for a retry.
+        request._edge_session_legacy = (legacy, cookie.value)
+
+    def process_response(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+        response = super().process_response(request, response)
+        pending: tuple[LegacyEngine, str] | None = getattr(request, "_edge_session_legacy", None)
+        if pending is not None and response.status_code < 500:
+            legacy, key = pending
+            legacy.retire(key)
+            legacy.clear_cookie(response)
+        return response
+
+
+def companion_client() -> CompanionClient:
+    """The companion client ``EDGE_SESSION`` configures (the management commands use it)."""
+    return _connection().client
+
+
+def import_legacy_sessions(
+    out: Callable[[str], None], *, dry_run: bool = False, progress_every: int = 1000
+) -> ImportReport:
+    """Moves every live session of the legacy engine ahead of time (``manage.py
+    edge_session_import``): see :mod:`edge_session.migration`."""
+    conf = _connection()
+    if conf.legacy is None:
+        raise ImproperlyConfigured('EDGE_SESSION["LEGACY"] names no legacy engine to import from')
+    source = conf.legacy.batch_source()
+    codec = values(serializer_class(settings.SESSION_SERIALIZER))
+
+    def create(record: LegacyRecord) -> str:
+        data = record.data or {}
+        browser = data.get("_session_expiry") == 0 or bool(settings.SESSION_EXPIRE_AT_BROWSER_CLOSE)
+        session = conf.client.create(
+            codec.to_stored(data),
+            user=user_of(data, conf.user_key),
+            ttl_seconds=remaining_seconds(record.expires_at),
+            browser_session=browser,
+            absolute_ttl_seconds=conf.absolute_ttl_seconds,
+        )
+        return conf.keyring.sign(session.id)
+
+    def discard(token: str) -> None:
+        session_id = conf.keyring.verify(token)
+        if session_id is not None:
+            conf.client.delete(session_id)
+
+    return run_import(source, create, discard, out, dry_run=dry_run, progress_every=progress_every)

@@ -34,23 +34,37 @@ keys are written, so concurrent requests changing different keys lose nothing. A
 session's cookie has an expiry (``PERMANENT_SESSION_LIFETIME``); any other is a browser-session
 cookie, and the companion keeps it for ``PERMANENT_SESSION_LIFETIME`` too. A companion that
 cannot answer raises (Flask answers 500): a failed read never shows up as an empty session.
+
+Values are what Flask's own cookie session carries (``datetime``, ``UUID``, ``bytes``,
+``tuple``, ``Markup``), each stored as Flask's tagged JSON, which an app behind the filter sees
+in ``x-session-data``. With ``EDGE_SESSION_LEGACY_SOURCE``, sessions move from the app's previous
+store (:mod:`edge_session.flask_legacy`) as their browsers come back, and ``flask edge-session
+import`` moves them ahead of time (:mod:`edge_session.migration`); ``init_app`` adds the
+``flask edge-session`` commands (:mod:`edge_session.flask_cli`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+import logging
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from flask import Flask, Request, Response
-from flask.sessions import SessionInterface, SessionMixin
+from flask.json.tag import TaggedJSONSerializer
+from flask.sessions import SessionInterface, SessionMixin, session_json_serializer
 from werkzeug.datastructures import CallbackDict
 
-from .companion import CompanionClient, CompanionError, Session, snapshot, user_of
+from .companion import CompanionClient, CompanionError, JsonObject, Session, snapshot, user_of
 from .cookies import CookieSettings, same_site_attribute, session_cookie
+from .flask_legacy import LegacySource, legacy_source
+from .migration import ImportReport, LegacyRecord, Unmovable, remaining_seconds, run_import
 from .secret_rules import SecretPolicy
 from .token import ConfigError, Keyring
 
 __all__ = ["EdgeSession", "EdgeSessionInterface", "SessionInterrupted", "init_app"]
+
+logger = logging.getLogger("edge_session.migration")
 
 
 class SessionInterrupted(CompanionError):
@@ -60,12 +74,16 @@ class SessionInterrupted(CompanionError):
 class EdgeSession(CallbackDict[str, Any], SessionMixin):
     """The session of one request."""
 
-    def __init__(self, stored: Session | None = None, *, stale_cookie: bool = False) -> None:
+    def __init__(
+        self, stored: Session | None = None, data: Mapping[str, Any] | None = None, *, stale_cookie: bool = False
+    ) -> None:
+        """``stored`` as the companion answered it, ``data`` its values as the app sees them."""
+
         def on_update(session: EdgeSession) -> None:
             session.modified = True
             session.accessed = True
 
-        super().__init__(snapshot(stored.data) if stored else None, on_update)
+        super().__init__(dict(data) if data else None, on_update)
         self.session_id = stored.id if stored else None
         # The data as the companion showed it: what a save compares against.
         self.stored = snapshot(stored.data) if stored else None
@@ -74,6 +92,8 @@ class EdgeSession(CallbackDict[str, Any], SessionMixin):
         self.modified = False
         self.accessed = False
         self.cycle_requested = False
+        self.legacy_cookie: str | None = None
+        """A legacy cookie this request carries, retired when the response goes out."""
 
     def cycle(self) -> None:
         """Give the session a new id when the response goes out, dropping the old one (login)."""
@@ -82,7 +102,17 @@ class EdgeSession(CallbackDict[str, Any], SessionMixin):
 
 
 class EdgeSessionInterface(SessionInterface):
-    """Opens and saves :class:`EdgeSession` through the companion."""
+    """Opens and saves :class:`EdgeSession` through the companion.
+
+    Values go through Flask's own session serializer (``serializer``, the tagged JSON of
+    ``SecureCookieSessionInterface``), one key at a time: what Flask's cookie session
+    round-trips (``datetime``, ``UUID``, ``bytes``, ``tuple``, ``Markup``, tags registered on
+    it) round-trips here, and each key is still a JSON value the companion writes on its own
+    and the filter injects. A header-only app behind the filter sees those tagged forms in
+    ``x-session-data`` (``{"when": {" d": "Wed, 01 May 2024 12:00:00 GMT"}}``).
+    """
+
+    serializer: TaggedJSONSerializer = session_json_serializer
 
     def __init__(
         self,
@@ -90,11 +120,23 @@ class EdgeSessionInterface(SessionInterface):
         keyring: Keyring,
         user_key: str | None = "_user_id",
         cookie: CookieSettings | None = None,
+        absolute_ttl_seconds: int | None = None,
+        legacy: LegacySource | None = None,
     ) -> None:
         self.companion = companion
         self.keyring = keyring
         self.user_key = user_key
         self.cookie = cookie or CookieSettings()
+        self.absolute_ttl_seconds = absolute_ttl_seconds
+        self.legacy = legacy
+
+    def to_stored(self, data: Mapping[str, Any]) -> JsonObject:
+        """Each value as Flask's session serializer writes it, as JSON."""
+        return {key: json.loads(self.serializer.dumps(value)) for key, value in data.items()}
+
+    def from_stored(self, stored: Mapping[str, Any]) -> dict[str, Any]:
+        """Each stored value as Flask's session serializer reads it back."""
+        return {key: self.serializer.loads(json.dumps(value)) for key, value in stored.items()}
 
     def refuse_cookie_differences(self, app: Flask) -> None:
         """Raises :class:`ConfigError` naming the first ``SESSION_COOKIE_*`` setting that gives
@@ -136,23 +178,78 @@ class EdgeSessionInterface(SessionInterface):
         except ConfigError as error:
             raise ConfigError(f"Flask config EDGE_SESSION_KEYS: {error}") from None
         cookie = CookieSettings.from_config(config.get("EDGE_SESSION_COOKIE"), "EDGE_SESSION_COOKIE")
-        return cls(companion, keyring, config.get("EDGE_SESSION_USER_KEY", "_user_id"), cookie)
+        absolute = config.get("EDGE_SESSION_ABSOLUTE_TTL_SECONDS")
+        if absolute is not None and (type(absolute) is not int or absolute <= 0):
+            raise ConfigError(
+                "Flask config EDGE_SESSION_ABSOLUTE_TTL_SECONDS must be a positive number of seconds or None"
+            )
+        legacy = legacy_source(config, config.get("SESSION_COOKIE_NAME", "session"))
+        return cls(companion, keyring, config.get("EDGE_SESSION_USER_KEY", "_user_id"), cookie, absolute, legacy)
 
     def open_session(self, app: Flask, request: Request) -> EdgeSession:
-        found = session_cookie(request.headers.get("Cookie"), self.get_cookie_name(app))
-        token = found.value
+        header = request.headers.get("Cookie")
+        found = session_cookie(header, self.get_cookie_name(app))
+        if found.conflicting:
+            # request.cookies would pick one: no session, and the cookies are left as they are,
+            # as the filter does.
+            return EdgeSession()
+        session = self._open(found.value)
+        if self.legacy is not None:
+            legacy = session_cookie(header, self.legacy.cookie.name)
+            if legacy.value is not None:
+                session = self._move_legacy(app, session, self.legacy, legacy.value)
+        return session
+
+    def _open(self, token: str | None) -> EdgeSession:
         if not token:
-            # None, or several different values (request.cookies would pick one): no session,
-            # and the cookies are left as they are, as the filter does.
             return EdgeSession()
         session_id = self.keyring.verify(token)
         # An outage raises here (Flask answers 500) rather than open an empty session.
         stored = self.companion.get(session_id) if session_id else None
-        return EdgeSession(stored) if stored else EdgeSession(stale_cookie=True)
+        return EdgeSession(stored, self.from_stored(stored.data)) if stored else EdgeSession(stale_cookie=True)
+
+    def _move_legacy(self, app: Flask, session: EdgeSession, legacy: LegacySource, value: str) -> EdgeSession:
+        """With no valid edge-session session, the legacy session's data (or the session a batch
+        import moved it to) becomes this request's session; the legacy cookie is retired when
+        the response goes out either way."""
+        if session.session_id is None:
+            found = legacy.read(app, value)
+            if found is None:
+                # Unknown, expired or unreadable (a missing SECRET_KEY_FALLBACKS entry, a wrong
+                # database): left as it is, so fixing the settings still moves it.
+                return session
+            if found.moved_to is not None:
+                target = self._open(found.moved_to)
+                if target.session_id is not None:
+                    target.modified = True  # the response carries its cookie
+                    session = target
+            else:
+                try:
+                    # As every later request will see it (a naive datetime comes back in UTC).
+                    data = self.from_stored(self.to_stored(found.data))
+                except (TypeError, ValueError):
+                    # Left where it is, cookie and all: the user logs in again here, and a
+                    # later request with a valid session retires it.
+                    logger.warning("edge-session: a legacy session holds values Flask's session JSON cannot carry")
+                    return session
+                fresh = EdgeSession(stale_cookie=session.stale_cookie)
+                fresh.update(data)
+                session = fresh
+        session.legacy_cookie = value
+        return session
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         if not isinstance(session, EdgeSession):
             return  # open_session failed; Flask is answering with the error
+        if session.legacy_cookie is not None and response.status_code >= 500:
+            return  # nothing moves on a failed response: the next request tries again
+        self._save(app, session, response)
+        if self.legacy is not None and session.legacy_cookie is not None:
+            self.legacy.retire(session.legacy_cookie)
+            cookie = self.legacy.cookie
+            response.delete_cookie(cookie.name, path=cookie.path, domain=cookie.domain)
+
+    def _save(self, app: Flask, session: EdgeSession, response: Response) -> None:
         if session.accessed:
             response.vary.add("Cookie")
         if not session:
@@ -180,8 +277,15 @@ class EdgeSessionInterface(SessionInterface):
         ttl = int(app.permanent_session_lifetime.total_seconds())
         browser = not session.permanent
         user = user_of(session, self.user_key)
+        data = self.to_stored(session)
         if session.session_id is None:
-            return self.companion.create(dict(session), user=user, ttl_seconds=ttl, browser_session=browser)
+            return self.companion.create(
+                data,
+                user=user,
+                ttl_seconds=ttl,
+                browser_session=browser,
+                absolute_ttl_seconds=self.absolute_ttl_seconds,
+            )
         session_id, stored = session.session_id, session.stored or {}
         if session.cycle_requested:
             cycled = self.companion.cycle(session_id)
@@ -189,8 +293,39 @@ class EdgeSessionInterface(SessionInterface):
                 return None
             session_id, stored = cycled.id, cycled.data
         return self.companion.write(
-            session_id, stored, session, user=user, bound_user=session.user, ttl_seconds=ttl, browser_session=browser
+            session_id, stored, data, user=user, bound_user=session.user, ttl_seconds=ttl, browser_session=browser
         )
+
+    def import_legacy(
+        self, out: Callable[[str], None], *, dry_run: bool = False, progress_every: int = 1000
+    ) -> ImportReport:
+        """Moves every live session of the legacy store ahead of time (``flask edge-session
+        import``): see :mod:`edge_session.migration`. Needs an app context (Flask's JSON)."""
+        if self.legacy is None:
+            raise ConfigError("EDGE_SESSION_LEGACY_SOURCE names no legacy store to import from")
+        source = self.legacy.batch_source()
+
+        def create(record: LegacyRecord) -> str:
+            data = record.data or {}
+            try:
+                stored = self.to_stored(data)
+            except (TypeError, ValueError) as error:
+                raise Unmovable(str(error)) from error
+            session = self.companion.create(
+                stored,
+                user=user_of(data, self.user_key),
+                ttl_seconds=remaining_seconds(record.expires_at),
+                browser_session=not data.get("_permanent", False),
+                absolute_ttl_seconds=self.absolute_ttl_seconds,
+            )
+            return self.keyring.sign(session.id)
+
+        def discard(token: str) -> None:
+            session_id = self.keyring.verify(token)
+            if session_id is not None:
+                self.companion.delete(session_id)
+
+        return run_import(source, create, discard, out, dry_run=dry_run, progress_every=progress_every)
 
     def _cookie_attributes(self, app: Flask) -> dict[str, Any]:
         return {
@@ -209,7 +344,11 @@ class EdgeSessionInterface(SessionInterface):
 def init_app(app: Flask) -> EdgeSessionInterface:
     """Installs the interface configured by the app's ``EDGE_SESSION_*`` settings; raises
     :class:`ConfigError` for a weak secret or cookie settings that differ from the filter's."""
+    from .flask_cli import cli
+
     interface = EdgeSessionInterface.from_config(app.config)
     interface.refuse_cookie_differences(app)
     app.session_interface = interface
+    if cli.name not in app.cli.commands:
+        app.cli.add_command(cli)
     return interface

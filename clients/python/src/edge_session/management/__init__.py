@@ -1,0 +1,1 @@
+"""Django management commands; Django finds them when ``INSTALLED_APPS`` lists ``"edge_session"``."""
