@@ -289,14 +289,9 @@ impl Vm {
     pub fn take_forwarded_body(
         &mut self,
         id: u32,
-        response: bool,
+        side: Side,
     ) -> Result<(Vec<u8>, bool), HarnessError> {
-        let stream = self.stream_mut(id)?;
-        let message = if response {
-            stream.client.as_mut()
-        } else {
-            stream.upstream.as_mut()
-        };
+        let message = self.stream_mut(id)?.forwarded_mut(side).as_mut();
         Ok(message.map_or((Vec::new(), false), |m| {
             (std::mem::take(&mut m.body), m.end_of_stream)
         }))
@@ -346,7 +341,7 @@ impl Vm {
         end_of_stream: bool,
     ) -> Result<Action, HarnessError> {
         {
-            let d = self.stream_mut(id)?.direction(dir.is_response());
+            let d = self.stream_mut(id)?.side_mut(dir);
             d.end_of_stream = end_of_stream;
             d.headers_accessible = true;
             d.flow = Flow::Paused;
@@ -366,11 +361,7 @@ impl Vm {
                 self.exports.response_headers.clone(),
             ),
         };
-        let count = self
-            .stream_ref(id)?
-            .direction_ref(dir.is_response())
-            .headers
-            .len() as i32;
+        let count = self.stream_ref(id)?.side(dir).headers.len() as i32;
         let action = self.stream_callback(id, callback, phase, func, count, end_of_stream)?;
         if action == Action::Continue && !self.stream_end_pending(id) {
             self.forward_headers(id, dir)?;
@@ -386,7 +377,7 @@ impl Vm {
         chunk: &[u8],
         end_of_stream: bool,
     ) -> Result<Action, HarnessError> {
-        let d = self.stream_mut(id)?.direction(dir.is_response());
+        let d = self.stream_mut(id)?.side_mut(dir);
         if d.end_of_stream && d.flow != Flow::Stopped {
             return Err(HarnessError::Usage(format!(
                 "stream {id}: body sent after the end of the {dir:?}"
@@ -472,7 +463,7 @@ impl Vm {
             ),
         };
         let (size, eos) = {
-            let d = self.stream_ref(id)?.direction_ref(dir.is_response());
+            let d = self.stream_ref(id)?.side(dir);
             (d.buffered_body.len() as i32, d.body_ends())
         };
         let action = self.stream_callback(id, callback, phase, func, size, eos)?;
@@ -481,11 +472,7 @@ impl Vm {
         }
         match action {
             Action::Continue => self.flush_body(id, dir)?,
-            Action::Pause => {
-                self.stream_mut(id)?
-                    .direction(dir.is_response())
-                    .body_paused = true
-            }
+            Action::Pause => self.stream_mut(id)?.side_mut(dir).body_paused = true,
         }
         Ok(action)
     }
@@ -504,7 +491,7 @@ impl Vm {
     /// Envoy drops its pointer to them then, so the ABI no longer reaches them.
     fn forward_headers(&mut self, id: u32, dir: Side) -> Result<(), HarnessError> {
         let stream = self.stream_mut(id)?;
-        let d = stream.direction(dir.is_response());
+        let d = stream.side_mut(dir);
         d.flow = Flow::Forwarded;
         d.headers_accessible = false;
         let message = Message {
@@ -513,10 +500,7 @@ impl Vm {
             trailers: None,
             end_of_stream: d.body_ends() && d.pending_body.is_empty(),
         };
-        match dir {
-            Side::Request => stream.upstream = Some(message),
-            Side::Response => stream.client = Some(message),
-        }
+        *stream.forwarded_mut(dir) = Some(message);
         Ok(())
     }
 
@@ -524,7 +508,7 @@ impl Vm {
     /// go (their callback continued, or the filter made them itself): they end the message.
     fn flush_body(&mut self, id: u32, dir: Side) -> Result<(), HarnessError> {
         let stream = self.stream_mut(id)?;
-        let d = stream.direction(dir.is_response());
+        let d = stream.side_mut(dir);
         d.body_paused = false;
         let body = std::mem::take(&mut d.buffered_body);
         let trailers_go = d.trailers_delivered && !d.trailers_paused;
@@ -536,11 +520,7 @@ impl Vm {
             _ => None,
         };
         let eos = d.body_ends() || trailers.is_some();
-        let target = match dir {
-            Side::Request => stream.upstream.as_mut(),
-            Side::Response => stream.client.as_mut(),
-        };
-        if let Some(message) = target {
+        if let Some(message) = stream.forwarded_mut(dir) {
             message.body.extend_from_slice(&body);
             if trailers.is_some() {
                 message.trailers = trailers;
@@ -583,11 +563,11 @@ impl Vm {
         let Some(stream) = self.store.data_mut().streams.get_mut(&id) else {
             return Ok(());
         };
-        let d = stream.direction(dir.is_response());
+        let d = stream.side_mut(dir);
         if d.flow == Flow::Paused {
             d.resumes += 1;
             self.forward_headers(id, dir)?;
-            let d = self.stream_mut(id)?.direction(dir.is_response());
+            let d = self.stream_mut(id)?.side_mut(dir);
             let pending = std::mem::take(&mut d.pending_body);
             let trailers_wait = d.trailers.is_some() && !d.trailers_delivered;
             if pending.is_empty() && !trailers_wait {
@@ -614,10 +594,9 @@ impl Vm {
             d.resumes += 1;
             self.flush_body(id, dir)?;
         } else {
-            let what = if dir.is_response() {
-                "response"
-            } else {
-                "request"
+            let what = match dir {
+                Side::Request => "request",
+                Side::Response => "response",
             };
             let flow = d.flow;
             stream.violations.push(format!(
@@ -720,7 +699,7 @@ impl Vm {
             let held: Vec<Side> = [Side::Request, Side::Response]
                 .into_iter()
                 .filter(|dir| {
-                    let d = stream.direction_ref(dir.is_response());
+                    let d = stream.side(*dir);
                     d.is_paused() || d.flow == Flow::Forwarded
                 })
                 .collect();
@@ -757,7 +736,7 @@ impl Vm {
         if self.stream_ref(id)?.side(dir).flow == Flow::Paused {
             self.forward_headers(id, dir)?;
         }
-        let d = self.stream_mut(id)?.direction(dir.is_response());
+        let d = self.stream_mut(id)?.side_mut(dir);
         let pending = std::mem::take(&mut d.pending_body);
         d.buffered_body.extend_from_slice(&pending);
         // Trailers go on with the rest, as if the filter were not there.

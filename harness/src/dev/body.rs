@@ -154,7 +154,7 @@ async fn body(
 ) -> BodyOutcome {
     ask(worker, |reply| Msg::Body {
         stream,
-        response: side.is_response(),
+        side,
         chunk,
         end_of_stream,
         reply,

@@ -1,5 +1,5 @@
 use crate::support::*;
-use harness::{Action, CalloutReply, FailurePolicy, HarnessError, Plugin, PluginConfig, Vm};
+use harness::{Action, CalloutReply, FailurePolicy, HarnessError, Plugin, PluginConfig, Side, Vm};
 
 fn trap_message(result: Result<impl std::fmt::Debug, HarnessError>, callback: &str) -> String {
     match result {
@@ -96,20 +96,26 @@ fn forwarded_body_is_taken_in_pieces_as_a_streaming_proxy_sends_it() {
     let id = vm.create_stream().unwrap();
     let headers = [(":method", "POST"), (":path", "/"), ("x-probe", "plain")];
     vm.request_headers(id, &headers, false).unwrap();
-    assert_eq!(vm.take_forwarded_body(id, false), Ok((Vec::new(), false)));
+    assert_eq!(
+        vm.take_forwarded_body(id, Side::Request),
+        Ok((Vec::new(), false))
+    );
     vm.request_body(id, b"one", false).unwrap();
     assert_eq!(
-        vm.take_forwarded_body(id, false),
+        vm.take_forwarded_body(id, Side::Request),
         Ok((b"one".to_vec(), false))
     );
     vm.request_body(id, b"two", true).unwrap();
     assert_eq!(
-        vm.take_forwarded_body(id, false),
+        vm.take_forwarded_body(id, Side::Request),
         Ok((b"two".to_vec(), true))
     );
     // Nothing has reached the client yet; an unknown stream is an error.
-    assert_eq!(vm.take_forwarded_body(id, true), Ok((Vec::new(), false)));
-    assert!(vm.take_forwarded_body(id + 100, false).is_err());
+    assert_eq!(
+        vm.take_forwarded_body(id, Side::Response),
+        Ok((Vec::new(), false))
+    );
+    assert!(vm.take_forwarded_body(id + 100, Side::Request).is_err());
 }
 
 /// cpp-host's `ContextBase::onHttpCallResponse` returns early on a failed VM and has no
