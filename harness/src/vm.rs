@@ -14,7 +14,7 @@ use crate::host::Host;
 use crate::plugin::FailurePolicy;
 use crate::state::{CallReply, Callout, Deferred, HostState, LocalResponse, Phase};
 use crate::stream::{Flow, Message, Side, Stream};
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::time::Duration;
 use wasmtime::{Instance, Store, TypedFunc, WasmParams, WasmResults};
 
@@ -104,7 +104,7 @@ pub struct Vm {
     next_context: u32,
     /// Streams whose local response is being run through the filter's response path, so a
     /// second local response from it is not looped back again.
-    local_reply_in_flight: HashMap<u32, bool>,
+    local_replies_in_flight: HashSet<u32>,
 }
 
 impl Vm {
@@ -313,7 +313,7 @@ impl Vm {
             .remove(&id)
             .ok_or(HarnessError::UnknownStream(id))?;
         stream.done = true;
-        self.local_reply_in_flight.remove(&id);
+        self.local_replies_in_flight.remove(&id);
         outcome.map(|()| stream)
     }
 
@@ -625,13 +625,7 @@ impl Vm {
         let Some(stream) = self.store.data_mut().streams.get_mut(&id) else {
             return Ok(());
         };
-        if stream.client.is_some()
-            || self
-                .local_reply_in_flight
-                .get(&id)
-                .copied()
-                .unwrap_or(false)
-        {
+        if stream.client.is_some() || self.local_replies_in_flight.contains(&id) {
             stream.violations.push(
                 "proxy_send_local_response after the response had started; Envoy resets the stream"
                     .into(),
@@ -667,7 +661,7 @@ impl Vm {
         }
         stream.response = crate::stream::Direction::fresh();
         stream.response.headers = headers;
-        self.local_reply_in_flight.insert(id, true);
+        self.local_replies_in_flight.insert(id);
         let eos = response.body.is_empty();
         let result = self.headers_arrive(id, Side::Response, eos).and_then(|_| {
             if eos {
@@ -676,7 +670,7 @@ impl Vm {
                 self.body_arrives(id, Side::Response, &response.body, true)
             }
         });
-        self.local_reply_in_flight.insert(id, false);
+        self.local_replies_in_flight.remove(&id);
         result.map(|_| ())
     }
 

@@ -7,7 +7,7 @@ use crate::abi::LogLevel;
 use crate::error::HarnessError;
 use crate::plugin::{Plugin, PluginConfig};
 use crate::state::{HostState, Phase};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use wasmtime::{Instance, Store, StoreLimitsBuilder, TypedFunc};
 
 impl Vm {
@@ -104,7 +104,7 @@ impl Vm {
             failed: None,
             filter_missing: None,
             next_context: ROOT_CONTEXT + 1,
-            local_reply_in_flight: HashMap::new(),
+            local_replies_in_flight: HashSet::new(),
         }
     }
 
