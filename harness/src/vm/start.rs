@@ -2,7 +2,8 @@
 //! module's start functions, create the root context, `proxy_on_vm_start`,
 //! `proxy_on_configure`. A worker whose plugin cannot start runs without the filter.
 
-use super::{Exports, ROOT_CONTEXT, Vm, optional};
+use super::exports::{Exports, optional};
+use super::{ROOT_CONTEXT, Vm};
 use crate::abi::LogLevel;
 use crate::error::HarnessError;
 use crate::plugin::{Plugin, PluginConfig};
