@@ -2,17 +2,15 @@
 //! underscore rule, `header_mutation` removals, the failure policy and workers without the
 //! filter, the stream idle timeout; and trailers carried both ways through the filter.
 
-use crate::dev_proxy::{Setup, get, send, start, text, upstream};
+use crate::support::{PATIENCE, Setup, get, send, start, text, upstream};
 use bytes::Bytes;
-use harness::dev::connection_options::{DROPPED_COUNTER, REJECTED_COUNTER};
+use edge_dev::connection_options::{DROPPED_COUNTER, REJECTED_COUNTER};
 use http_body_util::channel::Channel;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-const PATIENCE: Duration = Duration::from_secs(20);
 
 fn with_header(path: &str, name: &str, value: &str) -> Request<Full<Bytes>> {
     Request::get(path)

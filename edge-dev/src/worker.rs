@@ -6,8 +6,8 @@
 //! clock follows real time so ticks and callout timeouts fire, and a caller left waiting
 //! longer than the stream idle timeout gets Envoy's idle-timeout answer.
 
-use crate::{Callout, CalloutReply, Flow, HeaderMap, Host, Message, Side, Vm};
 use bytes::Bytes;
+use harness::{Callout, CalloutReply, Flow, HeaderMap, Host, Message, Side, Vm};
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;

@@ -2,7 +2,7 @@
 //! `envoy.yaml` (listener, routes, clusters, the filter's plugin configuration).
 
 use clap::Parser;
-use harness::dev::envoy_config::DevConfig;
+use edge_dev::envoy_config::DevConfig;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -88,7 +88,7 @@ async fn main() -> ExitCode {
     // keeps only the newest (a ring), so memory stays flat however long edge-dev runs.
     let host = harness::Host::new();
     host.set_log_sink(|line| eprintln!("edge-dev: {line}"));
-    match harness::dev::serve_on(host, config, workers, !args.no_filter, listener, shutdown).await {
+    match edge_dev::serve_on(host, config, workers, !args.no_filter, listener, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("edge-dev: {err}");
