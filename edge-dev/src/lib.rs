@@ -17,6 +17,7 @@ mod body;
 pub mod connection_options;
 pub mod envoy_config;
 pub mod header_mutation;
+pub mod logging;
 mod proxy;
 mod server;
 mod wire;

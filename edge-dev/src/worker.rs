@@ -164,7 +164,7 @@ impl LocalVm {
             started,
         } = &mut *state;
         if let Err(err) = vm.run_timers() {
-            eprintln!("edge-dev: {err}");
+            tracing::error!(error = %err, "the filter's timers");
         }
         // Errors from the VM (traps) are reflected in the stream's state, as Envoy fails the
         // stream; `settle` reads that state.
@@ -180,7 +180,7 @@ impl LocalVm {
                     waiting.insert((id, Side::Request), (waiter, Instant::now()));
                 }
                 Err(err) => {
-                    eprintln!("edge-dev: {err}");
+                    tracing::error!(error = %err, "the filter did not take a new stream");
                     let _ = reply.send(Outcome::Client(service_unavailable()));
                 }
             },
@@ -266,7 +266,7 @@ fn time_out_idle_waiters(vm: &mut Vm, waiting: &Waiting, limit: Duration) {
         .collect();
     for id in idle {
         if let Err(err) = vm.stream_idle_timeout(id) {
-            eprintln!("edge-dev: stream {id}: {err}");
+            tracing::error!(stream = id, error = %err, "stream idle timeout");
         }
     }
 }
