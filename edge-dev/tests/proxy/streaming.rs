@@ -8,13 +8,14 @@ use crate::support::{
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
+use probe_scenarios as scenario;
 use std::net::SocketAddr;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_body_reaches_the_upstream_before_the_client_has_sent_all_of_it() {
     let upstream = upstream().await;
     let (proxy, _stop) = edge_dev(upstream.address, false).await;
-    let (mut body, request) = streamed_post("/stream-up", "plain", 1);
+    let (mut body, request) = streamed_post("/stream-up", scenario::PLAIN, 1);
     let response = tokio::spawn(send(proxy, request));
     body.send_data(Bytes::from_static(b"first;")).await.unwrap();
     let first = tokio::time::timeout(PATIENCE, upstream.first_chunk_arrived.lock().await.recv())
@@ -34,10 +35,10 @@ async fn request_body_reaches_the_upstream_before_the_client_has_sent_all_of_it(
 /// `/stream-down` through `proxy`: the first chunk reaches the client while the upstream
 /// still holds the rest; `filtered` says whether the probe saw the headers.
 async fn assert_streams_down(proxy: SocketAddr, upstream: &Upstream, filtered: bool) {
-    let response = send(proxy, get("/stream-down", "plain")).await;
+    let response = send(proxy, get("/stream-down", scenario::PLAIN)).await;
     assert_eq!(response.status(), 200);
     assert_eq!(
-        response.headers().contains_key("x-probe-seen"),
+        response.headers().contains_key(scenario::SEEN_HEADER),
         filtered,
         "whether the filter saw the headers"
     );
@@ -65,7 +66,7 @@ async fn response_body_reaches_the_client_before_the_upstream_has_sent_all_of_it
 async fn a_filter_that_holds_the_body_sees_all_of_it_and_its_edit_goes_upstream() {
     let upstream = upstream().await;
     let (proxy, _stop) = edge_dev(upstream.address, false).await;
-    let (mut body, request) = streamed_post("/echo", "body", 4);
+    let (mut body, request) = streamed_post("/echo", scenario::BODY, 4);
     let response = tokio::spawn(send(proxy, request));
     for chunk in ["hello, ", "streaming ", "world"] {
         body.send_data(Bytes::from(chunk)).await.unwrap();
@@ -83,7 +84,7 @@ async fn a_filter_that_holds_the_body_sees_all_of_it_and_its_edit_goes_upstream(
 async fn a_local_reply_in_the_response_replaces_the_upstream_body() {
     let upstream = upstream().await;
     let (proxy, _stop) = edge_dev(upstream.address, false).await;
-    let response = send(proxy, get("/stream-down", "local-in-response")).await;
+    let response = send(proxy, get("/stream-down", scenario::LOCAL_IN_RESPONSE)).await;
     assert_eq!(response.status(), 502);
     assert_eq!(text(response).await, "replaced");
 }
@@ -92,10 +93,10 @@ async fn a_local_reply_in_the_response_replaces_the_upstream_body() {
 async fn a_trap_fails_the_stream_closed_and_the_vm_stays_failed() {
     let upstream = upstream().await;
     let (proxy, _stop) = edge_dev(upstream.address, false).await;
-    let response = send(proxy, get("/echo", "trap")).await;
+    let response = send(proxy, get("/echo", scenario::TRAP)).await;
     assert_eq!(response.status(), 503);
     // One worker, whose VM is now failed: the next request is failed too, filter or not.
-    let response = send(proxy, get("/echo", "plain")).await;
+    let response = send(proxy, get("/echo", scenario::PLAIN)).await;
     assert_eq!(response.status(), 503);
 }
 
@@ -105,16 +106,16 @@ async fn a_trap_with_fail_open_lets_requests_through_without_the_filter() {
     let (proxy, _stop) = edge_dev(upstream.address, true).await;
     let request = Request::post("/echo")
         .header("host", "app")
-        .header("x-probe", "trap")
+        .header(scenario::NAME_HEADER, scenario::TRAP)
         .body(Full::new(Bytes::from_static(b"kept")))
         .unwrap();
     let response = send(proxy, request).await;
     assert_eq!(response.status(), 200);
     assert_eq!(text(response).await, "kept");
-    let response = send(proxy, get("/echo", "plain")).await;
+    let response = send(proxy, get("/echo", scenario::PLAIN)).await;
     assert_eq!(response.status(), 200);
     assert!(
-        response.headers().get("x-probe-seen").is_none(),
+        response.headers().get(scenario::SEEN_HEADER).is_none(),
         "the failed VM's filter no longer runs"
     );
 }

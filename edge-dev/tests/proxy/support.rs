@@ -11,6 +11,7 @@ use hyper::body::{Body, Incoming};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use probe_scenarios as scenario;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -290,7 +291,7 @@ where
 pub fn get(path: &str, scenario: &str) -> Request<Full<Bytes>> {
     Request::get(path)
         .header("host", "app")
-        .header("x-probe", scenario)
+        .header(scenario::NAME_HEADER, scenario)
         .body(Full::new(Bytes::new()))
         .unwrap()
 }
@@ -307,7 +308,7 @@ pub fn streamed_post(
     let (body, body_in) = Channel::<Bytes, Infallible>::new(chunks_in_flight);
     let request = Request::post(path)
         .header("host", "app")
-        .header("x-probe", scenario)
+        .header(scenario::NAME_HEADER, scenario)
         .body(body_in)
         .unwrap();
     (body, request)
