@@ -33,8 +33,8 @@ pub fn run() -> Result<()> {
     // The check's own tests first: each rule must catch a broken copy of a shipped file.
     exec(
         Command::new(venv.join("bin/python"))
-            .args(["-m", "unittest", "discover", "--quiet", "-s", "xtask/src"])
-            .args(["-p", "deploy_check_test.py"])
+            .args(["-m", "unittest", "discover", "--quiet"])
+            .args(["-s", "xtask/deploy-check", "-p", "deploy_check_test.py"])
             .env("PYTHONDONTWRITEBYTECODE", "1"),
     )?;
     let out = crate::wasm::cargo_target_dir().join("deploy-check");
@@ -57,7 +57,7 @@ pub fn run() -> Result<()> {
     // filter and companion rely on, and the plugin configurations through the parser.
     exec(
         Command::new(venv.join("bin/python"))
-            .arg(root.join("xtask/src/deploy_check.py"))
+            .arg(root.join("xtask/deploy-check/deploy_check.py"))
             .arg(&root)
             .arg(&out)
             .arg(&checker),

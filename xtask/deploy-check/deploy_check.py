@@ -456,7 +456,7 @@ def check_env_example(env, problems):
         problems.add(
             ENV_EXAMPLE,
             f"{variable} is neither in ENV_SECRETS nor in ENV_SETTINGS of "
-            "xtask/src/deploy_check.py: say whether it is a secret",
+            "xtask/deploy-check/deploy_check.py: say whether it is a secret",
         )
     return deploy_secrets.env_test_values(env, ENV_SECRETS, ENV_EXAMPLE, problems)
 

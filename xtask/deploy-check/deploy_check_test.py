@@ -4,7 +4,7 @@ Each test takes the file as shipped, breaks the one thing a rule holds, and asse
 check reports it; the shipped files themselves must pass. Run by `cargo xtask deploy` (in the
 deploy virtualenv, before the check itself):
 
-    python -m unittest discover -s xtask/src -p deploy_check_test.py
+    python -m unittest discover -s xtask/deploy-check -p deploy_check_test.py
 """
 
 import base64
