@@ -82,6 +82,18 @@ pub fn run() -> Result<()> {
     Ok(())
 }
 
+/// Writes docker-compose.yml's Envoy configuration from envoy.yaml (compose_envoy.py holds
+/// compose's differences); `run` fails while the file differs from what this writes.
+pub fn generate_compose_envoy() -> Result<()> {
+    let venv = crate::venv::ensure("venv-deploy", TOOLS, "bin/kubernetes-validate")?;
+    exec(
+        Command::new(venv.join("bin/python"))
+            .arg(root().join("xtask/deploy-check/compose_envoy.py"))
+            .arg(root())
+            .env("PYTHONDONTWRITEBYTECODE", "1"),
+    )
+}
+
 /// The files in `dir` with this extension, sorted.
 fn files_with_extension(dir: &Path, extension: &str) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();

@@ -2,7 +2,8 @@
 //!
 //! Tasks: `demo` runs the local stack; `wasm` builds the proxy-wasm modules; `test` builds them,
 //! then runs every test and lint; `lint` runs rustfmt and clippy only; `deploy` checks the
-//! deploy artifacts and `python` runs the Python clients' tests (both also part of `test`);
+//! deploy artifacts (`compose-envoy` writes docker-compose.yml's Envoy configuration from
+//! envoy.yaml) and `python` runs the Python clients' tests (both also part of `test`);
 //! `fuzz` fuzzes the parsers longer than `test` does; `bench` runs the benchmarks and writes
 //! `BENCHMARKS.md`.
 
@@ -31,6 +32,7 @@ tasks:
   lint    rustfmt --check and clippy -D warnings
   deploy  check envoy.yaml, docker-compose.yml and deploy/ against Envoy's, Compose's,
           Kubernetes' and Istio's schemas, and their plugin configs with the filter's parser
+  compose-envoy  write docker-compose.yml's Envoy configuration from envoy.yaml
   python  the Python clients' tests (Django's own session tests, Flask, sharing with the filter)
   fuzz    [--seconds N] [TARGET...]  fuzz the parsers for N s each (default 300)
   bench   run the benchmarks and write BENCHMARKS.md (numbers only, never fails on them)";
@@ -53,6 +55,7 @@ fn main() -> Result<()> {
         "test" => test::run(),
         "lint" => lint::run(),
         "deploy" => deploy::run(),
+        "compose-envoy" => deploy::generate_compose_envoy(),
         "python" => python_clients::task(),
         "fuzz" => fuzz::command(&std::env::args().skip(2).collect::<Vec<_>>()),
         "bench" => bench::run(),
