@@ -1,6 +1,6 @@
 //! The filter's request path, per request, in the harness (wasmtime running the release
 //! `filter.wasm` with the Envoy-like host) beside the same core code called natively: both run
-//! `filter::request_path::SessionCore` on the same headers, the same configuration and the same
+//! `filter::core::Core`'s request path on the same headers, the same configuration and the same
 //! cached session. Prints a Markdown table; asserts nothing.
 //!
 //! The wasm side is what Envoy does per request: stream create, request headers (every header
@@ -17,9 +17,11 @@
 //! to (`start length name`, hexadecimal), so the profile's bare addresses can be named.
 
 use filter::config::Config;
+use filter::core::{Core, Host as CoreHost};
 use filter::metrics::Counter;
-use filter::request_path::{Header, Lookup, Reply, RequestHost, SessionCore};
+use filter::request::{Header, RequestHost, RequestNext};
 use filter::revocation::{SetError, SharedStore};
+use filter::store::companion;
 use harness::{CalloutReply, DEFAULT_START_NANOS, HeaderMap, Host, Plugin, PluginConfig, Vm};
 use proto::SessionId;
 use serde_json::json;
@@ -48,7 +50,7 @@ impl NativeHost {
 }
 
 impl RequestHost for NativeHost {
-    fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
+    fn read_headers(&self) -> Vec<(String, Vec<u8>)> {
         self.headers
             .borrow()
             .iter()
@@ -56,7 +58,7 @@ impl RequestHost for NativeHost {
             .collect()
     }
 
-    fn set_request_headers(&self, headers: &[Header<'_>]) {
+    fn replace_headers(&self, headers: &[Header<'_>]) {
         let mut map = self.headers.borrow_mut();
         map.clear();
         for (name, value) in headers {
@@ -64,14 +66,16 @@ impl RequestHost for NativeHost {
         }
     }
 
-    fn add_request_header(&self, name: &str, value: &[u8]) {
+    fn add_header(&self, name: &str, value: &[u8]) {
         self.headers.borrow_mut().add(name.as_bytes(), value);
     }
 
-    fn remove_request_header(&self, name: &str) {
+    fn remove_header(&self, name: &str) {
         self.headers.borrow_mut().remove(name.as_bytes());
     }
+}
 
+impl CoreHost for NativeHost {
     fn now_nanos(&self) -> i128 {
         i128::from(DEFAULT_START_NANOS)
     }
@@ -133,7 +137,7 @@ impl Scenario {
 /// Everything one scenario needs, for both sides.
 struct Bench {
     vm: Vm,
-    core: SessionCore,
+    core: Core,
     headers: Vec<(&'static str, &'static str)>,
 }
 
@@ -176,7 +180,7 @@ fn fixture(plugin: &Plugin) -> Result<Fixture, Error> {
     let cached = config(2000);
     let uncached = config(0);
     let id = SessionId::from_bytes(&[7; 32]);
-    let core = |text: &str| Config::parse(text.as_bytes()).map(SessionCore::new);
+    let core = |text: &str| Config::parse(text.as_bytes()).map(Core::new);
     let token = core(&cached)?.config.keys.sign(&id);
     let good = request(Some(leak(format!("theme=dark; sid={token}"))));
     let bad = request(Some("theme=dark; sid=k1.garbage.token"));
@@ -237,11 +241,10 @@ fn wasm_request(bench: &mut Bench, body: &str) -> Result<(), Error> {
 /// The same request, natively, through the same core code.
 fn native_request(bench: &Bench, id: &SessionId, body: &str) {
     let host = NativeHost::new(&bench.headers);
-    if let Lookup::Miss(id, sequence) = bench.core.request_headers(&host) {
-        let reply = bench
-            .core
-            .read_reply(&host, &id, sequence, Some(b"200"), body.as_bytes());
-        black_box(matches!(reply, Reply::Found(_)));
+    if let RequestNext::Lookup(id, sequence) = bench.core.handle_request(&host) {
+        let answer = companion::resolution(Some(b"200"), body.as_bytes(), &id, host.now_nanos());
+        let next = bench.core.handle_lookup(&host, &id, sequence, answer);
+        black_box(matches!(next, RequestNext::Continue { .. }));
     }
     black_box(id);
     black_box(host.headers.into_inner());

@@ -1,27 +1,28 @@
-//! The edge-session proxy-wasm HTTP filter. A pure core (configuration, cookies, tokens, what
-//! to inject, the cache, what a companion reply means) that is plain Rust and unit-tested
-//! natively, and a thin proxy-wasm shell (`root`, `stream`) that moves data between Envoy and
-//! that core.
+//! The edge-session proxy-wasm HTTP filter (docs/architecture.md). Everything outside `shell`
+//! is plain Rust with no host calls, unit-tested natively: the configuration, cookies and
+//! tokens, what to inject, the cache, the revocation table, the request and response paths
+//! (`request`, `response`, as methods of `core::Core`) and the store they write through
+//! (`store`). `shell` is the proxy-wasm side: it moves data between Envoy and that core.
 
 pub mod cache;
 pub mod caching;
 pub mod config;
 pub mod control;
 pub mod cookie;
-pub mod host_log_level;
+pub mod core;
 pub mod inject;
 pub mod json_ascii;
 pub mod metrics;
-pub mod request_path;
-pub mod resolve;
+pub mod request;
+pub mod response;
 pub mod revocation;
+pub mod store;
 pub mod token;
 
-mod root;
-mod stream;
+mod shell;
 
 proxy_wasm::main! {{
     // Installs the SDK's logger and panic hook; `on_configure` lowers the level to Envoy's.
     proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
-    proxy_wasm::set_root_context(|_| Box::new(root::Root::default()));
+    proxy_wasm::set_root_context(|_| Box::new(shell::root::Root::default()));
 }}

@@ -1,4 +1,4 @@
-//! The companion-reply parser (`filter::resolve::classify`) and what the filter injects from
+//! The companion-reply parser (`filter::store::companion::resolution`) and what the filter injects from
 //! the session it yields (`filter::inject`): whatever the companion (or anything answering in
 //! its place) sends, classifying never panics; a session is accepted only when it is the one
 //! asked for and still live; and every injected header is visible ASCII within the limit, with
@@ -7,7 +7,8 @@
 
 use edge_session_fuzz::{EXPECTED_ID, NOW_NANOS, rotated};
 use filter::inject;
-use filter::resolve::{self, Resolution};
+use filter::store::Resolution;
+use filter::store::companion;
 use libfuzzer_sys::fuzz_target;
 use proto::SessionId;
 use serde_json::Value;
@@ -30,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(expected) = SessionId::parse(EXPECTED_ID) else {
         panic!("EXPECTED_ID is not a session id");
     };
-    let Resolution::Found(session) = resolve::classify(status, body, &expected, NOW_NANOS) else {
+    let Resolution::Found(session) = companion::resolution(status, body, &expected, NOW_NANOS) else {
         return;
     };
     assert_eq!(

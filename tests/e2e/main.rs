@@ -3,6 +3,7 @@
 //! the Python legacy app. `cargo xtask test` provides the database and the module.
 #![allow(clippy::unwrap_used)]
 
+use edge_dev::connection_options::UnderscoresAction;
 use edge_dev::envoy_config::DevConfig;
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use testkit::FaultyLink;
 
 mod drills;
+mod underscores;
 
 const TOKEN: &str = "dev-token-change-me-0123456789";
 
@@ -87,6 +89,12 @@ struct Options<'a> {
     database_link: bool,
     /// Put a [`FaultyLink`] between edge-dev and the companion.
     companion_link: bool,
+    /// Run `wsgi_echo.py` (a wsgiref app that echoes its `HTTP_*` variables) as the app
+    /// instead of the legacy app.
+    wsgi_app: bool,
+    /// Let headers spelled with `_` through the connection manager (Envoy's default), instead
+    /// of `envoy.yaml`'s `REJECT_REQUEST`: the filter alone must then strip them.
+    allow_underscores: bool,
 }
 
 impl Default for Options<'_> {
@@ -96,6 +104,8 @@ impl Default for Options<'_> {
             cache_ttl_ms: None,
             database_link: false,
             companion_link: false,
+            wsgi_app: false,
+            allow_underscores: false,
         }
     }
 }
@@ -120,13 +130,20 @@ async fn stack_for(options: Options<'_>) -> Stack {
     };
 
     let app_addr = free_addr();
-    let legacy = Command::new("python3")
-        .arg(root().join("examples/legacy-app/app.py"))
-        .args(["--port", &app_addr.port().to_string()])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let legacy = KillOnDrop(legacy);
+    let port = app_addr.port().to_string();
+    let app = match options.wsgi_app {
+        true => Command::new("python3")
+            .arg(root().join("tests/e2e/wsgi_echo.py"))
+            .arg(&port)
+            .stdout(Stdio::null())
+            .spawn(),
+        false => Command::new("python3")
+            .arg(root().join("examples/legacy-app/app.py"))
+            .args(["--port", &port])
+            .stdout(Stdio::null())
+            .spawn(),
+    };
+    let legacy = KillOnDrop(app.unwrap());
 
     let mut dev = DevConfig::load(&root().join("envoy.yaml")).unwrap();
     let companion_addr = companion_link.as_ref().map_or(companion.listen, |l| l.addr);
@@ -136,6 +153,9 @@ async fn stack_for(options: Options<'_>) -> Stack {
         .insert("legacy_app".into(), app_addr.to_string());
     if let Some(dir) = std::env::var_os("EDGE_SESSION_WASM_DIR") {
         dev.plugin.filename = PathBuf::from(dir).join("filter.wasm");
+    }
+    if options.allow_underscores {
+        dev.connection.underscores = UnderscoresAction::Allow;
     }
     let mut filter_config: Value = serde_json::from_str(&dev.plugin.configuration).unwrap();
     filter_config["on_store_error"] = Value::from(options.store_policy);

@@ -5,6 +5,8 @@
 mod support;
 
 mod boundaries;
+mod cache_memory;
+mod envoy_limits;
 mod properties;
-mod request_path;
-mod response_path;
+mod request;
+mod response;

@@ -1,34 +1,59 @@
-//! The request path's work up to the callout (DESIGN.md section 2, steps 1 to 5 and 7) and the
-//! handling of the companion's reply, written against [`RequestHost`]: the few host operations
-//! it needs. The proxy-wasm shell implements the trait with host calls; the benchmark
-//! implements it natively, so both run exactly this code.
+//! The request path (docs/architecture.md, "Request path"): strip spoofed headers, find and
+//! verify the cookie, serve the session from the cache or ask the store for it, inject it, and
+//! tell the shell what to do next. Written against [`RequestHost`]; pure otherwise.
 
-use crate::cache::{Resolved, SessionCache};
-use crate::config::Config;
+use crate::cache::Resolved;
+use crate::config::StoreErrorPolicy;
 use crate::cookie::{self, Found};
+use crate::core::{Core, Host};
 use crate::inject::{self, Injection};
 use crate::metrics::Counter;
-use crate::resolve::{self, Failure, Resolution};
-use crate::revocation::{self, RevocationTag, Sequence, SharedStore};
+use crate::revocation::{self, RevocationTag, Sequence};
+use crate::store::Resolution;
 use crate::token::{Presented, TokenError, Verified};
 use proto::{Session, SessionId};
 use std::borrow::Cow;
-use std::cell::RefCell;
 use std::rc::Rc;
 
-/// What the request path needs from the proxy (shared data for the revocation table).
-pub trait RequestHost: SharedStore {
+/// What the request path needs from the proxy besides [`Host`]: the request's headers.
+pub trait RequestHost: Host {
     /// Every request header, names lowercased, in order.
-    fn request_headers(&self) -> Vec<(String, Vec<u8>)>;
+    fn read_headers(&self) -> Vec<(String, Vec<u8>)>;
     /// Replaces every request header with these.
-    fn set_request_headers(&self, headers: &[Header<'_>]);
+    fn replace_headers(&self, headers: &[Header<'_>]);
     /// Appends a request header.
-    fn add_request_header(&self, name: &str, value: &[u8]);
+    fn add_header(&self, name: &str, value: &[u8]);
     /// Removes every request header of this name.
-    fn remove_request_header(&self, name: &str);
-    /// The proxy's clock, nanoseconds since the epoch.
-    fn now_nanos(&self) -> i128;
-    fn count(&self, counter: Counter);
+    fn remove_header(&self, name: &str);
+}
+
+/// What the response needs to know of its request.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RequestOutcome {
+    /// The session the app's writes go to: the valid one the request carried, or the one its
+    /// verified cookie names when the store could not answer (`fail_open`). Never a new
+    /// session in its place: that would log the user out over a passing outage.
+    pub session: Option<SessionId>,
+    /// The response must delete the cookie (a bad token, a session that is gone).
+    pub clear_cookie: bool,
+    /// The response depends on the session: shared caches must not serve it to others.
+    pub session_dependent: bool,
+}
+
+/// What the shell does next with the request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RequestNext {
+    /// The request goes on. `touch`: send the store a sliding-expiry touch for this session,
+    /// without waiting for it.
+    Continue {
+        outcome: RequestOutcome,
+        touch: Option<SessionId>,
+    },
+    /// Ask the store for this session and pause the request; hand the answer to
+    /// [`Core::handle_lookup`] with the revocation `Sequence` read before asking.
+    Lookup(SessionId, Sequence),
+    /// Answer 503: the store could not answer and `on_store_error` is `fail_closed`.
+    Unavailable,
 }
 
 /// The request headers as read once, with the filter's changes. Each host call crosses the
@@ -62,7 +87,7 @@ impl<'a> HeaderEdits<'a> {
     fn read(host: &impl RequestHost) -> Self {
         Self {
             headers: host
-                .request_headers()
+                .read_headers()
                 .into_iter()
                 .map(|(name, value)| (Cow::Owned(name), Cow::Owned(value)))
                 .collect(),
@@ -100,10 +125,10 @@ impl<'a> HeaderEdits<'a> {
             (false, 0) => {}
             (false, 1) => {
                 if let Some((name, value)) = self.headers.last() {
-                    host.add_request_header(name, value);
+                    host.add_header(name, value);
                 }
             }
-            _ if self.fits_one_set() => host.set_request_headers(&self.headers),
+            _ if self.fits_one_set() => host.replace_headers(&self.headers),
             _ => self.apply_one_by_one(host),
         }
     }
@@ -115,24 +140,24 @@ impl<'a> HeaderEdits<'a> {
         let first_added = self.headers.len() - self.added;
         let kept = &self.headers[..first_added];
         let mut removed: Vec<String> = Vec::new();
-        for (name, _) in host.request_headers() {
+        for (name, _) in host.read_headers() {
             let gone = !kept.iter().any(|(k, _)| k.eq_ignore_ascii_case(&name));
             if gone && !removed.iter().any(|r| r.eq_ignore_ascii_case(&name)) {
                 removed.push(name);
             }
         }
         for name in &removed {
-            host.remove_request_header(name);
+            host.remove_header(name);
         }
         for (name, value) in &self.headers[first_added..] {
-            host.add_request_header(name, value);
+            host.add_header(name, value);
         }
     }
 }
 
 /// The session states the filter reports upstream when there is no valid session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum State {
+enum State {
     None,
     Invalid,
     Expired,
@@ -161,7 +186,7 @@ impl State {
 
 /// How the request headers were handled.
 #[derive(Debug)]
-pub enum Lookup {
+enum Lookup {
     /// No session cookie: `x-session-state: none` was added.
     NoCookie,
     /// A bad token: `x-session-state: invalid` was added; the cookie must be cleared.
@@ -177,47 +202,137 @@ pub enum Lookup {
     Miss(SessionId, Sequence),
 }
 
-/// How a companion reply to a read was handled.
-#[derive(Debug)]
-pub enum Reply {
-    /// The session was injected (and cached).
-    Found(Rc<Resolved>),
-    /// `x-session-state: expired` was added; the cookie must be cleared.
-    Expired,
-    /// The store failed; the failure policy decides what follows.
-    Unavailable(Failure),
-}
-
-/// The plugin's configuration and its cache: what every stream of a worker shares.
-pub struct SessionCore {
-    pub config: Config,
-    pub cache: RefCell<Option<SessionCache>>,
-}
-
-impl SessionCore {
-    pub fn new(config: Config) -> Self {
-        let cache = config.cache.map(SessionCache::new);
-        Self {
-            config,
-            cache: RefCell::new(cache),
-        }
-    }
-
-    /// Steps 1 to 5 and 7: strip spoofed headers, find and verify the cookie, drop it from
-    /// what goes upstream, and serve the session from the cache when it can.
-    pub fn request_headers(&self, host: &impl RequestHost) -> Lookup {
+impl Core {
+    /// The request headers arrived: strip spoofed headers, find and verify the cookie, drop it
+    /// from what goes upstream, and serve the session from the cache when it can.
+    pub fn handle_request(&self, host: &impl RequestHost) -> RequestNext {
         let mut edits = HeaderEdits::read(host);
-        let lookup = self.lookup(host, &mut edits);
+        let lookup = self.find_session(host, &mut edits);
         if let Lookup::Hit(resolved) = &lookup {
             self.inject(host, &mut edits, resolved);
         }
         edits.apply(host);
-        lookup
+        match lookup {
+            Lookup::NoCookie => Self::go_on(RequestOutcome::default()),
+            Lookup::Invalid => Self::go_on(Self::cookie_to_clear()),
+            Lookup::Ambiguous => Self::go_on(RequestOutcome {
+                session_dependent: true,
+                ..RequestOutcome::default()
+            }),
+            Lookup::Hit(resolved) => self.with_session(host, &resolved),
+            Lookup::Miss(id, sequence) => RequestNext::Lookup(id, sequence),
+        }
+    }
+
+    /// The store's answer to the lookup of session `id`, asked at revocation `sequence`.
+    pub fn handle_lookup(
+        &self,
+        host: &impl RequestHost,
+        id: &SessionId,
+        sequence: Sequence,
+        answer: Resolution,
+    ) -> RequestNext {
+        let now = host.now_nanos();
+        match answer {
+            Resolution::Found(session) => {
+                let resolved = Rc::new(self.resolved(&session));
+                // An answer overtaken by a change announced while it was on its way serves
+                // the request that asked (it was sent first), but is not kept.
+                if let Some(cache) = self.cache.borrow_mut().as_mut()
+                    && self.still_trusted(host, &resolved.revocation, sequence)
+                    && !cache.insert(resolved.clone(), now, sequence)
+                {
+                    log::debug!(
+                        "edge-session: session #{} not cached (over cache.max_session_bytes, \
+                         or expiring)",
+                        id.short_hash()
+                    );
+                }
+                let mut edits = HeaderEdits::read(host);
+                self.inject(host, &mut edits, &resolved);
+                edits.apply(host);
+                self.with_session(host, &resolved)
+            }
+            Resolution::Expired => self.expired(host, id),
+            Resolution::Unavailable(failure) => {
+                log::warn!("edge-session: session #{}: {failure}", id.short_hash());
+                self.store_unavailable(host, id)
+            }
+        }
+    }
+
+    /// The store could not be asked for session `id` at all (the call was refused): as an
+    /// unavailable store.
+    pub fn lookup_not_sent(&self, host: &impl RequestHost, id: &SessionId) -> RequestNext {
+        self.store_unavailable(host, id)
+    }
+
+    fn go_on(outcome: RequestOutcome) -> RequestNext {
+        RequestNext::Continue {
+            outcome,
+            touch: None,
+        }
+    }
+
+    fn cookie_to_clear() -> RequestOutcome {
+        RequestOutcome {
+            clear_cookie: true,
+            session_dependent: true,
+            ..RequestOutcome::default()
+        }
+    }
+
+    fn expired(&self, host: &impl RequestHost, id: &SessionId) -> RequestNext {
+        log::debug!("edge-session: session #{} is gone", id.short_hash());
+        self.report_now(host, State::Expired);
+        Self::go_on(Self::cookie_to_clear())
+    }
+
+    /// The store failed to answer a read of the cookie's session `id`: the configured policy
+    /// decides. Under `fail_open` the app gets no session, but its writes still go to `id`.
+    fn store_unavailable(&self, host: &impl RequestHost, id: &SessionId) -> RequestNext {
+        host.count(Counter::CalloutError);
+        match self.config.on_store_error {
+            StoreErrorPolicy::FailOpen => {
+                self.report_now(host, State::Unavailable);
+                Self::go_on(RequestOutcome {
+                    session: Some(id.clone()),
+                    ..RequestOutcome::default()
+                })
+            }
+            StoreErrorPolicy::FailClosed => {
+                host.count(Counter::Unavailable);
+                RequestNext::Unavailable
+            }
+        }
+    }
+
+    /// A valid session was injected. Sliding expiry: past half its lifetime the session is
+    /// touched in the store without waiting, and the local copy dropped so the next request
+    /// sees the new expiry.
+    fn with_session(&self, host: &impl RequestHost, resolved: &Resolved) -> RequestNext {
+        let half_life = i128::from(resolved.ttl_seconds) * 500_000_000;
+        let touch = (self.config.sliding
+            && host.now_nanos() >= resolved.expires_at_nanos - half_life)
+            .then(|| {
+                if let Some(cache) = self.cache.borrow_mut().as_mut() {
+                    cache.remove(&resolved.id);
+                }
+                resolved.id.clone()
+            });
+        RequestNext::Continue {
+            outcome: RequestOutcome {
+                session: Some(resolved.id.clone()),
+                clear_cookie: false,
+                session_dependent: true,
+            },
+            touch,
+        }
     }
 
     /// Everything but the injection of a cached session (the caller does it, so the headers
     /// can borrow from the session).
-    fn lookup<'a>(&'a self, host: &impl RequestHost, edits: &mut HeaderEdits<'a>) -> Lookup {
+    fn find_session<'a>(&'a self, host: &impl RequestHost, edits: &mut HeaderEdits<'a>) -> Lookup {
         let cookies: Vec<Vec<u8>> = edits
             .headers
             .iter()
@@ -280,55 +395,11 @@ impl SessionCore {
         Lookup::Miss(id, sequence)
     }
 
-    /// Step 6: the companion's reply to `GET /v1/sessions/{id}`, sent at revocation
-    /// `sequence`. `status` is `None` for a failed call.
-    pub fn read_reply(
-        &self,
-        host: &impl RequestHost,
-        id: &SessionId,
-        sequence: Sequence,
-        status: Option<&[u8]>,
-        body: &[u8],
-    ) -> Reply {
-        let now = host.now_nanos();
-        match resolve::classify(status, body, id, now) {
-            Resolution::Found(session) => {
-                let resolved = Rc::new(self.resolved(&session));
-                // An answer overtaken by a change announced while it was on its way serves
-                // the request that asked (it was sent first), but is not kept.
-                if let Some(cache) = self.cache.borrow_mut().as_mut()
-                    && self.still_trusted(host, &resolved.revocation, sequence)
-                    && !cache.insert(resolved.clone(), now, sequence)
-                {
-                    log::debug!(
-                        "edge-session: session #{} not cached (over cache.max_session_bytes, \
-                         or expiring)",
-                        id.short_hash()
-                    );
-                }
-                let mut edits = HeaderEdits::read(host);
-                self.inject(host, &mut edits, &resolved);
-                edits.apply(host);
-                Reply::Found(resolved)
-            }
-            Resolution::Expired => {
-                log::debug!("edge-session: session #{} is gone", id.short_hash());
-                self.report_now(host, State::Expired);
-                Reply::Expired
-            }
-            Resolution::Unavailable(failure) => {
-                host.count(Counter::CalloutError);
-                log::warn!("edge-session: session #{}: {failure}", id.short_hash());
-                Reply::Unavailable(failure)
-            }
-        }
-    }
-
     /// Continues without a session: reports the state upstream (one header, added at once)
     /// and counts it.
-    pub fn report_now(&self, host: &impl RequestHost, state: State) {
+    fn report_now(&self, host: &impl RequestHost, state: State) {
         host.count(state.counter());
-        host.add_request_header(&self.config.headers.state, state.as_str().as_bytes());
+        host.add_header(&self.config.headers.state, state.as_str().as_bytes());
     }
 
     fn report<'a>(&'a self, host: &impl RequestHost, edits: &mut HeaderEdits<'a>, state: State) {
@@ -432,7 +503,9 @@ impl SessionCore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::cell::Cell;
+    use crate::config::Config;
+    use crate::revocation::SharedStore;
+    use std::cell::{Cell, RefCell};
 
     const SECRET: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
@@ -465,28 +538,31 @@ mod tests {
     }
 
     impl RequestHost for FakeHost {
-        fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
+        fn read_headers(&self) -> Vec<(String, Vec<u8>)> {
             self.headers.borrow().clone()
         }
-        fn set_request_headers(&self, headers: &[Header<'_>]) {
+        fn replace_headers(&self, headers: &[Header<'_>]) {
             self.sets.set(self.sets.get() + 1);
             *self.headers.borrow_mut() = headers
                 .iter()
                 .map(|(name, value)| (name.to_string(), value.to_vec()))
                 .collect();
         }
-        fn add_request_header(&self, name: &str, value: &[u8]) {
+        fn add_header(&self, name: &str, value: &[u8]) {
             self.adds.set(self.adds.get() + 1);
             self.headers
                 .borrow_mut()
                 .push((name.to_string(), value.to_vec()));
         }
-        fn remove_request_header(&self, name: &str) {
+        fn remove_header(&self, name: &str) {
             self.removes.set(self.removes.get() + 1);
             self.headers
                 .borrow_mut()
                 .retain(|(n, _)| !n.eq_ignore_ascii_case(name));
         }
+    }
+
+    impl Host for FakeHost {
         fn now_nanos(&self) -> i128 {
             0
         }
@@ -502,16 +578,27 @@ mod tests {
         }
     }
 
-    fn core() -> SessionCore {
+    /// A bad token: state invalid, the cookie to be cleared.
+    fn is_invalid(next: RequestNext) -> bool {
+        next == RequestNext::Continue {
+            outcome: Core::cookie_to_clear(),
+            touch: None,
+        }
+    }
+
+    fn core() -> Core {
         let config = serde_json::json!({"keys": [{"id": "k1", "secret": SECRET}],
             "companion": {"cluster": "companion", "token": "companion-test-token-0123456789abcdef"}});
-        SessionCore::new(Config::parse(config.to_string().as_bytes()).unwrap())
+        Core::new(Config::parse(config.to_string().as_bytes()).unwrap())
     }
 
     #[test]
     fn a_request_without_cookie_gets_its_state_in_one_add() {
         let host = FakeHost::with(&[(":path", "/"), ("accept", "*/*")]);
-        assert!(matches!(core().request_headers(&host), Lookup::NoCookie));
+        assert!(matches!(
+            core().handle_request(&host),
+            RequestNext::Continue { .. }
+        ));
         assert_eq!((host.adds.get(), host.sets.get()), (1, 0));
         assert_eq!(host.names(), [":path", "accept", "x-session-state"]);
     }
@@ -524,7 +611,7 @@ mod tests {
             ("cookie", "theme=dark; sid=k1.bad.token"),
             ("X-Session-Data", "{}"),
         ]);
-        assert!(matches!(core().request_headers(&host), Lookup::Invalid));
+        assert!(is_invalid(core().handle_request(&host)));
         assert_eq!((host.adds.get(), host.sets.get()), (0, 1));
         assert_eq!(host.names(), [":path", "cookie", "x-session-state"]);
         assert_eq!(host.headers.borrow()[1].1, b"theme=dark");
@@ -546,7 +633,7 @@ mod tests {
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         let host = FakeHost::with(&list);
-        assert!(matches!(core().request_headers(&host), Lookup::Invalid));
+        assert!(is_invalid(core().handle_request(&host)));
         assert_eq!(host.sets.get(), 0, "no whole-map set past the limit");
         assert_eq!((host.removes.get(), host.adds.get()), (3, 2));
         let names = host.names();
@@ -570,11 +657,11 @@ mod tests {
         // Exactly at the limit (1022 fillers, cookie and state) one set takes it all; one
         // pair more goes header by header.
         let host = FakeHost::with(&list[2..]);
-        core().request_headers(&host);
+        core().handle_request(&host);
         assert_eq!((host.sets.get(), host.removes.get()), (1, 0));
         assert_eq!(host.names().len(), MAX_MAP_PAIRS);
         let host = FakeHost::with(&list[1..]);
-        core().request_headers(&host);
+        core().handle_request(&host);
         assert_eq!((host.sets.get(), host.removes.get()), (0, 3));
         assert_eq!(host.names().len(), MAX_MAP_PAIRS + 1);
 
@@ -585,7 +672,7 @@ mod tests {
             ("x-b", big.as_str()),
             ("x-session-user", "admin"),
         ]);
-        core().request_headers(&host);
+        core().handle_request(&host);
         assert_eq!(host.sets.get(), 0);
         assert_eq!(host.names(), ["x-a", "x-b", "x-session-state"]);
     }
@@ -603,19 +690,47 @@ mod tests {
             "expires_at": "1970-01-01T00:01:00Z"})
         .to_string();
         let host = request();
-        assert!(matches!(core.request_headers(&host), Lookup::Miss(..)));
         assert!(matches!(
-            core.read_reply(&host, &id, 0, Some(b"200"), body.as_bytes()),
-            Reply::Found(_)
+            core.handle_request(&host),
+            RequestNext::Lookup(..)
+        ));
+        let session = Box::new(serde_json::from_str::<Session>(&body).unwrap());
+        assert!(matches!(
+            core.handle_lookup(&host, &id, 0, Resolution::Found(session)),
+            RequestNext::Continue {
+                outcome: RequestOutcome {
+                    session: Some(_),
+                    ..
+                },
+                ..
+            }
         ));
         let known = |token: &str| {
             let presented = Presented::parse(token.as_bytes()).unwrap();
             core.cache.borrow().as_ref().unwrap().knows(&id, &presented)
         };
         assert!(!known(&token), "nothing is remembered before a hit");
-        assert!(matches!(core.request_headers(&request()), Lookup::Hit(_)));
+        assert!(matches!(
+            core.handle_request(&request()),
+            RequestNext::Continue {
+                outcome: RequestOutcome {
+                    session: Some(_),
+                    ..
+                },
+                ..
+            }
+        ));
         assert!(known(&token), "the hit remembers the checked token");
-        assert!(matches!(core.request_headers(&request()), Lookup::Hit(_)));
+        assert!(matches!(
+            core.handle_request(&request()),
+            RequestNext::Continue {
+                outcome: RequestOutcome {
+                    session: Some(_),
+                    ..
+                },
+                ..
+            }
+        ));
 
         // The same session id with any other tag is checked in full, and refused.
         let mut forged = token.clone().into_bytes();
@@ -623,12 +738,21 @@ mod tests {
         forged[at] = if forged[at] == b'A' { b'B' } else { b'A' };
         let forged = String::from_utf8(forged).unwrap();
         let host = FakeHost::with(&[(":path", "/"), ("cookie", &format!("sid={forged}"))]);
-        assert!(matches!(core.request_headers(&host), Lookup::Invalid));
+        assert!(is_invalid(core.handle_request(&host)));
         assert_eq!(host.headers.borrow().last().unwrap().1, b"invalid");
         assert!(
             known(&token),
             "a forgery does not displace the checked token"
         );
-        assert!(matches!(core.request_headers(&request()), Lookup::Hit(_)));
+        assert!(matches!(
+            core.handle_request(&request()),
+            RequestNext::Continue {
+                outcome: RequestOutcome {
+                    session: Some(_),
+                    ..
+                },
+                ..
+            }
+        ));
     }
 }

@@ -1,29 +1,20 @@
-//! The root context: parses the configuration once, defines the counters, owns the cache.
+//! The root context: parses the configuration once, defines the counters, owns the core.
 
+use super::log_level;
+use super::stream::{SessionStream, Unconfigured};
 use crate::config::Config;
-use crate::host_log_level;
+use crate::core::Core;
 use crate::metrics::Counter;
-use crate::request_path::SessionCore;
-use crate::stream::{SessionStream, Unconfigured};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, MetricType};
-use std::ops::Deref;
 use std::rc::Rc;
 
 /// What every stream of this plugin shares: the core (configuration and cache) and the
 /// counters Envoy handed out.
 pub struct Filter {
-    core: SessionCore,
+    pub core: Core,
     counters: [Option<u32>; Counter::ALL.len()],
-}
-
-impl Deref for Filter {
-    type Target = SessionCore;
-
-    fn deref(&self) -> &SessionCore {
-        &self.core
-    }
 }
 
 impl Filter {
@@ -44,7 +35,7 @@ impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        if let Some(level) = host_log_level::get() {
+        if let Some(level) = log_level::get() {
             proxy_wasm::set_log_level(level);
         }
         let bytes = self.get_plugin_configuration().unwrap_or_default();
@@ -67,7 +58,7 @@ impl RootContext for Root {
                 hostcalls::define_metric(MetricType::Counter, counter.name()).ok();
         }
         self.filter = Some(Rc::new(Filter {
-            core: SessionCore::new(config),
+            core: Core::new(config),
             counters,
         }));
         log::info!("edge-session: configured");

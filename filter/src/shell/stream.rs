@@ -1,0 +1,350 @@
+//! One HTTP stream: proxy-wasm's callbacks in, the core's decisions out. It reads headers and
+//! replies, makes the store's calls on the companion cluster, and applies what the request
+//! path (`crate::request`) and the response path (`crate::response`) decide; it decides
+//! nothing itself.
+
+use super::root::Filter;
+use crate::core::Host;
+use crate::metrics::Counter;
+use crate::request::{Header, RequestHost, RequestNext, RequestOutcome};
+use crate::response::{FinalHeaders, ResponseNext, ResponseWrite};
+use crate::revocation::{Sequence, SetError, SharedStore};
+use crate::store::companion::{self, HttpCall};
+use crate::store::{Failure, WriteOutcome};
+use proto::SessionId;
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, Status};
+use std::rc::Rc;
+use std::time::UNIX_EPOCH;
+
+/// The store call this stream waits for.
+enum Waiting {
+    /// A lookup of the cookie's session, sent at revocation `sequence`.
+    Lookup {
+        token: u32,
+        id: SessionId,
+        sequence: Sequence,
+    },
+    /// A write the response waits for.
+    Write {
+        token: u32,
+        write: Box<ResponseWrite>,
+    },
+}
+
+pub struct SessionStream {
+    filter: Rc<Filter>,
+    waiting: Option<Waiting>,
+    /// What the request path left for the response.
+    outcome: RequestOutcome,
+}
+
+impl SessionStream {
+    pub fn new(filter: Rc<Filter>) -> Self {
+        Self {
+            filter,
+            waiting: None,
+            outcome: RequestOutcome::default(),
+        }
+    }
+
+    /// The 503 the filter answers when the store fails a read (`fail_closed`) or a write
+    /// (`fail`).
+    fn send_store_unavailable(&self) {
+        self.send_http_response(
+            503,
+            vec![
+                ("content-type", "text/plain"),
+                ("cache-control", "no-store"),
+            ],
+            Some(b"session store unavailable\n"),
+        );
+    }
+
+    /// One HTTP call to the companion cluster; `None` when Envoy refused to send it (no such
+    /// cluster, no healthy host).
+    fn call(&self, call: &HttpCall) -> Option<u32> {
+        let companion = &self.filter.core.config.companion;
+        let mut headers = vec![
+            (":method", call.method),
+            (":path", call.path.as_str()),
+            (":authority", companion.authority.as_str()),
+            ("authorization", companion.authorization.as_str()),
+            ("accept", "application/json"),
+        ];
+        if call.body.is_some() {
+            headers.push(("content-type", "application/json"));
+        }
+        let sent = self.dispatch_http_call(
+            &companion.cluster,
+            headers,
+            call.body.as_deref(),
+            vec![],
+            companion.timeout,
+        );
+        match sent {
+            Ok(token) => Some(token),
+            Err(status) => {
+                log::error!(
+                    "edge-session: cannot call cluster {:?}: {status:?}",
+                    companion.cluster
+                );
+                None
+            }
+        }
+    }
+
+    /// Does what the request path decided. `in_callback`: the request is paused, waiting on
+    /// a lookup, and goes on from here.
+    fn follow_request(&mut self, mut next: RequestNext, in_callback: bool) -> Action {
+        loop {
+            match next {
+                RequestNext::Continue { outcome, touch } => {
+                    self.outcome = outcome;
+                    if let Some(id) = touch
+                        && self.call(&companion::touch_call(&id)).is_none()
+                    {
+                        self.count(Counter::CalloutError);
+                    }
+                    if in_callback {
+                        self.resume_http_request();
+                    }
+                    return Action::Continue;
+                }
+                RequestNext::Lookup(id, sequence) => match self.call(&companion::read_call(&id)) {
+                    Some(token) => {
+                        self.waiting = Some(Waiting::Lookup {
+                            token,
+                            id,
+                            sequence,
+                        });
+                        return Action::Pause;
+                    }
+                    None => next = self.filter.clone().core.lookup_not_sent(self, &id),
+                },
+                RequestNext::Unavailable => {
+                    self.send_store_unavailable();
+                    return Action::Pause;
+                }
+            }
+        }
+    }
+
+    /// Does what the response path decided. `in_callback`: the response is paused, waiting
+    /// on a write, and goes on from here.
+    fn follow_response(
+        &mut self,
+        mut write: ResponseWrite,
+        mut next: ResponseNext,
+        in_callback: bool,
+    ) -> Action {
+        loop {
+            match next {
+                ResponseNext::Store(op) => match self.call(&companion::write_call(&op)) {
+                    Some(token) => {
+                        self.waiting = Some(Waiting::Write {
+                            token,
+                            write: Box::new(write),
+                        });
+                        return Action::Pause;
+                    }
+                    None => {
+                        let failed = WriteOutcome::Failed(Failure::CallFailed);
+                        next = self
+                            .filter
+                            .clone()
+                            .core
+                            .continue_response(self, &mut write, failed);
+                    }
+                },
+                ResponseNext::Finish(headers) => {
+                    self.add_final_headers(headers);
+                    if in_callback {
+                        self.resume_http_response();
+                    }
+                    return Action::Continue;
+                }
+                ResponseNext::Unavailable => {
+                    self.send_store_unavailable();
+                    return Action::Pause;
+                }
+            }
+        }
+    }
+
+    fn add_final_headers(&self, headers: FinalHeaders) {
+        if let Some(cookie) = &headers.set_cookie {
+            self.add_http_response_header("set-cookie", cookie);
+        }
+        if headers.vary_cookie {
+            self.add_http_response_header("vary", "Cookie");
+        }
+        if let Some(cache_control) = &headers.cache_control {
+            // Replaces every value the app set with this one.
+            self.set_http_response_header("cache-control", Some(cache_control));
+        }
+    }
+}
+
+/// The core's host operations, as proxy-wasm host calls.
+impl Host for SessionStream {
+    fn now_nanos(&self) -> i128 {
+        self.get_current_time()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128)
+    }
+
+    fn count(&self, counter: Counter) {
+        self.filter.count(counter);
+    }
+}
+
+impl RequestHost for SessionStream {
+    fn read_headers(&self) -> Vec<(String, Vec<u8>)> {
+        self.get_http_request_headers_bytes()
+    }
+
+    fn replace_headers(&self, headers: &[Header<'_>]) {
+        self.set_http_request_headers_bytes(
+            headers
+                .iter()
+                .map(|(name, value)| (name.as_ref(), value.as_ref()))
+                .collect(),
+        );
+    }
+
+    fn add_header(&self, name: &str, value: &[u8]) {
+        self.add_http_request_header_bytes(name, value);
+    }
+
+    fn remove_header(&self, name: &str) {
+        self.set_http_request_header(name, None);
+    }
+}
+
+/// The revocation table's shared data.
+impl SharedStore for SessionStream {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        match self.get_shared_data(key) {
+            (Some(value), cas) => Some((value, cas.unwrap_or(0))),
+            (None, _) => None,
+        }
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), SetError> {
+        let cas = (cas != 0).then_some(cas);
+        self.set_shared_data(key, Some(value), cas)
+            .map_err(|status| match status {
+                Status::CasMismatch => SetError::CasMismatch,
+                _ => SetError::Refused,
+            })
+    }
+}
+
+impl Context for SessionStream {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let matches = match &self.waiting {
+            Some(Waiting::Lookup { token: t, .. } | Waiting::Write { token: t, .. }) => *t == token,
+            None => false,
+        };
+        if !matches {
+            // A sliding-expiry touch, answered: nothing waits for it.
+            return;
+        }
+        // With no headers the call failed and Envoy holds no reply maps: reading them would trap.
+        let (status, body) = if num_headers == 0 {
+            (None, Vec::new())
+        } else {
+            (
+                self.get_http_call_response_header_bytes(":status"),
+                self.get_http_call_response_body(0, body_size)
+                    .unwrap_or_default(),
+            )
+        };
+        let filter = self.filter.clone();
+        let core = &filter.core;
+        match self.waiting.take() {
+            Some(Waiting::Lookup { id, sequence, .. }) => {
+                let answer = companion::resolution(status.as_deref(), &body, &id, self.now_nanos());
+                let next = core.handle_lookup(self, &id, sequence, answer);
+                self.follow_request(next, true);
+            }
+            Some(Waiting::Write { mut write, .. }) => {
+                let outcome = match write.pending_op() {
+                    Some(op) => companion::write_outcome(op, status.as_deref(), &body),
+                    None => WriteOutcome::Failed(Failure::CallFailed),
+                };
+                let next = core.continue_response(self, &mut write, outcome);
+                self.follow_response(*write, next, true);
+            }
+            None => {}
+        }
+    }
+}
+
+impl HttpContext for SessionStream {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let filter = self.filter.clone();
+        let next = filter.core.handle_request(self);
+        self.follow_request(next, false)
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let filter = self.filter.clone();
+        let headers = self.get_http_response_headers_bytes();
+        let start = filter.core.start_response(self, &self.outcome, &headers);
+        // Control headers are for the filter only: they never reach the client.
+        for name in &start.remove {
+            self.set_http_response_header(name, None);
+        }
+        self.follow_response(start.write, start.next, false)
+    }
+
+    /// Request trailers reach the app too (gRPC, chunked uploads): a client must not forge
+    /// session headers there either, in any spelling.
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        let headers = &self.filter.core.config.headers;
+        for (name, _) in self.get_http_request_trailers_bytes() {
+            if headers.is_reserved(&name) {
+                self.set_http_request_trailer_bytes(&name, None);
+            }
+        }
+        Action::Continue
+    }
+
+    /// Control headers sent as response trailers are never applied (the response has gone
+    /// out by then) and never reach the client.
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        let headers = &self.filter.core.config.headers;
+        for (name, _) in self.get_http_response_trailers_bytes() {
+            if headers.has_prefix(&name) {
+                self.set_http_response_trailer_bytes(&name, None);
+            }
+        }
+        Action::Continue
+    }
+}
+
+/// A stream on a plugin without a configuration. Envoy never creates one (it refuses the
+/// plugin first), but if it did, nothing unchecked may reach the app: answer 503.
+pub struct Unconfigured;
+
+impl Context for Unconfigured {}
+
+impl HttpContext for Unconfigured {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        log::error!("edge-session: stream on an unconfigured plugin refused");
+        self.send_http_response(
+            503,
+            vec![("content-type", "text/plain")],
+            Some(b"session filter not configured\n"),
+        );
+        Action::Pause
+    }
+}
