@@ -1,10 +1,9 @@
 //! A proxy-wasm ABI v0.2.1 host on wasmtime that behaves like Envoy, for tests, benchmarks and
-//! the dev proxy. See `Host` (the process: clock, shared data, stats, log, clusters), `Plugin`
+//! the dev proxy (the `edge-dev` crate). See `Host` (the process: clock, shared data, stats, log, clusters), `Plugin`
 //! (a compiled module) and `Vm` (a worker running it, with streams and callouts).
 
 pub mod abi;
 mod callout;
-pub mod dev;
 mod error;
 mod header_map;
 mod host;

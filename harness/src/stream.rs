@@ -6,17 +6,11 @@ use crate::state::LocalResponse;
 use std::collections::BTreeMap;
 
 /// Which side of a stream: the request (towards the upstream) or the response (towards the
-/// client).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// client). Every host API that acts on one direction of a stream takes one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Side {
     Request,
     Response,
-}
-
-impl Side {
-    pub fn is_response(self) -> bool {
-        self == Side::Response
-    }
 }
 
 /// Where one direction of a stream stands.
@@ -163,11 +157,10 @@ impl Stream {
         self.client.as_ref().and_then(Message::status)
     }
 
-    pub(crate) fn direction(&mut self, response: bool) -> &mut Direction {
-        if response {
-            &mut self.response
-        } else {
-            &mut self.request
+    pub(crate) fn side_mut(&mut self, side: Side) -> &mut Direction {
+        match side {
+            Side::Request => &mut self.request,
+            Side::Response => &mut self.response,
         }
     }
 
@@ -188,14 +181,18 @@ impl Stream {
 
     /// One side of the stream, as the filter has left it.
     pub fn side(&self, side: Side) -> &Direction {
-        self.direction_ref(side.is_response())
+        match side {
+            Side::Request => &self.request,
+            Side::Response => &self.response,
+        }
     }
 
-    pub(crate) fn direction_ref(&self, response: bool) -> &Direction {
-        if response {
-            &self.response
-        } else {
-            &self.request
+    /// Where that side's message goes once it leaves the filter: upstream for the request, to
+    /// the client for the response.
+    pub(crate) fn forwarded_mut(&mut self, side: Side) -> &mut Option<Message> {
+        match side {
+            Side::Request => &mut self.upstream,
+            Side::Response => &mut self.client,
         }
     }
 }

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use harness::{Host, LOG_RING_LINES, LogLevel, Plugin, PluginConfig, Vm};
+use probe_scenarios as scenario;
 use std::path::PathBuf;
 
 fn probe_path() -> PathBuf {
@@ -37,7 +38,7 @@ fn requests(vm: &mut Vm, count: usize) -> u32 {
         let headers = [
             (":method", "GET"),
             (":path", "/"),
-            ("x-probe", "log-many"),
+            (scenario::NAME_HEADER, scenario::LOG_MANY),
             ("x-n", "50"),
         ];
         vm.request_headers(id, &headers, true).unwrap();

@@ -3,8 +3,8 @@
 //! the Python legacy app. `cargo xtask test` provides the database and the module.
 #![allow(clippy::unwrap_used)]
 
-use harness::dev::connection_options::UnderscoresAction;
-use harness::dev::envoy_config::DevConfig;
+use edge_dev::connection_options::UnderscoresAction;
+use edge_dev::envoy_config::DevConfig;
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -173,7 +173,7 @@ async fn stack_for(options: Options<'_>) -> Stack {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let proxy = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        harness::dev::serve(dev, 2, true, listener, std::future::pending::<()>())
+        edge_dev::serve(dev, 2, true, listener, std::future::pending::<()>())
             .await
             .unwrap();
     });

@@ -47,7 +47,7 @@ pub(crate) const STACK_BINARIES: [&str; 8] = [
     "--bin",
     "edge-session-companion",
     "--package",
-    "harness",
+    "edge-dev",
     "--bin",
     "edge-dev",
 ];

@@ -33,8 +33,8 @@ pub fn run() -> Result<()> {
     // The check's own tests first: each rule must catch a broken copy of a shipped file.
     exec(
         Command::new(venv.join("bin/python"))
-            .args(["-m", "unittest", "discover", "--quiet", "-s", "xtask/src"])
-            .args(["-p", "deploy_check_test.py"])
+            .args(["-m", "unittest", "discover", "--quiet"])
+            .args(["-s", "xtask/deploy-check", "-p", "deploy_check_test.py"])
             .env("PYTHONDONTWRITEBYTECODE", "1"),
     )?;
     let out = crate::wasm::cargo_target_dir().join("deploy-check");
@@ -57,7 +57,7 @@ pub fn run() -> Result<()> {
     // filter and companion rely on, and the plugin configurations through the parser.
     exec(
         Command::new(venv.join("bin/python"))
-            .arg(root.join("xtask/src/deploy_check.py"))
+            .arg(root.join("xtask/deploy-check/deploy_check.py"))
             .arg(&root)
             .arg(&out)
             .arg(&checker),
@@ -80,6 +80,18 @@ pub fn run() -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Writes docker-compose.yml's Envoy configuration from envoy.yaml (compose_envoy.py holds
+/// compose's differences); `run` fails while the file differs from what this writes.
+pub fn generate_compose_envoy() -> Result<()> {
+    let venv = crate::venv::ensure("venv-deploy", TOOLS, "bin/kubernetes-validate")?;
+    exec(
+        Command::new(venv.join("bin/python"))
+            .arg(root().join("xtask/deploy-check/compose_envoy.py"))
+            .arg(root())
+            .env("PYTHONDONTWRITEBYTECODE", "1"),
+    )
 }
 
 /// The files in `dir` with this extension, sorted.

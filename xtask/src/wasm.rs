@@ -1,9 +1,11 @@
 //! Builds the proxy-wasm modules for `wasm32-unknown-unknown`.
 //!
-//! The rustup toolchain here has no wasm32 standard library and cannot download one, so the
-//! build uses Debian's `rustc-web` compiler with its library source (`-Zbuild-std`) and the
-//! `rust-lld` shipped with rustup as the linker. A separate target directory keeps the two
-//! compilers from rebuilding each other's work.
+//! With rustup's `wasm32-unknown-unknown` standard library installed (`rustup target add
+//! wasm32-unknown-unknown`), the rustup toolchain builds them as it builds everything else.
+//! Without it (as on machines where rustup cannot download targets), the build falls back to
+//! Debian's `rustc-web` compiler with its library source (`-Zbuild-std`) and the `rust-lld`
+//! shipped with rustup as the linker. Either way the build has its own target directory, so
+//! switching compilers never rebuilds the host build's work.
 
 use crate::{exec, root};
 
@@ -34,22 +36,28 @@ pub fn out_dir() -> PathBuf {
 }
 
 pub fn build_all() -> Result<PathBuf> {
-    ensure_toolchain()?;
-    let lld = rust_lld()?;
-    let mut cmd = Command::new(DEBIAN_CARGO);
-    cmd.args([
-        "build",
-        "--release",
-        "--locked",
-        "--target",
-        "wasm32-unknown-unknown",
-        "-Zbuild-std=std,panic_abort",
-    ])
-    .env("RUSTC", DEBIAN_RUSTC)
-    .env("RUSTC_BOOTSTRAP", "1")
-    .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER", &lld)
-    .env("CARGO_TARGET_DIR", target_dir())
-    .env_remove("RUSTFLAGS");
+    let sysroot = rustc_sysroot()?;
+    let mut cmd = if has_wasm_std(&sysroot) {
+        eprintln!("xtask: building the modules with the rustup toolchain");
+        let mut cmd = Command::new("cargo");
+        cmd.args([
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            "wasm32-unknown-unknown",
+        ]);
+        cmd
+    } else {
+        eprintln!(
+            "xtask: the rustup toolchain has no wasm32-unknown-unknown standard library \
+             ({} is missing): building with Debian's compiler and -Zbuild-std",
+            wasm_std_dir(&sysroot).display()
+        );
+        debian_build(&sysroot)?
+    };
+    cmd.env("CARGO_TARGET_DIR", target_dir())
+        .env_remove("RUSTFLAGS");
     for module in MODULES {
         cmd.args(["--package", module]);
     }
@@ -62,6 +70,43 @@ pub fn build_all() -> Result<PathBuf> {
         eprintln!("xtask: built {}", path.display());
     }
     Ok(out_dir())
+}
+
+/// Where a toolchain keeps its prebuilt standard library for wasm32-unknown-unknown.
+fn wasm_std_dir(sysroot: &Path) -> PathBuf {
+    sysroot.join("lib/rustlib/wasm32-unknown-unknown/lib")
+}
+
+/// Whether the toolchain at `sysroot` has the wasm32-unknown-unknown standard library: its
+/// `libstd-*.rlib`, not only the directory (an interrupted install leaves that behind).
+fn has_wasm_std(sysroot: &Path) -> bool {
+    std::fs::read_dir(wasm_std_dir(sysroot)).is_ok_and(|entries| {
+        entries.filter_map(Result::ok).any(|entry| {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("libstd-") && name.ends_with(".rlib")
+        })
+    })
+}
+
+/// The build with Debian's compiler, which builds `std` for wasm from its source, linked by
+/// the rustup toolchain's `rust-lld`; installs the Debian packages first when missing.
+fn debian_build(sysroot: &Path) -> Result<Command> {
+    ensure_toolchain()?;
+    let lld = rust_lld(sysroot)?;
+    let mut cmd = Command::new(DEBIAN_CARGO);
+    cmd.args([
+        "build",
+        "--release",
+        "--locked",
+        "--target",
+        "wasm32-unknown-unknown",
+        "-Zbuild-std=std,panic_abort",
+    ])
+    .env("RUSTC", DEBIAN_RUSTC)
+    .env("RUSTC_BOOTSTRAP", "1")
+    .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER", &lld);
+    Ok(cmd)
 }
 
 /// Installs Debian's wasm-capable compiler when it is missing (needs root, as on CI).
@@ -106,14 +151,19 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// The `rust-lld` of the rustup toolchain that runs this task.
-fn rust_lld() -> Result<PathBuf> {
+/// The sysroot of the rustup toolchain that runs this task.
+fn rustc_sysroot() -> Result<PathBuf> {
     let out = Command::new("rustc")
         .args(["--print", "sysroot"])
         .output()
         .context("cannot run rustc")?;
     let sysroot = String::from_utf8(out.stdout).context("rustc printed a non-UTF-8 sysroot")?;
-    let lld = Path::new(sysroot.trim()).join("lib/rustlib/x86_64-unknown-linux-gnu/bin/rust-lld");
+    Ok(PathBuf::from(sysroot.trim()))
+}
+
+/// The `rust-lld` of the rustup toolchain at `sysroot`.
+fn rust_lld(sysroot: &Path) -> Result<PathBuf> {
+    let lld = sysroot.join("lib/rustlib/x86_64-unknown-linux-gnu/bin/rust-lld");
     if !lld.is_file() {
         bail!(
             "rust-lld not found at {}; the rustup toolchain ships it",
@@ -121,4 +171,32 @@ fn rust_lld() -> Result<PathBuf> {
         );
     }
     Ok(lld)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tests::Scratch;
+
+    #[test]
+    fn the_wasm_standard_library_is_found_only_where_it_is_installed() {
+        let sysroot = Scratch::new("sysroot");
+        let root = sysroot.0.as_path();
+        assert!(!has_wasm_std(root), "no rustlib at all");
+        sysroot.file(
+            "lib/rustlib/x86_64-unknown-linux-gnu/lib/libstd-1a2b.rlib",
+            "",
+        );
+        assert!(!has_wasm_std(root), "only the host's standard library");
+        sysroot.file(
+            "lib/rustlib/wasm32-unknown-unknown/lib/libcore-3c4d.rlib",
+            "",
+        );
+        assert!(!has_wasm_std(root), "an install that stopped before std");
+        sysroot.file(
+            "lib/rustlib/wasm32-unknown-unknown/lib/libstd-5e6f.rlib",
+            "",
+        );
+        assert!(has_wasm_std(root));
+    }
 }

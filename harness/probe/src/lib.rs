@@ -4,10 +4,11 @@
 //!
 //! The plugin configuration is a list of `key=value` words: `refuse` makes `on_configure`
 //! return false, `tick=<ms>` starts the timer. Each request names its scenario in the
-//! `x-probe` header. Raw ABI calls are declared here too, where a test needs the exact status
+//! `x-probe` header; the names are constants in `probe-scenarios`, which the tests share. Raw ABI calls are declared here too, where a test needs the exact status
 //! the host returned (the SDK panics on statuses it does not expect).
 #![allow(unsafe_code)]
 
+use probe_scenarios as scenario;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
 use std::time::{Duration, UNIX_EPOCH};
@@ -347,22 +348,22 @@ impl Context for Probe {
             .collect();
         report("callout.header_names", names.join(","));
         match self.scenario.as_str() {
-            "callout-local" => {
+            scenario::CALLOUT_LOCAL => {
                 self.send_http_response(403, vec![("x-denied", "yes")], Some(b"no entry"))
             }
-            "resume-twice" => {
+            scenario::RESUME_TWICE => {
                 self.resume_http_request();
                 self.resume_http_request();
             }
-            "pause-response" => self.resume_http_response(),
-            "pause-response-write" => {
+            scenario::PAUSE_RESPONSE => self.resume_http_response(),
+            scenario::PAUSE_RESPONSE_WRITE => {
                 self.resume_http_response();
                 report(
                     "late_response_write",
                     raw_add(RESPONSE_HEADERS, "x-after-resume", "1"),
                 );
             }
-            "resume-then-write" => {
+            scenario::RESUME_THEN_WRITE => {
                 self.resume_http_request();
                 report(
                     "late_request_write",
@@ -370,17 +371,17 @@ impl Context for Probe {
                 );
                 report(
                     "late_request_read",
-                    raw_header(REQUEST_HEADERS, "x-probe").0,
+                    raw_header(REQUEST_HEADERS, scenario::NAME_HEADER).0,
                 );
             }
-            "body-callout" => self.resume_http_request(),
-            "trailers-pause" => {
+            scenario::BODY_CALLOUT => self.resume_http_request(),
+            scenario::TRAILERS_PAUSE => {
                 // Held trailers stay editable until they go on.
                 self.add_http_request_trailer("x-from-callout", "1");
                 self.resume_http_request();
             }
-            "callout-trap" => panic!("probe asked to trap in on_http_call_response"),
-            "resume-then-sdk-write" => {
+            scenario::CALLOUT_TRAP => panic!("probe asked to trap in on_http_call_response"),
+            scenario::RESUME_THEN_SDK_WRITE => {
                 // The SDK panics on the BadArgument a late request-header write gets.
                 self.resume_http_request();
                 self.set_http_request_header("x-late", Some("1"));
@@ -396,7 +397,7 @@ impl Context for Probe {
 impl Probe {
     fn request_scenario(&mut self) -> Action {
         match self.scenario.as_str() {
-            "headers" => {
+            scenario::HEADERS => {
                 let all = self.get_http_request_headers();
                 report("headers.count", all.len());
                 report(
@@ -420,7 +421,7 @@ impl Probe {
                 );
                 Action::Continue
             }
-            "set-pairs" => {
+            scenario::SET_PAIRS => {
                 self.set_http_request_headers(vec![
                     (":method", "GET"),
                     (":path", "/rewritten"),
@@ -428,12 +429,12 @@ impl Probe {
                 ]);
                 Action::Continue
             }
-            "callout"
-            | "callout-local"
-            | "resume-twice"
-            | "callout-trap"
-            | "resume-then-write"
-            | "resume-then-sdk-write" => {
+            scenario::CALLOUT
+            | scenario::CALLOUT_LOCAL
+            | scenario::RESUME_TWICE
+            | scenario::CALLOUT_TRAP
+            | scenario::RESUME_THEN_WRITE
+            | scenario::RESUME_THEN_SDK_WRITE => {
                 let cluster = self
                     .get_http_request_header("x-cluster")
                     .unwrap_or_else(|| "companion".into());
@@ -464,7 +465,7 @@ impl Probe {
                     }
                 }
             }
-            "callout-with-body" => {
+            scenario::CALLOUT_WITH_BODY => {
                 let result = self.dispatch_http_call(
                     "companion",
                     vec![
@@ -479,7 +480,7 @@ impl Probe {
                 report("dispatch", format!("{result:?}"));
                 Action::Continue
             }
-            "callout-missing" => {
+            scenario::CALLOUT_MISSING => {
                 let full = [
                     (":method", "GET"),
                     (":path", "/"),
@@ -507,16 +508,16 @@ impl Probe {
                 );
                 Action::Continue
             }
-            "local" | "local-twice" => {
+            scenario::LOCAL | scenario::LOCAL_TWICE => {
                 self.send_http_response(401, vec![("x-local", "1")], Some(b"denied"));
                 Action::Pause
             }
-            "local-continue" => {
+            scenario::LOCAL_CONTINUE => {
                 // Envoy stops the stream after a local response whatever the callback returns.
                 self.send_http_response(418, vec![], None);
                 Action::Continue
             }
-            "shared" => {
+            scenario::SHARED => {
                 report("shared.get_missing", raw_shared_get("probe-k").0);
                 report(
                     "shared.set_unconditional",
@@ -539,17 +540,17 @@ impl Probe {
                 );
                 Action::Continue
             }
-            "shared-write" => {
+            scenario::SHARED_WRITE => {
                 let value = self.get_http_request_header("x-value").unwrap_or_default();
                 report("shared.write", raw_shared_set("cross-worker", &value, 0));
                 Action::Continue
             }
-            "shared-read" => {
+            scenario::SHARED_READ => {
                 let (status, value, _) = raw_shared_get("cross-worker");
                 report("shared.read", format!("{status} {value}"));
                 Action::Continue
             }
-            "metrics" => {
+            scenario::METRICS => {
                 let counter =
                     proxy_wasm::hostcalls::define_metric(MetricType::Counter, "probe_counter")
                         .unwrap_or(0);
@@ -599,7 +600,7 @@ impl Probe {
                 );
                 Action::Continue
             }
-            "time" => {
+            scenario::TIME => {
                 let now = self
                     .get_current_time()
                     .duration_since(UNIX_EPOCH)
@@ -608,14 +609,16 @@ impl Probe {
                 report("time.now", now);
                 Action::Continue
             }
-            "set-pairs-count" | "set-pairs-bytes" | "local-many-headers" => {
+            scenario::SET_PAIRS_COUNT
+            | scenario::SET_PAIRS_BYTES
+            | scenario::LOCAL_MANY_HEADERS => {
                 // Maps at and past cpp-host's limits (`limits.h`): a count of pairs, or one
                 // pair `a` whose value makes the serialized map exactly `x-size` bytes.
                 let n: usize = self
                     .get_http_request_header("x-n")
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(0);
-                let owned: Vec<(String, String)> = if self.scenario == "set-pairs-bytes" {
+                let owned: Vec<(String, String)> = if self.scenario == scenario::SET_PAIRS_BYTES {
                     vec![("a".to_string(), "v".repeat(n.saturating_sub(15)))]
                 } else {
                     (0..n).map(|i| (format!("k{i}"), "v".to_string())).collect()
@@ -624,7 +627,7 @@ impl Probe {
                     .iter()
                     .map(|(k, v)| (k.as_str(), v.as_str()))
                     .collect();
-                if self.scenario == "local-many-headers" {
+                if self.scenario == scenario::LOCAL_MANY_HEADERS {
                     self.send_http_response(200, pairs, Some(b"local"));
                     return Action::Pause;
                 }
@@ -636,7 +639,7 @@ impl Probe {
                 report("set_pairs.status", status_name(status));
                 Action::Continue
             }
-            "alloc" => {
+            scenario::ALLOC => {
                 // Grows the module's memory by asking for this many bytes; past the host's
                 // cap the allocation fails and Rust aborts (a trap), as under Envoy's V8.
                 let n: usize = self
@@ -647,7 +650,7 @@ impl Probe {
                 report("alloc.capacity", held.capacity());
                 Action::Continue
             }
-            "log-many" => {
+            scenario::LOG_MANY => {
                 // Lines the size of a filter's longest (about 300 bytes), x-n of them.
                 let n: usize = self
                     .get_http_request_header("x-n")
@@ -659,7 +662,7 @@ impl Probe {
                 }
                 Action::Continue
             }
-            "log-level-raw" => {
+            scenario::LOG_LEVEL_RAW => {
                 // The SDK transmutes the host's level into its 0..=5 enum; read it raw, and
                 // answer through a header, since at "off" no log line is kept.
                 let mut level = u32::MAX;
@@ -670,7 +673,7 @@ impl Probe {
                 );
                 Action::Continue
             }
-            "log-level" => {
+            scenario::LOG_LEVEL => {
                 report(
                     "log_level",
                     format!("{:?}", proxy_wasm::hostcalls::get_log_level()),
@@ -679,7 +682,7 @@ impl Probe {
                 proxy_wasm::hostcalls::log(LogLevel::Warn, "probe: warn line").ok();
                 Action::Continue
             }
-            "properties" => {
+            scenario::PROPERTIES => {
                 for path in [
                     vec!["plugin_name"],
                     vec!["plugin_root_id"],
@@ -709,8 +712,8 @@ impl Probe {
                 );
                 Action::Continue
             }
-            "memory" => {
-                let key = "x-probe";
+            scenario::MEMORY => {
+                let key = scenario::NAME_HEADER;
                 let mut ptr: *mut u8 = std::ptr::null_mut();
                 let mut len = 0usize;
                 let bad_key = unsafe {
@@ -747,7 +750,7 @@ impl Probe {
                 report("memory.bad_log", status_name(bad_log));
                 Action::Continue
             }
-            "maps-out-of-phase" => {
+            scenario::MAPS_OUT_OF_PHASE => {
                 report(
                     "maps.response_in_request",
                     raw_pairs_status(RESPONSE_HEADERS),
@@ -773,7 +776,7 @@ impl Probe {
                 report("buffers.call_body_in_request", status_name(s));
                 Action::Continue
             }
-            "effective-context" => {
+            scenario::EFFECTIVE_CONTEXT => {
                 report(
                     "effective.unknown",
                     status_name(unsafe { raw::proxy_set_effective_context(9999) }),
@@ -784,7 +787,7 @@ impl Probe {
                 );
                 Action::Continue
             }
-            "unimplemented" => {
+            scenario::UNIMPLEMENTED => {
                 let name = "q";
                 let mut id = 0u32;
                 report(
@@ -803,27 +806,27 @@ impl Probe {
                 );
                 Action::Continue
             }
-            "close" => {
+            scenario::CLOSE => {
                 self.reset_http_request();
                 Action::Continue
             }
-            "done" => {
+            scenario::DONE => {
                 report("done.status", status_name(unsafe { raw::proxy_done() }));
                 Action::Continue
             }
-            "map-size" => {
+            scenario::MAP_SIZE => {
                 let mut size = 0usize;
                 let status = unsafe { raw::proxy_get_header_map_size(REQUEST_HEADERS, &mut size) };
                 report("map_size", format!("{} {size}", status_name(status)));
                 Action::Continue
             }
-            "continue-unpaused" => {
+            scenario::CONTINUE_UNPAUSED => {
                 self.resume_http_request();
                 Action::Continue
             }
-            "trap" => panic!("probe asked to trap"),
-            "body" | "body-stream" => Action::Continue,
-            "pause" => Action::Pause,
+            scenario::TRAP => panic!("probe asked to trap"),
+            scenario::BODY | scenario::BODY_STREAM => Action::Continue,
+            scenario::PAUSE => Action::Pause,
             _ => Action::Continue,
         }
     }
@@ -831,7 +834,9 @@ impl Probe {
 
 impl HttpContext for Probe {
     fn on_http_request_headers(&mut self, num_headers: usize, end_of_stream: bool) -> Action {
-        self.scenario = self.get_http_request_header("x-probe").unwrap_or_default();
+        self.scenario = self
+            .get_http_request_header(scenario::NAME_HEADER)
+            .unwrap_or_default();
         report(
             "request_headers",
             format!("{} n={num_headers} eos={end_of_stream}", self.scenario),
@@ -844,10 +849,10 @@ impl HttpContext for Probe {
             "request_body",
             format!("size={body_size} eos={end_of_stream}"),
         );
-        if self.scenario == "trailers-hold-body" {
+        if self.scenario == scenario::TRAILERS_HOLD_BODY {
             return Action::Pause;
         }
-        if self.scenario == "add-trailers" {
+        if self.scenario == scenario::ADD_TRAILERS {
             // Envoy lets the last body callback add trailers when there are none.
             report(
                 "add_trailer",
@@ -857,7 +862,7 @@ impl HttpContext for Probe {
                 ),
             );
         }
-        if self.scenario == "body" {
+        if self.scenario == scenario::BODY {
             if !end_of_stream {
                 return Action::Pause;
             }
@@ -867,7 +872,7 @@ impl HttpContext for Probe {
             let edge = self.get_http_request_body(0, 1).unwrap_or_default();
             report("request_body.first_byte", String::from_utf8_lossy(&edge));
         }
-        if self.scenario == "body-callout" && end_of_stream {
+        if self.scenario == scenario::BODY_CALLOUT && end_of_stream {
             let token = self
                 .dispatch_http_call(
                     "companion",
@@ -884,7 +889,7 @@ impl HttpContext for Probe {
             self.token = token;
             return Action::Pause;
         }
-        if self.scenario == "buffer-edits" && end_of_stream {
+        if self.scenario == scenario::BUFFER_EDITS && end_of_stream {
             const REQUEST_BODY: u32 = 0;
             let mut size = 0usize;
             let mut flags = 0u32;
@@ -927,7 +932,7 @@ impl HttpContext for Probe {
         );
         report(
             "response.request_header_after_forward",
-            raw_header(REQUEST_HEADERS, "x-probe").0,
+            raw_header(REQUEST_HEADERS, scenario::NAME_HEADER).0,
         );
         report(
             "response.status",
@@ -938,8 +943,10 @@ impl HttpContext for Probe {
         {
             report("response.saw_local_reply", true);
         }
-        self.add_http_response_header("x-probe-seen", "1");
-        if self.scenario == "pause-response" || self.scenario == "pause-response-write" {
+        self.add_http_response_header(scenario::SEEN_HEADER, "1");
+        if self.scenario == scenario::PAUSE_RESPONSE
+            || self.scenario == scenario::PAUSE_RESPONSE_WRITE
+        {
             let token = self
                 .dispatch_http_call(
                     "companion",
@@ -956,11 +963,11 @@ impl HttpContext for Probe {
             self.token = token;
             return Action::Pause;
         }
-        if self.scenario == "local-twice" {
+        if self.scenario == scenario::LOCAL_TWICE {
             self.send_http_response(502, vec![], None);
             return Action::Pause;
         }
-        if self.scenario == "local-in-response" {
+        if self.scenario == scenario::LOCAL_IN_RESPONSE {
             self.send_http_response(502, vec![], Some(b"replaced"));
             return Action::Pause;
         }
@@ -972,7 +979,7 @@ impl HttpContext for Probe {
             "response_body",
             format!("size={body_size} eos={end_of_stream}"),
         );
-        if self.scenario == "add-trailers" {
+        if self.scenario == scenario::ADD_TRAILERS {
             report(
                 "add_response_trailer",
                 format!(
@@ -992,15 +999,15 @@ impl HttpContext for Probe {
         );
         report(
             "request_trailers.headers_reachable",
-            raw_header(REQUEST_HEADERS, "x-probe").0,
+            raw_header(REQUEST_HEADERS, scenario::NAME_HEADER).0,
         );
-        if self.scenario == "trailers-hold-body" {
+        if self.scenario == scenario::TRAILERS_HOLD_BODY {
             let body = self.get_http_request_body(0, 100).unwrap_or_default();
             report("request_trailers.held_body", String::from_utf8_lossy(&body));
         }
         self.set_http_request_trailer("x-session-user", None);
         self.add_http_request_trailer("x-added", "1");
-        if self.scenario == "trailers-pause" {
+        if self.scenario == scenario::TRAILERS_PAUSE {
             self.token = self
                 .dispatch_http_call(
                     "companion",
@@ -1037,7 +1044,7 @@ impl HttpContext for Probe {
         );
         report(
             "on_log.request_header",
-            raw_header(REQUEST_HEADERS, "x-probe").0,
+            raw_header(REQUEST_HEADERS, scenario::NAME_HEADER).0,
         );
         let key = "x-late";
         let write = unsafe {

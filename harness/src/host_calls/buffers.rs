@@ -4,6 +4,7 @@ use super::enter;
 use crate::abi::{BufferType, Status};
 use crate::memory::{CallResult, finish, give, read, write_u32};
 use crate::state::{HostState, Phase};
+use crate::stream::Side;
 use wasmtime::{Caller, Linker};
 
 pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
@@ -34,10 +35,10 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     Ok(())
 }
 
-fn body_phase(kind: BufferType) -> Option<(bool, Phase)> {
+fn body_phase(kind: BufferType) -> Option<(Side, Phase)> {
     match kind {
-        BufferType::RequestBody => Some((false, Phase::RequestBody)),
-        BufferType::ResponseBody => Some((true, Phase::ResponseBody)),
+        BufferType::RequestBody => Some((Side::Request, Phase::RequestBody)),
+        BufferType::ResponseBody => Some((Side::Response, Phase::ResponseBody)),
         _ => None,
     }
 }
@@ -45,12 +46,12 @@ fn body_phase(kind: BufferType) -> Option<(bool, Phase)> {
 /// Callbacks in which a body the filter holds is still reachable: Envoy's `getBuffer` reaches a
 /// buffering body through `modifyDecodingBuffer`/`modifyEncodingBuffer` from the callout's
 /// callback and from the same direction's trailers callback.
-fn reaches_held_body(phase: Phase, response: bool) -> bool {
+fn reaches_held_body(phase: Phase, side: Side) -> bool {
     matches!(
-        (phase, response),
+        (phase, side),
         (Phase::HttpCallResponse, _)
-            | (Phase::RequestTrailers, false)
-            | (Phase::ResponseTrailers, true)
+            | (Phase::RequestTrailers, Side::Request)
+            | (Phase::ResponseTrailers, Side::Response)
     )
 }
 
@@ -64,18 +65,14 @@ fn buffer(state: &HostState, kind: BufferType) -> Result<&[u8], Status> {
             _ => Err(Status::NotFound),
         },
         BufferType::RequestBody | BufferType::ResponseBody => {
-            let (response, phase) = body_phase(kind).ok_or(Status::NotFound)?;
+            let (side, phase) = body_phase(kind).ok_or(Status::NotFound)?;
             let stream = state
                 .streams
                 .get(&state.effective_context)
                 .ok_or(Status::NotFound)?;
-            let direction = if response {
-                &stream.response
-            } else {
-                &stream.request
-            };
+            let direction = stream.side(side);
             if state.phase == phase
-                || (reaches_held_body(state.phase, response) && direction.body_paused)
+                || (reaches_held_body(state.phase, side) && direction.body_paused)
             {
                 Ok(&direction.buffered_body)
             } else {
@@ -119,11 +116,11 @@ fn set_bytes(
     enter(c, "proxy_set_buffer_bytes")?;
     let kind = BufferType::from_raw(kind).ok_or(Status::BadArgument)?;
     let value = read(c, ptr, len)?;
-    let (response, phase) = body_phase(kind).ok_or(Status::BadArgument)?;
+    let (side, phase) = body_phase(kind).ok_or(Status::BadArgument)?;
     let state = c.data_mut();
     let in_phase = state.phase == phase;
     let stream = state.effective_stream().ok_or(Status::NotFound)?;
-    let direction = stream.direction(response);
+    let direction = stream.side_mut(side);
     if !(in_phase || direction.body_paused) {
         return Err(Status::NotFound.into());
     }

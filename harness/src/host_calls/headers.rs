@@ -141,11 +141,7 @@ fn readable(state: &HostState, map: MapType) -> Result<&HeaderMap, Status> {
                 .streams
                 .get(&state.effective_context)
                 .ok_or(Status::BadArgument)?;
-            let direction = if map == MapType::RequestHeaders {
-                &stream.request
-            } else {
-                &stream.response
-            };
+            let direction = stream.side(map_side(map));
             if direction.headers_accessible || state.phase == Phase::Log {
                 Ok(&direction.headers)
             } else {
@@ -157,7 +153,7 @@ fn readable(state: &HostState, map: MapType) -> Result<&HeaderMap, Status> {
                 .streams
                 .get(&state.effective_context)
                 .ok_or(Status::BadArgument)?;
-            let side = trailers_side(map);
+            let side = map_side(map);
             let direction = stream.side(side);
             if state.phase == Phase::Log {
                 // Envoy's access-log phase (`Context::log`) holds the response trailers and no
@@ -176,8 +172,9 @@ fn readable(state: &HostState, map: MapType) -> Result<&HeaderMap, Status> {
     }
 }
 
-fn trailers_side(map: MapType) -> Side {
-    if map == MapType::ResponseTrailers {
+/// The side of the stream a header or trailer map belongs to.
+fn map_side(map: MapType) -> Side {
+    if matches!(map, MapType::ResponseHeaders | MapType::ResponseTrailers) {
         Side::Response
     } else {
         Side::Request
@@ -189,13 +186,13 @@ fn writable(state: &mut HostState, map: MapType) -> Result<&mut HeaderMap, Statu
         return Err(Status::BadArgument);
     }
     if matches!(map, MapType::RequestTrailers | MapType::ResponseTrailers) {
-        return writable_trailers(state, trailers_side(map));
+        return writable_trailers(state, map_side(map));
     }
     if !matches!(map, MapType::RequestHeaders | MapType::ResponseHeaders) {
         return Err(Status::BadArgument);
     }
     let stream = state.effective_stream().ok_or(Status::BadArgument)?;
-    let direction = stream.direction(map == MapType::ResponseHeaders);
+    let direction = stream.side_mut(map_side(map));
     if direction.headers_accessible {
         Ok(&mut direction.headers)
     } else {
@@ -213,7 +210,7 @@ fn writable_trailers(state: &mut HostState, side: Side) -> Result<&mut HeaderMap
     };
     let in_body_callback = state.phase == body_phase;
     let stream = state.effective_stream().ok_or(Status::BadArgument)?;
-    let direction = stream.direction(side.is_response());
+    let direction = stream.side_mut(side);
     if direction.trailers.is_none() && in_body_callback && direction.body_ends() {
         direction.trailers = Some(HeaderMap::new());
         direction.trailers_delivered = true;

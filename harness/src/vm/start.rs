@@ -2,12 +2,13 @@
 //! module's start functions, create the root context, `proxy_on_vm_start`,
 //! `proxy_on_configure`. A worker whose plugin cannot start runs without the filter.
 
-use super::{Exports, ROOT_CONTEXT, Vm, optional};
+use super::exports::{Exports, optional};
+use super::{ROOT_CONTEXT, Vm};
 use crate::abi::LogLevel;
 use crate::error::HarnessError;
 use crate::plugin::{Plugin, PluginConfig};
 use crate::state::{HostState, Phase};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use wasmtime::{Instance, Store, StoreLimitsBuilder, TypedFunc};
 
 impl Vm {
@@ -104,7 +105,7 @@ impl Vm {
             failed: None,
             filter_missing: None,
             next_context: ROOT_CONTEXT + 1,
-            local_reply_in_flight: HashMap::new(),
+            local_replies_in_flight: HashSet::new(),
         }
     }
 

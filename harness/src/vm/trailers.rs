@@ -39,11 +39,7 @@ impl Vm {
         id: u32,
         side: Side,
     ) -> Result<Option<HeaderMap>, HarnessError> {
-        let stream = self.stream_mut(id)?;
-        let message = match side {
-            Side::Request => stream.upstream.as_mut(),
-            Side::Response => stream.client.as_mut(),
-        };
+        let message = self.stream_mut(id)?.forwarded_mut(side).as_mut();
         Ok(message.and_then(|m| m.trailers.take()))
     }
 
@@ -53,7 +49,7 @@ impl Vm {
         side: Side,
         trailers: HeaderMap,
     ) -> Result<Action, HarnessError> {
-        let d = self.stream_mut(id)?.direction(side.is_response());
+        let d = self.stream_mut(id)?.side_mut(side);
         match d.flow {
             Flow::Idle => {
                 return Err(HarnessError::Usage(format!(
@@ -100,7 +96,7 @@ impl Vm {
                 self.exports.response_trailers.clone(),
             ),
         };
-        let d = self.stream_mut(id)?.direction(side.is_response());
+        let d = self.stream_mut(id)?.side_mut(side);
         d.trailers_delivered = true;
         d.trailers_accessible = true;
         let count = d.trailers.as_ref().map_or(0, HeaderMap::len) as i32;
@@ -120,11 +116,7 @@ impl Vm {
         }
         match action {
             Action::Continue => self.flush_body(id, side)?,
-            Action::Pause => {
-                self.stream_mut(id)?
-                    .direction(side.is_response())
-                    .trailers_paused = true
-            }
+            Action::Pause => self.stream_mut(id)?.side_mut(side).trailers_paused = true,
         }
         Ok(action)
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 #[test]
 fn callout_carries_cluster_headers_and_timeout_and_pauses_the_request() {
     let (host, mut vm) = probe();
-    let (id, action) = request(&mut vm, "callout", &[]);
+    let (id, action) = request(&mut vm, scenario::CALLOUT, &[]);
     assert_eq!(action, Ok(Action::Pause));
     let callouts = vm.pending_callouts();
     assert_eq!(callouts.len(), 1);
@@ -33,7 +33,7 @@ fn callout_carries_cluster_headers_and_timeout_and_pauses_the_request() {
 #[test]
 fn answered_callout_is_readable_in_its_callback_and_resumes_once() {
     let (host, mut vm) = probe();
-    let (id, _) = request(&mut vm, "callout", &[]);
+    let (id, _) = request(&mut vm, scenario::CALLOUT, &[]);
     let token = vm.pending_callouts()[0].token;
     vm.answer_callout(
         token,
@@ -68,7 +68,7 @@ fn answered_callout_is_readable_in_its_callback_and_resumes_once() {
 #[test]
 fn failed_callout_arrives_with_no_headers_and_a_reset_status() {
     let (host, mut vm) = probe();
-    let (id, _) = request(&mut vm, "callout", &[]);
+    let (id, _) = request(&mut vm, scenario::CALLOUT, &[]);
     let token = vm.pending_callouts()[0].token;
     vm.fail_callout(token).unwrap();
     assert_eq!(report(&host, "callout.counts"), "0 0 0");
@@ -84,7 +84,7 @@ fn failed_callout_arrives_with_no_headers_and_a_reset_status() {
 #[test]
 fn callout_timeout_delivers_envoys_504_when_the_clock_passes_it() {
     let (host, mut vm) = probe();
-    run(&mut vm, "callout", &[("x-timeout-ms", "300")]);
+    run(&mut vm, scenario::CALLOUT, &[("x-timeout-ms", "300")]);
     vm.advance(Duration::from_millis(299)).unwrap();
     assert_eq!(vm.pending_callouts().len(), 1, "not due yet");
     vm.advance(Duration::from_millis(1)).unwrap();
@@ -96,7 +96,7 @@ fn callout_timeout_delivers_envoys_504_when_the_clock_passes_it() {
 #[test]
 fn zero_timeout_means_none_and_a_body_gets_content_length() {
     let (host, mut vm) = probe();
-    run(&mut vm, "callout-with-body", &[]);
+    run(&mut vm, scenario::CALLOUT_WITH_BODY, &[]);
     assert!(report(&host, "dispatch").starts_with("Ok("));
     let call = vm.pending_callouts().pop().unwrap();
     assert_eq!(call.timeout, None);
@@ -109,7 +109,7 @@ fn zero_timeout_means_none_and_a_body_gets_content_length() {
 #[test]
 fn http_call_refuses_missing_pseudo_headers_unknown_clusters_and_negative_timeouts() {
     let (host, mut vm) = probe();
-    let (id, action) = request(&mut vm, "callout-missing", &[]);
+    let (id, action) = request(&mut vm, scenario::CALLOUT_MISSING, &[]);
     assert_eq!(action, Ok(Action::Continue));
     for what in [
         "dispatch_without:method",
@@ -130,7 +130,7 @@ fn http_call_refuses_missing_pseudo_headers_unknown_clusters_and_negative_timeou
 #[test]
 fn unknown_cluster_is_refused_synchronously_through_the_sdk() {
     let (host, mut vm) = probe();
-    let (id, action) = request(&mut vm, "callout", &[("x-cluster", "nowhere")]);
+    let (id, action) = request(&mut vm, scenario::CALLOUT, &[("x-cluster", "nowhere")]);
     assert_eq!(action, Ok(Action::Continue));
     assert_eq!(report(&host, "dispatch"), "BadArgument");
     assert!(vm.stream(id).unwrap().upstream.is_some());
@@ -139,7 +139,7 @@ fn unknown_cluster_is_refused_synchronously_through_the_sdk() {
 #[test]
 fn local_response_from_the_callout_callback_replaces_the_upstream() {
     let (host, mut vm) = probe();
-    let (id, _) = request(&mut vm, "callout-local", &[]);
+    let (id, _) = request(&mut vm, scenario::CALLOUT_LOCAL, &[]);
     let token = vm.pending_callouts()[0].token;
     vm.answer_callout(token, CalloutReply::new(200)).unwrap();
     let stream = vm.stream(id).unwrap();
@@ -154,7 +154,7 @@ fn local_response_from_the_callout_callback_replaces_the_upstream() {
     assert_eq!(client.header("x-denied"), Some("yes"));
     assert_eq!(client.body, b"no entry");
     assert_eq!(
-        client.header("x-probe-seen"),
+        client.header(scenario::SEEN_HEADER),
         Some("1"),
         "the local reply runs through the response path"
     );
@@ -164,7 +164,7 @@ fn local_response_from_the_callout_callback_replaces_the_upstream() {
 #[test]
 fn resuming_twice_resumes_once_and_is_flagged() {
     let (_host, mut vm) = probe();
-    let (id, _) = request(&mut vm, "resume-twice", &[]);
+    let (id, _) = request(&mut vm, scenario::RESUME_TWICE, &[]);
     let token = vm.pending_callouts()[0].token;
     vm.answer_callout(token, CalloutReply::new(200)).unwrap();
     let stream = vm.stream(id).unwrap();
@@ -176,7 +176,7 @@ fn resuming_twice_resumes_once_and_is_flagged() {
 #[test]
 fn reply_to_a_finished_stream_reaches_the_module_without_harm() {
     let (host, mut vm) = probe();
-    let (id, _) = request(&mut vm, "callout", &[]);
+    let (id, _) = request(&mut vm, scenario::CALLOUT, &[]);
     let token = vm.pending_callouts()[0].token;
     vm.finish_stream(id).unwrap();
     assert_eq!(
@@ -204,14 +204,14 @@ fn a_cluster_without_a_healthy_host_fails_the_call_synchronously() {
     let mut second = harness::Vm::start(&plugin, config("")).unwrap();
     host.set_cluster_health("companion", ClusterHealth::NoHealthyHost);
     for vm in [&mut first, &mut second] {
-        let (id, action) = request(vm, "callout", &[]);
+        let (id, action) = request(vm, scenario::CALLOUT, &[]);
         assert_eq!(action, Ok(Action::Continue));
         assert_eq!(report(&host, "dispatch"), "InternalFailure");
         assert!(vm.pending_callouts().is_empty());
         assert!(vm.stream(id).unwrap().upstream.is_some());
     }
     host.set_cluster_health("companion", ClusterHealth::Healthy);
-    let (_, action) = request(&mut first, "callout", &[]);
+    let (_, action) = request(&mut first, scenario::CALLOUT, &[]);
     assert_eq!(action, Ok(Action::Pause));
     assert_eq!(first.pending_callouts().len(), 1);
 }
@@ -223,12 +223,12 @@ fn a_cluster_without_a_healthy_host_fails_the_call_synchronously() {
 #[test]
 fn the_idle_timeout_answers_a_stream_left_waiting() {
     let (_host, mut vm) = probe();
-    let (complete, _) = request(&mut vm, "callout", &[("x-timeout-ms", "0")]);
+    let (complete, _) = request(&mut vm, scenario::CALLOUT, &[("x-timeout-ms", "0")]);
     vm.stream_idle_timeout(complete).unwrap();
     let client = vm.stream(complete).unwrap().client.clone().unwrap();
     assert_eq!(client.status(), Some(504));
     assert_eq!(client.body, b"stream timeout");
-    assert_eq!(client.header("x-probe-seen"), Some("1"));
+    assert_eq!(client.header(scenario::SEEN_HEADER), Some("1"));
     assert_eq!(
         vm.stream(complete)
             .unwrap()
@@ -240,7 +240,11 @@ fn the_idle_timeout_answers_a_stream_left_waiting() {
     );
 
     let sending = vm.create_stream().unwrap();
-    let headers = [(":method", "POST"), (":path", "/"), ("x-probe", "callout")];
+    let headers = [
+        (":method", "POST"),
+        (":path", "/"),
+        (scenario::NAME_HEADER, scenario::CALLOUT),
+    ];
     vm.request_headers(sending, &headers, false).unwrap();
     vm.stream_idle_timeout(sending).unwrap();
     assert_eq!(vm.stream(sending).unwrap().client_status(), Some(408));

@@ -1,5 +1,5 @@
 use crate::support::*;
-use harness::{Action, CalloutReply, FailurePolicy, HarnessError, Plugin, PluginConfig, Vm};
+use harness::{Action, CalloutReply, FailurePolicy, HarnessError, Plugin, PluginConfig, Side, Vm};
 
 fn trap_message(result: Result<impl std::fmt::Debug, HarnessError>, callback: &str) -> String {
     match result {
@@ -17,7 +17,7 @@ fn trap_message(result: Result<impl std::fmt::Debug, HarnessError>, callback: &s
 #[test]
 fn trap_is_an_error_value_and_fails_the_stream_closed() {
     let (host, mut vm) = probe();
-    let (id, result) = request(&mut vm, "trap", &[]);
+    let (id, result) = request(&mut vm, scenario::TRAP, &[]);
     let message = trap_message(result, "proxy_on_request_headers");
     assert!(message.contains("unreachable"), "{message}");
     assert!(
@@ -34,7 +34,7 @@ fn trap_is_an_error_value_and_fails_the_stream_closed() {
     assert!(vm.failure().is_some());
 
     // Envoy keeps the failed VM failed: later streams on it are answered 503 without the module.
-    let (next, action) = request(&mut vm, "plain", &[]);
+    let (next, action) = request(&mut vm, scenario::PLAIN, &[]);
     assert_eq!(action, Ok(Action::Pause));
     assert_eq!(vm.stream(next).unwrap().client_status(), Some(503));
 }
@@ -45,8 +45,8 @@ fn other_vms_keep_serving_after_one_traps() {
     let plugin = probe_plugin(&host);
     let mut broken = Vm::start(&plugin, config("")).unwrap();
     let mut healthy = Vm::start(&plugin, config("")).unwrap();
-    let _ = request(&mut broken, "trap", &[]);
-    let (id, action) = request(&mut healthy, "plain", &[]);
+    let _ = request(&mut broken, scenario::TRAP, &[]);
+    let (id, action) = request(&mut healthy, scenario::PLAIN, &[]);
     assert_eq!(action, Ok(Action::Continue));
     assert!(healthy.stream(id).unwrap().upstream.is_some());
     assert!(healthy.failure().is_none());
@@ -59,11 +59,11 @@ fn fail_open_passes_streams_through_after_a_trap() {
     let mut open = config("");
     open.failure_policy = FailurePolicy::FailOpen;
     let mut vm = Vm::start(&plugin, open).unwrap();
-    let (id, result) = request(&mut vm, "trap", &[("x-keep", "1")]);
+    let (id, result) = request(&mut vm, scenario::TRAP, &[("x-keep", "1")]);
     trap_message(result, "proxy_on_request_headers");
     let upstream = vm.stream(id).unwrap().upstream.clone().unwrap();
     assert_eq!(upstream.header("x-keep"), Some("1"));
-    let (next, action) = request(&mut vm, "plain", &[]);
+    let (next, action) = request(&mut vm, scenario::PLAIN, &[]);
     assert_eq!(action, Ok(Action::Continue));
     assert!(vm.stream(next).unwrap().upstream.is_some());
 }
@@ -77,12 +77,16 @@ fn fail_open_passes_body_that_arrives_after_the_trap() {
     let mut vm = Vm::start(&plugin, open).unwrap();
     // A stream whose headers went on before the VM failed on another stream.
     let id = vm.create_stream().unwrap();
-    let headers = [(":method", "POST"), (":path", "/"), ("x-probe", "plain")];
+    let headers = [
+        (":method", "POST"),
+        (":path", "/"),
+        (scenario::NAME_HEADER, scenario::PLAIN),
+    ];
     assert_eq!(
         vm.request_headers(id, &headers, false),
         Ok(Action::Continue)
     );
-    let (_, result) = request(&mut vm, "trap", &[]);
+    let (_, result) = request(&mut vm, scenario::TRAP, &[]);
     trap_message(result, "proxy_on_request_headers");
     assert_eq!(vm.request_body(id, b"late", true), Ok(Action::Continue));
     let upstream = vm.stream(id).unwrap().upstream.clone().unwrap();
@@ -94,22 +98,32 @@ fn fail_open_passes_body_that_arrives_after_the_trap() {
 fn forwarded_body_is_taken_in_pieces_as_a_streaming_proxy_sends_it() {
     let (_host, mut vm) = probe();
     let id = vm.create_stream().unwrap();
-    let headers = [(":method", "POST"), (":path", "/"), ("x-probe", "plain")];
+    let headers = [
+        (":method", "POST"),
+        (":path", "/"),
+        (scenario::NAME_HEADER, scenario::PLAIN),
+    ];
     vm.request_headers(id, &headers, false).unwrap();
-    assert_eq!(vm.take_forwarded_body(id, false), Ok((Vec::new(), false)));
+    assert_eq!(
+        vm.take_forwarded_body(id, Side::Request),
+        Ok((Vec::new(), false))
+    );
     vm.request_body(id, b"one", false).unwrap();
     assert_eq!(
-        vm.take_forwarded_body(id, false),
+        vm.take_forwarded_body(id, Side::Request),
         Ok((b"one".to_vec(), false))
     );
     vm.request_body(id, b"two", true).unwrap();
     assert_eq!(
-        vm.take_forwarded_body(id, false),
+        vm.take_forwarded_body(id, Side::Request),
         Ok((b"two".to_vec(), true))
     );
     // Nothing has reached the client yet; an unknown stream is an error.
-    assert_eq!(vm.take_forwarded_body(id, true), Ok((Vec::new(), false)));
-    assert!(vm.take_forwarded_body(id + 100, false).is_err());
+    assert_eq!(
+        vm.take_forwarded_body(id, Side::Response),
+        Ok((Vec::new(), false))
+    );
+    assert!(vm.take_forwarded_body(id + 100, Side::Request).is_err());
 }
 
 /// cpp-host's `ContextBase::onHttpCallResponse` returns early on a failed VM and has no
@@ -119,7 +133,7 @@ fn forwarded_body_is_taken_in_pieces_as_a_streaming_proxy_sends_it() {
 #[test]
 fn trap_in_a_callout_response_leaves_the_stream_paused_until_the_idle_timeout() {
     let (_host, mut vm) = probe();
-    let (id, _) = request(&mut vm, "callout-trap", &[]);
+    let (id, _) = request(&mut vm, scenario::CALLOUT_TRAP, &[]);
     let token = vm.pending_callouts()[0].token;
     trap_message(
         vm.answer_callout(token, CalloutReply::new(200)),
@@ -151,9 +165,9 @@ fn after_a_trap_in_a_callout_response_no_other_stream_is_answered() {
     let mut open = config("");
     open.failure_policy = FailurePolicy::FailOpen;
     let mut vm = Vm::start(&plugin, open).unwrap();
-    let (trapping, _) = request(&mut vm, "callout-trap", &[]);
-    let (answered, _) = request(&mut vm, "callout", &[]);
-    let (timed, _) = request(&mut vm, "callout", &[("x-timeout-ms", "300")]);
+    let (trapping, _) = request(&mut vm, scenario::CALLOUT_TRAP, &[]);
+    let (answered, _) = request(&mut vm, scenario::CALLOUT, &[]);
+    let (timed, _) = request(&mut vm, scenario::CALLOUT, &[("x-timeout-ms", "300")]);
     let tokens: Vec<u32> = vm.pending_callouts().iter().map(|c| c.token).collect();
     trap_message(
         vm.answer_callout(tokens[0], CalloutReply::new(200)),
@@ -175,7 +189,7 @@ fn after_a_trap_in_a_callout_response_no_other_stream_is_answered() {
     assert_eq!(client.status(), Some(504));
     assert_eq!(client.body, b"stream timeout");
     assert!(
-        client.header("x-probe-seen").is_none(),
+        client.header(scenario::SEEN_HEADER).is_none(),
         "the failed filter is skipped"
     );
 }
@@ -187,7 +201,7 @@ fn after_a_trap_in_a_callout_response_no_other_stream_is_answered() {
 #[test]
 fn a_resume_before_a_trap_in_a_callout_response_still_happens() {
     let (_host, mut vm) = probe();
-    let (id, _) = request(&mut vm, "resume-then-sdk-write", &[]);
+    let (id, _) = request(&mut vm, scenario::RESUME_THEN_SDK_WRITE, &[]);
     let token = vm.pending_callouts()[0].token;
     trap_message(
         vm.answer_callout(token, CalloutReply::new(200)),
@@ -322,7 +336,7 @@ fn allocator_falls_back_to_proxy_on_memory_allocate() {
 #[test]
 fn unsupported_calls_answer_unimplemented_and_log() {
     let (host, mut vm) = probe();
-    run(&mut vm, "unimplemented", &[]);
+    run(&mut vm, scenario::UNIMPLEMENTED, &[]);
     assert_eq!(report(&host, "unimplemented.queue"), "Unimplemented");
     assert_eq!(
         report(&host, "unimplemented.continue_upstream"),
@@ -338,7 +352,7 @@ fn unsupported_calls_answer_unimplemented_and_log() {
 #[test]
 fn effective_context_must_name_a_live_context() {
     let (host, mut vm) = probe();
-    run(&mut vm, "effective-context", &[]);
+    run(&mut vm, scenario::EFFECTIVE_CONTEXT, &[]);
     assert_eq!(report(&host, "effective.unknown"), "BadArgument");
     assert_eq!(report(&host, "effective.self"), "Ok");
 }
@@ -367,7 +381,7 @@ fn a_worker_whose_plugin_cannot_start_runs_without_the_filter() {
             host.logged("runs WITHOUT the filter"),
             "{words}: said loudly"
         );
-        let (id, action) = request(&mut vm, "local", &[("x-session-user", "forged")]);
+        let (id, action) = request(&mut vm, scenario::LOCAL, &[("x-session-user", "forged")]);
         assert_eq!(action, Ok(Action::Continue), "{words}");
         vm.response_headers(id, &[(":status", "200")], true)
             .unwrap();
@@ -375,7 +389,13 @@ fn a_worker_whose_plugin_cannot_start_runs_without_the_filter() {
         let upstream = stream.upstream.unwrap();
         assert_eq!(upstream.header("x-session-user"), Some("forged"));
         assert!(stream.local_response.is_none() && stream.failure.is_none());
-        assert!(stream.client.unwrap().header("x-probe-seen").is_none());
+        assert!(
+            stream
+                .client
+                .unwrap()
+                .header(scenario::SEEN_HEADER)
+                .is_none()
+        );
         assert!(
             !reports(&host).iter().any(|(w, _)| w == "request_headers"),
             "{words}: no module code ran for the stream"

@@ -6,7 +6,7 @@ fn header_reads_and_edits_follow_envoy() {
     let (host, mut vm) = probe();
     let (id, action) = request(
         &mut vm,
-        "headers",
+        scenario::HEADERS,
         &[
             ("X-Dup", "a"),
             ("x-dup", "b"),
@@ -62,7 +62,7 @@ fn header_reads_and_edits_follow_envoy() {
 #[test]
 fn set_pairs_replaces_the_whole_map() {
     let (_host, mut vm) = probe();
-    let (id, _) = request(&mut vm, "set-pairs", &[("x-old", "1")]);
+    let (id, _) = request(&mut vm, scenario::SET_PAIRS, &[("x-old", "1")]);
     let upstream = &vm.stream(id).unwrap().upstream.as_ref().unwrap().headers;
     assert_eq!(
         upstream.to_strings(),
@@ -77,12 +77,12 @@ fn set_pairs_replaces_the_whole_map() {
 #[test]
 fn response_headers_are_editable_and_request_headers_are_gone_after_forwarding() {
     let (host, mut vm) = probe();
-    let (id, _) = request(&mut vm, "plain", &[]);
+    let (id, _) = request(&mut vm, scenario::PLAIN, &[]);
     vm.response_headers(id, &[(":status", "201"), ("x-app", "1")], true)
         .unwrap();
     let client = vm.stream(id).unwrap().client.clone().unwrap();
     assert_eq!(client.status(), Some(201));
-    assert_eq!(client.header("x-probe-seen"), Some("1"));
+    assert_eq!(client.header(scenario::SEEN_HEADER), Some("1"));
     assert_eq!(
         report(&host, "response.request_header_after_forward"),
         "BadArgument"
@@ -92,7 +92,7 @@ fn response_headers_are_editable_and_request_headers_are_gone_after_forwarding()
 #[test]
 fn maps_and_buffers_outside_their_callback_are_refused() {
     let (host, mut vm) = probe();
-    run(&mut vm, "maps-out-of-phase", &[]);
+    run(&mut vm, scenario::MAPS_OUT_OF_PHASE, &[]);
     assert_eq!(report(&host, "maps.response_in_request"), "BadArgument");
     assert_eq!(
         report(&host, "maps.call_response_in_request"),
@@ -105,7 +105,7 @@ fn maps_and_buffers_outside_their_callback_are_refused() {
 #[test]
 fn on_log_reads_both_header_maps() {
     let (host, mut vm) = probe();
-    let (id, _) = request(&mut vm, "plain", &[]);
+    let (id, _) = request(&mut vm, scenario::PLAIN, &[]);
     vm.response_headers(id, &[(":status", "204")], true)
         .unwrap();
     vm.finish_stream(id).unwrap();
@@ -130,11 +130,11 @@ fn limit_case(scenario: &str, n: usize) -> (harness::Host, harness::Stream) {
 /// and answers OK.
 #[test]
 fn set_pairs_past_the_pair_limit_removes_every_header() {
-    let (host, at_limit) = limit_case("set-pairs-count", 1024);
+    let (host, at_limit) = limit_case(scenario::SET_PAIRS_COUNT, 1024);
     assert_eq!(report(&host, "set_pairs.status"), "Ok");
     assert_eq!(at_limit.upstream.unwrap().headers.len(), 1024);
 
-    let (host, past) = limit_case("set-pairs-count", 1025);
+    let (host, past) = limit_case(scenario::SET_PAIRS_COUNT, 1025);
     assert_eq!(report(&host, "set_pairs.status"), "Ok");
     assert!(past.upstream.unwrap().headers.is_empty());
 }
@@ -142,7 +142,7 @@ fn set_pairs_past_the_pair_limit_removes_every_header() {
 /// The same for a serialized map over `PROXY_WASM_HOST_PAIRS_MAX_BYTES` (1 MiB).
 #[test]
 fn set_pairs_past_the_byte_limit_removes_every_header() {
-    let (host, at_limit) = limit_case("set-pairs-bytes", 1 << 20);
+    let (host, at_limit) = limit_case(scenario::SET_PAIRS_BYTES, 1 << 20);
     assert_eq!(report(&host, "set_pairs.bytes"), (1 << 20).to_string());
     assert_eq!(report(&host, "set_pairs.status"), "Ok");
     let headers = at_limit.upstream.unwrap().headers;
@@ -151,7 +151,7 @@ fn set_pairs_past_the_byte_limit_removes_every_header() {
         Some((1 << 20) - 15)
     );
 
-    let (host, past) = limit_case("set-pairs-bytes", (1 << 20) + 1);
+    let (host, past) = limit_case(scenario::SET_PAIRS_BYTES, (1 << 20) + 1);
     assert_eq!(
         report(&host, "set_pairs.bytes"),
         ((1 << 20) + 1).to_string()
@@ -164,12 +164,12 @@ fn set_pairs_past_the_byte_limit_removes_every_header() {
 /// limit the reply goes out without them (cpp-host `exports::send_local_response`).
 #[test]
 fn a_local_reply_with_too_many_headers_goes_out_without_them() {
-    let (_host, at_limit) = limit_case("local-many-headers", 1024);
+    let (_host, at_limit) = limit_case(scenario::LOCAL_MANY_HEADERS, 1024);
     let client = at_limit.client.unwrap();
     assert_eq!(client.status(), Some(200));
     assert_eq!(client.header("k1023"), Some("v"));
 
-    let (_host, past) = limit_case("local-many-headers", 1025);
+    let (_host, past) = limit_case(scenario::LOCAL_MANY_HEADERS, 1025);
     let client = past.client.unwrap();
     assert_eq!(client.status(), Some(200));
     assert_eq!(client.body, b"local");

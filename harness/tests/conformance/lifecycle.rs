@@ -41,7 +41,7 @@ fn refused_configuration_is_an_error_and_logged() {
 #[test]
 fn stream_runs_log_then_done_then_delete() {
     let (host, mut vm) = probe();
-    let (id, action) = request(&mut vm, "plain", &[]);
+    let (id, action) = request(&mut vm, scenario::PLAIN, &[]);
     assert_eq!(action, Ok(Action::Continue));
     assert_eq!(
         vm.response_headers(id, &[(":status", "200")], true),
@@ -67,9 +67,9 @@ fn stream_runs_log_then_done_then_delete() {
 #[test]
 fn many_streams_interleave_on_one_vm() {
     let (_host, mut vm) = probe();
-    let (a, _) = request(&mut vm, "callout", &[]);
-    let (b, _) = request(&mut vm, "plain", &[]);
-    let (c, _) = request(&mut vm, "callout", &[]);
+    let (a, _) = request(&mut vm, scenario::CALLOUT, &[]);
+    let (b, _) = request(&mut vm, scenario::PLAIN, &[]);
+    let (c, _) = request(&mut vm, scenario::CALLOUT, &[]);
     assert!(vm.stream(b).unwrap().upstream.is_some());
     let callouts = vm.pending_callouts();
     assert_eq!(

@@ -6,8 +6,6 @@
 mod support;
 
 mod callouts;
-mod dev_proxy;
-mod dev_proxy_config;
 mod failures;
 mod headers;
 mod imports;

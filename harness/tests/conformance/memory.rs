@@ -4,7 +4,7 @@ use harness::Action;
 #[test]
 fn bad_pointers_and_lengths_answer_invalid_memory_access() {
     let (host, mut vm) = probe();
-    let (id, action) = request(&mut vm, "memory", &[]);
+    let (id, action) = request(&mut vm, scenario::MEMORY, &[]);
     assert_eq!(report(&host, "memory.bad_key"), "InvalidMemoryAccess");
     assert_eq!(
         report(&host, "memory.bad_return_pointer"),
@@ -99,10 +99,18 @@ fn an_allocation_past_the_memory_cap_traps_and_fails_the_stream() {
     host.set_max_memory_bytes(32 << 20);
     let plugin = probe_plugin(&host);
     let mut vm = harness::Vm::start(&plugin, config("")).unwrap();
-    let (_, action) = request(&mut vm, "alloc", &[("x-bytes", &(8 << 20).to_string())]);
+    let (_, action) = request(
+        &mut vm,
+        scenario::ALLOC,
+        &[("x-bytes", &(8 << 20).to_string())],
+    );
     assert_eq!(action, Ok(Action::Continue));
     assert_eq!(report(&host, "alloc.capacity"), (8 << 20).to_string());
-    let (id, result) = request(&mut vm, "alloc", &[("x-bytes", &(64 << 20).to_string())]);
+    let (id, result) = request(
+        &mut vm,
+        scenario::ALLOC,
+        &[("x-bytes", &(64 << 20).to_string())],
+    );
     assert!(
         matches!(result, Err(harness::HarnessError::Trap { .. })),
         "{result:?}"

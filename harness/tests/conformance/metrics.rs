@@ -4,7 +4,7 @@ use harness::{MetricType, Vm};
 #[test]
 fn counters_gauges_and_histograms_behave_as_in_envoy() {
     let (host, mut vm) = probe();
-    run(&mut vm, "metrics", &[]);
+    run(&mut vm, scenario::METRICS, &[]);
     assert_eq!(report(&host, "metrics.counter_inc"), "Ok");
     assert_eq!(report(&host, "metrics.counter_negative"), "BadArgument");
     assert_eq!(
@@ -32,7 +32,7 @@ fn every_worker_adds_to_the_same_counter() {
     let plugin = probe_plugin(&host);
     let mut first = Vm::start(&plugin, config("")).unwrap();
     let mut second = Vm::start(&plugin, config("")).unwrap();
-    run(&mut first, "metrics", &[]);
-    run(&mut second, "metrics", &[]);
+    run(&mut first, scenario::METRICS, &[]);
+    run(&mut second, scenario::METRICS, &[]);
     assert_eq!(host.counter("probe_counter"), 4);
 }

@@ -11,7 +11,7 @@ fn plugin_and_request_properties_are_readable() {
         &[
             (":method", "POST"),
             (":path", "/a?b=1"),
-            ("x-probe", "properties"),
+            (scenario::NAME_HEADER, scenario::PROPERTIES),
         ],
         true,
     )
@@ -42,7 +42,7 @@ fn plugin_and_request_properties_are_readable() {
 #[test]
 fn source_address_has_a_default() {
     let (host, mut vm) = probe();
-    run(&mut vm, "properties", &[]);
+    run(&mut vm, scenario::PROPERTIES, &[]);
     assert_eq!(
         report(&host, "property.source.address"),
         "Some(\"127.0.0.1:40000\")"

@@ -4,7 +4,7 @@ use harness::Vm;
 #[test]
 fn shared_data_has_envoys_cas_semantics() {
     let (host, mut vm) = probe();
-    run(&mut vm, "shared", &[]);
+    run(&mut vm, scenario::SHARED, &[]);
     assert_eq!(report(&host, "shared.get_missing"), "NotFound");
     assert_eq!(report(&host, "shared.set_unconditional"), "Ok");
     assert_eq!(report(&host, "shared.get"), "Ok v1 cas_nonzero=true");
@@ -27,10 +27,10 @@ fn workers_with_one_vm_id_share_one_store_and_other_vm_ids_do_not() {
     let mut other_config = config("");
     other_config.vm_id = "another-vm".into();
     let mut other = Vm::start_named(&plugin, other_config, "worker-3").unwrap();
-    run(&mut first, "shared-write", &[("x-value", "hello")]);
+    run(&mut first, scenario::SHARED_WRITE, &[("x-value", "hello")]);
     assert_eq!(report(&host, "shared.write"), "Ok");
-    run(&mut second, "shared-read", &[]);
+    run(&mut second, scenario::SHARED_READ, &[]);
     assert_eq!(report(&host, "shared.read"), "Ok hello");
-    run(&mut other, "shared-read", &[]);
+    run(&mut other, scenario::SHARED_READ, &[]);
     assert_eq!(report(&host, "shared.read"), "NotFound ");
 }

@@ -4,7 +4,7 @@ use harness::{Action, CalloutReply, HarnessError};
 #[test]
 fn local_response_stops_the_request_and_passes_the_response_path() {
     let (host, mut vm) = probe();
-    let (id, action) = request(&mut vm, "local", &[]);
+    let (id, action) = request(&mut vm, scenario::LOCAL, &[]);
     assert_eq!(action, Ok(Action::Pause));
     let stream = vm.stream(id).unwrap();
     assert!(stream.upstream.is_none());
@@ -25,7 +25,7 @@ fn local_response_stops_the_request_and_passes_the_response_path() {
 #[test]
 fn local_response_wins_over_a_continue() {
     let (_host, mut vm) = probe();
-    let (id, _) = request(&mut vm, "local-continue", &[]);
+    let (id, _) = request(&mut vm, scenario::LOCAL_CONTINUE, &[]);
     let stream = vm.stream(id).unwrap();
     assert!(stream.upstream.is_none());
     assert_eq!(stream.client_status(), Some(418));
@@ -34,7 +34,7 @@ fn local_response_wins_over_a_continue() {
 #[test]
 fn continuing_a_request_that_is_not_paused_is_flagged() {
     let (_host, mut vm) = probe();
-    let (id, _) = request(&mut vm, "continue-unpaused", &[]);
+    let (id, _) = request(&mut vm, scenario::CONTINUE_UNPAUSED, &[]);
     let stream = vm.stream(id).unwrap();
     assert!(stream.upstream.is_some());
     assert_eq!(stream.request.resumes, 0);
@@ -44,7 +44,7 @@ fn continuing_a_request_that_is_not_paused_is_flagged() {
 #[test]
 fn paused_response_resumes_from_a_callout() {
     let (_host, mut vm) = probe();
-    let (id, _) = request(&mut vm, "pause-response", &[]);
+    let (id, _) = request(&mut vm, scenario::PAUSE_RESPONSE, &[]);
     assert_eq!(
         vm.response_headers(id, &[(":status", "200")], true),
         Ok(Action::Pause)
@@ -58,7 +58,11 @@ fn paused_response_resumes_from_a_callout() {
     let stream = vm.stream(id).unwrap();
     assert_eq!(stream.response.resumes, 1);
     assert_eq!(
-        stream.client.as_ref().unwrap().header("x-probe-seen"),
+        stream
+            .client
+            .as_ref()
+            .unwrap()
+            .header(scenario::SEEN_HEADER),
         Some("1")
     );
 }
@@ -66,7 +70,7 @@ fn paused_response_resumes_from_a_callout() {
 #[test]
 fn local_response_during_the_response_replaces_it() {
     let (_host, mut vm) = probe();
-    let (id, _) = request(&mut vm, "local-in-response", &[]);
+    let (id, _) = request(&mut vm, scenario::LOCAL_IN_RESPONSE, &[]);
     vm.response_headers(id, &[(":status", "200")], false)
         .unwrap();
     let client = vm.stream(id).unwrap().client.clone().unwrap();
@@ -81,7 +85,11 @@ fn paused_body_is_buffered_then_forwarded_as_the_filter_left_it() {
         let id = vm.create_stream().unwrap();
         let action = vm.request_headers(
             id,
-            &[(":method", "POST"), (":path", "/"), ("x-probe", "body")],
+            &[
+                (":method", "POST"),
+                (":path", "/"),
+                (scenario::NAME_HEADER, scenario::BODY),
+            ],
             false,
         );
         (id, action)
@@ -115,7 +123,11 @@ fn body_arriving_while_headers_are_paused_is_delivered_on_resume() {
     let id = vm.create_stream().unwrap();
     vm.request_headers(
         id,
-        &[(":method", "POST"), (":path", "/"), ("x-probe", "callout")],
+        &[
+            (":method", "POST"),
+            (":path", "/"),
+            (scenario::NAME_HEADER, scenario::CALLOUT),
+        ],
         false,
     )
     .unwrap();
@@ -136,7 +148,7 @@ fn body_arriving_while_headers_are_paused_is_delivered_on_resume() {
 #[test]
 fn response_body_streams_through() {
     let (host, mut vm) = probe();
-    let (id, _) = request(&mut vm, "plain", &[]);
+    let (id, _) = request(&mut vm, scenario::PLAIN, &[]);
     vm.response_headers(id, &[(":status", "200")], false)
         .unwrap();
     vm.response_body(id, b"part1", false).unwrap();
@@ -154,7 +166,7 @@ fn misuse_of_the_test_api_is_an_error_not_a_panic() {
         vm.request_headers(99, &[(":path", "/")], true),
         Err(HarnessError::UnknownStream(99))
     );
-    let (id, _) = request(&mut vm, "callout", &[]);
+    let (id, _) = request(&mut vm, scenario::CALLOUT, &[]);
     assert!(matches!(
         vm.response_headers(id, &[(":status", "200")], true),
         Err(HarnessError::Usage(_))
@@ -172,7 +184,7 @@ fn misuse_of_the_test_api_is_an_error_not_a_panic() {
 #[test]
 fn close_stream_resets_it_before_anything_goes_upstream() {
     let (_host, mut vm) = probe();
-    let id = run(&mut vm, "close", &[]);
+    let id = run(&mut vm, scenario::CLOSE, &[]);
     let stream = vm.stream(id).unwrap();
     assert!(stream.reset);
     assert!(stream.upstream.is_none());
@@ -188,7 +200,7 @@ fn body_edits_are_envoys_three_and_reads_are_clamped() {
         &[
             (":method", "POST"),
             (":path", "/"),
-            ("x-probe", "buffer-edits"),
+            (scenario::NAME_HEADER, scenario::BUFFER_EDITS),
         ],
         false,
     )
@@ -219,13 +231,17 @@ fn body_edits_are_envoys_three_and_reads_are_clamped() {
 fn header_map_size_is_the_byte_size_of_names_and_values() {
     let (host, mut vm) = probe();
     let id = vm.create_stream().unwrap();
-    vm.request_headers(id, &[(":path", "/"), ("x-probe", "map-size")], true)
-        .unwrap();
+    vm.request_headers(
+        id,
+        &[(":path", "/"), (scenario::NAME_HEADER, scenario::MAP_SIZE)],
+        true,
+    )
+    .unwrap();
     assert_eq!(
         report(&host, "map_size"),
         format!(
             "Ok {}",
-            ":path".len() + 1 + "x-probe".len() + "map-size".len()
+            ":path".len() + 1 + scenario::NAME_HEADER.len() + scenario::MAP_SIZE.len()
         )
     );
 }
@@ -233,14 +249,14 @@ fn header_map_size_is_the_byte_size_of_names_and_values() {
 #[test]
 fn proxy_done_has_nothing_to_finish_when_on_done_returned_true() {
     let (host, mut vm) = probe();
-    run(&mut vm, "done", &[]);
+    run(&mut vm, scenario::DONE, &[]);
     assert_eq!(report(&host, "done.status"), "NotFound");
 }
 
 #[test]
 fn a_second_local_response_from_the_filters_own_reply_resets_the_stream() {
     let (_host, mut vm) = probe();
-    let (id, _) = request(&mut vm, "local-twice", &[]);
+    let (id, _) = request(&mut vm, scenario::LOCAL_TWICE, &[]);
     let stream = vm.stream(id).unwrap();
     assert!(stream.reset);
     assert_eq!(stream.violations.len(), 1, "{:?}", stream.violations);
@@ -256,7 +272,7 @@ fn body_held_for_a_callout_goes_on_when_resumed() {
         &[
             (":method", "POST"),
             (":path", "/"),
-            ("x-probe", "body-callout"),
+            (scenario::NAME_HEADER, scenario::BODY_CALLOUT),
         ],
         false,
     )
@@ -279,7 +295,7 @@ fn body_held_for_a_callout_goes_on_when_resumed() {
 #[test]
 fn end_of_stream_is_carried_upstream() {
     let (_host, mut vm) = probe();
-    let get = run(&mut vm, "plain", &[]);
+    let get = run(&mut vm, scenario::PLAIN, &[]);
     assert!(
         vm.stream(get)
             .unwrap()
@@ -292,7 +308,11 @@ fn end_of_stream_is_carried_upstream() {
     let post = vm.create_stream().unwrap();
     vm.request_headers(
         post,
-        &[(":method", "POST"), (":path", "/"), ("x-probe", "plain")],
+        &[
+            (":method", "POST"),
+            (":path", "/"),
+            (scenario::NAME_HEADER, scenario::PLAIN),
+        ],
         false,
     )
     .unwrap();
@@ -310,16 +330,16 @@ fn end_of_stream_is_carried_upstream() {
 fn stopped_streams_are_stopped_in_both_directions() {
     use harness::Flow;
     let (_host, mut vm) = probe();
-    let local = run(&mut vm, "local", &[]);
+    let local = run(&mut vm, scenario::LOCAL, &[]);
     assert_eq!(vm.stream(local).unwrap().request.flow, Flow::Stopped);
-    let closed = run(&mut vm, "close", &[]);
+    let closed = run(&mut vm, scenario::CLOSE, &[]);
     let stream = vm.stream(closed).unwrap();
     assert_eq!(
         (stream.request.flow, stream.response.flow),
         (Flow::Stopped, Flow::Stopped)
     );
     assert!(!stream.request.headers_accessible);
-    let forwarded = run(&mut vm, "plain", &[]);
+    let forwarded = run(&mut vm, scenario::PLAIN, &[]);
     assert_eq!(vm.stream(forwarded).unwrap().request.flow, Flow::Forwarded);
 }
 
@@ -329,7 +349,7 @@ fn stopped_streams_are_stopped_in_both_directions() {
 #[test]
 fn continue_stream_revokes_request_headers_at_the_call() {
     let (host, mut vm) = probe();
-    let (id, _) = request(&mut vm, "resume-then-write", &[]);
+    let (id, _) = request(&mut vm, scenario::RESUME_THEN_WRITE, &[]);
     let token = vm.pending_callouts()[0].token;
     vm.answer_callout(token, CalloutReply::new(200)).unwrap();
     assert_eq!(report(&host, "late_request_write"), "BadArgument");
@@ -344,7 +364,7 @@ fn continue_stream_revokes_request_headers_at_the_call() {
 #[test]
 fn response_headers_stay_writable_after_resuming_the_response() {
     let (host, mut vm) = probe();
-    let (id, _) = request(&mut vm, "pause-response-write", &[]);
+    let (id, _) = request(&mut vm, scenario::PAUSE_RESPONSE_WRITE, &[]);
     vm.response_headers(id, &[(":status", "200")], true)
         .unwrap();
     let token = vm.pending_callouts()[0].token;

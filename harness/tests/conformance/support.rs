@@ -1,6 +1,7 @@
 //! Loading the probe module and reading what it reported.
 
 use harness::{Host, LogLevel, Plugin, PluginConfig, Vm};
+pub use probe_scenarios as scenario;
 use std::path::PathBuf;
 
 /// The directory `cargo xtask wasm` builds modules into (`EDGE_SESSION_WASM_DIR` overrides).
@@ -91,7 +92,7 @@ pub fn request(
         (":method", "GET"),
         (":path", "/probe"),
         (":authority", "app"),
-        ("x-probe", scenario),
+        (scenario::NAME_HEADER, scenario),
     ];
     headers.extend_from_slice(extra);
     let action = vm.request_headers(id, &headers, true);

@@ -5,10 +5,10 @@ use std::time::Duration;
 #[test]
 fn time_comes_from_the_host_clock() {
     let (host, mut vm) = probe();
-    run(&mut vm, "time", &[]);
+    run(&mut vm, scenario::TIME, &[]);
     assert_eq!(report(&host, "time.now"), DEFAULT_START_NANOS.to_string());
     vm.advance(Duration::from_millis(1500)).unwrap();
-    run(&mut vm, "time", &[]);
+    run(&mut vm, scenario::TIME, &[]);
     assert_eq!(
         report(&host, "time.now"),
         (DEFAULT_START_NANOS + 1_500_000_000).to_string()
@@ -52,7 +52,7 @@ fn ticks_follow_the_clock_and_stop_when_the_period_is_zero() {
 fn log_level_is_the_hosts_and_lower_lines_are_dropped() {
     let (host, mut vm) = probe();
     host.set_log_level(LogLevel::Info);
-    run(&mut vm, "log-level", &[]);
+    run(&mut vm, scenario::LOG_LEVEL, &[]);
     assert_eq!(report(&host, "log_level"), "Ok(Info)");
     assert!(!host.logged("debug line"));
     assert!(host.logged("warn line"));
@@ -75,7 +75,7 @@ fn one_clock_drives_every_worker() {
     first.run_timers().unwrap();
     second.run_timers().unwrap();
     assert_eq!(host.counter("probe_ticks"), 2, "each worker ticked once");
-    run(&mut first, "time", &[]);
+    run(&mut first, scenario::TIME, &[]);
     assert_eq!(
         report(&host, "time.now"),
         (DEFAULT_START_NANOS + 100_000_000).to_string()
@@ -89,7 +89,7 @@ fn log_level_off_is_reported_as_six_and_keeps_no_lines() {
     let (host, mut vm) = probe();
     host.clear_logs();
     host.set_log_level(LogLevel::Off);
-    let id = run(&mut vm, "log-level-raw", &[]);
+    let id = run(&mut vm, scenario::LOG_LEVEL_RAW, &[]);
     let upstream = vm.stream(id).unwrap().upstream.clone().unwrap();
     assert_eq!(upstream.header("x-log-level"), Some("Ok 6"));
     assert!(
@@ -98,7 +98,7 @@ fn log_level_off_is_reported_as_six_and_keeps_no_lines() {
         host.logs()
     );
     host.set_log_level(LogLevel::Critical);
-    let id = run(&mut vm, "log-level-raw", &[]);
+    let id = run(&mut vm, scenario::LOG_LEVEL_RAW, &[]);
     let upstream = vm.stream(id).unwrap().upstream.clone().unwrap();
     assert_eq!(upstream.header("x-log-level"), Some("Ok 5"));
 }
@@ -111,7 +111,7 @@ fn the_wall_clock_can_step_back_while_timers_keep_their_schedule() {
     let plugin = probe_plugin(&host);
     let mut vm = Vm::start(&plugin, config("tick=100")).unwrap();
     host.clock().step_back(Duration::from_secs(5));
-    run(&mut vm, "time", &[]);
+    run(&mut vm, scenario::TIME, &[]);
     assert_eq!(
         report(&host, "time.now"),
         (DEFAULT_START_NANOS - 5_000_000_000).to_string()
@@ -122,7 +122,7 @@ fn the_wall_clock_can_step_back_while_timers_keep_their_schedule() {
         format!("1 at {}", DEFAULT_START_NANOS + 100_000_000 - 5_000_000_000),
         "the tick comes on time; the module reads the stepped wall clock"
     );
-    run(&mut vm, "callout", &[("x-timeout-ms", "300")]);
+    run(&mut vm, scenario::CALLOUT, &[("x-timeout-ms", "300")]);
     host.clock().step_back(Duration::from_secs(60));
     vm.advance(Duration::from_millis(300)).unwrap();
     assert!(

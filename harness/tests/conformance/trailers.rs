@@ -6,7 +6,11 @@ use harness::{Action, CalloutReply, Flow, Side};
 
 fn post(vm: &mut harness::Vm, scenario: &str) -> u32 {
     let id = vm.create_stream().unwrap();
-    let headers = [(":method", "POST"), (":path", "/"), ("x-probe", scenario)];
+    let headers = [
+        (":method", "POST"),
+        (":path", "/"),
+        (scenario::NAME_HEADER, scenario),
+    ];
     assert_eq!(
         vm.request_headers(id, &headers, false),
         Ok(Action::Continue)
@@ -20,7 +24,7 @@ fn post(vm: &mut harness::Vm, scenario: &str) -> u32 {
 #[test]
 fn request_trailers_reach_their_callback_after_the_body_and_go_upstream_as_edited() {
     let (host, mut vm) = probe();
-    let id = post(&mut vm, "plain");
+    let id = post(&mut vm, scenario::PLAIN);
     vm.request_body(id, b"abc", false).unwrap();
     assert_eq!(
         vm.request_trailers(id, &[("x-t", "1"), ("X-Session-User", "forged")]),
@@ -54,7 +58,7 @@ fn request_trailers_reach_their_callback_after_the_body_and_go_upstream_as_edite
 #[test]
 fn response_trailers_are_edited_before_the_client_and_readable_in_on_log() {
     let (host, mut vm) = probe();
-    let id = post(&mut vm, "plain");
+    let id = post(&mut vm, scenario::PLAIN);
     vm.request_body(id, b"", false).unwrap();
     vm.request_trailers(id, &[("x-t", "1")]).unwrap();
     vm.response_headers(id, &[(":status", "200")], false)
@@ -83,7 +87,11 @@ fn response_trailers_are_edited_before_the_client_and_readable_in_on_log() {
 fn trailers_arriving_while_the_headers_are_paused_wait_for_the_resume() {
     let (host, mut vm) = probe();
     let id = vm.create_stream().unwrap();
-    let headers = [(":method", "POST"), (":path", "/"), ("x-probe", "callout")];
+    let headers = [
+        (":method", "POST"),
+        (":path", "/"),
+        (scenario::NAME_HEADER, scenario::CALLOUT),
+    ];
     assert_eq!(vm.request_headers(id, &headers, false), Ok(Action::Pause));
     assert_eq!(vm.request_body(id, b"abc", false), Ok(Action::Pause));
     assert_eq!(vm.request_trailers(id, &[("x-t", "9")]), Ok(Action::Pause));
@@ -104,7 +112,7 @@ fn trailers_arriving_while_the_headers_are_paused_wait_for_the_resume() {
 #[test]
 fn a_held_body_is_readable_in_the_trailers_callback_and_goes_on_with_the_trailers() {
     let (host, mut vm) = probe();
-    let id = post(&mut vm, "trailers-hold-body");
+    let id = post(&mut vm, scenario::TRAILERS_HOLD_BODY);
     assert_eq!(vm.request_body(id, b"held", false), Ok(Action::Pause));
     assert_eq!(
         vm.request_trailers(id, &[("x-t", "1")]),
@@ -121,7 +129,7 @@ fn a_held_body_is_readable_in_the_trailers_callback_and_goes_on_with_the_trailer
 #[test]
 fn trailers_paused_for_a_callout_stay_editable_until_resumed() {
     let (_host, mut vm) = probe();
-    let id = post(&mut vm, "trailers-pause");
+    let id = post(&mut vm, scenario::TRAILERS_PAUSE);
     vm.request_body(id, b"x", false).unwrap();
     assert_eq!(vm.request_trailers(id, &[("x-t", "1")]), Ok(Action::Pause));
     let stream = vm.stream(id).unwrap();
@@ -144,7 +152,7 @@ fn trailers_paused_for_a_callout_stay_editable_until_resumed() {
 #[test]
 fn the_last_body_callback_can_add_trailers_when_there_are_none() {
     let (host, mut vm) = probe();
-    let id = post(&mut vm, "add-trailers");
+    let id = post(&mut vm, scenario::ADD_TRAILERS);
     vm.request_body(id, b"a", false).unwrap();
     assert_eq!(report(&host, "add_trailer"), "eos=false BadArgument");
     vm.request_body(id, b"b", true).unwrap();
@@ -169,7 +177,7 @@ fn the_last_body_callback_can_add_trailers_when_there_are_none() {
 #[test]
 fn trailers_are_out_of_reach_in_the_headers_callback() {
     let (host, mut vm) = probe();
-    run(&mut vm, "maps-out-of-phase", &[]);
+    run(&mut vm, scenario::MAPS_OUT_OF_PHASE, &[]);
     assert_eq!(
         report(&host, "maps.request_trailers_in_headers"),
         "BadArgument"
@@ -185,13 +193,13 @@ fn trailers_are_out_of_reach_in_the_headers_callback() {
 #[test]
 fn trailers_end_the_direction() {
     let (_host, mut vm) = probe();
-    let id = post(&mut vm, "plain");
+    let id = post(&mut vm, scenario::PLAIN);
     vm.request_trailers(id, &[("x-t", "1")]).unwrap();
     assert!(vm.request_body(id, b"late", false).is_err());
     assert!(vm.request_trailers(id, &[("x-t", "2")]).is_err());
     let fresh = vm.create_stream().unwrap();
     assert!(vm.request_trailers(fresh, &[("x-t", "1")]).is_err());
-    let local = run(&mut vm, "local", &[]);
+    let local = run(&mut vm, scenario::LOCAL, &[]);
     assert_eq!(vm.stream(local).unwrap().request.flow, Flow::Stopped);
     assert_eq!(
         vm.request_trailers(local, &[("x-t", "1")]),

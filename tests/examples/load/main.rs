@@ -5,7 +5,7 @@
 //! Needs `MONGODB_URI`, `wrk`, and the `edge-session-companion` and `edge-dev` binaries built
 //! in the same profile (found beside this example, or in `EDGE_SESSION_BIN_DIR`).
 //! `cargo xtask bench` provides all of them. By hand:
-//! `cargo build --profile service -p companion -p harness --bins && MONGODB_URI=...
+//! `cargo build --profile service -p companion -p edge-dev --bins && MONGODB_URI=...
 //! cargo run --profile service -p e2e --example load -- [companion|proxy|all]`.
 //! `BENCH_ROUNDS` (3) and `BENCH_SECONDS` (4) set how long each measure runs.
 

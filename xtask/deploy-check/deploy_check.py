@@ -9,8 +9,8 @@ Run by `cargo xtask test` (xtask/src/deploy.rs) in a virtualenv holding the pinn
 - deploy/istio/*.yaml are parsed with the Istio CRD models of cloudcoil-models-istio, made
   strict (unknown fields refused) the way `kubectl --validate=strict` treats them; the values
   of an EnvoyFilter's patches are parsed strictly as the Envoy messages they patch.
-- docker-compose's Envoy config must equal envoy.yaml but for addresses, the module path and
-  the plugin configuration (two copies, so the check keeps them from drifting).
+- docker-compose's Envoy config must be what compose_envoy.py generates from envoy.yaml
+  (`cargo xtask compose-envoy`); it is still checked on its own as above, with .env.example.
 - Then the facts the filter and companion rely on, which no schema knows: the connection
   manager's defences (underscore names refused, idle and request timeouts), the injected
   header names stripped ahead of the Wasm filter and never by the route, the Wasm filter
@@ -66,6 +66,7 @@ from cloudcoil.models.istio.networking import v1 as istio_networking
 from cloudcoil.models.istio.networking import v1alpha3 as istio_networking_v1alpha3
 from cloudcoil.models.istio.security import v1 as istio_security
 
+import compose_envoy as envoy_generator
 import deploy_secrets
 
 WASM_FILTER = "envoy.filters.http.wasm"
@@ -262,56 +263,22 @@ def check_access_log(hcm, where, problems):
     )
 
 
-def deployment_neutral(bootstrap, mapped_names):
-    """A copy without what differs between deployments on purpose: the listener and endpoint
-    addresses, the module's path, the plugin configuration (secrets) and the removal of the
-    header names that configuration maps."""
-    copy = bootstrap_pb2.Bootstrap()
-    copy.CopyFrom(bootstrap)
-    for listener in copy.static_resources.listeners:
-        listener.ClearField("address")
-        for chain in listener.filter_chains:
-            for network_filter in chain.filters:
-                hcm = hcm_pb2.HttpConnectionManager()
-                if not network_filter.typed_config.Unpack(hcm):
-                    continue
-                for http_filter in hcm.http_filters:
-                    wasm = wasm_pb2.Wasm()
-                    mutation = header_mutation_pb2.HeaderMutation()
-                    if http_filter.typed_config.Unpack(wasm):
-                        wasm.config.vm_config.code.local.ClearField("filename")
-                        wasm.config.ClearField("configuration")
-                        http_filter.typed_config.Pack(wasm)
-                    elif http_filter.typed_config.Unpack(mutation):
-                        kept = [
-                            m
-                            for m in mutation.mutations.request_mutations
-                            if m.remove not in mapped_names
-                        ]
-                        del mutation.mutations.request_mutations[:]
-                        mutation.mutations.request_mutations.extend(kept)
-                        http_filter.typed_config.Pack(mutation)
-                network_filter.typed_config.Pack(hcm)
-    for cluster in copy.static_resources.clusters:
-        for locality in cluster.load_assignment.endpoints:
-            for endpoint in locality.lb_endpoints:
-                endpoint.endpoint.address.socket_address.ClearField("address")
-    return copy
-
-
-def check_same_envoy(dev, compose, problems):
-    """docker-compose's Envoy config must stay envoy.yaml but for the deployment's own values.
-
-    `dev` and `compose` are (Bootstrap, plugin JSON) pairs."""
-    if dev[0] is None or compose[0] is None:
+def check_compose_generated(root, problems, compose_text=None):
+    """docker-compose.yml's Envoy configuration must be what compose_envoy.py writes from
+    envoy.yaml: one configuration, with compose's differences only where that file puts them."""
+    try:
+        if compose_text is None:
+            compose_text = (root / COMPOSE).read_text()
+        wanted = envoy_generator.compose_file(compose_text, (root / "envoy.yaml").read_text())
+    except (OSError, envoy_generator.GenerationError) as err:
+        problems.add(f"{COMPOSE} configs.envoy", f"cannot be generated: {err}")
         return
-    neutral = [deployment_neutral(b, InjectedHeaders.of(p).mapped) for b, p in (dev, compose)]
-    if neutral[0] != neutral[1]:
-        problems.add(
-            "docker-compose.yml configs.envoy",
-            "differs from envoy.yaml in more than addresses, the module path and the plugin "
-            "configuration; change both files together",
-        )
+    problems.check(
+        compose_text == wanted,
+        f"{COMPOSE} configs.envoy",
+        "is not what envoy.yaml generates: edit envoy.yaml (or compose's differences in "
+        "xtask/deploy-check/compose_envoy.py), then run `cargo xtask compose-envoy`",
+    )
 
 
 def check_wasm(http_filter, clusters, where, problems):
@@ -456,7 +423,7 @@ def check_env_example(env, problems):
         problems.add(
             ENV_EXAMPLE,
             f"{variable} is neither in ENV_SECRETS nor in ENV_SETTINGS of "
-            "xtask/src/deploy_check.py: say whether it is a secret",
+            "xtask/deploy-check/deploy_check.py: say whether it is a secret",
         )
     return deploy_secrets.env_test_values(env, ENV_SECRETS, ENV_EXAMPLE, problems)
 
@@ -1003,13 +970,13 @@ def main():
     out_dir.mkdir(parents=True, exist_ok=True)
     problems = Problems()
     envoy_yaml = load_yaml(root / "envoy.yaml", root, problems)
-    dev, dev_plugin = (None, None)
+    dev_plugin = None
     if envoy_yaml is not None:
-        dev, dev_plugin = check_envoy(envoy_yaml, "envoy.yaml", problems)
+        _, dev_plugin = check_envoy(envoy_yaml, "envoy.yaml", problems)
     env = read_env_file(root / ENV_EXAMPLE)
     test_env = check_env_example(env, problems)
-    compose, compose_plugin = check_compose(root, env, problems)
-    check_same_envoy((dev, dev_plugin), (compose, compose_plugin), problems)
+    _, compose_plugin = check_compose(root, env, problems)
+    check_compose_generated(root, problems)
     istio_plugin = check_istio(root, problems)
     check_kubernetes(root, problems)
     check_dockerignore(root, problems)

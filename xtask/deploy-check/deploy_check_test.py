@@ -4,7 +4,7 @@ Each test takes the file as shipped, breaks the one thing a rule holds, and asse
 check reports it; the shipped files themselves must pass. Run by `cargo xtask deploy` (in the
 deploy virtualenv, before the check itself):
 
-    python -m unittest discover -s xtask/src -p deploy_check_test.py
+    python -m unittest discover -s xtask/deploy-check -p deploy_check_test.py
 """
 
 import base64
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+import compose_envoy as ce
 import deploy_check as dc
 import deploy_secrets
 
@@ -138,22 +139,75 @@ class EnvoyConfig(Checks):
             scope(document)["request_headers_to_remove"] = ["x-unrelated"]
             self.assertEqual(envoy_problems(document), [])
 
-    def test_compose_may_differ_from_envoy_yaml_only_in_mapped_names(self):
-        def parsed(document):
-            problems = dc.Problems()
-            return dc.check_envoy(document, "x", problems)
 
-        dev = parsed(envoy_yaml())
-        other = envoy_yaml()
-        set_plugin(other, lambda plugin: plugin["headers"].update(map={}))
-        mutations = removals_of(other)
-        mutations[:] = [m for m in mutations if m["remove"] != "x-cart"]
+def generated(document):
+    """Compose's Envoy configuration generated from `document` (envoy.yaml, parsed)."""
+    return yaml.safe_load(ce.envoy_for_compose(yaml.safe_dump(document, sort_keys=False)))
+
+
+class ComposeEnvoy(Checks):
+    def test_the_shipped_compose_file_is_what_envoy_yaml_generates(self):
         problems = dc.Problems()
-        dc.check_same_envoy(dev, parsed(other), problems)
+        dc.check_compose_generated(ROOT, problems)
         self.assertEqual(problems.items, [])
-        removals_of(other).append({"remove": "x-other"})
-        dc.check_same_envoy(dev, parsed(other), problems)
-        self.assert_problem(problems.items, "differs from envoy.yaml")
+
+    def test_a_hand_edit_of_composes_envoy_configuration_is_refused(self):
+        text = (ROOT / "docker-compose.yml").read_text()
+        edited = text.replace("stream_idle_timeout: 60s", "stream_idle_timeout: 600s")
+        self.assertNotEqual(edited, text)
+        problems = dc.Problems()
+        dc.check_compose_generated(ROOT, problems, edited)
+        self.assert_problem(problems.items, "is not what envoy.yaml generates")
+
+    def test_composes_copy_follows_envoy_yaml(self):
+        document = envoy_yaml()
+        hcm_of(document)["stream_idle_timeout"] = "61s"
+        self.assertEqual(hcm_of(generated(document))["stream_idle_timeout"], "61s")
+
+    def test_compose_differs_only_in_addresses_module_plugin_and_mapped_names(self):
+        document = envoy_yaml()
+        compose = generated(document)
+        resources = compose["static_resources"]
+        self.assertEqual(resources["listeners"][0]["address"]["socket_address"]["address"], "0.0.0.0")
+        endpoints = {
+            c["name"]: c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+            for c in resources["clusters"]
+        }
+        self.assertEqual(
+            {name: e["address"]["socket_address"]["address"] for name, e in endpoints.items()},
+            {"legacy_app": "legacy-app", "companion": "companion"},
+        )
+        plugin = wasm_plugin_of(compose)
+        self.assertEqual(plugin["vm_config"]["code"]["local"]["filename"], ce.MODULE)
+        self.assertEqual(plugin["configuration"]["value"], ce.PLUGIN_CONFIGURATION)
+        self.assertNotIn("allow_development_secrets", ce.PLUGIN_CONFIGURATION)
+        removed = [m["remove"] for m in removals_of(compose)]
+        self.assertNotIn("x-cart", removed, "envoy.yaml's mapped name, not compose's")
+        self.assertIn("x-session-user", removed)
+        # Undo the differences: what is left is envoy.yaml.
+        resources["listeners"][0]["address"] = document["static_resources"]["listeners"][0]["address"]
+        for mine, theirs in zip(resources["clusters"], document["static_resources"]["clusters"]):
+            mine["load_assignment"] = theirs["load_assignment"]
+        plugin["vm_config"] = wasm_plugin_of(document)["vm_config"]
+        plugin["configuration"] = wasm_plugin_of(document)["configuration"]
+        removals_of(compose)[:] = removals_of(document)
+        self.assertEqual(compose, document)
+
+    def test_a_dollar_from_envoy_yaml_is_not_interpolated_by_compose(self):
+        document = envoy_yaml()
+        log = hcm_of(document)["access_log"][0]["typed_config"]["log_format"]
+        log["text_format_source"]["inline_string"] = "cost $5 ${HOME}\n"
+        text = ce.envoy_for_compose(yaml.safe_dump(document, sort_keys=False))
+        self.assertIn("cost $$5 $${HOME}", text)
+        self.assertIn('"keys": ${EDGE_SESSION_KEYS:?', text, "the template's own variables stay")
+
+    def test_a_cluster_compose_has_no_service_for_is_refused(self):
+        document = envoy_yaml()
+        extra = json.loads(json.dumps(document["static_resources"]["clusters"][0]))
+        extra["name"] = "billing"
+        document["static_resources"]["clusters"].append(extra)
+        with self.assertRaisesRegex(ce.GenerationError, "'billing' has no Compose service"):
+            generated(document)
 
 
 def compose_yaml():

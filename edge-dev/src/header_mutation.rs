@@ -3,7 +3,7 @@
 //! `http_filters`. Placed before the Wasm filter it strips headers from every request, so a
 //! worker that runs without the Wasm filter (its plugin did not start there) still strips them.
 
-use super::envoy_config::{ConfigError, error};
+use crate::envoy_config::{ConfigError, error};
 use serde_yaml::Value;
 
 /// Request header names to remove, lowercase, on each side of the Wasm filter.

@@ -1,28 +1,36 @@
-//! `edge-dev` over real sockets with the probe module: bodies stream through the filter in
-//! both directions (a proxy that buffered would deadlock these tests, which then time out),
-//! a filter that buffers sees the whole body, and a trap fails the stream as Envoy does.
-//! The test upstream and the way `edge-dev` is started here serve `dev_proxy_config` too.
+//! What the proxy tests share: the probe module, a test upstream, and `edge-dev` started in
+//! the test's process from an `envoy.yaml` the test shapes.
 
-use crate::support::wasm_dir;
 use bytes::Bytes;
+use edge_dev::DevError;
+use edge_dev::envoy_config::DevConfig;
 use harness::Host;
-use harness::dev::DevError;
-use harness::dev::envoy_config::DevConfig;
 use http_body_util::channel::Channel;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Incoming};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use probe_scenarios as scenario;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 
+/// The directory `cargo xtask wasm` builds modules into (`EDGE_SESSION_WASM_DIR` overrides).
+pub fn wasm_dir() -> PathBuf {
+    match std::env::var_os("EDGE_SESSION_WASM_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/wasm/wasm32-unknown-unknown/release"),
+    }
+}
+
 /// Long enough for a loaded machine, short enough that a deadlock fails the test quickly.
-const PATIENCE: Duration = Duration::from_secs(20);
+pub const PATIENCE: Duration = Duration::from_secs(20);
 
 /// The upstream: `/echo` answers the request body; `/stream-up` tells the test when the first
 /// request chunk arrived; `/stream-down` sends one response chunk, then waits for the test;
@@ -31,8 +39,8 @@ const PATIENCE: Duration = Duration::from_secs(20);
 /// `x-session-user: app`). Any other path is `/echo` (callouts land there too).
 pub struct Upstream {
     pub address: SocketAddr,
-    first_chunk_arrived: Mutex<mpsc::UnboundedReceiver<Bytes>>,
-    send_rest: Arc<Notify>,
+    pub first_chunk_arrived: Mutex<mpsc::UnboundedReceiver<Bytes>>,
+    pub send_rest: Arc<Notify>,
 }
 
 pub async fn upstream() -> Upstream {
@@ -129,12 +137,12 @@ async fn serve_upstream(
 }
 
 /// Starts `edge-dev` with the probe module and one worker in front of `upstream`.
-async fn edge_dev(upstream: SocketAddr, fail_open: bool) -> (SocketAddr, oneshot::Sender<()>) {
+pub async fn edge_dev(upstream: SocketAddr, fail_open: bool) -> (SocketAddr, oneshot::Sender<()>) {
     edge_dev_with(upstream, fail_open, true).await
 }
 
 /// The same with or without the filter (`--no-filter`).
-async fn edge_dev_with(
+pub async fn edge_dev_with(
     upstream: SocketAddr,
     fail_open: bool,
     filter: bool,
@@ -254,9 +262,7 @@ static_resources:
             on_start(Ok(()));
             let _ = stopped.await;
         };
-        if let Err(err) =
-            harness::dev::serve_on(serving, config, 1, filter, listener, shutdown).await
-        {
+        if let Err(err) = edge_dev::serve_on(serving, config, 1, filter, listener, shutdown).await {
             report(Err(err));
         }
     });
@@ -285,13 +291,13 @@ where
 pub fn get(path: &str, scenario: &str) -> Request<Full<Bytes>> {
     Request::get(path)
         .header("host", "app")
-        .header("x-probe", scenario)
+        .header(scenario::NAME_HEADER, scenario)
         .body(Full::new(Bytes::new()))
         .unwrap()
 }
 
 /// A POST whose body the test sends chunk by chunk through the returned sender.
-fn streamed_post(
+pub fn streamed_post(
     path: &str,
     scenario: &str,
     chunks_in_flight: usize,
@@ -302,7 +308,7 @@ fn streamed_post(
     let (body, body_in) = Channel::<Bytes, Infallible>::new(chunks_in_flight);
     let request = Request::post(path)
         .header("host", "app")
-        .header("x-probe", scenario)
+        .header(scenario::NAME_HEADER, scenario)
         .body(body_in)
         .unwrap();
     (body, request)
@@ -311,125 +317,4 @@ fn streamed_post(
 pub async fn text(response: Response<Incoming>) -> String {
     let body = response.into_body().collect().await.unwrap().to_bytes();
     String::from_utf8_lossy(&body).into_owned()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn request_body_reaches_the_upstream_before_the_client_has_sent_all_of_it() {
-    let upstream = upstream().await;
-    let (proxy, _stop) = edge_dev(upstream.address, false).await;
-    let (mut body, request) = streamed_post("/stream-up", "plain", 1);
-    let response = tokio::spawn(send(proxy, request));
-    body.send_data(Bytes::from_static(b"first;")).await.unwrap();
-    let first = tokio::time::timeout(PATIENCE, upstream.first_chunk_arrived.lock().await.recv())
-        .await
-        .expect("the first chunk did not reach the upstream while the request was still open");
-    assert_eq!(first.as_deref(), Some(&b"first;"[..]));
-    body.send_data(Bytes::from_static(b"second")).await.unwrap();
-    drop(body);
-    let response = tokio::time::timeout(PATIENCE, response)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(text(response).await, "first;second");
-}
-
-/// `/stream-down` through `proxy`: the first chunk reaches the client while the upstream
-/// still holds the rest; `filtered` says whether the probe saw the headers.
-async fn assert_streams_down(proxy: SocketAddr, upstream: &Upstream, filtered: bool) {
-    let response = send(proxy, get("/stream-down", "plain")).await;
-    assert_eq!(response.status(), 200);
-    assert_eq!(
-        response.headers().contains_key("x-probe-seen"),
-        filtered,
-        "whether the filter saw the headers"
-    );
-    let mut body = response.into_body();
-    let first = tokio::time::timeout(PATIENCE, body.frame())
-        .await
-        .expect("the first chunk did not reach the client while the upstream was still sending");
-    assert_eq!(first.unwrap().unwrap().into_data().unwrap(), "first;");
-    upstream.send_rest.notify_one();
-    let rest = tokio::time::timeout(PATIENCE, body.collect())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(rest.to_bytes(), "second");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn response_body_reaches_the_client_before_the_upstream_has_sent_all_of_it() {
-    let upstream = upstream().await;
-    let (proxy, _stop) = edge_dev(upstream.address, false).await;
-    assert_streams_down(proxy, &upstream, true).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_filter_that_holds_the_body_sees_all_of_it_and_its_edit_goes_upstream() {
-    let upstream = upstream().await;
-    let (proxy, _stop) = edge_dev(upstream.address, false).await;
-    let (mut body, request) = streamed_post("/echo", "body", 4);
-    let response = tokio::spawn(send(proxy, request));
-    for chunk in ["hello, ", "streaming ", "world"] {
-        body.send_data(Bytes::from(chunk)).await.unwrap();
-    }
-    drop(body);
-    let response = tokio::time::timeout(PATIENCE, response)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(text(response).await, "HELLO, STREAMING WORLD");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_local_reply_in_the_response_replaces_the_upstream_body() {
-    let upstream = upstream().await;
-    let (proxy, _stop) = edge_dev(upstream.address, false).await;
-    let response = send(proxy, get("/stream-down", "local-in-response")).await;
-    assert_eq!(response.status(), 502);
-    assert_eq!(text(response).await, "replaced");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_trap_fails_the_stream_closed_and_the_vm_stays_failed() {
-    let upstream = upstream().await;
-    let (proxy, _stop) = edge_dev(upstream.address, false).await;
-    let response = send(proxy, get("/echo", "trap")).await;
-    assert_eq!(response.status(), 503);
-    // One worker, whose VM is now failed: the next request is failed too, filter or not.
-    let response = send(proxy, get("/echo", "plain")).await;
-    assert_eq!(response.status(), 503);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_trap_with_fail_open_lets_requests_through_without_the_filter() {
-    let upstream = upstream().await;
-    let (proxy, _stop) = edge_dev(upstream.address, true).await;
-    let request = Request::post("/echo")
-        .header("host", "app")
-        .header("x-probe", "trap")
-        .body(Full::new(Bytes::from_static(b"kept")))
-        .unwrap();
-    let response = send(proxy, request).await;
-    assert_eq!(response.status(), 200);
-    assert_eq!(text(response).await, "kept");
-    let response = send(proxy, get("/echo", "plain")).await;
-    assert_eq!(response.status(), 200);
-    assert!(
-        response.headers().get("x-probe-seen").is_none(),
-        "the failed VM's filter no longer runs"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_a_filter_bodies_stream_straight_through() {
-    let upstream = upstream().await;
-    let (proxy, _stop) = edge_dev_with(upstream.address, false, false).await;
-    assert_streams_down(proxy, &upstream, false).await;
-    let echo = Request::post("/echo")
-        .header("host", "app")
-        .body(Full::new(Bytes::from_static(b"as is")))
-        .unwrap();
-    assert_eq!(text(send(proxy, echo).await).await, "as is");
 }

@@ -2,7 +2,8 @@
 //! `envoy.yaml` (listener, routes, clusters, the filter's plugin configuration).
 
 use clap::Parser;
-use harness::dev::envoy_config::DevConfig;
+use edge_dev::envoy_config::DevConfig;
+use edge_dev::logging::{self, LogFormat};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -29,6 +30,9 @@ struct Args {
     /// Proxy without the filter (no module loaded): the baseline for benchmarks.
     #[arg(long)]
     no_filter: bool,
+    /// How log lines are written (stderr; RUST_LOG filters them, default info).
+    #[arg(long, env = "EDGE_DEV_LOG_FORMAT", value_enum, default_value_t)]
+    log_format: LogFormat,
 }
 
 fn parse_override(text: &str) -> Result<(String, String), String> {
@@ -40,21 +44,20 @@ fn parse_override(text: &str) -> Result<(String, String), String> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
+    logging::init(args.log_format);
     let mut config = match DevConfig::load(&args.config) {
         Ok(config) => config,
         Err(err) => {
-            eprintln!("edge-dev: {err}");
+            tracing::error!(error = %err, "cannot read the configuration");
             return ExitCode::from(2);
         }
     };
     for warning in &config.warnings {
-        eprintln!("edge-dev: warning: {warning}");
+        tracing::warn!("{warning}");
     }
     for (name, address) in args.clusters {
         if config.clusters.insert(name.clone(), address).is_none() {
-            eprintln!(
-                "edge-dev: warning: --cluster {name} adds a cluster envoy.yaml does not have"
-            );
+            tracing::warn!(cluster = %name, "--cluster adds a cluster envoy.yaml does not have");
         }
     }
     if let Some(listen) = args.listen {
@@ -66,33 +69,37 @@ async fn main() -> ExitCode {
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(listener) => listener,
         Err(err) => {
-            eprintln!("edge-dev: cannot listen on {}: {err}", config.listen);
+            tracing::error!(address = %config.listen, error = %err, "cannot listen");
             return ExitCode::FAILURE;
         }
     };
     let workers = args.workers.max(1);
-    eprintln!(
-        "edge-dev: listening on http://{} ({workers} workers{})",
-        config.listen,
-        if args.no_filter { ", no filter" } else { "" }
-    );
-    let shutdown = async {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
-        }
-    };
-    // Every line the filter (or the host) logs goes to the terminal as it comes; the host
-    // keeps only the newest (a ring), so memory stays flat however long edge-dev runs.
+    let filter = !args.no_filter;
+    tracing::info!(address = %format!("http://{}", config.listen), workers, filter, "listening");
     let host = harness::Host::new();
-    host.set_log_sink(|line| eprintln!("edge-dev: {line}"));
-    match harness::dev::serve_on(host, config, workers, !args.no_filter, listener, shutdown).await {
+    logging::forward_host_log(&host);
+    match edge_dev::serve_on(host, config, workers, filter, listener, shutdown()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("edge-dev: {err}");
+            tracing::error!(error = %err, "exiting");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let terminated = async {
+        match term.as_mut() {
+            Some(term) => {
+                term.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminated => {}
     }
 }

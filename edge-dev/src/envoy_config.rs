@@ -5,9 +5,9 @@
 //! and each cluster's first endpoint. Anything else is ignored, with a warning for the parts a
 //! user might expect to work.
 
-use super::connection_options::ConnectionOptions;
-use super::header_mutation::{self, RequestRemovals};
-use crate::FailurePolicy;
+use crate::connection_options::ConnectionOptions;
+use crate::header_mutation::{self, RequestRemovals};
+use harness::FailurePolicy;
 use serde_yaml::Value;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -358,7 +358,7 @@ static_resources:
 
     #[test]
     fn reads_the_hardened_connection_manager() {
-        use super::super::connection_options::UnderscoresAction;
+        use crate::connection_options::UnderscoresAction;
         let config = hardened("failure_policy: FAIL_CLOSED,").unwrap();
         assert_eq!(
             config.connection.underscores,

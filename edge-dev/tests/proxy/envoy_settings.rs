@@ -2,22 +2,21 @@
 //! underscore rule, `header_mutation` removals, the failure policy and workers without the
 //! filter, the stream idle timeout; and trailers carried both ways through the filter.
 
-use crate::dev_proxy::{Setup, get, send, start, text, upstream};
+use crate::support::{PATIENCE, Setup, get, send, start, text, upstream};
 use bytes::Bytes;
-use harness::dev::connection_options::{DROPPED_COUNTER, REJECTED_COUNTER};
+use edge_dev::connection_options::{DROPPED_COUNTER, REJECTED_COUNTER};
 use http_body_util::channel::Channel;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
+use probe_scenarios as scenario;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const PATIENCE: Duration = Duration::from_secs(20);
-
 fn with_header(path: &str, name: &str, value: &str) -> Request<Full<Bytes>> {
     Request::get(path)
         .header("host", "app")
-        .header("x-probe", "plain")
+        .header(scenario::NAME_HEADER, scenario::PLAIN)
         .header(name, value)
         .body(Full::new(Bytes::new()))
         .unwrap()
@@ -34,7 +33,7 @@ async fn trailers_go_through_the_filter_both_ways() {
     let (mut body, body_in) = Channel::<Bytes, Infallible>::new(2);
     let request = Request::post("/trailers")
         .header("host", "app")
-        .header("x-probe", "plain")
+        .header(scenario::NAME_HEADER, scenario::PLAIN)
         .header("trailer", "x-t, x-session-user, x-added")
         .header("te", "trailers")
         .body(body_in)
@@ -86,7 +85,7 @@ async fn http2_clients_are_served_and_their_trailers_go_through_the_filter() {
     tokio::spawn(connection);
     let (mut body, body_in) = Channel::<Bytes, Infallible>::new(2);
     let request = Request::post("http://app/trailers")
-        .header("x-probe", "plain")
+        .header(scenario::NAME_HEADER, scenario::PLAIN)
         .header("trailer", "x-t, x-session-user, x-added")
         .header("te", "trailers")
         .body(body_in)
@@ -107,7 +106,7 @@ async fn http2_clients_are_served_and_their_trailers_go_through_the_filter() {
         .unwrap();
     assert_eq!(response.version(), hyper::Version::HTTP_2);
     assert_eq!(response.status(), 200);
-    assert_eq!(response.headers().get("x-probe-seen").unwrap(), "1");
+    assert_eq!(response.headers().get(scenario::SEEN_HEADER).unwrap(), "1");
     let collected = response.into_body().collect().await.unwrap();
     let trailers = collected.trailers().cloned().unwrap();
     let seen_upstream = String::from_utf8_lossy(&collected.to_bytes()).into_owned();
@@ -226,7 +225,7 @@ async fn a_worker_without_the_filter_serves_and_header_mutation_still_strips() {
         .insert("x-session-user", "forged".parse().unwrap());
     let response = send(running.address, request).await;
     assert_eq!(response.status(), 200, "no 503: there is no filter to fail");
-    assert!(response.headers().get("x-probe-seen").is_none());
+    assert!(response.headers().get(scenario::SEEN_HEADER).is_none());
     let seen = text(response).await;
     assert!(!seen.contains("x-session-state"), "{seen}");
     assert!(
@@ -264,7 +263,7 @@ async fn a_trap_in_a_callout_callback_hangs_the_stream_until_the_idle_timeout() 
     let began = Instant::now();
     let response = tokio::time::timeout(
         PATIENCE,
-        send(running.address, get("/echo", "callout-trap")),
+        send(running.address, get("/echo", scenario::CALLOUT_TRAP)),
     )
     .await
     .unwrap();
@@ -292,7 +291,7 @@ async fn log_lines_reach_the_sink_as_they_come() {
     running
         .host
         .set_log_sink(move |line| sink.lock().unwrap().push(line.to_string()));
-    let response = send(running.address, get("/echo", "plain")).await;
+    let response = send(running.address, get("/echo", scenario::PLAIN)).await;
     assert_eq!(response.status(), 200);
     let lines = lines.lock().unwrap().clone();
     assert!(

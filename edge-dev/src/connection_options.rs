@@ -3,7 +3,7 @@
 //! which Envoy's codec applies to request headers before any filter runs, and
 //! `stream_idle_timeout`, which ends a stream nothing has happened on.
 
-use super::envoy_config::{ConfigError, error};
+use crate::envoy_config::{ConfigError, error};
 use serde_yaml::Value;
 use std::time::Duration;
 
@@ -63,7 +63,7 @@ pub const REJECTED_COUNTER: &str = "http1.requests_rejected_with_underscores_in_
 #[derive(Clone)]
 pub(crate) struct Codec {
     pub underscores: UnderscoresAction,
-    pub host: crate::Host,
+    pub host: harness::Host,
 }
 
 impl Codec {

@@ -2,12 +2,12 @@
 //! few chunks in flight at most, with the trailers after the last chunk; or, without the
 //! filter, straight through with only the codec's rule applied to the request's trailers.
 
-use super::ask;
-use super::connection_options::Codec;
-use super::wire::{trailer_pairs, wire_trailers};
-use super::worker::{BodyOutcome, LocalVm, Msg};
-use crate::{HeaderMap, Side};
+use crate::connection_options::Codec;
+use crate::proxy::ask;
+use crate::wire::{trailer_pairs, wire_trailers};
+use crate::worker::{BodyOutcome, LocalVm, Msg};
 use bytes::Bytes;
+use harness::{HeaderMap, Side};
 use http_body_util::channel::Sender;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
@@ -17,7 +17,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 
 /// How many body chunks may wait between the filter and the peer before reading stops.
-pub(super) const BODY_CHUNKS_IN_FLIGHT: usize = 4;
+pub(crate) const BODY_CHUNKS_IN_FLIGHT: usize = 4;
 
 /// A body failed part-way (the peer or the filter stopped it): the receiving side must see an
 /// error, never a body that looks complete.
@@ -26,19 +26,19 @@ pub(super) const BODY_CHUNKS_IN_FLIGHT: usize = 4;
 pub struct BodyCut(&'static str);
 
 impl BodyCut {
-    pub(super) fn new(why: &'static str) -> Self {
+    pub(crate) fn new(why: &'static str) -> Self {
         Self(why)
     }
 }
 
-pub(super) type ProxyBody = BoxBody<Bytes, BodyCut>;
+pub(crate) type ProxyBody = BoxBody<Bytes, BodyCut>;
 
-pub(super) fn whole(bytes: Bytes) -> ProxyBody {
+pub(crate) fn whole(bytes: Bytes) -> ProxyBody {
     Full::new(bytes).map_err(|never| match never {}).boxed()
 }
 
 /// Where a body comes from: the peer, or a whole body the proxy made up.
-pub(super) enum Source {
+pub(crate) enum Source {
     Incoming(Incoming),
     Whole(Option<Bytes>),
 }
@@ -50,7 +50,7 @@ enum Chunk {
 }
 
 impl Source {
-    pub(super) fn is_end_stream(&self) -> bool {
+    pub(crate) fn is_end_stream(&self) -> bool {
         match self {
             Source::Incoming(body) => body.is_end_stream(),
             Source::Whole(bytes) => bytes.as_ref().is_none_or(Bytes::is_empty),
@@ -58,7 +58,7 @@ impl Source {
     }
 
     /// A made-up body, whole.
-    pub(super) fn into_whole(self) -> Bytes {
+    pub(crate) fn into_whole(self) -> Bytes {
         match self {
             Source::Whole(bytes) => bytes.unwrap_or_default(),
             Source::Incoming(_) => Bytes::new(),
@@ -83,7 +83,7 @@ impl Source {
 
 /// Moves one side's body, then its trailers, through the filter to the receiving peer. On the
 /// request side `codec` applies Envoy's underscore rule to the trailers first.
-pub(super) async fn pump(
+pub(crate) async fn pump(
     worker: Rc<LocalVm>,
     stream: u32,
     side: Side,
@@ -154,7 +154,7 @@ async fn body(
 ) -> BodyOutcome {
     ask(worker, |reply| Msg::Body {
         stream,
-        response: side.is_response(),
+        side,
         chunk,
         end_of_stream,
         reply,
@@ -164,7 +164,7 @@ async fn body(
 
 /// A client's request body going upstream without the filter, the codec's underscore rule
 /// applied to its trailers.
-pub(super) struct CheckedTrailers {
+pub(crate) struct CheckedTrailers {
     pub inner: Incoming,
     pub codec: Codec,
 }

@@ -6,8 +6,8 @@
 //! clock follows real time so ticks and callout timeouts fire, and a caller left waiting
 //! longer than the stream idle timeout gets Envoy's idle-timeout answer.
 
-use crate::{Callout, CalloutReply, Flow, HeaderMap, Host, Message, Side, Vm};
 use bytes::Bytes;
+use harness::{Callout, CalloutReply, Flow, HeaderMap, Host, Message, Side, Vm};
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
@@ -69,7 +69,7 @@ pub enum Msg {
     },
     Body {
         stream: u32,
-        response: bool,
+        side: Side,
         chunk: Bytes,
         end_of_stream: bool,
         reply: oneshot::Sender<BodyOutcome>,
@@ -104,9 +104,9 @@ enum Waiter {
     },
 }
 
-/// Waiters are keyed by stream and direction (`true` for the response): a request body may
-/// still be flowing while the response headers arrive. Each notes when it began to wait.
-type Waiting = HashMap<(u32, bool), (Waiter, Instant)>;
+/// Waiters are keyed by stream and side: a request body may still be flowing while the
+/// response headers arrive. Each notes when it began to wait.
+type Waiting = HashMap<(u32, Side), (Waiter, Instant)>;
 
 /// How often the worker's clock moves and the filter's timers run when nothing else happens.
 pub const TICK: Duration = Duration::from_millis(10);
@@ -164,7 +164,7 @@ impl LocalVm {
             started,
         } = &mut *state;
         if let Err(err) = vm.run_timers() {
-            eprintln!("edge-dev: {err}");
+            tracing::error!(error = %err, "the filter's timers");
         }
         // Errors from the VM (traps) are reflected in the stream's state, as Envoy fails the
         // stream; `settle` reads that state.
@@ -176,10 +176,11 @@ impl LocalVm {
             } => match vm.create_stream() {
                 Ok(id) => {
                     let _ = vm.request_headers(id, &headers, end_of_stream);
-                    waiting.insert((id, false), (Waiter::Headers(reply), Instant::now()));
+                    let waiter = Waiter::Headers(reply);
+                    waiting.insert((id, Side::Request), (waiter, Instant::now()));
                 }
                 Err(err) => {
-                    eprintln!("edge-dev: {err}");
+                    tracing::error!(error = %err, "the filter did not take a new stream");
                     let _ = reply.send(Outcome::Client(service_unavailable()));
                 }
             },
@@ -190,30 +191,25 @@ impl LocalVm {
                 reply,
             } => {
                 let _ = vm.response_headers(stream, &headers, end_of_stream);
-                waiting.insert((stream, true), (Waiter::Headers(reply), Instant::now()));
+                let waiter = Waiter::Headers(reply);
+                waiting.insert((stream, Side::Response), (waiter, Instant::now()));
             }
             Msg::Body {
                 stream,
-                response,
+                side,
                 chunk,
                 end_of_stream,
                 reply,
             } => {
-                let _ = if response {
-                    vm.response_body(stream, &chunk, end_of_stream)
-                } else {
-                    vm.request_body(stream, &chunk, end_of_stream)
+                let _ = match side {
+                    Side::Request => vm.request_body(stream, &chunk, end_of_stream),
+                    Side::Response => vm.response_body(stream, &chunk, end_of_stream),
                 };
-                waiting.insert(
-                    (stream, response),
-                    (
-                        Waiter::Body {
-                            end_of_stream,
-                            reply,
-                        },
-                        Instant::now(),
-                    ),
-                );
+                let waiter = Waiter::Body {
+                    end_of_stream,
+                    reply,
+                };
+                waiting.insert((stream, side), (waiter, Instant::now()));
             }
             Msg::Trailers {
                 stream,
@@ -229,7 +225,7 @@ impl LocalVm {
                     end_of_stream: true,
                     reply,
                 };
-                waiting.insert((stream, side.is_response()), (waiter, Instant::now()));
+                waiting.insert((stream, side), (waiter, Instant::now()));
             }
             Msg::Abort { stream } => {
                 waiting.retain(|(id, _), _| *id != stream);
@@ -270,7 +266,7 @@ fn time_out_idle_waiters(vm: &mut Vm, waiting: &Waiting, limit: Duration) {
         .collect();
     for id in idle {
         if let Err(err) = vm.stream_idle_timeout(id) {
-            eprintln!("edge-dev: stream {id}: {err}");
+            tracing::error!(stream = id, error = %err, "stream idle timeout");
         }
     }
 }
@@ -284,18 +280,18 @@ pub fn now_nanos() -> u64 {
 /// Answers every waiter whose filter decision is made. A stream ends (`on_done`, `on_log`)
 /// once its response has fully reached the client, or it was stopped.
 fn settle(vm: &mut Vm, waiting: &mut Waiting) {
-    let ready: Vec<(u32, bool)> = waiting
+    let ready: Vec<(u32, Side)> = waiting
         .iter()
         .filter(|(key, (waiter, _))| is_decided(vm, key.0, key.1, waiter))
         .map(|(key, _)| *key)
         .collect();
-    for (id, response) in ready {
-        let Some((waiter, _)) = waiting.remove(&(id, response)) else {
+    for (id, side) in ready {
+        let Some((waiter, _)) = waiting.remove(&(id, side)) else {
             continue;
         };
         let finished = match waiter {
             Waiter::Headers(reply) => {
-                let outcome = headers_outcome(vm, id, response);
+                let outcome = headers_outcome(vm, id, side);
                 let finished = match &outcome {
                     Outcome::Client(message) => message.end_of_stream,
                     Outcome::Upstream { .. } => false,
@@ -304,9 +300,9 @@ fn settle(vm: &mut Vm, waiting: &mut Waiting) {
                 finished
             }
             Waiter::Body { reply, .. } => {
-                let outcome = body_outcome(vm, id, response);
+                let outcome = body_outcome(vm, id, side);
                 let finished = match &outcome {
-                    BodyOutcome::Data { end, .. } => response && *end,
+                    BodyOutcome::Data { end, .. } => side == Side::Response && *end,
                     BodyOutcome::Stopped => false,
                 };
                 let _ = reply.send(outcome);
@@ -320,7 +316,7 @@ fn settle(vm: &mut Vm, waiting: &mut Waiting) {
     }
 }
 
-fn is_decided(vm: &Vm, id: u32, response: bool, waiter: &Waiter) -> bool {
+fn is_decided(vm: &Vm, id: u32, side: Side, waiter: &Waiter) -> bool {
     let Some(s) = vm.stream(id) else {
         return true;
     };
@@ -328,36 +324,36 @@ fn is_decided(vm: &Vm, id: u32, response: bool, waiter: &Waiter) -> bool {
         return true;
     }
     match waiter {
-        Waiter::Headers(_) => s.client.is_some() || (!response && s.upstream.is_some()),
+        Waiter::Headers(_) => s.client.is_some() || (side == Side::Request && s.upstream.is_some()),
         // A held body is answered at once (the filter may want more of it before it decides),
         // except its end, which waits for the filter to let it go.
         Waiter::Body { end_of_stream, .. } => {
-            let d = if response { &s.response } else { &s.request };
+            let d = s.side(side);
             !(*end_of_stream && d.is_paused()) || d.flow == Flow::Stopped
         }
     }
 }
 
-fn headers_outcome(vm: &mut Vm, id: u32, response: bool) -> Outcome {
+fn headers_outcome(vm: &mut Vm, id: u32, side: Side) -> Outcome {
     // To the client: the response headers, or a local reply (which may come at either phase).
     // Upstream: the request headers, unless the stream was reset.
-    let to_client = match vm.stream(id) {
-        Some(s) if s.client.is_some() => true,
-        Some(s) if !response && !s.reset && s.upstream.is_some() => false,
+    let towards = match vm.stream(id) {
+        Some(s) if s.client.is_some() => Side::Response,
+        Some(s) if side == Side::Request && !s.reset && s.upstream.is_some() => Side::Request,
         _ => return Outcome::Client(service_unavailable()),
     };
     // The body first, so that only the headers are copied out of the stream.
     let body = vm
-        .take_forwarded_body(id, to_client)
+        .take_forwarded_body(id, towards)
         .map(|(body, _)| body)
         .unwrap_or_default();
-    let message = vm.stream(id).and_then(|s| match to_client {
-        true => s.client.clone(),
-        false => s.upstream.clone(),
+    let message = vm.stream(id).and_then(|s| match towards {
+        Side::Response => s.client.clone(),
+        Side::Request => s.upstream.clone(),
     });
-    match (message, to_client) {
-        (Some(message), true) => Outcome::Client(Message { body, ..message }),
-        (Some(message), false) => Outcome::Upstream {
+    match (message, towards) {
+        (Some(message), Side::Response) => Outcome::Client(Message { body, ..message }),
+        (Some(message), Side::Request) => Outcome::Upstream {
             stream: id,
             message: Message { body, ..message },
         },
@@ -365,23 +361,17 @@ fn headers_outcome(vm: &mut Vm, id: u32, response: bool) -> Outcome {
     }
 }
 
-fn body_outcome(vm: &mut Vm, id: u32, response: bool) -> BodyOutcome {
+fn body_outcome(vm: &mut Vm, id: u32, side: Side) -> BodyOutcome {
     let stopped = vm.stream(id).is_none_or(|s| {
-        s.reset || (!response && s.local_response.is_some()) || {
-            let d = if response { &s.response } else { &s.request };
-            d.flow == Flow::Stopped
-        }
+        s.reset
+            || (side == Side::Request && s.local_response.is_some())
+            || s.side(side).flow == Flow::Stopped
     });
     if stopped {
         return BodyOutcome::Stopped;
     }
-    let side = if response {
-        Side::Response
-    } else {
-        Side::Request
-    };
     match (
-        vm.take_forwarded_body(id, response),
+        vm.take_forwarded_body(id, side),
         vm.take_forwarded_trailers(id, side),
     ) {
         (Ok((bytes, end)), Ok(trailers)) => BodyOutcome::Data {

@@ -2,9 +2,9 @@
 //! and responses built from what the filter let through, upstream requests and callouts made
 //! for real, and the responses the proxy makes up itself.
 
-use super::body::{ProxyBody, Source, whole};
-use crate::{Callout, CalloutReply, HeaderMap, Message};
+use crate::body::{ProxyBody, Source, whole};
 use bytes::Bytes;
+use harness::{Callout, CalloutReply, HeaderMap, Message};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
 use hyper::{Request, Response};
@@ -12,10 +12,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use std::time::Duration;
 
-pub(super) type HttpClient = Client<HttpConnector, ProxyBody>;
+pub(crate) type HttpClient = Client<HttpConnector, ProxyBody>;
 
 /// Header lists as the filter gets them: `(name, value)` in order, repeats kept.
-pub(super) type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+pub(crate) type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// Hop-by-hop headers, never forwarded. `trailer` is not among them: it announces the
 /// trailers of a chunked body, and hyper sends (over HTTP/1) only the trailers it names. `te`
@@ -40,7 +40,7 @@ fn forwardable(name: &[u8], streamed: bool) -> bool {
 }
 
 /// The request as the filter sees it: pseudo-headers first, then the client's headers.
-pub(super) fn request_headers(parts: &hyper::http::request::Parts) -> Pairs {
+pub(crate) fn request_headers(parts: &hyper::http::request::Parts) -> Pairs {
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let authority = parts
         .headers
@@ -78,7 +78,7 @@ pub(super) fn request_headers(parts: &hyper::http::request::Parts) -> Pairs {
     headers
 }
 
-pub(super) fn response_headers(parts: &hyper::http::response::Parts) -> Pairs {
+pub(crate) fn response_headers(parts: &hyper::http::response::Parts) -> Pairs {
     let mut headers = vec![(
         b":status".to_vec(),
         parts.status.as_str().as_bytes().to_vec(),
@@ -92,7 +92,7 @@ pub(super) fn response_headers(parts: &hyper::http::response::Parts) -> Pairs {
 }
 
 /// Trailers as the filter gets them.
-pub(super) fn trailer_pairs(trailers: &hyper::HeaderMap) -> Pairs {
+pub(crate) fn trailer_pairs(trailers: &hyper::HeaderMap) -> Pairs {
     trailers
         .iter()
         .map(|(name, value)| (name.as_str().as_bytes().to_vec(), value.as_bytes().to_vec()))
@@ -101,7 +101,7 @@ pub(super) fn trailer_pairs(trailers: &hyper::HeaderMap) -> Pairs {
 
 /// Trailers for the wire, from what the filter left; a name or value hyper cannot send is
 /// left out.
-pub(super) fn wire_trailers(trailers: &HeaderMap) -> hyper::HeaderMap {
+pub(crate) fn wire_trailers(trailers: &HeaderMap) -> hyper::HeaderMap {
     let mut out = hyper::HeaderMap::new();
     for (name, value) in trailers.iter() {
         if let (Ok(name), Ok(value)) = (
@@ -137,7 +137,7 @@ fn to_request(address: &str, message: &Message, body: ProxyBody) -> Option<Reque
 
 /// Sends a request to a cluster and waits for the response headers; a connection failure
 /// becomes Envoy's 503 text.
-pub(super) async fn send(
+pub(crate) async fn send(
     client: &HttpClient,
     address: &str,
     message: &Message,
@@ -154,7 +154,7 @@ pub(super) async fn send(
 
 /// A callout, made for real. Envoy's async client answers a failed connection with a 503
 /// through the success path; the callout timeout is the host clock's job.
-pub(super) async fn call(
+pub(crate) async fn call(
     client: &HttpClient,
     address: &str,
     callout: Callout,
@@ -193,7 +193,7 @@ pub(super) async fn call(
 }
 
 /// A response the proxy makes up itself (no route, upstream unreachable), as Envoy would.
-pub(super) fn synthesized(status: u16, text: &str) -> (Pairs, Source) {
+pub(crate) fn synthesized(status: u16, text: &str) -> (Pairs, Source) {
     let body = Bytes::from(format!("{text}\n"));
     let headers = vec![
         (b":status".to_vec(), status.to_string().into_bytes()),
@@ -217,20 +217,20 @@ fn response_builder(message: &Message, streamed: bool) -> hyper::http::response:
 }
 
 /// A response whose body is all in `message` (a local reply, or headers only).
-pub(super) fn whole_response(message: Message) -> Response<ProxyBody> {
+pub(crate) fn whole_response(message: Message) -> Response<ProxyBody> {
     response_builder(&message, false)
         .body(whole(Bytes::from(message.body)))
         .unwrap_or_else(|_| plain(502, "malformed response"))
 }
 
 /// A response whose body follows through the filter.
-pub(super) fn streamed_response(message: &Message, body: ProxyBody) -> Response<ProxyBody> {
+pub(crate) fn streamed_response(message: &Message, body: ProxyBody) -> Response<ProxyBody> {
     response_builder(message, true)
         .body(body)
         .unwrap_or_else(|_| plain(502, "malformed response"))
 }
 
-pub(super) fn plain(status: u16, text: &str) -> Response<ProxyBody> {
+pub(crate) fn plain(status: u16, text: &str) -> Response<ProxyBody> {
     let mut response = Response::new(whole(Bytes::from(format!("{text}\n"))));
     *response.status_mut() =
         hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::BAD_GATEWAY);
@@ -239,7 +239,7 @@ pub(super) fn plain(status: u16, text: &str) -> Response<ProxyBody> {
 
 /// Envoy's HTTP/1 codec's answer to a request it refuses (a header name with `_` under
 /// `REJECT_REQUEST`): 400 "Bad Request" (`sendProtocolError`), and the connection closes.
-pub(super) fn bad_request() -> Response<ProxyBody> {
+pub(crate) fn bad_request() -> Response<ProxyBody> {
     let body = "Bad Request";
     Response::builder()
         .status(400)
