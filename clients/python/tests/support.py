@@ -28,8 +28,8 @@ from typing import Any
 # absolute lifetime land on another branch. The tests that need them are skipped until the
 # lead merges both and flips these; each feature's `test_the_companion_flag_matches_the_companion`
 # fails when its flag says "absent" about a companion that has it, so none stays off.
-COMPANION_HAS_HANDLE_API = False
-COMPANION_HAS_ABSOLUTE_TTL = False
+COMPANION_HAS_HANDLE_API = True
+COMPANION_HAS_ABSOLUTE_TTL = True
 NEEDS_HANDLE_API = "needs the companion's handle API (GET/DELETE /v1/users/{user}/sessions by handle)"
 NEEDS_ABSOLUTE_TTL = "needs the companion's absolute_ttl_seconds"
 
