@@ -1,10 +1,11 @@
 //! Wire types shared by the filter, the companion and the tests: the session, the companion
-//! API's request bodies and errors, and the session id. One definition, so the two sides of
+//! API's request bodies and errors, and the session id and its handle. One definition, so the two sides of
 //! the API cannot drift. Builds for wasm32 and native.
 
 mod api;
 pub mod secrets;
 mod session;
+mod session_handle;
 mod session_id;
 
 pub use api::{
@@ -12,4 +13,7 @@ pub use api::{
     data_within_depth, valid_user,
 };
 pub use session::{Session, Timestamp};
+pub use session_handle::{
+    HANDLE_PREFIX, InvalidSessionHandle, SESSION_HANDLE_BYTES, SESSION_HANDLE_LEN, SessionHandle,
+};
 pub use session_id::{InvalidSessionId, SESSION_ID_BYTES, SESSION_ID_LEN, SessionId, short_hash};
