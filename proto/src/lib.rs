@@ -9,8 +9,10 @@ mod session_handle;
 mod session_id;
 
 pub use api::{
-    ApiError, CreateSession, Deleted, ErrorCode, MAX_DATA_DEPTH, MAX_USER_BYTES, PatchSession,
-    data_within_depth, valid_user,
+    ApiError, CreateSession, CreateSessionRequest, CycleSession, Deleted, ErrorCode,
+    MAX_CLIENT_ADDRESS_BYTES, MAX_DATA_DEPTH, MAX_SEEN_IDS, MAX_USER_AGENT_BYTES, MAX_USER_BYTES,
+    PatchSession, PatchSessionRequest, Seen, SeenSessions, SessionSummary, data_within_depth,
+    truncate_at_char_boundary, valid_user,
 };
 pub use session::{Session, Timestamp};
 pub use session_handle::{

@@ -7,7 +7,9 @@ use std::fmt;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-/// `{id, data, user, ttl_seconds, browser_session, created_at, updated_at, expires_at}`.
+/// `{id, data, user, ttl_seconds, browser_session, created_at, updated_at, expires_at,
+/// last_seen_at, absolute_ttl_seconds, absolute_expires_at, user_agent, client_address}`. The
+/// fields after `expires_at` came later: an answer without them still parses.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Session {
     pub id: SessionId,
@@ -21,7 +23,28 @@ pub struct Session {
     pub browser_session: bool,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// When the session ends unless touched: never later than `absolute_expires_at`, so it is
+    /// what a cookie's `Max-Age` counts to.
     pub expires_at: Timestamp,
+    /// The last time a request was seen with this session (a create, a cycle, a PATCH, or a
+    /// proxy's "seen" report), within the reporting delay.
+    #[serde(default)]
+    pub last_seen_at: Option<Timestamp>,
+    /// The session's own absolute lifetime, as asked on create or PATCH.
+    #[serde(default)]
+    pub absolute_ttl_seconds: Option<u64>,
+    /// When the session ends whatever touches it gets: `created_at` plus the smaller of its
+    /// own absolute lifetime and the companion's default. `null` when neither applies. A
+    /// touch cannot move `expires_at` past it, so a filter need not touch a session whose
+    /// `expires_at` has reached it.
+    #[serde(default)]
+    pub absolute_expires_at: Option<Timestamp>,
+    /// The client's user agent when the session was created or last cycled.
+    #[serde(default)]
+    pub user_agent: Option<String>,
+    /// The client's address when the session was created or last cycled.
+    #[serde(default)]
+    pub client_address: Option<String>,
 }
 
 /// A point in time, written as RFC 3339 in UTC (`2026-01-01T00:00:00Z`).
@@ -106,8 +129,32 @@ mod tests {
             "browser_session": false,
             "created_at": "2026-01-01T00:00:00Z",
             "updated_at": "2026-01-01T00:00:01.5Z",
-            "expires_at": "2026-01-15T00:00:00Z"
+            "expires_at": "2026-01-15T00:00:00Z",
+            "last_seen_at": "2026-01-01T00:00:01.5Z",
+            "absolute_ttl_seconds": 43200,
+            "absolute_expires_at": "2026-01-01T12:00:00Z",
+            "user_agent": "Mozilla/5.0",
+            "client_address": "192.0.2.7"
         })
+    }
+
+    /// A companion from before these fields answers without them.
+    #[test]
+    fn an_answer_without_the_later_fields_parses() {
+        let mut value = sample();
+        let object = value.as_object_mut().unwrap();
+        for later in [
+            "last_seen_at",
+            "absolute_ttl_seconds",
+            "absolute_expires_at",
+            "user_agent",
+            "client_address",
+        ] {
+            object.remove(later);
+        }
+        let session: Session = serde_json::from_value(value).unwrap();
+        assert_eq!(session.last_seen_at, None);
+        assert_eq!(session.absolute_expires_at, None);
     }
 
     #[test]

@@ -65,7 +65,7 @@ pub async fn patch(
         .patch(&id, changes, store::now(), state.limits.max_data_bytes)
         .await?
     {
-        PatchOutcome::Updated(session) => Ok(Json(session)),
+        PatchOutcome::Updated(session) => Ok(Json(*session)),
         PatchOutcome::NotFound => Err(ApiError::NotFound),
         PatchOutcome::TooLarge(size) => Err(state.limits.too_large(size)),
     }

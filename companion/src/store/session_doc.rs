@@ -45,6 +45,12 @@ impl SessionDoc {
                 .ok_or_else(|| corrupt("updated_at out of range"))?,
             expires_at: timestamp(self.expires_at)
                 .ok_or_else(|| corrupt("expires_at out of range"))?,
+            // Not kept yet: the fields are optional on the wire, for companions like this.
+            last_seen_at: None,
+            absolute_ttl_seconds: None,
+            absolute_expires_at: None,
+            user_agent: None,
+            client_address: None,
         })
     }
 }

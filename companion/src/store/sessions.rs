@@ -29,7 +29,7 @@ pub struct Changes {
 }
 
 pub enum PatchOutcome {
-    Updated(Session),
+    Updated(Box<Session>),
     NotFound,
     /// The data would grow to this many bytes, over the limit.
     TooLarge(usize),
@@ -182,7 +182,7 @@ impl Store {
                 )
                 .await?;
             match updated {
-                Some(doc) => return Ok(PatchOutcome::Updated(doc.into_session()?)),
+                Some(doc) => return Ok(PatchOutcome::Updated(Box::new(doc.into_session()?))),
                 // Without the lifetime guard the filter is `live` alone: the session is gone.
                 None if !touch_as_read => return Ok(PatchOutcome::NotFound),
                 // Gone, or its lifetime changed since the read: the next read tells which.
