@@ -222,6 +222,9 @@ pub enum ErrorCode {
     PayloadTooLarge,
     Unavailable,
     Internal,
+    /// The revocation feed cannot continue from the cursor given: drop what the feed was
+    /// keeping fresh and start again from the cursor in the answer (410).
+    Resync,
 }
 
 impl ErrorCode {
@@ -233,6 +236,7 @@ impl ErrorCode {
             Self::PayloadTooLarge => 413,
             Self::Unavailable => 503,
             Self::Internal => 500,
+            Self::Resync => 410,
         }
     }
 }
@@ -384,5 +388,14 @@ mod tests {
         assert_eq!(truncate_at_char_boundary(&at, MAX_USER_AGENT_BYTES), at);
         let past = format!("{at}u");
         assert_eq!(truncate_at_char_boundary(&past, MAX_USER_AGENT_BYTES), at);
+    }
+
+    #[test]
+    fn a_resync_is_410() {
+        assert_eq!(ErrorCode::Resync.http_status(), 410);
+        assert_eq!(
+            serde_json::to_value(ErrorCode::Resync).unwrap(),
+            json!("resync")
+        );
     }
 }
