@@ -1,7 +1,7 @@
 //! The application: shared state and the router, callable by tests without a socket.
 
 use crate::auth::{BearerToken, require_token};
-use crate::config::Config;
+use crate::config::{Config, MAX_TTL_LIMIT_SECONDS};
 use crate::error::ApiError;
 use crate::metrics::{Metrics, track};
 use crate::routes::{health, sessions, users};
@@ -10,7 +10,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::middleware::from_fn_with_state;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -34,6 +34,18 @@ impl Limits {
             Some(_) => Err(ApiError::BadRequest(format!(
                 "ttl_seconds must be between 1 and {}",
                 self.max_ttl_seconds
+            ))),
+        }
+    }
+
+    /// A session's own absolute lifetime, if asked and within bounds (1 s to 100 years, the
+    /// bound every timestamp the API shows stays within).
+    pub fn absolute_ttl(&self, asked: Option<u64>) -> Result<Option<u64>, ApiError> {
+        match asked {
+            None => Ok(None),
+            Some(seconds) if (1..=MAX_TTL_LIMIT_SECONDS).contains(&seconds) => Ok(Some(seconds)),
+            Some(_) => Err(ApiError::BadRequest(format!(
+                "absolute_ttl_seconds must be between 1 and {MAX_TTL_LIMIT_SECONDS}"
             ))),
         }
     }
@@ -72,9 +84,7 @@ impl AppState {
         let store = Store::connect(
             &config.mongodb_uri,
             &config.database,
-            &config.collection,
-            config.db_timeout(),
-            config.max_key_bytes,
+            config.store_settings(),
         )
         .await?;
         Ok(Self {
@@ -101,6 +111,7 @@ pub fn build_app(state: AppState, request_timeout: Duration) -> Router {
         .saturating_add(16 * 1024);
     let v1 = Router::new()
         .route("/v1/sessions", post(sessions::create))
+        .route("/v1/sessions/seen", post(sessions::seen))
         .route(
             "/v1/sessions/{id}",
             get(sessions::get)
@@ -111,6 +122,10 @@ pub fn build_app(state: AppState, request_timeout: Duration) -> Router {
         .route(
             "/v1/users/{user}/sessions",
             get(users::list).delete(users::delete_all),
+        )
+        .route(
+            "/v1/users/{user}/sessions/{handle}",
+            delete(users::delete_one),
         )
         .route_layer(from_fn_with_state(state.clone(), require_token));
     Router::new()

@@ -48,6 +48,15 @@ pub struct Config {
     /// Longest lifetime a session may ask for, in seconds.
     #[arg(long, env = "COMPANION_MAX_TTL_SECONDS", default_value_t = 34_560_000)]
     pub max_ttl_seconds: u64,
+    /// Absolute lifetime of every session, in seconds from its creation (a cycle keeps it):
+    /// no touch extends a session past it. A session may ask for a shorter one
+    /// (absolute_ttl_seconds); the smaller applies. Off when not given.
+    #[arg(long, env = "COMPANION_ABSOLUTE_TTL_SECONDS")]
+    pub absolute_ttl_seconds: Option<u64>,
+    /// Most live sessions one user may hold: binding a user to one more (a login) ends
+    /// their least recently seen sessions past it. Off when not given.
+    #[arg(long, env = "COMPANION_MAX_SESSIONS_PER_USER")]
+    pub max_sessions_per_user: Option<u64>,
     /// Largest session data, in bytes of its JSON.
     #[arg(long, env = "COMPANION_MAX_DATA_BYTES", default_value_t = 65_536)]
     pub max_data_bytes: usize,
@@ -108,6 +117,8 @@ pub enum ConfigError {
     TtlOverMax,
     #[error("--max-ttl-seconds must be at most {MAX_TTL_LIMIT_SECONDS} (100 years)")]
     TtlOverLimit,
+    #[error("--absolute-ttl-seconds must be at most {MAX_TTL_LIMIT_SECONDS} (100 years)")]
+    AbsoluteTtlOverLimit,
 }
 
 /// A token's weakness in the words of the companion's flag (characters, not bytes).
@@ -137,6 +148,14 @@ impl Config {
             (self.max_key_bytes as u64, "--max-key-bytes"),
             (self.db_timeout_ms, "--db-timeout-ms"),
             (self.request_timeout_ms, "--request-timeout-ms"),
+            (
+                self.absolute_ttl_seconds.unwrap_or(1),
+                "--absolute-ttl-seconds",
+            ),
+            (
+                self.max_sessions_per_user.unwrap_or(1),
+                "--max-sessions-per-user",
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero(name));
@@ -147,6 +166,12 @@ impl Config {
         }
         if self.max_ttl_seconds > MAX_TTL_LIMIT_SECONDS {
             return Err(ConfigError::TtlOverLimit);
+        }
+        if self
+            .absolute_ttl_seconds
+            .is_some_and(|seconds| seconds > MAX_TTL_LIMIT_SECONDS)
+        {
+            return Err(ConfigError::AbsoluteTtlOverLimit);
         }
         Ok(())
     }
@@ -178,6 +203,17 @@ impl Config {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// What the store needs of the configuration.
+    pub fn store_settings(&self) -> crate::store::Settings {
+        crate::store::Settings {
+            collection: self.collection.clone(),
+            timeout: self.db_timeout(),
+            max_key_bytes: self.max_key_bytes,
+            absolute_ttl_seconds: self.absolute_ttl_seconds,
+            max_sessions_per_user: self.max_sessions_per_user,
+        }
     }
 
     /// A configuration for tests and embedding: defaults, the given database and token.
@@ -369,6 +405,37 @@ mod tests {
             Err(ConfigError::TtlOverLimit)
         );
         assert_eq!(max(u64::MAX).validate(), Err(ConfigError::TtlOverLimit));
+    }
+
+    #[test]
+    fn the_new_limits_are_off_by_default_and_refuse_zero() {
+        let defaults = parse(&["--token", STRONG]);
+        assert_eq!(defaults.absolute_ttl_seconds, None);
+        assert_eq!(defaults.max_sessions_per_user, None);
+        assert_eq!(defaults.validate(), Ok(()));
+        for (flag, name) in [
+            ("--absolute-ttl-seconds", "--absolute-ttl-seconds"),
+            ("--max-sessions-per-user", "--max-sessions-per-user"),
+        ] {
+            assert_eq!(
+                parse(&["--token", STRONG, flag, "0"]).validate(),
+                Err(ConfigError::Zero(name))
+            );
+            assert_eq!(parse(&["--token", STRONG, flag, "1"]).validate(), Ok(()));
+        }
+        let absolute = |seconds: u64| {
+            parse(&[
+                "--token",
+                STRONG,
+                "--absolute-ttl-seconds",
+                &seconds.to_string(),
+            ])
+        };
+        assert_eq!(absolute(MAX_TTL_LIMIT_SECONDS).validate(), Ok(()));
+        assert_eq!(
+            absolute(MAX_TTL_LIMIT_SECONDS + 1).validate(),
+            Err(ConfigError::AbsoluteTtlOverLimit)
+        );
     }
 
     #[test]

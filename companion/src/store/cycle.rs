@@ -8,14 +8,16 @@
 //!    404. From here the original is no session: reads, PATCH (its filter asks for an
 //!    unsealed document) and the user's list pass it by. A PATCH applied before the seal is in
 //!    the sealed document and so in the copy; one after it answers 404. Never 200 and lost.
-//! 2. **Insert the copy** (the sealed document's contents, unsealed) under the new id; a
-//!    duplicate id draws another. If the insert fails, the original is unsealed (tried three
-//!    times), and once it is, a copy that may have landed unseen is deleted: the session is
-//!    back under its old id and the caller gets 503.
+//! 2. **Insert the copy** (the sealed document's contents, unsealed, with `created_at` kept,
+//!    `last_seen_at` now, and the client's user agent and address when the cycle gave them)
+//!    under the new id; a duplicate id draws another. If the insert fails, the original is
+//!    unsealed (tried three times), and once it is, a copy that may have landed unseen is
+//!    deleted: the session is back under its old id and the caller gets 503.
 //! 3. **Delete the sealed original.** If it is already gone, the session was deleted during
-//!    the cycle (DELETE, log out everywhere, the TTL monitor): the copy is deleted too and
-//!    the cycle answers 404, as if it had come after. If this delete fails, the cycle still
-//!    succeeds: the sealed original is no session and the TTL index removes it at its expiry.
+//!    the cycle (DELETE, log out everywhere, the TTL monitor, the per-user limit): the copy
+//!    is deleted too and the cycle answers 404, as if it had come after. If this delete
+//!    fails, the cycle still succeeds: the sealed original is no session and the TTL index
+//!    removes it at its expiry.
 //!
 //! The steps run in a task of their own, so a caller that gives up (the filter's timeout,
 //! the request timeout, a closed connection) does not stop a cycle half-way. A cycle whose
@@ -31,6 +33,7 @@
 //! database, a copy lives on under an id nobody was told: unreachable by id, listed and
 //! deleted with its user, gone at its expiry.
 
+use super::sessions::Origin;
 use super::{Store, StoreError, draw_id};
 use bson::{DateTime, doc};
 use mongodb::options::ReturnDocument;
@@ -43,18 +46,21 @@ const UNSEAL_ATTEMPTS: u32 = 3;
 
 impl Store {
     /// The same session under a new id; the old id never answers again. `None` when there
-    /// is no live session under `id`, or another cycle is moving it. Seal, copy, delete, in a
-    /// task of its own that finishes even if the caller gives up: see the module's doc.
+    /// is no live session under `id`, or another cycle is moving it. In a task of its own
+    /// that finishes even if the caller gives up: see the module's doc.
     pub async fn cycle(
         self: &Arc<Self>,
         id: &SessionId,
+        origin: Origin,
         now: DateTime,
     ) -> Result<Option<Session>, StoreError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let store = Arc::clone(self);
         let id = id.clone();
         tokio::spawn(async move {
-            let outcome = store.cycle_to_the_end(&id, now, || reply.is_closed()).await;
+            let outcome = store
+                .cycle_to_the_end(&id, origin, now, || reply.is_closed())
+                .await;
             let _ = reply.send(outcome);
         });
         answer.await.unwrap_or_else(|_| {
@@ -66,17 +72,18 @@ impl Store {
 
     async fn cycle_to_the_end(
         &self,
-        id: &SessionId,
+        session_id: &SessionId,
+        origin: Origin,
         now: DateTime,
         caller_gone: impl Fn() -> bool,
     ) -> Result<Option<Session>, StoreError> {
-        let id = id.as_str();
+        let id = session_id.as_str();
         let copy_id = draw_id()?;
         let seal = doc! {"$set": {"moved_to": &copy_id}};
         let sealed = self
             .bounded(
                 self.sessions
-                    .find_one_and_update(Self::live(id, now), seal)
+                    .find_one_and_update(self.live(id, now), seal)
                     .return_document(ReturnDocument::After),
             )
             .await;
@@ -92,6 +99,11 @@ impl Store {
         copy.id = copy_id.clone();
         copy.moved_to = None;
         copy.updated_at = now;
+        copy.last_seen_at = Some(now);
+        if origin.user_agent.is_some() || origin.client_address.is_some() {
+            copy.user_agent = origin.user_agent;
+            copy.client_address = origin.client_address;
+        }
         if let Err(err) = self.insert_drawing_on_duplicate(&mut copy).await {
             if self.unseal(id, &copy_id).await {
                 self.forget_copy(&copy.id).await;
@@ -108,7 +120,7 @@ impl Store {
         }
         let original = doc! {"_id": id, "moved_to": &copy_id};
         match self.bounded(self.sessions.delete_one(original)).await {
-            Ok(deleted) if deleted.deleted_count == 1 => copy.into_session().map(Some),
+            Ok(deleted) if deleted.deleted_count == 1 => self.to_session(copy).map(Some),
             Ok(_) => {
                 // Deleted during the cycle: the session ended, and its copy with it.
                 self.forget_copy(&copy.id).await;
@@ -116,7 +128,7 @@ impl Store {
             }
             Err(err) => {
                 tracing::warn!(error = %err, session = %short_hash(id.as_bytes()), "a cycled session's sealed original stays until its expiry");
-                copy.into_session().map(Some)
+                self.to_session(copy).map(Some)
             }
         }
     }

@@ -1,14 +1,28 @@
-//! The only module that talks to MongoDB. One collection of session documents
-//! `{_id, data, user, ttl_seconds, browser_session, created_at, updated_at, expires_at}` with a
-//! TTL index on `expires_at` (each document expires at its own time) and an index on `user`;
-//! `moved_to` marks a document a cycle has sealed (`cycle`). Every read also checks `expires_at > now`,
-//! because the TTL monitor runs only about once a minute. Every operation is bounded by the
-//! configured timeout.
+//! The only module that talks to MongoDB. One collection:
+//!
+//! - **sessions**: documents `{_id, data, user, ttl_seconds, browser_session, created_at,
+//!   updated_at, expires_at, last_seen_at, absolute_ttl_seconds, user_agent, client_address}`
+//!   with a TTL index on `expires_at` (each document expires at its own time) and an index on
+//!   `user`; `moved_to` marks a document a cycle has sealed (`cycle`). Every read also checks
+//!   `expires_at > now`, because the TTL monitor runs only about once a minute.
+//!
+//! Every operation is bounded by the configured timeout.
 //!
 //! Nothing here relies on transactions or a replica set (the test server is a single node,
 //! production may be sharded on `_id`): every change that must be atomic is one single-document
 //! operation, and a decision made on a read is written with a filter that still holds only
 //! if what was read still stands.
+//!
+//! # Lifetimes
+//!
+//! A session has an idle lifetime (`ttl_seconds`, renewed by touches) and may have an
+//! absolute one, counted from `created_at`, which a cycle keeps: the smaller of the
+//! companion's default (`--absolute-ttl-seconds`) and the session's own
+//! (`absolute_ttl_seconds`). Every write that sets `expires_at` sets
+//! `min(now + ttl, created_at + absolute)`, so a session's own limit is always within
+//! `expires_at`. The default is also checked on every read and in every write's filter
+//! (`created_at > now - default`), so lowering or turning it on ends older sessions at once,
+//! not at their next touch.
 
 mod cycle;
 pub mod data;
@@ -17,7 +31,7 @@ mod session_doc;
 mod sessions;
 mod users;
 
-pub use sessions::{Changes, NewSession, PatchOutcome};
+pub use sessions::{Changes, NewSession, Origin, PatchOutcome};
 
 use bson::{DateTime, Document, doc};
 use futures::TryStreamExt;
@@ -65,11 +79,35 @@ impl From<data::DataError> for StoreError {
     }
 }
 
+/// Where the store keeps things and the rules it applies.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub collection: String,
+    /// The most any one database operation may take.
+    pub timeout: Duration,
+    pub max_key_bytes: usize,
+    /// The companion's default absolute lifetime, in seconds.
+    pub absolute_ttl_seconds: Option<u64>,
+    /// The most live sessions one user may hold.
+    pub max_sessions_per_user: Option<u64>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            collection: "sessions".into(),
+            timeout: Duration::from_secs(1),
+            max_key_bytes: 256,
+            absolute_ttl_seconds: None,
+            max_sessions_per_user: None,
+        }
+    }
+}
+
 pub struct Store {
     db: Database,
     sessions: Collection<SessionDoc>,
-    timeout: Duration,
-    max_key_bytes: usize,
+    settings: Settings,
 }
 
 impl Store {
@@ -78,24 +116,24 @@ impl Store {
     pub async fn connect(
         uri: &str,
         database: &str,
-        collection: &str,
-        timeout: Duration,
-        max_key_bytes: usize,
+        settings: Settings,
     ) -> Result<Self, StoreError> {
         let mut options = ClientOptions::parse(uri).await?;
         options.app_name = Some("edge-session-companion".into());
         // The driver's 30 s defaults would hold requests far past any proxy's patience.
-        options.server_selection_timeout = Some(timeout);
-        options.connect_timeout = Some(timeout);
+        options.server_selection_timeout = Some(settings.timeout);
+        options.connect_timeout = Some(settings.timeout);
         let client = Client::with_options(options)?;
         let db = client.database(database);
-        let sessions = db.collection(collection);
         Ok(Self {
+            sessions: db.collection(&settings.collection),
             db,
-            sessions,
-            timeout,
-            max_key_bytes,
+            settings,
         })
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     /// Runs a driver operation within the timeout; the driver's own error stays inspectable.
@@ -103,11 +141,10 @@ impl Store {
         &self,
         operation: impl IntoFuture<Output = mongodb::error::Result<T>>,
     ) -> Result<mongodb::error::Result<T>, StoreError> {
-        tokio::time::timeout(self.timeout, operation)
-            .await
-            .map_err(|_| {
-                StoreError::Unavailable(format!("no answer within {} ms", self.timeout.as_millis()))
-            })
+        let timeout = self.settings.timeout;
+        tokio::time::timeout(timeout, operation).await.map_err(|_| {
+            StoreError::Unavailable(format!("no answer within {} ms", timeout.as_millis()))
+        })
     }
 
     async fn bounded<T>(
@@ -123,14 +160,34 @@ impl Store {
             .map(|_| ())
     }
 
-    /// Creates the TTL index on `expires_at` and the index on `user`, or leaves them as they
-    /// are when right. A TTL index with another `expireAfterSeconds` is changed in place with
-    /// `collMod`, never dropped. Safe to run from any number of replicas at once: creating an
-    /// identical index is a no-op.
+    /// Creates the TTL index on `expires_at` and the index on `user` of the sessions, or
+    /// leaves them as they are when right. A
+    /// TTL index with another `expireAfterSeconds` is changed in place with `collMod`, never
+    /// dropped. Safe to run from any number of replicas at once: creating an identical index
+    /// is a no-op.
     pub async fn ensure_indexes(&self) -> Result<(), StoreError> {
+        self.ensure_ttl_index(&self.sessions.clone_with_type(), "expires_at", TTL_INDEX)
+            .await?;
+        let options = IndexOptions::builder().name(USER_INDEX.to_string()).build();
+        let model = IndexModel::builder()
+            .keys(doc! {"user": 1})
+            .options(options)
+            .build();
+        self.bounded(self.sessions.create_index(model)).await?;
+        Ok(())
+    }
+
+    /// A TTL index on `field` with `expireAfterSeconds: 0`: each document expires at the time
+    /// it holds there.
+    async fn ensure_ttl_index(
+        &self,
+        collection: &Collection<Document>,
+        field: &str,
+        name: &str,
+    ) -> Result<(), StoreError> {
         let listed = self
             .bounded_raw(async {
-                self.sessions
+                collection
                     .list_indexes()
                     .await?
                     .try_collect::<Vec<_>>()
@@ -143,43 +200,54 @@ impl Store {
             Err(err) if command_code(&err) == Some(NAMESPACE_NOT_FOUND) => Vec::new(),
             Err(err) => return Err(err.into()),
         };
-        let ttl = existing.iter().find(|m| m.keys == doc! {"expires_at": 1});
+        let keys = doc! {field: 1};
+        let ttl = existing.iter().find(|m| m.keys == keys);
         match ttl.map(|m| m.options.as_ref().and_then(|o| o.expire_after)) {
             Some(Some(after)) if after == Duration::ZERO => {}
             Some(_) => {
-                let name = self.sessions.name().to_string();
                 let command = doc! {
-                    "collMod": name,
-                    "index": {"keyPattern": {"expires_at": 1}, "expireAfterSeconds": 0_i64},
+                    "collMod": collection.name(),
+                    "index": {"keyPattern": keys, "expireAfterSeconds": 0_i64},
                 };
                 self.bounded(self.db.run_command(command)).await?;
-                tracing::info!("changed the TTL index on expires_at to expireAfterSeconds 0");
+                tracing::info!(
+                    collection = collection.name(),
+                    "changed the TTL index on {field} to expireAfterSeconds 0"
+                );
             }
             None => {
                 let options = IndexOptions::builder()
-                    .name(TTL_INDEX.to_string())
+                    .name(name.to_string())
                     .expire_after(Duration::ZERO)
                     .build();
-                let model = IndexModel::builder()
-                    .keys(doc! {"expires_at": 1})
-                    .options(options)
-                    .build();
-                self.bounded(self.sessions.create_index(model)).await?;
+                let model = IndexModel::builder().keys(keys).options(options).build();
+                self.bounded(collection.create_index(model)).await?;
             }
         }
-        let options = IndexOptions::builder().name(USER_INDEX.to_string()).build();
-        let model = IndexModel::builder()
-            .keys(doc! {"user": 1})
-            .options(options)
-            .build();
-        self.bounded(self.sessions.create_index(model)).await?;
         Ok(())
+    }
+
+    /// The conditions of a live session: not expired, not sealed by a cycle, and within the
+    /// companion's default absolute lifetime.
+    fn live_filter(&self, now: DateTime) -> Document {
+        let mut filter = doc! {"expires_at": {"$gt": now}, "moved_to": {"$exists": false}};
+        if let Some(default) = self.settings.absolute_ttl_seconds {
+            filter.insert("created_at", doc! {"$gt": before(now, default)});
+        }
+        filter
     }
 
     /// The filter for a write that must not touch an expired session (no resurrection) nor
     /// one a cycle sealed.
-    fn live(id: &str, now: DateTime) -> Document {
-        doc! {"_id": id, "expires_at": {"$gt": now}, "moved_to": {"$exists": false}}
+    fn live(&self, id: &str, now: DateTime) -> Document {
+        let mut filter = doc! {"_id": id};
+        filter.extend(self.live_filter(now));
+        filter
+    }
+
+    /// Whether `doc` is live at `now`, exactly as `live` would match it.
+    fn is_live(&self, doc: &SessionDoc, now: DateTime) -> bool {
+        doc.is_live(now, self.settings.absolute_ttl_seconds)
     }
 }
 
@@ -201,10 +269,17 @@ fn seconds(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-fn after(now: DateTime, seconds_later: u64) -> DateTime {
+fn after(at: DateTime, seconds_later: u64) -> DateTime {
     DateTime::from_millis(
-        now.timestamp_millis()
+        at.timestamp_millis()
             .saturating_add(seconds(seconds_later).saturating_mul(1000)),
+    )
+}
+
+fn before(at: DateTime, seconds_earlier: u64) -> DateTime {
+    DateTime::from_millis(
+        at.timestamp_millis()
+            .saturating_sub(seconds(seconds_earlier).saturating_mul(1000)),
     )
 }
 

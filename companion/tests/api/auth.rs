@@ -14,6 +14,11 @@ async fn v1_needs_the_right_bearer_token() {
         (Method::POST, format!("/v1/sessions/{}/cycle", id.as_str())),
         (Method::GET, "/v1/users/u/sessions".to_string()),
         (Method::DELETE, "/v1/users/u/sessions".to_string()),
+        (
+            Method::DELETE,
+            format!("/v1/users/u/sessions/{}", id.handle()),
+        ),
+        (Method::POST, "/v1/sessions/seen".to_string()),
     ];
     // Near misses of the right token: one character short, long, changed, and in capitals.
     let last = TOKEN.len() - 1;

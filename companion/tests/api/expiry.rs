@@ -99,7 +99,7 @@ async fn the_stored_expiry_decides_whether_a_session_is_found() {
     );
     let (_, list) = app.call(Method::GET, "/v1/users/erin/sessions", None).await;
     assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
-    assert_eq!(list[0]["id"], json!(live_id));
+    assert_eq!(list[0]["handle"], json!(handle_of(&live_id)));
     let stored = raw.find_one(doc! {"_id": &gone_id}).await.unwrap().unwrap();
     assert_eq!(
         stored.get_datetime("expires_at").unwrap(),

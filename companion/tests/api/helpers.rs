@@ -109,3 +109,13 @@ pub async fn spawn_with(uri: &str, database: &str, adjust: impl FnOnce(&mut Conf
 pub async fn spawn() -> TestApp {
     spawn_with(&mongodb_uri(), &unique_database(), |_| {}).await
 }
+
+/// The handle of the session whose id is `id` (`proto::SessionId::handle`).
+pub fn handle_of(id: &str) -> String {
+    proto::SessionId::parse(id).unwrap().handle().to_string()
+}
+
+/// The handle of a session as the API answered it.
+pub fn handle_of_session(session: &Value) -> String {
+    handle_of(session["id"].as_str().unwrap())
+}

@@ -1,5 +1,5 @@
 use crate::helpers::*;
-use companion::store::Store;
+use companion::store::{Settings, Store};
 use futures::TryStreamExt;
 use mongodb::IndexModel;
 use mongodb::bson::{Document, doc};
@@ -7,20 +7,22 @@ use mongodb::options::IndexOptions;
 use std::time::Duration;
 
 async fn store(database: &str) -> Store {
-    Store::connect(
-        &mongodb_uri(),
-        database,
-        "sessions",
-        Duration::from_secs(5),
-        256,
-    )
-    .await
-    .unwrap()
+    let settings = Settings {
+        timeout: Duration::from_secs(5),
+        ..Settings::default()
+    };
+    Store::connect(&mongodb_uri(), database, settings)
+        .await
+        .unwrap()
 }
 
 async fn indexes(database: &str) -> Vec<IndexModel> {
+    indexes_of(database, "sessions").await
+}
+
+async fn indexes_of(database: &str, collection: &str) -> Vec<IndexModel> {
     let client = mongodb::Client::with_uri_str(mongodb_uri()).await.unwrap();
-    let coll = client.database(database).collection::<Document>("sessions");
+    let coll = client.database(database).collection::<Document>(collection);
     coll.list_indexes()
         .await
         .unwrap()

@@ -15,16 +15,16 @@ async fn list_and_revoke_every_session_of_a_user() {
         .call(Method::GET, "/v1/users/alice/sessions", None)
         .await;
     assert_eq!(status, StatusCode::OK);
-    let mut ids: Vec<&str> = list
+    let mut handles: Vec<&str> = list
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| s["id"].as_str().unwrap())
+        .map(|s| s["handle"].as_str().unwrap())
         .collect();
-    ids.sort();
-    let mut expected = vec![a["id"].as_str().unwrap(), b["id"].as_str().unwrap()];
+    handles.sort();
+    let mut expected = vec![handle_of_session(&a), handle_of_session(&b)];
     expected.sort();
-    assert_eq!(ids, expected);
+    assert_eq!(handles, expected);
 
     let (status, deleted) = app
         .call(Method::DELETE, "/v1/users/alice/sessions", None)
