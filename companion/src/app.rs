@@ -4,18 +4,22 @@ use crate::auth::{BearerToken, require_token};
 use crate::config::{Config, MAX_TTL_LIMIT_SECONDS};
 use crate::error::ApiError;
 use crate::metrics::{Metrics, track};
-use crate::routes::{health, sessions, users};
+use crate::routes::{health, revocations, sessions, users};
 use crate::store::{Store, StoreError, data};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::middleware::from_fn_with_state;
 use axum::routing::{delete, get, post};
+use proto::Timestamp;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 use tower_http::timeout::TimeoutLayer;
+
+/// How far past --max-ttl-seconds an announced revocation's `until` may lie.
+pub const ANNOUNCE_SLACK_SECONDS: u64 = 300;
 
 /// Limits every request is held to.
 #[derive(Clone, Debug)]
@@ -48,6 +52,25 @@ impl Limits {
                 "absolute_ttl_seconds must be between 1 and {MAX_TTL_LIMIT_SECONDS}"
             ))),
         }
+    }
+
+    /// The latest `until` an announced revocation may ask for: no session lives longer than
+    /// --max-ttl-seconds, and the slack absorbs clocks a little apart.
+    pub fn check_announced_until(
+        &self,
+        until: &Timestamp,
+        now: &Timestamp,
+    ) -> Result<(), ApiError> {
+        let latest = i128::from(self.max_ttl_seconds.saturating_add(ANNOUNCE_SLACK_SECONDS))
+            .saturating_mul(1_000_000_000)
+            .saturating_add(now.unix_nanos());
+        if until.unix_nanos() > latest {
+            return Err(ApiError::BadRequest(format!(
+                "until must be at most --max-ttl-seconds ({} s) plus {ANNOUNCE_SLACK_SECONDS} s from now",
+                self.max_ttl_seconds
+            )));
+        }
+        Ok(())
     }
 
     pub fn check_data(&self, data: &Map<String, Value>) -> Result<(), ApiError> {
@@ -126,6 +149,10 @@ pub fn build_app(state: AppState, request_timeout: Duration) -> Router {
         .route(
             "/v1/users/{user}/sessions/{handle}",
             delete(users::delete_one),
+        )
+        .route(
+            "/v1/revocations",
+            get(revocations::read).post(revocations::announce),
         )
         .route_layer(from_fn_with_state(state.clone(), require_token));
     Router::new()

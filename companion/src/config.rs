@@ -24,6 +24,13 @@ pub struct Config {
     /// Collection of sessions.
     #[arg(long, env = "COMPANION_COLLECTION", default_value = "sessions")]
     pub collection: String,
+    /// Collection of the revocation feed (GET /v1/revocations).
+    #[arg(
+        long,
+        env = "COMPANION_REVOCATIONS_COLLECTION",
+        default_value = "revocations"
+    )]
+    pub revocations_collection: String,
     /// Address to listen on.
     #[arg(long, env = "COMPANION_LISTEN", default_value = "127.0.0.1:8081")]
     pub listen: SocketAddr,
@@ -57,6 +64,19 @@ pub struct Config {
     /// their least recently seen sessions past it. Off when not given.
     #[arg(long, env = "COMPANION_MAX_SESSIONS_PER_USER")]
     pub max_sessions_per_user: Option<u64>,
+    /// How long revocation feed entries are kept, in seconds: at least the longest time a
+    /// proxy may cache a session, and for sessions kept in cookies, their cookie lifetime. A
+    /// proxy whose cursor is older must drop its cache and start again (410).
+    #[arg(
+        long,
+        env = "COMPANION_REVOCATION_RETENTION_SECONDS",
+        default_value_t = 3_600
+    )]
+    pub revocation_retention_seconds: u64,
+    /// How long a revocation's number may wait for its entry, in milliseconds: a reader's
+    /// cursor waits this long at a missing number before it moves past it.
+    #[arg(long, env = "COMPANION_REVOCATION_GRACE_MS", default_value_t = 10_000)]
+    pub revocation_grace_ms: u64,
     /// Largest session data, in bytes of its JSON.
     #[arg(long, env = "COMPANION_MAX_DATA_BYTES", default_value_t = 65_536)]
     pub max_data_bytes: usize,
@@ -119,7 +139,17 @@ pub enum ConfigError {
     TtlOverLimit,
     #[error("--absolute-ttl-seconds must be at most {MAX_TTL_LIMIT_SECONDS} (100 years)")]
     AbsoluteTtlOverLimit,
+    #[error(
+        "--revocation-retention-seconds must be at least {MIN_RETENTION_SECONDS} and four times --revocation-grace-ms"
+    )]
+    RetentionTooShort,
+    #[error("--revocation-grace-ms must be at least twice --db-timeout-ms")]
+    GraceTooShort,
 }
+
+/// The shortest retention of the revocation feed: a proxy polling every few seconds must not
+/// miss entries because of a short outage.
+pub const MIN_RETENTION_SECONDS: u64 = 60;
 
 /// A token's weakness in the words of the companion's flag (characters, not bytes).
 fn describe(weakness: Weakness) -> String {
@@ -156,6 +186,7 @@ impl Config {
                 self.max_sessions_per_user.unwrap_or(1),
                 "--max-sessions-per-user",
             ),
+            (self.revocation_grace_ms, "--revocation-grace-ms"),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero(name));
@@ -172,6 +203,15 @@ impl Config {
             .is_some_and(|seconds| seconds > MAX_TTL_LIMIT_SECONDS)
         {
             return Err(ConfigError::AbsoluteTtlOverLimit);
+        }
+        if self.revocation_grace_ms < self.db_timeout_ms.saturating_mul(2) {
+            return Err(ConfigError::GraceTooShort);
+        }
+        let retention_ms = self.revocation_retention_seconds.saturating_mul(1000);
+        if self.revocation_retention_seconds < MIN_RETENTION_SECONDS
+            || retention_ms < self.revocation_grace_ms.saturating_mul(4)
+        {
+            return Err(ConfigError::RetentionTooShort);
         }
         Ok(())
     }
@@ -209,10 +249,13 @@ impl Config {
     pub fn store_settings(&self) -> crate::store::Settings {
         crate::store::Settings {
             collection: self.collection.clone(),
+            revocations_collection: self.revocations_collection.clone(),
             timeout: self.db_timeout(),
             max_key_bytes: self.max_key_bytes,
             absolute_ttl_seconds: self.absolute_ttl_seconds,
             max_sessions_per_user: self.max_sessions_per_user,
+            revocation_retention: Duration::from_secs(self.revocation_retention_seconds),
+            revocation_grace: Duration::from_millis(self.revocation_grace_ms),
         }
     }
 
@@ -412,6 +455,7 @@ mod tests {
         let defaults = parse(&["--token", STRONG]);
         assert_eq!(defaults.absolute_ttl_seconds, None);
         assert_eq!(defaults.max_sessions_per_user, None);
+        assert_eq!(defaults.revocation_retention_seconds, 3_600);
         assert_eq!(defaults.validate(), Ok(()));
         for (flag, name) in [
             ("--absolute-ttl-seconds", "--absolute-ttl-seconds"),
@@ -435,6 +479,35 @@ mod tests {
         assert_eq!(
             absolute(MAX_TTL_LIMIT_SECONDS + 1).validate(),
             Err(ConfigError::AbsoluteTtlOverLimit)
+        );
+    }
+
+    #[test]
+    fn the_revocation_feed_keeps_entries_long_enough_to_wait_at_gaps() {
+        let feed = |retention: u64, grace: u64| {
+            parse(&[
+                "--token",
+                STRONG,
+                "--revocation-retention-seconds",
+                &retention.to_string(),
+                "--revocation-grace-ms",
+                &grace.to_string(),
+            ])
+            .validate()
+        };
+        assert_eq!(feed(MIN_RETENTION_SECONDS, 2_000), Ok(()));
+        assert_eq!(
+            feed(MIN_RETENTION_SECONDS - 1, 2_000),
+            Err(ConfigError::RetentionTooShort)
+        );
+        assert_eq!(feed(60, 15_000), Ok(()), "exactly four times the grace");
+        assert_eq!(feed(60, 15_001), Err(ConfigError::RetentionTooShort));
+        // The default --db-timeout-ms is 1000: the grace must cover two of them.
+        assert_eq!(feed(3_600, 2_000), Ok(()));
+        assert_eq!(feed(3_600, 1_999), Err(ConfigError::GraceTooShort));
+        assert_eq!(
+            feed(3_600, 0),
+            Err(ConfigError::Zero("--revocation-grace-ms"))
         );
     }
 

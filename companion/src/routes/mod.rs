@@ -1,5 +1,6 @@
 //! The HTTP handlers, one file per resource.
 
 pub mod health;
+pub mod revocations;
 pub mod sessions;
 pub mod users;

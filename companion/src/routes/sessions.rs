@@ -108,7 +108,7 @@ pub async fn patch(
     }
 }
 
-/// 204 whether or not the session existed.
+/// 204 whether or not the session existed; its revocation is recorded either way.
 pub async fn delete(
     State(state): State<AppState>,
     IdPath(id): IdPath,

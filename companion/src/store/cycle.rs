@@ -1,6 +1,6 @@
 //! Cycling a session: the same session under a new id, the old id never answering again.
 //!
-//! A cycle moves a session to a new id in three steps:
+//! A cycle moves a session to a new id in four steps:
 //!
 //! 1. **Seal** the live original with one `findOneAndUpdate` that matches only a live,
 //!    unsealed document and sets `moved_to` to the id drawn for the copy. This step decides:
@@ -13,7 +13,11 @@
 //!    under the new id; a duplicate id draws another. If the insert fails, the original is
 //!    unsealed (tried three times), and once it is, a copy that may have landed unseen is
 //!    deleted: the session is back under its old id and the caller gets 503.
-//! 3. **Delete the sealed original.** If it is already gone, the session was deleted during
+//! 3. **Record the old id's revocation** in the feed, by handle. It comes after the seal, so
+//!    a proxy that reads it and looks the old id up again finds nothing. If it cannot be
+//!    recorded, the cycle is undone as in step 2 (503): a proxy caching the old id would
+//!    otherwise go on serving it, which is what a cycle at login is there to prevent.
+//! 4. **Delete the sealed original.** If it is already gone, the session was deleted during
 //!    the cycle (DELETE, log out everywhere, the TTL monitor, the per-user limit): the copy
 //!    is deleted too and the cycle answers 404, as if it had come after. If this delete
 //!    fails, the cycle still succeeds: the sealed original is no session and the TTL index
@@ -22,14 +26,15 @@
 //! The steps run in a task of their own, so a caller that gives up (the filter's timeout,
 //! the request timeout, a closed connection) does not stop a cycle half-way. A cycle whose
 //! caller is gone once the copy is in is undone the same way as a failed insert, since
-//! nobody would learn the new id.
+//! nobody would learn the new id (its feed entry, if written, then names a live session: a
+//! proxy drops its copy and reads it again, no harm).
 //!
 //! What remains: if the process dies or exits between the seal and the insert or the unseal
 //! (a shutdown waits for open requests, not for a cycle whose caller has left), or the
 //! database answers none of the three unseal attempts, the session stays sealed: the API no
 //! longer shows it, but it stays in the collection until it expires, and
 //! `{$unset: {moved_to: ""}}` on its `_id` restores it (its `moved_to` names the copy, which
-//! may also exist). If the caller goes away during step 3, or a cleanup cannot reach the
+//! may also exist). If the caller goes away during step 4, or a cleanup cannot reach the
 //! database, a copy lives on under an id nobody was told: unreachable by id, listed and
 //! deleted with its user, gone at its expiry.
 
@@ -37,7 +42,7 @@ use super::sessions::Origin;
 use super::{Store, StoreError, draw_id};
 use bson::{DateTime, doc};
 use mongodb::options::ReturnDocument;
-use proto::{Session, SessionId, short_hash};
+use proto::{RevocationReason, Revoked, Session, SessionId, short_hash};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -105,6 +110,15 @@ impl Store {
             copy.client_address = origin.client_address;
         }
         if let Err(err) = self.insert_drawing_on_duplicate(&mut copy).await {
+            if self.unseal(id, &copy_id).await {
+                self.forget_copy(&copy.id).await;
+            }
+            return Err(err);
+        }
+        let revoked = Revoked::Session {
+            handle: session_id.handle(),
+        };
+        if let Err(err) = self.record(revoked, RevocationReason::Cycled, None).await {
             if self.unseal(id, &copy_id).await {
                 self.forget_copy(&copy.id).await;
             }

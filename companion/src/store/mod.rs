@@ -1,10 +1,12 @@
-//! The only module that talks to MongoDB. One collection:
+//! The only module that talks to MongoDB. Two collections:
 //!
 //! - **sessions**: documents `{_id, data, user, ttl_seconds, browser_session, created_at,
 //!   updated_at, expires_at, last_seen_at, absolute_ttl_seconds, user_agent, client_address}`
 //!   with a TTL index on `expires_at` (each document expires at its own time) and an index on
 //!   `user`; `moved_to` marks a document a cycle has sealed (`cycle`). Every read also checks
 //!   `expires_at > now`, because the TTL monitor runs only about once a minute.
+//! - **revocations**: the revocation feed (`revocations`), a counter document and one
+//!   document per entry, with a TTL index on `expire_at`.
 //!
 //! Every operation is bounded by the configured timeout.
 //!
@@ -27,10 +29,12 @@
 mod cycle;
 pub mod data;
 pub mod keys;
+mod revocations;
 mod session_doc;
 mod sessions;
 mod users;
 
+pub use revocations::FeedRead;
 pub use sessions::{Changes, NewSession, Origin, PatchOutcome};
 
 use bson::{DateTime, Document, doc};
@@ -44,6 +48,7 @@ use std::time::Duration;
 
 const TTL_INDEX: &str = "expires_at_ttl";
 const USER_INDEX: &str = "user_1";
+const REVOCATION_TTL_INDEX: &str = "expire_at_ttl";
 const DUPLICATE_KEY: i32 = 11000;
 const NAMESPACE_NOT_FOUND: i32 = 26;
 
@@ -83,6 +88,7 @@ impl From<data::DataError> for StoreError {
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub collection: String,
+    pub revocations_collection: String,
     /// The most any one database operation may take.
     pub timeout: Duration,
     pub max_key_bytes: usize,
@@ -90,16 +96,23 @@ pub struct Settings {
     pub absolute_ttl_seconds: Option<u64>,
     /// The most live sessions one user may hold.
     pub max_sessions_per_user: Option<u64>,
+    /// How long a revocation entry is kept at least.
+    pub revocation_retention: Duration,
+    /// How long a revocation's number may stay allocated without its entry appearing.
+    pub revocation_grace: Duration,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
             collection: "sessions".into(),
+            revocations_collection: "revocations".into(),
             timeout: Duration::from_secs(1),
             max_key_bytes: 256,
             absolute_ttl_seconds: None,
             max_sessions_per_user: None,
+            revocation_retention: Duration::from_secs(3600),
+            revocation_grace: Duration::from_secs(10),
         }
     }
 }
@@ -107,6 +120,7 @@ impl Default for Settings {
 pub struct Store {
     db: Database,
     sessions: Collection<SessionDoc>,
+    revocations: Collection<Document>,
     settings: Settings,
 }
 
@@ -127,6 +141,7 @@ impl Store {
         let db = client.database(database);
         Ok(Self {
             sessions: db.collection(&settings.collection),
+            revocations: db.collection(&settings.revocations_collection),
             db,
             settings,
         })
@@ -160,8 +175,8 @@ impl Store {
             .map(|_| ())
     }
 
-    /// Creates the TTL index on `expires_at` and the index on `user` of the sessions, or
-    /// leaves them as they are when right. A
+    /// Creates the TTL index on `expires_at` and the index on `user` of the sessions, and the
+    /// TTL index on `expire_at` of the revocations, or leaves them as they are when right. A
     /// TTL index with another `expireAfterSeconds` is changed in place with `collMod`, never
     /// dropped. Safe to run from any number of replicas at once: creating an identical index
     /// is a no-op.
@@ -174,7 +189,8 @@ impl Store {
             .options(options)
             .build();
         self.bounded(self.sessions.create_index(model)).await?;
-        Ok(())
+        self.ensure_ttl_index(&self.revocations, "expire_at", REVOCATION_TTL_INDEX)
+            .await
     }
 
     /// A TTL index on `field` with `expireAfterSeconds: 0`: each document expires at the time
@@ -284,7 +300,11 @@ fn before(at: DateTime, seconds_earlier: u64) -> DateTime {
 }
 
 fn is_duplicate_key(err: &mongodb::error::Error) -> bool {
-    matches!(&*err.kind, ErrorKind::Write(WriteFailure::WriteError(e)) if e.code == DUPLICATE_KEY)
+    match &*err.kind {
+        ErrorKind::Write(WriteFailure::WriteError(e)) => e.code == DUPLICATE_KEY,
+        ErrorKind::Command(e) => e.code == DUPLICATE_KEY,
+        _ => false,
+    }
 }
 
 fn command_code(err: &mongodb::error::Error) -> Option<i32> {

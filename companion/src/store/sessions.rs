@@ -4,7 +4,7 @@ use super::session_doc::{SessionDoc, absolute_end, absolute_limit, within};
 use super::{Store, StoreError, after, data, draw_id, is_duplicate_key, keys, seconds};
 use bson::{DateTime, Document, doc};
 use mongodb::options::ReturnDocument;
-use proto::{Session, SessionId};
+use proto::{RevocationReason, Revoked, Session, SessionId};
 use serde_json::{Map, Value};
 
 /// Attempts at a write whose expiry was computed from what it read, when that changed
@@ -255,11 +255,20 @@ impl Store {
         )))
     }
 
-    /// Idempotent: deleting what is not there is fine.
+    /// Idempotent: deleting what is not there is fine. The revocation is recorded either way,
+    /// after the delete, so a retry after a failed record records it.
     pub async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
         self.bounded(self.sessions.delete_one(doc! {"_id": id.as_str()}))
-            .await
-            .map(|_| ())
+            .await?;
+        self.record(
+            Revoked::Session {
+                handle: id.handle(),
+            },
+            RevocationReason::Deleted,
+            None,
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Moves `last_seen_at` of the live sessions among `ids` to `now` (never back), in one

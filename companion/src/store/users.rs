@@ -23,7 +23,7 @@ use super::{Store, StoreError, before};
 use bson::{DateTime, Document, doc};
 use futures::TryStreamExt;
 use mongodb::options::FindOptions;
-use proto::{SessionHandle, SessionId, SessionSummary};
+use proto::{RevocationReason, Revoked, SessionHandle, SessionId, SessionSummary};
 use serde::Deserialize;
 use std::cmp::Reverse;
 
@@ -127,12 +127,25 @@ impl Store {
             )
             .await?
             .deleted_count;
-        Ok(deleted > 0)
+        if deleted == 0 {
+            return Ok(false);
+        }
+        self.record(
+            Revoked::Session {
+                handle: handle.clone(),
+            },
+            RevocationReason::Deleted,
+            None,
+        )
+        .await?;
+        Ok(true)
     }
 
     /// Ends every session of `user` ("log out everywhere"), or every one but the session
     /// named by `except` ("log out my other devices"; when it names none of the user's
-    /// sessions, all are ended). Returns how many documents went.
+    /// sessions, all are ended). Returns how many documents went. The feed gets one
+    /// user-wide entry, recorded even when nothing was deleted, so proxies that never asked
+    /// the companion (cookie-store sessions) learn of it too.
     pub async fn delete_user(
         &self,
         user: &str,
@@ -152,10 +165,20 @@ impl Store {
                 filter.insert("_id", doc! {"$nin": keep});
             }
         }
-        Ok(self
+        let deleted = self
             .bounded(self.sessions.delete_many(filter))
             .await?
-            .deleted_count)
+            .deleted_count;
+        self.record(
+            Revoked::User {
+                user: user.to_string(),
+                except: except.cloned(),
+            },
+            RevocationReason::Deleted,
+            None,
+        )
+        .await?;
+        Ok(deleted)
     }
 
     /// Holds `user` to the per-user limit after a binding: ends their least recently seen
@@ -183,8 +206,18 @@ impl Store {
                 )
                 .await?
                 .deleted_count;
-            // 0 when another trim, a logout or a rebinding got there first.
-            ended += deleted;
+            if deleted == 0 {
+                // Another trim, a logout or a rebinding got there first.
+                continue;
+            }
+            ended += 1;
+            let Some(handle) = row.handle() else { continue };
+            if let Err(err) = self
+                .record(Revoked::Session { handle }, RevocationReason::Capped, None)
+                .await
+            {
+                tracing::warn!(error = %err, "a session ended by the per-user limit is not in the revocation feed");
+            }
         }
         Ok(ended)
     }

@@ -19,6 +19,9 @@ async fn v1_needs_the_right_bearer_token() {
             format!("/v1/users/u/sessions/{}", id.handle()),
         ),
         (Method::POST, "/v1/sessions/seen".to_string()),
+        (Method::GET, "/v1/revocations".to_string()),
+        (Method::GET, "/v1/revocations?after=start".to_string()),
+        (Method::POST, "/v1/revocations".to_string()),
     ];
     // Near misses of the right token: one character short, long, changed, and in capitals.
     let last = TOKEN.len() - 1;

@@ -75,6 +75,48 @@ async fn a_cycle_whose_copy_is_refused_leaves_the_session_where_it_was() {
     assert_eq!(listed[0]["handle"], json!(handle_of_session(&created)));
 }
 
+/// The feed refuses the old id's revocation (a validator admits only the counter): a proxy
+/// caching the old id would go on serving it, so the cycle is undone as when its copy is
+/// refused, and the caller gets 503.
+#[tokio::test]
+async fn a_cycle_whose_revocation_cannot_be_recorded_is_undone() {
+    let database = unique_database();
+    let app = spawn_with(&mongodb_uri(), &database, |_| {}).await;
+    let created = app
+        .create(json!({"data": {"cart": [3]}, "user": "unrecorded"}))
+        .await;
+    let path = format!("/v1/sessions/{}", created["id"].as_str().unwrap());
+    let client = mongodb::Client::with_uri_str(mongodb_uri()).await.unwrap();
+    let db = client.database(&database);
+    db.run_command(doc! {
+        "collMod": "revocations",
+        "validator": {"kind": {"$exists": false}},
+        "validationLevel": "strict",
+    })
+    .await
+    .unwrap();
+
+    let (status, body) = app.call(Method::POST, &format!("{path}/cycle"), None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let (status, read) = app.call(Method::GET, &path, None).await;
+    assert_eq!(status, StatusCode::OK, "unsealed: {read}");
+    assert_eq!(read, created, "the session as it was");
+    assert_eq!(
+        collection(&database)
+            .await
+            .count_documents(doc! {})
+            .await
+            .unwrap(),
+        1
+    );
+    let entries = db
+        .collection::<Document>("revocations")
+        .count_documents(doc! {"_id": {"$gt": 0}})
+        .await
+        .unwrap();
+    assert_eq!(entries, 0);
+}
+
 /// The caller gives up (here the request timeout, as a filter's callout timeout would) while
 /// the database answers slowly: the cycle still runs to its end in its own task, sees nobody
 /// will learn the new id, and undoes itself, so the old id answers again. Were the cycle run in

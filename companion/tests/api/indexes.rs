@@ -56,6 +56,15 @@ async fn ensuring_indexes_twice_is_harmless() {
     );
     assert!(models.iter().any(|m| m.keys == doc! {"user": 1}));
     assert_eq!(models.len(), 3, "_id, expires_at and user: {models:?}");
+    let feed = indexes_of(&database, "revocations").await;
+    let ttl = feed.iter().find(|m| m.keys == doc! {"expire_at": 1});
+    assert_eq!(
+        ttl.and_then(|m| m.options.as_ref())
+            .and_then(|o| o.expire_after),
+        Some(Duration::ZERO),
+        "{feed:?}"
+    );
+    assert_eq!(feed.len(), 2, "_id and expire_at: {feed:?}");
 }
 
 #[tokio::test]
