@@ -119,3 +119,20 @@ pub fn handle_of(id: &str) -> String {
 pub fn handle_of_session(session: &Value) -> String {
     handle_of(session["id"].as_str().unwrap())
 }
+
+/// The database `name` on the test server, reached directly.
+pub async fn raw_database(name: &str) -> mongodb::Database {
+    mongodb::Client::with_uri_str(mongodb_uri())
+        .await
+        .unwrap()
+        .database(name)
+}
+
+/// A timestamp field of an answer, in Unix milliseconds.
+pub fn millis(value: &Value) -> i64 {
+    let text = value
+        .as_str()
+        .unwrap_or_else(|| panic!("not a time: {value}"));
+    let t = proto::Timestamp::parse(text).unwrap_or_else(|| panic!("not a time: {text}"));
+    i64::try_from(t.unix_nanos() / 1_000_000).unwrap()
+}

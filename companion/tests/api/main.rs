@@ -12,6 +12,7 @@ mod expiry;
 mod healthcheck;
 mod hostile_input;
 mod indexes;
+mod lifetimes;
 mod outage;
 mod sessions;
 mod startup;
