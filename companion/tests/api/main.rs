@@ -13,6 +13,7 @@ mod healthcheck;
 mod hostile_input;
 mod indexes;
 mod lifetimes;
+mod listing;
 mod outage;
 mod sessions;
 mod startup;
