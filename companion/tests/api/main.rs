@@ -15,6 +15,7 @@ mod indexes;
 mod lifetimes;
 mod listing;
 mod outage;
+mod seen;
 mod sessions;
 mod startup;
 mod users;
