@@ -16,6 +16,7 @@ mod lifetimes;
 mod listing;
 mod outage;
 mod seen;
+mod session_limit;
 mod sessions;
 mod startup;
 mod users;
