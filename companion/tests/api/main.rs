@@ -15,6 +15,7 @@ mod indexes;
 mod lifetimes;
 mod listing;
 mod outage;
+mod revocations;
 mod seen;
 mod session_limit;
 mod sessions;
