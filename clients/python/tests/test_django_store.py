@@ -13,7 +13,7 @@ from django.contrib.sessions.exceptions import SessionInterrupted
 from django.http import HttpRequest, HttpResponse
 from django.test import RequestFactory, SimpleTestCase, override_settings
 
-from edge_session.companion import CompanionClient, CompanionUnavailable
+from edge_session.companion import CompanionClient, CompanionUnavailable, session_handle
 from edge_session.django import SessionMiddleware, SessionStore
 from edge_session.secret_rules import DevelopmentSecretWarning
 from edge_session.token import Keyring
@@ -210,7 +210,10 @@ class DjangoEngineTests(SimpleTestCase):
         self.assertIs(SessionStore().exists(old_key), False, "the old id is gone at once")
         self.assertEqual(SessionStore(store.session_key).load(), {"cart": ["book"], "_auth_user_id": "42"})
         self.assertEqual(self.stored(store).user, "42")
-        self.assertIn(self.keyring.verify(store.session_key or ""), [s.id for s in self.companion.user_sessions("42")])
+        session_id = self.keyring.verify(store.session_key or "") or ""
+        listed = self.companion.user_sessions("42")
+        self.assertIn(session_handle(session_id), [s.handle for s in listed])
+        self.assertNotIn(session_id, repr(listed), "a listing never carries an id")
         self.companion.delete_user_sessions("42")  # "log out everywhere"
         self.assertEqual(SessionStore(store.session_key).load(), {})
 

@@ -7,6 +7,8 @@ Nothing here ever turns a failure into an empty session.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import http.client
 import json
 import urllib.error
@@ -66,6 +68,55 @@ class Session:
         if not (isinstance(session.id, str) and is_session_id(session.id) and isinstance(session.data, dict)):
             raise CompanionUnavailable("the companion answered something that is not a session")
         return session
+
+
+def session_handle(session_id: str) -> str:
+    """The non-secret handle that names a session in a user's listing (``proto::SessionId::handle``).
+
+    The unpadded base64url of the first 16 bytes of SHA-256(``"edge-session/handle/v1|"`` + id):
+    22 characters. One-way, so a listing shown to a user never carries an id that opens a session.
+    """
+    digest = hashlib.sha256(b"edge-session/handle/v1|" + session_id.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest[:16]).rstrip(b"=").decode("ascii")
+
+
+def _is_handle(value: Any) -> bool:
+    return (
+        isinstance(value, str)
+        and len(value) == 22
+        and all(c.isascii() and (c.isalnum() or c in "-_") for c in value)
+    )
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    """One live session of a user as the listing shows it: a handle and metadata, never an id or data."""
+
+    handle: str
+    created_at: str
+    last_seen_at: str
+    expires_at: str
+    browser_session: bool
+    user_agent: str | None
+    client_address: str | None
+
+    @classmethod
+    def from_json(cls, body: Any) -> SessionSummary:
+        try:
+            summary = cls(
+                handle=body["handle"],
+                created_at=body["created_at"],
+                last_seen_at=body["last_seen_at"],
+                expires_at=body["expires_at"],
+                browser_session=body["browser_session"],
+                user_agent=body.get("user_agent"),
+                client_address=body.get("client_address"),
+            )
+        except (KeyError, TypeError, AttributeError):
+            raise CompanionUnavailable("the companion answered something that is not a session summary") from None
+        if not _is_handle(summary.handle):
+            raise CompanionUnavailable("the companion answered something that is not a session summary")
+        return summary
 
 
 def snapshot(data: Mapping[str, Any]) -> JsonObject:
@@ -188,11 +239,13 @@ class CompanionClient:
     def delete(self, session_id: str) -> None:
         self._call("DELETE", f"/v1/sessions/{session_id}")
 
-    def user_sessions(self, user: str) -> list[Session]:
+    def user_sessions(self, user: str) -> list[SessionSummary]:
+        """The user's live sessions, most recently seen first, each named by its handle
+        (:func:`session_handle` of the id tells which one is the current session)."""
         _, body = self._call("GET", f"/v1/users/{urllib.parse.quote(user, safe='')}/sessions")
         if not isinstance(body, list):
             raise CompanionUnavailable("the companion answered something that is not a list")
-        return [Session.from_json(item) for item in body]
+        return [SessionSummary.from_json(item) for item in body]
 
     def delete_user_sessions(self, user: str) -> int:
         _, body = self._call("DELETE", f"/v1/users/{urllib.parse.quote(user, safe='')}/sessions")
