@@ -110,6 +110,11 @@ impl Store {
     /// Ends the session of `user` named by `handle`. `false` when the user has no such
     /// session. The user's documents are read by the `user` index and the handle of each is
     /// computed: handles are not stored, so every document, however old, can be named.
+    ///
+    /// The feed entry is written after the delete whatever it found, as every delete does:
+    /// a retry after a delete that landed and an entry that did not (a 503) answers `false`
+    /// and still records it. An entry naming a session that lives on costs a proxy one
+    /// lookup, never a wrong answer.
     pub async fn delete_user_session(
         &self,
         user: &str,
@@ -117,19 +122,18 @@ impl Store {
         now: DateTime,
     ) -> Result<bool, StoreError> {
         let rows = self.rows(user, self.unexpired(now)).await?;
-        let Some(row) = rows.iter().find(|r| r.handle().as_ref() == Some(handle)) else {
-            return Ok(false);
+        let deleted = match rows.iter().find(|r| r.handle().as_ref() == Some(handle)) {
+            Some(row) => {
+                self.bounded(
+                    self.sessions
+                        .delete_one(doc! {"_id": row.id.as_str(), "user": user}),
+                )
+                .await?
+                .deleted_count
+                    > 0
+            }
+            None => false,
         };
-        let deleted = self
-            .bounded(
-                self.sessions
-                    .delete_one(doc! {"_id": row.id.as_str(), "user": user}),
-            )
-            .await?
-            .deleted_count;
-        if deleted == 0 {
-            return Ok(false);
-        }
         self.record(
             Revoked::Session {
                 handle: handle.clone(),
@@ -138,7 +142,7 @@ impl Store {
             None,
         )
         .await?;
-        Ok(true)
+        Ok(deleted)
     }
 
     /// Ends every session of `user` ("log out everywhere"), or every one but the session

@@ -175,15 +175,28 @@ async fn deletions_cycles_user_revocations_and_announcements_are_recorded() {
     assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{numbers:?}");
     assert_eq!(entry["seq"].as_u64(), numbers.last().copied());
     assert_ne!(moved["id"], cycled["id"]);
-    // A 404 by handle records nothing.
-    app.call(
-        Method::DELETE,
-        &format!("/v1/users/rita/sessions/{}", handle_of_session(&by_handle)),
-        None,
-    )
-    .await;
+    // A 404 by handle records the entry again: a retry after a 503 whose delete landed and
+    // whose entry did not must not lose the entry.
+    let (status, _) = app
+        .call(
+            Method::DELETE,
+            &format!("/v1/users/rita/sessions/{}", handle_of_session(&by_handle)),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     let after = page_after(&app, page["cursor"].as_str().unwrap()).await;
-    assert_eq!(after["entries"], json!([]));
+    assert_eq!(
+        after["entries"].as_array().map(|e| e
+            .iter()
+            .map(|e| (e["handle"].clone(), e["reason"].clone()))
+            .collect::<Vec<_>>()),
+        Some(vec![(
+            json!(handle_of_session(&by_handle)),
+            json!("deleted")
+        )]),
+        "{after}"
+    );
 }
 
 /// Number N drawn before N+1, N+1 written first: the page carries N+1 but the cursor stays
