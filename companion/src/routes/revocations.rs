@@ -27,6 +27,37 @@
 //! `{error: "resync", message, cursor}`: the reader drops everything it caches and continues
 //! from `cursor`, the current head. A malformed cursor or limit is 400.
 //!
+//! The cursor is opaque to readers (today `<seq>-<millis>`, see `proto::RevocationCursor`);
+//! only `start` and cursors this feed answered are meant to be passed. A reader that follows
+//! this contract sees every entry at least once, in `seq` order within each page, and
+//! exactly once after skipping numbers it applied; it sees an entry at its first poll after
+//! the entry's insert, even when an older number is still missing (only the cursor waits at
+//! the gap, for at most the grace time, `--revocation-grace-ms`, 10 s by default). While the
+//! cursor waits at a gap, a page repeats the same first `limit` entries after it: a reader
+//! behind by more than `limit` entries catches up once the gap closes or times out.
+//!
+//! Entry kinds: `{seq, at, kind: "session", handle, reason}` (reason `deleted`, `cycled` (the
+//! old id's handle), `capped` or `announced`, which also has `until`), and `{seq, at, kind:
+//! "user", user, except?, reason: "deleted"}`: every session the user held at `at`, but the
+//! one named by `except`. Each entry is written after the change it reports, so a reader that
+//! applies it and then looks the session up finds it gone.
+//!
+//! What the contract assumes: the companion replicas' clocks agree to well within the grace
+//! time (the reader's companion compares its clock with the writer's `at`), and a database
+//! write that timed out at the companion is not applied more than the grace time later
+//! (`--revocation-grace-ms` must be at least twice `--db-timeout-ms`; a writer abandons a
+//! number it could not write within half the grace time). Sharded clusters are expected to
+//! work (the counter and each entry are single-document writes, the read is a range on
+//! `_id`) but are not tested.
+//!
+//! Cost: a poll is one indexed range query on `_id` (`_id >= cursor`, sorted, at most
+//! `limit + 2` documents; an idle poll returns one document, the cursor's own entry). The
+//! head, a resync, and a cursor whose own entry the TTL monitor removed read the counter
+//! document by `_id` as well. A write is one `findOneAndUpdate` on the counter and one
+//! insert; every entry updates the one counter document, so the feed's write rate is that
+//! of updates to a single document (entries come from logouts, cycles and limits, not from
+//! page views).
+//!
 //! `POST /v1/revocations {handle, until}` records the revocation of a session the companion
 //! never held, kept in the feed until `until` at least; `until` may lie at most
 //! `--max-ttl-seconds` plus 5 minutes ahead. 201 with the entry.
