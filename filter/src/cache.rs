@@ -18,6 +18,7 @@ use crate::inject::Injection;
 use crate::revocation::{RevocationTag, Sequence};
 use crate::token::{Presented, Verified};
 use lru::LruCache;
+use proto::SessionHandle;
 use proto::SessionId;
 use std::rc::Rc;
 
@@ -34,6 +35,10 @@ pub struct Resolved {
     pub browser_session: bool,
     /// Where another worker announces that this session changed.
     pub revocation: RevocationTag,
+    /// The bound user, for the revocation feed's "every session of this user".
+    pub user: Option<String>,
+    /// The session's handle, for the feed's "every session but this one".
+    pub handle: SessionHandle,
 }
 
 struct Entry {
@@ -88,6 +93,8 @@ pub fn entry_bytes(resolved: &Resolved) -> usize {
     allocation(size_of::<Resolved>() + 2 * size_of::<usize>())
         + id
         + allocation(resolved.revocation.key.capacity())
+        + resolved.user.as_ref().map_or(0, |user| allocation(user.capacity()))
+        + allocation(resolved.handle.as_str().len())
         + allocation(headers.capacity() * size_of::<(String, String)>())
         + allocation(omitted.capacity() * size_of::<String>())
         + strings
@@ -185,6 +192,30 @@ impl SessionCache {
         }
     }
 
+    /// Drops every entry.
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+    }
+
+    /// Drops every session bound to `user` but the one whose handle is `except`. Returns how
+    /// many were dropped.
+    pub fn remove_user(&mut self, user: &str, except: Option<&SessionHandle>) -> usize {
+        let gone: Vec<SessionId> = self
+            .entries
+            .iter()
+            .filter(|(_, entry)| {
+                entry.resolved.user.as_deref() == Some(user)
+                    && except != Some(&entry.resolved.handle)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &gone {
+            self.remove(id);
+        }
+        gone.len()
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }
@@ -217,6 +248,8 @@ mod tests {
             ttl_seconds: 60,
             browser_session: false,
             revocation: RevocationTag::of(&id(n)),
+            user: None,
+            handle: id(n).handle(),
         })
     }
 
@@ -241,6 +274,8 @@ mod tests {
             ttl_seconds: 60,
             browser_session: false,
             revocation: RevocationTag::of(&id(n)),
+            user: None,
+            handle: id(n).handle(),
         })
     }
 

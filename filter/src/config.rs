@@ -46,6 +46,8 @@ pub struct Config {
     pub expire_at_browser_close: bool,
     /// Which control headers a 5xx response applies.
     pub controls_on_server_error: ServerErrorControls,
+    /// Following the companion's revocation feed; `None`: off.
+    pub revocation_feed: Option<FeedConfig>,
     /// Weak secrets accepted because `allow_development_secrets` is on, one line each (the
     /// field and why, never the secret): `on_configure` logs them loudly.
     pub development_secrets: Vec<String>,
@@ -88,6 +90,13 @@ pub enum WriteErrorPolicy {
     Fail,
 }
 
+/// How often the feed is polled, and how long the poller's lease lasts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FeedConfig {
+    pub interval: Duration,
+    pub lease: Duration,
+}
+
 /// When a response carries the session cookie again, with `Max-Age` up to the session's
 /// expiry, though the app wrote nothing. Only sessions with `Max-Age` (not browser sessions)
 /// and only with `sliding` on does it change anything: without sliding the expiry never moves.
@@ -125,6 +134,8 @@ pub struct HeaderNames {
     pub expires: String,
     /// `1` for a browser session (its cookie has no `Max-Age`), `0` otherwise.
     pub browser: String,
+    /// The session's handle: names it in listings and revocations, never enough to use it.
+    pub handle: String,
     /// Data key to header name, e.g. `roles` to `x-user-roles`.
     pub map: BTreeMap<String, String>,
 }
@@ -139,6 +150,7 @@ impl HeaderNames {
             data: name("data"),
             expires: name("expires"),
             browser: name("browser"),
+            handle: name("handle"),
             prefix,
             map,
         }
@@ -291,6 +303,51 @@ struct RawConfig {
     expire_at_browser_close: bool,
     #[serde(default = "default_server_error_controls")]
     controls_on_server_error: ServerErrorControls,
+    #[serde(default)]
+    revocation_feed: RawFeed,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawFeed {
+    interval_ms: u64,
+    lease_ms: Option<u64>,
+}
+
+impl Default for RawFeed {
+    fn default() -> Self {
+        Self {
+            interval_ms: 1000,
+            lease_ms: None,
+        }
+    }
+}
+
+/// `revocation_feed`: `interval_ms` 0 turns it off; the lease defaults to three intervals.
+fn parse_feed(raw: RawFeed) -> Result<Option<FeedConfig>, ConfigError> {
+    if raw.interval_ms == 0 {
+        return Ok(None);
+    }
+    let interval_ms = in_range(
+        raw.interval_ms as usize,
+        100,
+        MAX_TIMEOUT_MS as usize,
+        "revocation_feed.interval_ms",
+    )? as u64;
+    let lease_ms = raw.lease_ms.unwrap_or(3 * interval_ms);
+    if lease_ms <= interval_ms || lease_ms > 10 * MAX_TIMEOUT_MS {
+        return Err(error(
+            "revocation_feed.lease_ms",
+            format!(
+                "must be more than interval_ms ({interval_ms}) and at most {}",
+                10 * MAX_TIMEOUT_MS
+            ),
+        ));
+    }
+    Ok(Some(FeedConfig {
+        interval: Duration::from_millis(interval_ms),
+        lease: Duration::from_millis(lease_ms),
+    }))
 }
 
 #[derive(Deserialize)]
@@ -449,6 +506,7 @@ impl Config {
                 .transpose()?,
             expire_at_browser_close: raw.expire_at_browser_close,
             controls_on_server_error: raw.controls_on_server_error,
+            revocation_feed: parse_feed(raw.revocation_feed)?,
             development_secrets: secrets.accepted_weak,
         })
     }

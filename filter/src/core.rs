@@ -6,23 +6,65 @@
 
 use crate::cache::SessionCache;
 use crate::config::Config;
+use crate::feed::{FeedState, Follower};
 use crate::metrics::Counter;
 use crate::revocation::SharedStore;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 /// The plugin's configuration and its cache.
 pub struct Core {
     pub config: Config,
+    /// `None` when caching is off, or set aside while the revocation feed is stale.
     pub cache: RefCell<Option<SessionCache>>,
+    /// The cache while it is set aside (docs/architecture.md, "Revocation feed").
+    suspended: RefCell<Option<SessionCache>>,
+    /// What this worker applied of the feed's state.
+    follower: Cell<Follower>,
 }
 
 impl Core {
     pub fn new(config: Config) -> Self {
         let cache = config.cache.map(SessionCache::new);
+        // With the feed, nothing is cached until its head has been read.
+        let (cache, suspended) = match config.revocation_feed {
+            Some(_) => (None, cache),
+            None => (cache, None),
+        };
         Self {
             config,
             cache: RefCell::new(cache),
+            suspended: RefCell::new(suspended),
+            follower: Cell::new(Follower::default()),
         }
+    }
+
+    /// Applies the revocation feed's state to this worker's cache: clears it on a resync,
+    /// drops the sessions of users revoked as a whole, and sets the cache aside (every request
+    /// asks the store) while the feed has not been read for longer than the cache TTL.
+    /// Returns whether the cache is set aside.
+    pub fn follow_feed(&self, state: Option<&FeedState>, now_ms: i64) -> bool {
+        let Some(ttl) = self.config.cache.map(|c| c.ttl) else {
+            return false;
+        };
+        let mut follower = self.follower.get();
+        let stale_after = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let follow = follower.follow(state, now_ms, stale_after);
+        self.follower.set(follower);
+        let (mut cache, mut suspended) = (self.cache.borrow_mut(), self.suspended.borrow_mut());
+        match (follow.suspend, cache.is_some()) {
+            (true, true) => *suspended = cache.take(),
+            (false, false) => *cache = suspended.take(),
+            _ => {}
+        }
+        for cache in [cache.as_mut(), suspended.as_mut()].into_iter().flatten() {
+            if follow.clear || follow.suspend {
+                cache.clear();
+            }
+            for (user, except) in &follow.users {
+                cache.remove_user(user, except.as_ref());
+            }
+        }
+        follow.suspend
     }
 }
 

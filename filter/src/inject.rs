@@ -44,7 +44,7 @@ pub fn text_value(text: &str) -> String {
 
 pub fn for_session(names: &HeaderNames, session: &Session, max_bytes: usize) -> Injection {
     let mut injection = Injection {
-        headers: Vec::with_capacity(6 + names.map.len()),
+        headers: Vec::with_capacity(7 + names.map.len()),
         omitted: Vec::new(),
     };
     let mut push = |name: &str, value: String| {
@@ -56,6 +56,7 @@ pub fn for_session(names: &HeaderNames, session: &Session, max_bytes: usize) -> 
     };
     push(&names.state, "valid".to_string());
     push(&names.id, session.id.as_str().to_string());
+    push(&names.handle, session.id.handle().as_str().to_string());
     if let Some(user) = &session.user {
         push(&names.user, text_value(user));
     }
@@ -133,6 +134,11 @@ mod tests {
             Some("2026-01-01T00:01:00Z")
         );
         assert_eq!(get(&injection, "x-session-browser"), Some("0"));
+        assert_eq!(
+            get(&injection, "x-session-handle"),
+            Some(s.id.handle().as_str()),
+            "the handle, never enough to use the session"
+        );
         assert_eq!(
             get(&injection, "x-user-roles"),
             Some(r#"["admin","ops"]"#),

@@ -10,6 +10,7 @@ pub mod config;
 pub mod control;
 pub mod cookie;
 pub mod core;
+pub mod feed;
 pub mod inject;
 pub mod json_ascii;
 pub mod metrics;

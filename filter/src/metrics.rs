@@ -20,10 +20,14 @@ pub enum Counter {
     ControlSkipped,
     /// A sliding-expiry touch the store did not confirm: the expiry may not have moved.
     TouchFailed,
+    /// A revocation feed poll that failed (not sent, no answer, or not a page).
+    FeedFailed,
+    /// The feed could not continue from its cursor: every worker dropped its cache.
+    FeedResync,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 15] = [
+    pub const ALL: [Counter; 17] = [
         Self::Valid,
         Self::None,
         Self::Invalid,
@@ -39,6 +43,8 @@ impl Counter {
         Self::RevocationFailed,
         Self::ControlSkipped,
         Self::TouchFailed,
+        Self::FeedFailed,
+        Self::FeedResync,
     ];
 
     pub fn name(self) -> &'static str {
@@ -58,6 +64,8 @@ impl Counter {
             Self::RevocationFailed => "edge_session_revocation_failed",
             Self::ControlSkipped => "edge_session_control_skipped",
             Self::TouchFailed => "edge_session_touch_failed",
+            Self::FeedFailed => "edge_session_feed_failed",
+            Self::FeedResync => "edge_session_feed_resync",
         }
     }
 

@@ -508,12 +508,15 @@ impl Core {
     /// What to inject and cache for a session the companion returned.
     fn resolved(&self, session: &Session) -> Resolved {
         let config = &self.config;
+        let handle = session.id.handle();
         Resolved {
             injection: inject::for_session(&config.headers, session, config.max_header_bytes),
             expires_at_nanos: session.expires_at.unix_nanos(),
             ttl_seconds: session.ttl_seconds,
             browser_session: session.browser_session,
-            revocation: RevocationTag::of(&session.id),
+            revocation: RevocationTag::of_handle(&handle),
+            user: session.user.clone(),
+            handle,
             id: session.id.clone(),
         }
     }
@@ -607,7 +610,8 @@ mod tests {
 
     fn core() -> Core {
         let config = serde_json::json!({"keys": [{"id": "k1", "secret": SECRET}],
-            "companion": {"cluster": "companion", "token": "companion-test-token-0123456789abcdef"}});
+            "companion": {"cluster": "companion", "token": "companion-test-token-0123456789abcdef"},
+            "revocation_feed": {"interval_ms": 0}});
         Core::new(Config::parse(config.to_string().as_bytes()).unwrap())
     }
 

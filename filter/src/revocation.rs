@@ -24,7 +24,7 @@
 //! back after writing and tries again until its entry is there; the entry is missing for the
 //! moment between, and only on a bucket's first write in the proxy's life.
 
-use proto::SessionId;
+use proto::{SessionHandle, SessionId};
 use sha2::{Digest, Sha256};
 
 /// Number of buckets, so of shared-data keys for revocations (plus the sequence).
@@ -88,8 +88,15 @@ pub struct RevocationTag {
 }
 
 impl RevocationTag {
+    /// A session's tag comes from its handle, so a revocation read from the companion's feed
+    /// (which names sessions by handle, never by id) lands where this proxy's own
+    /// announcements for the same session do.
     pub fn of(id: &SessionId) -> Self {
-        let digest = Sha256::digest(id.as_str().as_bytes());
+        Self::of_handle(&id.handle())
+    }
+
+    pub fn of_handle(handle: &SessionHandle) -> Self {
+        let digest = Sha256::digest(handle.as_str().as_bytes());
         let bucket = u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]]) % BUCKETS;
         let mut tag = [0u8; TAG_BYTES];
         tag.copy_from_slice(&digest[8..8 + TAG_BYTES]);

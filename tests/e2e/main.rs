@@ -14,6 +14,7 @@ use std::time::Duration;
 use testkit::FaultyLink;
 
 mod drills;
+mod feed;
 mod lifetime;
 mod underscores;
 
@@ -41,6 +42,8 @@ impl Drop for KillOnDrop {
 
 struct Stack {
     proxy: SocketAddr,
+    /// The proxy's configuration, for a second proxy in front of the same companion.
+    dev: DevConfig,
     client: Client,
     _app: KillOnDrop,
     companion: companion::Config,
@@ -114,6 +117,28 @@ impl Default for Options<'_> {
     }
 }
 
+/// An edge-dev proxy (two workers) with `dev`, on a free port, and its host (for its logs
+/// and counters).
+async fn start_proxy(dev: DevConfig) -> (SocketAddr, harness::Host) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy = listener.local_addr().unwrap();
+    let host = harness::Host::new();
+    let serving = host.clone();
+    tokio::spawn(async move {
+        edge_dev::serve_on(
+            serving,
+            dev,
+            2,
+            true,
+            listener,
+            std::future::pending::<()>(),
+        )
+        .await
+        .unwrap();
+    });
+    (proxy, host)
+}
+
 async fn stack_for(options: Options<'_>) -> Stack {
     let uri = std::env::var("MONGODB_URI").expect("MONGODB_URI is not set: run `cargo xtask test`");
     let database = format!("e2e_{}_{}", std::process::id(), free_addr().port());
@@ -170,15 +195,10 @@ async fn stack_for(options: Options<'_>) -> Stack {
         config.extend(extra);
     }
     dev.plugin.configuration = filter_config.to_string();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let proxy = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        edge_dev::serve(dev, 2, true, listener, std::future::pending::<()>())
-            .await
-            .unwrap();
-    });
+    let (proxy, _) = start_proxy(dev.clone()).await;
     let stack = Stack {
         proxy,
+        dev,
         client: Client::new(),
         _app: legacy,
         companion,
@@ -223,7 +243,18 @@ impl Stack {
     }
 
     async fn get(&self, path: &str, cookie: Option<&str>, extra: &[(&str, &str)]) -> Reply {
-        let mut request = self.client.get(format!("http://{}{path}", self.proxy));
+        self.get_via(self.proxy, path, cookie, extra).await
+    }
+
+    /// A GET through the proxy at `proxy` (the stack's, or a second one).
+    async fn get_via(
+        &self,
+        proxy: SocketAddr,
+        path: &str,
+        cookie: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> Reply {
+        let mut request = self.client.get(format!("http://{proxy}{path}"));
         if let Some(cookie) = cookie {
             request = request.header("cookie", cookie);
         }

@@ -1,14 +1,19 @@
-//! The root context: parses the configuration once, defines the counters, owns the core.
+//! The root context: parses the configuration once, defines the counters, owns the core, and
+//! follows the companion's revocation feed on a timer (`crate::feed`).
 
 use super::log_level;
 use super::stream::{SessionStream, Unconfigured};
 use crate::config::Config;
 use crate::core::Core;
+use crate::feed::{self, Polled};
 use crate::metrics::Counter;
+use crate::revocation::{SetError, SharedStore};
+use crate::store::companion::HttpCall;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, MetricType};
 use std::rc::Rc;
+use std::time::UNIX_EPOCH;
 
 /// What every stream of this plugin shares: the core (configuration and cache) and the
 /// counters Envoy handed out.
@@ -29,9 +34,106 @@ impl Filter {
 #[derive(Default)]
 pub struct Root {
     filter: Option<Rc<Filter>>,
+    /// This worker's name in the feed's lease: a number drawn from shared data by CAS, or the
+    /// clock if shared data refused. Two workers with one name would both poll: twice the
+    /// feed's reads, never a lost entry (every state write is a CAS).
+    owner: u64,
+    /// The feed poll in flight, if any: one at a time.
+    polling: Option<u32>,
 }
 
-impl Context for Root {}
+impl Root {
+    fn now_ms(&self) -> i64 {
+        self.get_current_time()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    }
+
+    /// Applies the feed's shared state to this worker's cache.
+    fn follow(&self, filter: &Filter) {
+        let (state, _) = feed::read(self);
+        if filter.core.follow_feed(state.as_ref(), self.now_ms()) {
+            log::warn!(
+                "edge-session: revocation feed not read for longer than cache.ttl_ms: \
+                 not caching until it is"
+            );
+        }
+    }
+
+    /// Asks the feed for what follows the shared cursor.
+    fn poll(&mut self, filter: &Filter) {
+        let (state, _) = feed::read(self);
+        let call = HttpCall {
+            method: "GET",
+            path: feed::poll_path(state.as_ref()),
+            body: None,
+        };
+        self.polling = super::dispatch(self, &filter.core.config.companion, &call);
+        if self.polling.is_none() {
+            filter.count(Counter::FeedFailed);
+        }
+    }
+}
+
+impl SharedStore for Root {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        super::shared_get(self, key)
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), SetError> {
+        super::shared_set(self, key, value, cas)
+    }
+}
+
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        if self.polling != Some(token) {
+            return;
+        }
+        self.polling = None;
+        let Some(filter) = self.filter.clone() else {
+            return;
+        };
+        // With no headers the call failed and Envoy holds no reply maps: reading them would trap.
+        let status = (num_headers > 0)
+            .then(|| self.get_http_call_response_header(":status"))
+            .flatten()
+            .and_then(|s| s.parse::<u16>().ok());
+        let Some(status) = status else {
+            filter.count(Counter::FeedFailed);
+            log::warn!("edge-session: revocation feed poll failed (no answer)");
+            return;
+        };
+        let body = self
+            .get_http_call_response_body(0, body_size)
+            .unwrap_or_default();
+        let applied = feed::apply(self, status, &body, self.now_ms());
+        if applied.is_ok() {
+            // This worker need not wait for its next tick to see what it just applied.
+            self.follow(&filter);
+        }
+        match applied {
+            Ok(Polled::Page { more: true, .. }) => self.poll(&filter),
+            Ok(Polled::Page { .. }) => {}
+            Ok(Polled::Resync) => {
+                filter.count(Counter::FeedResync);
+                log::warn!(
+                    "edge-session: revocation feed resynchronised: every worker drops its cache"
+                );
+            }
+            Err(err) => {
+                filter.count(Counter::FeedFailed);
+                log::warn!("edge-session: revocation feed poll failed (status {status}): {err}");
+            }
+        }
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
@@ -57,12 +159,42 @@ impl RootContext for Root {
             counters[counter.index()] =
                 hostcalls::define_metric(MetricType::Counter, counter.name()).ok();
         }
+        if let Some(feed) = config.revocation_feed {
+            self.set_tick_period(feed.interval);
+        }
+        self.owner = feed::worker_number(self).unwrap_or_else(|| {
+            self.get_current_time()
+                .duration_since(UNIX_EPOCH)
+                .map_or(1, |d| (d.as_nanos() as u64).max(1))
+        });
         self.filter = Some(Rc::new(Filter {
             core: Core::new(config),
             counters,
         }));
         log::info!("edge-session: configured");
         true
+    }
+
+    /// Each tick: the worker holding the lease polls the feed (one poll at a time), and every
+    /// worker applies the feed's state to its own cache.
+    fn on_tick(&mut self) {
+        let Some(filter) = self.filter.clone() else {
+            return;
+        };
+        let Some(config) = filter.core.config.revocation_feed else {
+            return;
+        };
+        let now_ms = self.now_ms();
+        let lease_ms = i64::try_from(config.lease.as_millis()).unwrap_or(i64::MAX);
+        match feed::take_lease(self, self.owner, now_ms, lease_ms) {
+            Ok(true) if self.polling.is_none() => self.poll(&filter),
+            Ok(_) => {}
+            Err(err) => {
+                filter.count(Counter::FeedFailed);
+                log::warn!("edge-session: revocation feed lease: {err}");
+            }
+        }
+        self.follow(&filter);
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {

@@ -13,7 +13,7 @@ use crate::store::companion::{self, HttpCall};
 use crate::store::{Failure, WriteOutcome};
 use proto::SessionId;
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, Status};
+use proxy_wasm::types::Action;
 use std::rc::Rc;
 use std::time::UNIX_EPOCH;
 
@@ -67,37 +67,9 @@ impl SessionStream {
         );
     }
 
-    /// One HTTP call to the companion cluster; `None` when Envoy refused to send it (no such
-    /// cluster, no healthy host).
+    /// One HTTP call to the companion cluster; `None` when Envoy refused to send it.
     fn call(&self, call: &HttpCall) -> Option<u32> {
-        let companion = &self.filter.core.config.companion;
-        let mut headers = vec![
-            (":method", call.method),
-            (":path", call.path.as_str()),
-            (":authority", companion.authority.as_str()),
-            ("authorization", companion.authorization.as_str()),
-            ("accept", "application/json"),
-        ];
-        if call.body.is_some() {
-            headers.push(("content-type", "application/json"));
-        }
-        let sent = self.dispatch_http_call(
-            &companion.cluster,
-            headers,
-            call.body.as_deref(),
-            vec![],
-            companion.timeout,
-        );
-        match sent {
-            Ok(token) => Some(token),
-            Err(status) => {
-                log::error!(
-                    "edge-session: cannot call cluster {:?}: {status:?}",
-                    companion.cluster
-                );
-                None
-            }
-        }
+        super::dispatch(self, &self.filter.core.config.companion, call)
     }
 
     /// Does what the request path decided. `in_callback`: the request is paused, waiting on
@@ -245,19 +217,11 @@ impl RequestHost for SessionStream {
 /// The revocation table's shared data.
 impl SharedStore for SessionStream {
     fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
-        match self.get_shared_data(key) {
-            (Some(value), cas) => Some((value, cas.unwrap_or(0))),
-            (None, _) => None,
-        }
+        super::shared_get(self, key)
     }
 
     fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), SetError> {
-        let cas = (cas != 0).then_some(cas);
-        self.set_shared_data(key, Some(value), cas)
-            .map_err(|status| match status {
-                Status::CasMismatch => SetError::CasMismatch,
-                _ => SetError::Refused,
-            })
+        super::shared_set(self, key, value, cas)
     }
 }
 

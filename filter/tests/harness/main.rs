@@ -7,6 +7,7 @@ mod support;
 mod boundaries;
 mod cache_memory;
 mod envoy_limits;
+mod feed;
 mod lifetime;
 mod properties;
 mod request;

@@ -233,7 +233,7 @@ proptest! {
         let Some(up) = &s.upstream else { return Ok(()) };
         let state = up.headers.get("x-session-state").unwrap_or_default().to_string();
         prop_assert!(["valid", "none", "invalid", "expired", "unavailable"].contains(&state.as_str()), "{state}");
-        let filter_sets = ["x-session-state", "x-session-id", "x-session-user", "x-session-data", "x-session-expires", "x-session-browser", "x-k"];
+        let filter_sets = ["x-session-state", "x-session-id", "x-session-user", "x-session-data", "x-session-expires", "x-session-browser", "x-session-handle", "x-k"];
         for (name, _) in up.headers.to_strings() {
             let name = name.to_ascii_lowercase();
             if !name.starts_with("x-session-") && name != "x-k" {
