@@ -59,6 +59,21 @@ async fn logged_in_for_4_seconds(stack: &Stack, user: &str) -> (Jar, Instant) {
     (jar, start)
 }
 
+/// One line per request (seen with `--nocapture`): when, the state, the cookie's `Max-Age`.
+fn transcript(what: &str, start: Instant, reply: &Reply) {
+    let max_age = reply.set_cookie.as_deref().and_then(|c| {
+        c.split("; ")
+            .find_map(|a| a.strip_prefix("Max-Age="))
+            .map(str::to_string)
+    });
+    eprintln!(
+        "{what}: t={:.1}s state={} set-cookie Max-Age={}",
+        start.elapsed().as_secs_f64(),
+        state_seen(reply),
+        max_age.as_deref().unwrap_or("-")
+    );
+}
+
 /// The session state the app saw for this request.
 fn state_seen(reply: &Reply) -> String {
     let seen: Value = serde_json::from_str(&reply.body).unwrap();
@@ -85,6 +100,7 @@ async fn an_active_browser_stays_logged_in_past_its_first_max_age_and_an_idle_on
             start.elapsed()
         );
         let reply = stack.get("/", cookie.as_deref(), &[]).await;
+        transcript("active", start, &reply);
         assert_eq!(state_seen(&reply), "valid", "at {:?}", start.elapsed());
         if reply.set_cookie.is_some() {
             renewals += 1;
@@ -105,8 +121,10 @@ async fn an_active_browser_stays_logged_in_past_its_first_max_age_and_an_idle_on
         "the browser dropped the cookie at its Max-Age"
     );
     let reply = stack.get("/", None, &[]).await;
+    transcript("idle 6 s, no cookie left", start, &reply);
     assert_eq!(state_seen(&reply), "none", "logged out");
     let replayed = stack.get("/", Some(&kept), &[]).await;
+    transcript("idle 6 s, old cookie replayed", start, &replayed);
     assert_eq!(
         state_seen(&replayed),
         "expired",
@@ -128,6 +146,7 @@ async fn an_active_browser_is_logged_out_at_the_absolute_limit() {
     let mut last_valid = Duration::ZERO;
     while start.elapsed() < Duration::from_secs(9) {
         let reply = stack.get("/", jar.header().as_deref(), &[]).await;
+        transcript("active, absolute 6 s", start, &reply);
         let at = start.elapsed();
         let state = state_seen(&reply);
         if at < Duration::from_secs(4) {
