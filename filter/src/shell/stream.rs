@@ -70,7 +70,12 @@ impl SessionStream {
     /// One HTTP call to the companion cluster; `None` when Envoy refused to send it (no such
     /// cluster, no healthy host).
     fn call(&self, call: &HttpCall) -> Option<u32> {
-        let companion = &self.filter.core.config.companion;
+        // Only a cookie-store configuration has no companion; until that mode is wired, its
+        // calls fail as a call Envoy refused.
+        let Some(companion) = &self.filter.core.config.companion else {
+            log::error!("edge-session: no companion configured for this call");
+            return None;
+        };
         let mut headers = vec![
             (":method", call.method),
             (":path", call.path.as_str()),
