@@ -22,7 +22,11 @@ fn main() -> ExitCode {
         match outcome {
             Ok(config) => println!(
                 "plugin config ok: {file} (companion cluster {:?}, on_store_error {:?})",
-                config.companion.cluster, config.on_store_error
+                config
+                    .companion
+                    .as_ref()
+                    .map_or("(none)", |c| c.cluster.as_str()),
+                config.on_store_error
             ),
             Err(err) => {
                 eprintln!("plugin config REFUSED: {file}: {err}");

@@ -3,6 +3,7 @@
 //! Every error names the field.
 
 use crate::cookie::CookieSpec;
+use crate::store::cookie::{CookieKey, CookieKeyring};
 use crate::token::{KeyId, Keyring, SigningKey};
 use base64::Engine;
 use proto::secrets::{self, Weakness};
@@ -27,7 +28,10 @@ const MAX_HEADER_BYTES_LIMIT: usize = 65_536;
 pub struct Config {
     pub cookie: CookieSpec,
     pub keys: Keyring,
-    pub companion: Companion,
+    /// Where sessions live. Parsed only: the paths do not use it yet.
+    pub store: StoreMode,
+    /// Required with the companion store; optional with the cookie store.
+    pub companion: Option<Companion>,
     /// `None`: caching disabled (`ttl_ms` 0).
     pub cache: Option<CacheConfig>,
     pub headers: HeaderNames,
@@ -51,6 +55,23 @@ pub struct Config {
     /// Weak secrets accepted because `allow_development_secrets` is on, one line each (the
     /// field and why, never the secret): `on_configure` logs them loudly.
     pub development_secrets: Vec<String>,
+}
+
+/// Where sessions live (docs/architecture.md, "Stores").
+#[derive(Clone, Debug)]
+pub enum StoreMode {
+    /// In the companion, named by a signed id in the cookie.
+    Companion,
+    /// In the cookie itself, sealed with these keys (`cookie_store.keys`), which are
+    /// separate from the signing keys.
+    Cookie(CookieKeyring),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum StoreKind {
+    Companion,
+    Cookie,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -275,7 +296,12 @@ struct RawConfig {
     #[serde(default)]
     cookie: RawCookie,
     keys: Vec<RawKey>,
-    companion: RawCompanion,
+    #[serde(default = "default_store")]
+    store: StoreKind,
+    #[serde(default)]
+    cookie_store: Option<RawCookieStore>,
+    #[serde(default)]
+    companion: Option<RawCompanion>,
     #[serde(default)]
     cache: RawCache,
     #[serde(default)]
@@ -396,6 +422,12 @@ struct RawKey {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawCookieStore {
+    keys: Vec<RawKey>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawCompanion {
     cluster: String,
     authority: Option<String>,
@@ -440,6 +472,9 @@ impl Default for RawHeaders {
     }
 }
 
+fn default_store() -> StoreKind {
+    StoreKind::Companion
+}
 fn default_store_policy() -> StoreErrorPolicy {
     StoreErrorPolicy::FailOpen
 }
@@ -477,15 +512,27 @@ impl Config {
             let message = redact(e.inner());
             error(field_of(&path, &message), message)
         })?;
+        if raw.companion.is_none() && raw.store == StoreKind::Companion {
+            // What serde said of the missing field before the cookie store made it optional.
+            return Err(error("companion", "missing field `companion`"));
+        }
         let headers = parse_headers(raw.headers)?;
         let mut secrets = SecretCheck {
             development: raw.allow_development_secrets,
             accepted_weak: Vec::new(),
         };
+        let cookie = parse_cookie(raw.cookie)?;
+        let (keys, signing_secrets) = parse_keys(raw.keys, &mut secrets)?;
+        let store = parse_store(raw.store, raw.cookie_store, &signing_secrets, &mut secrets)?;
+        let companion = raw
+            .companion
+            .map(|companion| parse_companion(companion, &mut secrets))
+            .transpose()?;
         Ok(Self {
-            cookie: parse_cookie(raw.cookie)?,
-            keys: parse_keys(raw.keys, &mut secrets)?,
-            companion: parse_companion(raw.companion, &mut secrets)?,
+            cookie,
+            keys,
+            store,
+            companion,
             cache: parse_cache(raw.cache)?,
             headers,
             on_store_error: raw.on_store_error,
@@ -645,33 +692,103 @@ fn parse_cookie(raw: RawCookie) -> Result<CookieSpec, ConfigError> {
     ))
 }
 
-fn parse_keys(raw: Vec<RawKey>, secrets: &mut SecretCheck) -> Result<Keyring, ConfigError> {
-    if raw.is_empty() {
-        return Err(error(
-            "keys",
-            "at least one key is required; the first signs, all verify",
-        ));
+/// The signing key ring, and the secrets (for the cookie store to refuse them).
+fn parse_keys(
+    raw: Vec<RawKey>,
+    secrets: &mut SecretCheck,
+) -> Result<(Keyring, Vec<Vec<u8>>), ConfigError> {
+    let keys = parse_key_list(
+        raw,
+        "keys",
+        "at least one key is required; the first signs, all verify",
+        secrets,
+    )?;
+    let ring = Keyring::new(
+        keys.iter()
+            .map(|(id, secret)| SigningKey::new(id.clone(), secret))
+            .collect(),
+    );
+    Ok((ring, keys.into_iter().map(|(_, secret)| secret).collect()))
+}
+
+fn parse_store(
+    kind: StoreKind,
+    raw: Option<RawCookieStore>,
+    signing_secrets: &[Vec<u8>],
+    secrets: &mut SecretCheck,
+) -> Result<StoreMode, ConfigError> {
+    match (kind, raw) {
+        (StoreKind::Companion, None) => Ok(StoreMode::Companion),
+        (StoreKind::Companion, Some(_)) => Err(error(
+            "cookie_store",
+            "is only read with \"store\": \"cookie\"",
+        )),
+        (StoreKind::Cookie, None) => Err(error(
+            "cookie_store",
+            "is required with \"store\": \"cookie\" (its keys encrypt the cookie)",
+        )),
+        (StoreKind::Cookie, Some(raw)) => {
+            let keys = parse_key_list(
+                raw.keys,
+                "cookie_store.keys",
+                "at least one key is required; the first encrypts, all decrypt",
+                secrets,
+            )?;
+            // Key separation (docs/security.md, "Cookie store"): one secret, one use.
+            if let Some(i) = keys
+                .iter()
+                .position(|(_, secret)| signing_secrets.contains(secret))
+            {
+                return Err(error(
+                    format!("cookie_store.keys[{i}].secret"),
+                    "is also a signing key's secret; the cookie store needs keys of its own",
+                ));
+            }
+            let keys = keys
+                .iter()
+                .map(|(id, secret)| CookieKey::new(id.clone(), secret))
+                .collect();
+            CookieKeyring::new(keys)
+                .map(StoreMode::Cookie)
+                .ok_or_else(|| error("cookie_store.keys", "at least one key is required"))
+        }
     }
-    let mut keys: Vec<SigningKey> = Vec::with_capacity(raw.len());
+}
+
+/// A list of `{id, secret}` under `field`: ids well formed and unique, secrets base64 of at
+/// least 32 bytes that pass the secret rules.
+fn parse_key_list(
+    raw: Vec<RawKey>,
+    field: &str,
+    empty: &str,
+    secrets: &mut SecretCheck,
+) -> Result<Vec<(KeyId, Vec<u8>)>, ConfigError> {
+    if raw.is_empty() {
+        return Err(error(field, empty));
+    }
+    let mut keys: Vec<(KeyId, Vec<u8>)> = Vec::with_capacity(raw.len());
     for (i, key) in raw.into_iter().enumerate() {
         let id = KeyId::parse(&key.id).ok_or_else(|| {
             error(
-                format!("keys[{i}].id"),
+                format!("{field}[{i}].id"),
                 "must be 1 to 16 of A-Z a-z 0-9 _ -",
             )
         })?;
-        if keys.iter().any(|k| k.id() == &id) {
-            return Err(error(format!("keys[{i}].id"), "is used by an earlier key"));
+        if keys.iter().any(|(k, _)| k == &id) {
+            return Err(error(
+                format!("{field}[{i}].id"),
+                "is used by an earlier key",
+            ));
         }
         let secret = decode_secret(&key.secret).ok_or_else(|| {
             error(
-                format!("keys[{i}].secret"),
+                format!("{field}[{i}].secret"),
                 "must be base64 (standard or URL-safe alphabet, padding optional)",
             )
         })?;
         if secret.len() < secrets::MIN_KEY_BYTES {
             return Err(error(
-                format!("keys[{i}].secret"),
+                format!("{field}[{i}].secret"),
                 format!(
                     "decodes to {} bytes; at least {} are required",
                     secret.len(),
@@ -680,12 +797,12 @@ fn parse_keys(raw: Vec<RawKey>, secrets: &mut SecretCheck) -> Result<Keyring, Co
             ));
         }
         secrets.check(
-            format!("keys[{i}].secret"),
+            format!("{field}[{i}].secret"),
             secrets::key_weakness(&key.secret, &secret),
         )?;
-        keys.push(SigningKey::new(id, &secret));
+        keys.push((id, secret));
     }
-    Ok(Keyring::new(keys))
+    Ok(keys)
 }
 
 fn decode_secret(text: &str) -> Option<Vec<u8>> {
@@ -846,12 +963,15 @@ mod tests {
             "sid=; Max-Age=0; Path=/; Secure; HttpOnly; SameSite=Lax"
         );
         assert_eq!(config.cookie.max_age_seconds(), 1_209_600);
-        assert_eq!(config.companion.authority, "companion");
+        assert_eq!(config.companion.as_ref().unwrap().authority, "companion");
         assert_eq!(
-            config.companion.authorization,
+            config.companion.as_ref().unwrap().authorization,
             "Bearer s3cret-token-0123456789abcdefghij"
         );
-        assert_eq!(config.companion.timeout, Duration::from_millis(200));
+        assert_eq!(
+            config.companion.as_ref().unwrap().timeout,
+            Duration::from_millis(200)
+        );
         let cache = config.cache.unwrap();
         assert_eq!(
             (cache.ttl, cache.max_entries.get()),
@@ -894,7 +1014,10 @@ mod tests {
             "__Host-s=; Max-Age=0; Path=/; Secure; SameSite=Strict"
         );
         assert_eq!(config.keys.signing_key().id().as_str(), "new");
-        assert_eq!(config.companion.authority, "sessions.internal:8080");
+        assert_eq!(
+            config.companion.as_ref().unwrap().authority,
+            "sessions.internal:8080"
+        );
         assert!(config.cache.is_none(), "ttl_ms 0 disables the cache");
         assert_eq!(config.headers.state, "x-sess-state");
         assert_eq!(
@@ -908,6 +1031,161 @@ mod tests {
         assert_eq!(config.on_write_error, WriteErrorPolicy::Fail);
         assert!(config.forward_cookie && !config.sliding);
         assert_eq!((config.ttl_seconds, config.max_header_bytes), (300, 100));
+    }
+
+    /// 32 bytes 0x80..0x9f: a cookie store key, not a signing key.
+    const COOKIE_SECRET: &str = "gIGCg4SFhoeIiYqLjI2Oj5CRkpOUlZaXmJmam5ydnp8=";
+
+    /// The minimal cookie-store configuration: no companion.
+    fn minimal_cookie() -> Value {
+        json!({
+            "keys": [{"id": "k1", "secret": SECRET}],
+            "store": "cookie",
+            "cookie_store": {"keys": [{"id": "c1", "secret": COOKIE_SECRET}]}
+        })
+    }
+
+    #[test]
+    fn the_store_defaults_to_the_companion_and_needs_it() {
+        let config = parse(&minimal()).unwrap();
+        assert!(matches!(config.store, StoreMode::Companion));
+        assert!(config.companion.is_some());
+        let mut value = minimal();
+        value["store"] = json!("companion");
+        assert!(matches!(parse(&value).unwrap().store, StoreMode::Companion));
+        value.as_object_mut().unwrap().remove("companion");
+        let err = parse(&value).err().unwrap();
+        assert_eq!(
+            (err.field.as_str(), err.message.as_str()),
+            ("companion", "missing field `companion`"),
+            "the same error as before the cookie store"
+        );
+    }
+
+    #[test]
+    fn the_cookie_store_needs_its_keys_and_no_companion() {
+        let config = parse(&minimal_cookie()).unwrap();
+        let StoreMode::Cookie(keys) = &config.store else {
+            panic!("not the cookie store: {:?}", config.store);
+        };
+        assert_eq!(keys.sealing_key().id().as_str(), "c1");
+        assert!(config.companion.is_none());
+        let mut value = minimal_cookie();
+        value["companion"] = minimal()["companion"].clone();
+        let config = parse(&value).unwrap();
+        assert_eq!(
+            config.companion.map(|c| c.cluster),
+            Some("companion".into()),
+            "a companion may still be configured"
+        );
+        let mut value = minimal_cookie();
+        value["cookie_store"]["keys"] = json!([
+            {"id": "new", "secret": COOKIE_SECRET},
+            {"id": "old", "secret": "ZWZnaGlqa2xtbm9wcXJzdHV2d3h5ent8fX5/gIGCg4Q="}
+        ]);
+        let StoreMode::Cookie(keys) = parse(&value).unwrap().store else {
+            panic!("not the cookie store");
+        };
+        assert_eq!(keys.sealing_key().id().as_str(), "new", "the first seals");
+    }
+
+    #[test]
+    fn bad_cookie_store_configurations_name_the_field() {
+        let text_key = base64::engine::general_purpose::STANDARD
+            .encode("dev-only-secret-do-not-use-in-production!");
+        let cases: Vec<(&str, Mutation)> = vec![
+            ("store", Box::new(|v| v["store"] = json!("redis"))),
+            ("store", Box::new(|v| v["store"] = json!("Cookie"))),
+            (
+                "cookie_store",
+                Box::new(|v| {
+                    v.as_object_mut().unwrap().remove("cookie_store");
+                }),
+            ),
+            (
+                "cookie_store",
+                Box::new(|v| {
+                    v["store"] = json!("companion");
+                    v["companion"] = minimal()["companion"].clone();
+                }),
+            ),
+            (
+                "cookie_store.keys",
+                Box::new(|v| v["cookie_store"] = json!({})),
+            ),
+            (
+                "cookie_store.keys",
+                Box::new(|v| v["cookie_store"]["keys"] = json!([])),
+            ),
+            (
+                "cookie_store.extra",
+                Box::new(|v| v["cookie_store"]["extra"] = json!(1)),
+            ),
+            (
+                "cookie_store.keys[0].id",
+                Box::new(|v| v["cookie_store"]["keys"][0]["id"] = json!("has.dot")),
+            ),
+            (
+                "cookie_store.keys[1].id",
+                Box::new(|v| {
+                    v["cookie_store"]["keys"] = json!([
+                        {"id": "c", "secret": COOKIE_SECRET}, {"id": "c", "secret": COOKIE_SECRET}
+                    ])
+                }),
+            ),
+            (
+                "cookie_store.keys[0].secret",
+                Box::new(|v| v["cookie_store"]["keys"][0]["secret"] = json!("not base64!")),
+            ),
+            (
+                "cookie_store.keys[0].secret",
+                Box::new(|v| {
+                    v["cookie_store"]["keys"][0]["secret"] =
+                        json!("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHg==")
+                }),
+            ),
+            (
+                "cookie_store.keys[0].secret",
+                Box::new(move |v| v["cookie_store"]["keys"][0]["secret"] = json!(text_key)),
+            ),
+            (
+                "cookie_store.keys[0].secret",
+                Box::new(|v| v["cookie_store"]["keys"][0]["secret"] = json!(SECRET)),
+            ),
+            (
+                "cookie_store.keys[0].extra",
+                Box::new(|v| v["cookie_store"]["keys"][0]["extra"] = json!(true)),
+            ),
+            (
+                "companion.cluster",
+                Box::new(|v| v["companion"] = json!({"cluster": "", "token": "x"})),
+            ),
+        ];
+        for (field, mutate) in cases {
+            let mut value = minimal_cookie();
+            mutate(&mut value);
+            match parse(&value) {
+                Ok(_) => panic!("accepted a bad {field:?}: {value}"),
+                Err(err) => assert_eq!(err.field, field, "{err}"),
+            }
+        }
+    }
+
+    #[test]
+    fn cookie_store_secrets_follow_the_secret_rules() {
+        let placeholder = base64::engine::general_purpose::STANDARD
+            .encode("REPLACE-ME: 32+ random bytes, base64");
+        let uniform = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+        let mut value = minimal_cookie();
+        value["cookie_store"]["keys"][0]["secret"] = json!(uniform);
+        assert!(parse(&value).is_err());
+        value["allow_development_secrets"] = json!(true);
+        let config = parse(&value).unwrap();
+        assert_eq!(config.development_secrets.len(), 1);
+        assert!(config.development_secrets[0].starts_with("cookie_store.keys[0].secret"));
+        value["cookie_store"]["keys"][0]["secret"] = json!(placeholder);
+        let err = parse(&value).err().unwrap();
+        assert!(err.message.contains("placeholder"), "{err}");
     }
 
     /// A change that makes the minimal configuration bad.

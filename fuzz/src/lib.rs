@@ -1,6 +1,7 @@
 //! What the fuzz targets share: the filter configured as in production, from its own parser.
 
-use filter::config::Config;
+use filter::config::{Config, StoreMode};
+use filter::store::cookie::CookieKeyring;
 use serde_json::json;
 use std::sync::OnceLock;
 
@@ -27,6 +28,31 @@ pub fn config(keys: &[(&str, &str)]) -> Config {
     match Config::parse(text.to_string().as_bytes()) {
         Ok(config) => config,
         Err(err) => panic!("the fuzz configuration is refused: {err:?}"),
+    }
+}
+
+/// 32 bytes 0x00..0x1f, base64: the cookie store key `c1` that seals (as in
+/// testdata/cookie_store_vectors.json, so its cookies make good seeds).
+pub const COOKIE_SECRET_C1: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+/// 32 bytes 0x80..0x9f, base64: the older cookie store key `c0` that still opens.
+pub const COOKIE_SECRET_C0: &str = "gIGCg4SFhoeIiYqLjI2Oj5CRkpOUlZaXmJmam5ydnp8=";
+
+/// The cookie store's keys as the parser makes them from a cookie-mode configuration with
+/// these keys (the first seals).
+pub fn cookie_keys(keys: &[(&str, &str)]) -> CookieKeyring {
+    let keys: Vec<_> = keys
+        .iter()
+        .map(|(id, secret)| json!({"id": id, "secret": secret}))
+        .collect();
+    let text = json!({
+        "keys": [{"id": "k1", "secret": SECRET_K1}],
+        "store": "cookie",
+        "cookie_store": {"keys": keys},
+    });
+    match Config::parse(text.to_string().as_bytes()).map(|c| c.store) {
+        Ok(StoreMode::Cookie(keys)) => keys,
+        Ok(StoreMode::Companion) => panic!("the fuzz configuration is not in cookie mode"),
+        Err(err) => panic!("the fuzz cookie configuration is refused: {err:?}"),
     }
 }
 

@@ -1,6 +1,6 @@
 //! Fuzzing with cargo-fuzz (libFuzzer) of every parser the network reaches: the cookie
-//! parser, the token verifier, the control-header parser and the companion-reply parser
-//! (targets in `fuzz/`). `cargo xtask test` runs each for a few seconds; `cargo xtask fuzz`
+//! parser, the token verifier, the cookie store's payload decoder, the control-header parser
+//! and the companion-reply parser (targets in `fuzz/`). `cargo xtask test` runs each for a few seconds; `cargo xtask fuzz`
 //! runs longer and keeps the grown corpus in cargo's target directory between runs.
 //!
 //! cargo-fuzz needs nightly compiler flags (`-Zsanitizer=address`); the stable toolchain here
@@ -19,6 +19,7 @@ const CARGO_FUZZ_VERSION: &str = "0.13.1";
 const TARGETS: &[(&str, usize)] = &[
     ("cookie", 4096),
     ("token", 512),
+    ("cookie_payload", 4200),
     ("control", 12_000),
     ("resolve", 12_000),
 ];

@@ -15,8 +15,10 @@ use std::time::Instant;
 
 /// Pinned test dependencies (and the type checker); the package itself needs only the
 /// standard library. pymongo reads the legacy packages' collections; pytest is imported by
-/// Flask's own tests; setuptools builds the wheel the package test installs.
+/// Flask's own tests; setuptools builds the wheel the package test installs; cryptography is
+/// the `cookie` extra, for the cookie store codec and its type checking.
 const PINS: &[&str] = &[
+    "cryptography==50.0.2",
     "Django==5.2.19",
     "Flask==3.1.3",
     "mypy==2.4.1",

@@ -56,8 +56,10 @@ class PackageTests(unittest.TestCase):
             self.assertIn("edge_session/management/commands/edge_session_import.py", names)
             self.assertFalse([name for name in names if name.startswith("tests/")], "the tests are not shipped")
             self.assertEqual(metadata["Version"], edge_session.__version__)
-            self.assertEqual(set(metadata.get_all("Provides-Extra") or []), {"django", "flask", "mongo"})
+            self.assertEqual(set(metadata.get_all("Provides-Extra") or []), {"cookie", "django", "flask", "mongo"})
             self.assertIn('Django>=4.2; extra == "django"', metadata.get_all("Requires-Dist") or [])
+            # AES-GCM-SIV (AESGCMSIV) arrived in cryptography 42.
+            self.assertIn('cryptography>=42; extra == "cookie"', metadata.get_all("Requires-Dist") or [])
             readme = str(metadata.get_payload())
             self.assertTrue(readme.startswith("# edge-session for Python"), "the README is the description")
             self.assertIn("## Moving sessions from a legacy store", readme)

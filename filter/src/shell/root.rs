@@ -3,7 +3,7 @@
 
 use super::log_level;
 use super::stream::{SessionStream, Unconfigured};
-use crate::config::Config;
+use crate::config::{Config, StoreMode};
 use crate::core::Core;
 use crate::feed::{self, Polled};
 use crate::metrics::Counter;
@@ -68,7 +68,12 @@ impl Root {
             path: feed::poll_path(state.as_ref()),
             body: None,
         };
-        self.polling = super::dispatch(self, &filter.core.config.companion, &call);
+        self.polling = filter
+            .core
+            .config
+            .companion
+            .as_ref()
+            .and_then(|companion| super::dispatch(self, companion, &call));
         if self.polling.is_none() {
             filter.count(Counter::FeedFailed);
         }
@@ -148,6 +153,15 @@ impl RootContext for Root {
                 return false;
             }
         };
+        if let StoreMode::Cookie(_) = config.store {
+            // The codec and its configuration exist; the request and response paths do not
+            // use them yet. Running without a store would fail every request open.
+            log::error!(
+                "edge-session: refusing the plugin configuration: store: \"cookie\" is not \
+                 available yet in this version"
+            );
+            return false;
+        }
         for accepted in &config.development_secrets {
             log::error!(
                 "edge-session: DEVELOPMENT SECRET ACCEPTED (allow_development_secrets is on): \

@@ -69,7 +69,10 @@ impl SessionStream {
 
     /// One HTTP call to the companion cluster; `None` when Envoy refused to send it.
     fn call(&self, call: &HttpCall) -> Option<u32> {
-        super::dispatch(self, &self.filter.core.config.companion, call)
+        // Only a cookie-store configuration has no companion, and `on_configure` refuses
+        // that mode until it is wired.
+        let companion = self.filter.core.config.companion.as_ref()?;
+        super::dispatch(self, companion, call)
     }
 
     /// Does what the request path decided. `in_callback`: the request is paused, waiting on

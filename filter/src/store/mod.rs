@@ -5,6 +5,7 @@
 //! mappings, not a second request or response path.
 
 pub mod companion;
+pub mod cookie;
 
 use proto::{CreateSessionRequest, PatchSession, Session, SessionId};
 use std::fmt;
