@@ -464,7 +464,9 @@ async fn two_companions_writing_at_once_lose_no_entry() {
     // The test server is one Python process shared with every other test running at once:
     // a longer database timeout keeps a slow moment from failing a write (503), and the
     // default grace leaves room for the entry insert's retries.
-    let patient = |c: &mut companion::Config| c.db_timeout_ms = 2_000;
+    // 5 s (half the default grace time, the most it may be): at 2 s a busy CI machine still
+    // timed a write out once.
+    let patient = |c: &mut companion::Config| c.db_timeout_ms = 5_000;
     let apps = [
         Arc::new(spawn_with(&mongodb_uri(), &database, patient).await),
         Arc::new(spawn_with(&mongodb_uri(), &database, patient).await),
