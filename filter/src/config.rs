@@ -2,6 +2,7 @@
 //! `envoy.yaml`, parsed once in `on_configure` into types that cannot hold an invalid value.
 //! Every error names the field.
 
+use crate::assertion::{self, AssertionConfig};
 use crate::cookie::CookieSpec;
 use crate::token::{KeyId, Keyring, SigningKey};
 use base64::Engine;
@@ -49,6 +50,8 @@ pub struct Config {
     /// Weak secrets accepted because `allow_development_secrets` is on, one line each (the
     /// field and why, never the secret): `on_configure` logs them loudly.
     pub development_secrets: Vec<String>,
+    /// The signed session assertion sent upstream; `None` when not configured.
+    pub assertion: Option<AssertionConfig>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -291,6 +294,22 @@ struct RawConfig {
     expire_at_browser_close: bool,
     #[serde(default = "default_server_error_controls")]
     controls_on_server_error: ServerErrorControls,
+    #[serde(default)]
+    assertion: Option<RawAssertion>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAssertion {
+    keys: Vec<RawKey>,
+    #[serde(default)]
+    header: Option<String>,
+    #[serde(default = "default_assertion_ttl_seconds")]
+    ttl_seconds: u64,
+}
+
+fn default_assertion_ttl_seconds() -> u64 {
+    assertion::DEFAULT_TTL_SECONDS
 }
 
 #[derive(Deserialize)]
@@ -425,9 +444,19 @@ impl Config {
             development: raw.allow_development_secrets,
             accepted_weak: Vec::new(),
         };
+        let cookie_keys = parse_key_list(raw.keys, "keys", &mut secrets)?;
+        let assertion = raw
+            .assertion
+            .map(|raw| parse_assertion(raw, &headers, &cookie_keys, &mut secrets))
+            .transpose()?;
         Ok(Self {
             cookie: parse_cookie(raw.cookie)?,
-            keys: parse_keys(raw.keys, &mut secrets)?,
+            keys: Keyring::new(
+                cookie_keys
+                    .iter()
+                    .map(|(id, secret)| SigningKey::new(id.clone(), secret))
+                    .collect(),
+            ),
             companion: parse_companion(raw.companion, &mut secrets)?,
             cache: parse_cache(raw.cache)?,
             headers,
@@ -450,6 +479,7 @@ impl Config {
             expire_at_browser_close: raw.expire_at_browser_close,
             controls_on_server_error: raw.controls_on_server_error,
             development_secrets: secrets.accepted_weak,
+            assertion,
         })
     }
 }
@@ -587,33 +617,42 @@ fn parse_cookie(raw: RawCookie) -> Result<CookieSpec, ConfigError> {
     ))
 }
 
-fn parse_keys(raw: Vec<RawKey>, secrets: &mut SecretCheck) -> Result<Keyring, ConfigError> {
+/// A key ring as written (`keys`, `assertion.keys`): ids and decoded secrets, under the
+/// secret rules. `field` names the list in errors.
+fn parse_key_list(
+    raw: Vec<RawKey>,
+    field: &str,
+    secrets: &mut SecretCheck,
+) -> Result<Vec<(KeyId, Vec<u8>)>, ConfigError> {
     if raw.is_empty() {
         return Err(error(
-            "keys",
+            field,
             "at least one key is required; the first signs, all verify",
         ));
     }
-    let mut keys: Vec<SigningKey> = Vec::with_capacity(raw.len());
+    let mut keys: Vec<(KeyId, Vec<u8>)> = Vec::with_capacity(raw.len());
     for (i, key) in raw.into_iter().enumerate() {
         let id = KeyId::parse(&key.id).ok_or_else(|| {
             error(
-                format!("keys[{i}].id"),
+                format!("{field}[{i}].id"),
                 "must be 1 to 16 of A-Z a-z 0-9 _ -",
             )
         })?;
-        if keys.iter().any(|k| k.id() == &id) {
-            return Err(error(format!("keys[{i}].id"), "is used by an earlier key"));
+        if keys.iter().any(|(k, _)| k == &id) {
+            return Err(error(
+                format!("{field}[{i}].id"),
+                "is used by an earlier key",
+            ));
         }
         let secret = decode_secret(&key.secret).ok_or_else(|| {
             error(
-                format!("keys[{i}].secret"),
+                format!("{field}[{i}].secret"),
                 "must be base64 (standard or URL-safe alphabet, padding optional)",
             )
         })?;
         if secret.len() < secrets::MIN_KEY_BYTES {
             return Err(error(
-                format!("keys[{i}].secret"),
+                format!("{field}[{i}].secret"),
                 format!(
                     "decodes to {} bytes; at least {} are required",
                     secret.len(),
@@ -622,12 +661,67 @@ fn parse_keys(raw: Vec<RawKey>, secrets: &mut SecretCheck) -> Result<Keyring, Co
             ));
         }
         secrets.check(
-            format!("keys[{i}].secret"),
+            format!("{field}[{i}].secret"),
             secrets::key_weakness(&key.secret, &secret),
         )?;
-        keys.push(SigningKey::new(id, &secret));
+        keys.push((id, secret));
     }
-    Ok(Keyring::new(keys))
+    Ok(keys)
+}
+
+/// `assertion`: its own key ring (never a cookie key: whoever verifies an assertion holds
+/// its key, and must not be able to sign cookies with it), a header under the injected
+/// prefix (so the strip removes a client's copy in every spelling), and a short lifetime.
+fn parse_assertion(
+    raw: RawAssertion,
+    headers: &HeaderNames,
+    cookie_keys: &[(KeyId, Vec<u8>)],
+    secrets: &mut SecretCheck,
+) -> Result<AssertionConfig, ConfigError> {
+    let keys = parse_key_list(raw.keys, "assertion.keys", secrets)?;
+    for (i, (_, secret)) in keys.iter().enumerate() {
+        if cookie_keys.iter().any(|(_, cookie)| cookie == secret) {
+            return Err(error(
+                format!("assertion.keys[{i}].secret"),
+                "is also a cookie key; the apps that verify assertions must not be able to sign cookies",
+            ));
+        }
+    }
+    let header = raw
+        .header
+        .map(|name| name.to_ascii_lowercase())
+        .unwrap_or_else(|| format!("{}assertion", headers.prefix));
+    if !is_token(&header) || header.contains('_') {
+        return Err(error(
+            "assertion.header",
+            "must be a header name without '_'",
+        ));
+    }
+    let builtin = [
+        &headers.state,
+        &headers.id,
+        &headers.user,
+        &headers.data,
+        &headers.expires,
+        &headers.browser,
+    ];
+    if !headers.has_prefix(&header)
+        || header.len() == headers.prefix.len()
+        || builtin.contains(&&header)
+    {
+        return Err(error(
+            "assertion.header",
+            "must start with headers.prefix (so a client's copy is removed) and not be one of the injected names",
+        ));
+    }
+    let ttl_seconds = in_range(
+        usize::try_from(raw.ttl_seconds).unwrap_or(usize::MAX),
+        1,
+        assertion::MAX_TTL_SECONDS as usize,
+        "assertion.ttl_seconds",
+    )? as u64;
+    AssertionConfig::new(header, ttl_seconds, &keys)
+        .ok_or_else(|| error("assertion.keys", "at least one key is required"))
 }
 
 fn decode_secret(text: &str) -> Option<Vec<u8>> {
@@ -777,6 +871,76 @@ mod tests {
 
     fn parse(value: &Value) -> Result<Config, ConfigError> {
         Config::parse(value.to_string().as_bytes())
+    }
+
+    const ASSERTION_SECRET: &str = "gIGCg4SFhoeIiYqLjI2Oj5CRkpOUlZaXmJmam5ydnp8=";
+    const ASSERTION_OLD: &str = "oKGio6SlpqeoqaqrrK2ur7CxsrO0tba3uLm6u7y9vr8=";
+
+    #[test]
+    fn the_assertion_is_off_by_default_and_each_field_is_checked_by_name() {
+        assert!(parse(&minimal()).unwrap().assertion.is_none());
+        let with = |assertion: Value| {
+            let mut value = minimal();
+            value["assertion"] = assertion;
+            parse(&value)
+        };
+        let key = json!({"id": "a1", "secret": ASSERTION_SECRET});
+        let on = with(json!({"keys": [key, {"id": "a0", "secret": ASSERTION_OLD}]}))
+            .unwrap()
+            .assertion
+            .unwrap();
+        assert_eq!(on.header, "x-session-assertion");
+        assert_eq!(on.ttl_seconds, 30);
+        let ids: Vec<&str> = on.key_ids.iter().map(KeyId::as_str).collect();
+        assert_eq!(ids, ["a1", "a0"]);
+        let field = |assertion: Value| with(assertion).unwrap_err().field;
+        assert_eq!(field(json!({})), "assertion.keys");
+        assert_eq!(field(json!({"keys": []})), "assertion.keys");
+        assert_eq!(
+            field(json!({"keys": [{"id": "k1", "secret": SECRET}]})),
+            "assertion.keys[0].secret",
+            "a cookie key never signs assertions"
+        );
+        assert_eq!(
+            field(json!({"keys": [{"id": "a", "secret": "REPLACE-ME"}]})),
+            "assertion.keys[0].secret"
+        );
+        assert_eq!(
+            field(json!({"keys": [{"id": "a", "secret": "c2hvcnQ="}]})),
+            "assertion.keys[0].secret"
+        );
+        assert_eq!(
+            field(json!({"keys": [key, {"id": "a1", "secret": ASSERTION_OLD}]})),
+            "assertion.keys[1].id"
+        );
+        for header in [
+            "x-assertion",
+            "x-session-",
+            "x-session-user",
+            "x_session-a",
+            "a b",
+        ] {
+            assert_eq!(
+                field(json!({"keys": [key], "header": header})),
+                "assertion.header",
+                "{header}"
+            );
+        }
+        let custom = with(json!({"keys": [key], "header": "X-Session-Signed", "ttl_seconds": 300}))
+            .unwrap()
+            .assertion
+            .unwrap();
+        assert_eq!(
+            (custom.header.as_str(), custom.ttl_seconds),
+            ("x-session-signed", 300)
+        );
+        for ttl in [0, 301] {
+            assert_eq!(
+                field(json!({"keys": [key], "ttl_seconds": ttl})),
+                "assertion.ttl_seconds"
+            );
+        }
+        assert_eq!(field(json!({"keys": [key], "extra": 1})), "assertion.extra");
     }
 
     #[test]
