@@ -13,6 +13,7 @@
 //! table is allocated as it grows, never for `max_entries` up front: every configuration
 //! update starts a canary VM that would pay for it again.
 
+use crate::assertion::Prepared;
 use crate::config::CacheConfig;
 use crate::inject::Injection;
 use crate::revocation::{RevocationTag, Sequence};
@@ -34,6 +35,8 @@ pub struct Resolved {
     pub browser_session: bool,
     /// Where another worker announces that this session changed.
     pub revocation: RevocationTag,
+    /// The static part of its signed assertion, when assertions are on and it fits.
+    pub assertion: Option<Box<Prepared>>,
 }
 
 struct Entry {
@@ -96,6 +99,9 @@ pub fn entry_bytes(resolved: &Resolved) -> usize {
         + id
         + allocation(crate::token::MAX_KEY_ID_BYTES)
         + 2 * (2 * size_of::<usize>() + 1)
+        + resolved.assertion.as_ref().map_or(0, |prepared| {
+            allocation(size_of::<Prepared>()) + allocation(prepared.prefix_capacity())
+        })
 }
 
 impl SessionCache {
@@ -217,6 +223,7 @@ mod tests {
             ttl_seconds: 60,
             browser_session: false,
             revocation: RevocationTag::of(&id(n)),
+            assertion: None,
         })
     }
 
@@ -241,6 +248,7 @@ mod tests {
             ttl_seconds: 60,
             browser_session: false,
             revocation: RevocationTag::of(&id(n)),
+            assertion: None,
         })
     }
 
