@@ -125,7 +125,7 @@ impl AssertionConfig {
         let mut claims = String::with_capacity(256);
         let _ = write!(
             claims,
-            r#"{{"iss":"{ISSUER}","state":"valid","sid":"{}","user":{},"data":{},"expires":"{}","browser":{},"updated_at":"{}","#,
+            r#"{{"iss":"{ISSUER}","state":"valid","sid":"{}","user":{},"data":{},"expires":"{}","browser":{},"ttl_seconds":{},"updated_at":"{}","#,
             session.id.as_str(),
             match &session.user {
                 Some(user) => json_ascii::to_string(user),
@@ -134,6 +134,7 @@ impl AssertionConfig {
             json_ascii::to_string(&session.data),
             session.expires_at.to_rfc3339(),
             session.browser_session,
+            session.ttl_seconds,
             session.updated_at.to_rfc3339(),
         );
         // JSON whitespace, so the encoding ends on a base64 group and the tail appends.
@@ -279,7 +280,7 @@ mod tests {
                 json!({"iss": "edge-session", "state": "valid",
                     "sid": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",
                     "user": user, "data": data, "expires": "2026-01-01T00:01:00Z",
-                    "browser": true, "updated_at": "2026-01-01T00:00:00.125Z",
+                    "browser": true, "ttl_seconds": 60, "updated_at": "2026-01-01T00:00:00.125Z",
                     "iat": 1_767_225_600_i64, "exp": 1_767_225_630_i64,
                     "aud": "app.example:8443"})
             );
