@@ -266,3 +266,84 @@ fn rotated_assertion_keys_still_verify_by_kid_in_python() {
         [false]
     );
 }
+
+/// The Node.js example in docs/operations.md ("Verifying the session assertion"), run as
+/// written on an assertion from the real module, when `EDGE_SESSION_JOSE_DIR` names a
+/// directory with `node_modules/jose` (`npm install jose` there).
+#[test]
+fn the_documented_node_example_verifies_a_real_assertion() {
+    let Some(dir) = std::env::var_os("EDGE_SESSION_JOSE_DIR").map(PathBuf::from) else {
+        eprintln!("skipped: EDGE_SESSION_JOSE_DIR is not set");
+        return;
+    };
+    let docs = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/operations.md"),
+    )
+    .unwrap();
+    let section = &docs[docs.find("## Verifying the session assertion").unwrap()..];
+    let from = section.find("```js\n").unwrap() + 6;
+    let example = &section[from..from + section[from..].find("```").unwrap()];
+    let script = dir.join("edge-session-assertion-example.mjs");
+    std::fs::write(
+        &script,
+        format!(
+            "{example}\nconst [token, host] = process.argv.slice(2);\n\
+             console.log(JSON.stringify(await verifyAssertion(token, host)));\n"
+        ),
+    )
+    .unwrap();
+
+    let keys = [("new", ASSERTION_NEW), ("old", ASSERTION_OLD)];
+    let (host, mut vm) = start(with_assertion(&keys));
+    // jose checks `exp` against the machine's clock: the filter signs at that time.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    host.clock()
+        .advance_to(u64::try_from(now.as_nanos()).unwrap());
+    let sid = id(7);
+    let body = session_with(
+        &sid,
+        json!({"n": 1}),
+        Some("u"),
+        60,
+        "2099-01-01T00:00:00Z",
+        false,
+    );
+    let s = resolved_request(&mut vm, &sid, body);
+    let token = only_assertion(&upstream(&vm, s));
+    let key_list: Vec<Value> = keys
+        .iter()
+        .map(|(id, secret)| json!({"id": id, "secret": secret}))
+        .collect();
+    let node = |token: &str, host: &str, keys: &[Value]| -> Value {
+        let out = Command::new("node")
+            .arg(&script)
+            .arg(token)
+            .arg(host)
+            .env("ASSERTION_KEYS", Value::from(keys.to_vec()).to_string())
+            .output()
+            .expect("node runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let verified = node(&token, "app.example", &key_list);
+    assert_eq!(verified["sid"], sid.as_str(), "{verified}");
+    assert_eq!(verified["user"], "u");
+    assert_eq!(verified["data"], json!({"n": 1}));
+    assert_eq!(node(&token, "evil.example", &key_list), Value::Null);
+    assert_eq!(
+        node(&token, "app.example", &key_list[1..]),
+        Value::Null,
+        "kid dropped"
+    );
+    let mut tampered = token.clone().into_bytes();
+    let at = token.find('.').unwrap() + 5;
+    tampered[at] = if tampered[at] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    assert_eq!(node(&tampered, "app.example", &key_list), Value::Null);
+}
