@@ -138,7 +138,7 @@ impl AssertionConfig {
             session.updated_at.to_rfc3339(),
         );
         // JSON whitespace, so the encoding ends on a base64 group and the tail appends.
-        while claims.len() % 3 != 0 {
+        while !claims.len().is_multiple_of(3) {
             claims.push(' ');
         }
         let mut prefix = String::with_capacity(self.jose.len() + claims.len().div_ceil(3) * 4);
