@@ -31,6 +31,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 const SECRET: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
+const ASSERTION_SECRET: &str = "gIGCg4SFhoeIiYqLjI2Oj5CRkpOUlZaXmJmam5ydnp8=";
 
 type Error = Box<dyn std::error::Error>;
 
@@ -102,14 +103,16 @@ impl SharedStore for NativeHost {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Scenario {
     CacheHit,
+    CacheHitAssertion,
     CacheMiss,
     BadCookie,
     NoCookie,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 4] = [
+    const ALL: [Scenario; 5] = [
         Self::CacheHit,
+        Self::CacheHitAssertion,
         Self::CacheMiss,
         Self::BadCookie,
         Self::NoCookie,
@@ -118,6 +121,7 @@ impl Scenario {
     fn name(self) -> &'static str {
         match self {
             Self::CacheHit => "cache-hit",
+            Self::CacheHitAssertion => "cache-hit-assertion",
             Self::CacheMiss => "cache-miss",
             Self::BadCookie => "bad-cookie",
             Self::NoCookie => "no-cookie",
@@ -127,6 +131,7 @@ impl Scenario {
     fn describe(self) -> &'static str {
         match self {
             Self::CacheHit => "valid cookie, cache hit, 5 headers injected",
+            Self::CacheHitAssertion => "the same with the signed assertion on (6 headers)",
             Self::CacheMiss => "valid cookie, cache off, callout answered in-process",
             Self::BadCookie => "bad cookie, refused without a callout",
             Self::NoCookie => "no cookie",
@@ -146,6 +151,7 @@ struct Fixture {
     id: SessionId,
     body: String,
     hit: Bench,
+    signed: Bench,
     miss: Bench,
     bad: Bench,
     none: Bench,
@@ -182,6 +188,9 @@ fn fixture(plugin: &Plugin) -> Result<Fixture, Error> {
     };
     let cached = config(2000);
     let uncached = config(0);
+    let mut signed = serde_json::from_str::<serde_json::Value>(&cached)?;
+    signed["assertion"] = json!({"keys": [{"id": "a1", "secret": ASSERTION_SECRET}]});
+    let signed = signed.to_string();
     let id = SessionId::from_bytes(&[7; 32]);
     let core = |text: &str| Config::parse(text.as_bytes()).map(Core::new);
     let token = core(&cached)?.config.keys.sign(&id);
@@ -200,6 +209,7 @@ fn fixture(plugin: &Plugin) -> Result<Fixture, Error> {
     };
     let mut fixture = Fixture {
         hit: bench(&cached, good.clone())?,
+        signed: bench(&signed, good.clone())?,
         miss: bench(&uncached, good)?,
         bad: bench(&cached, bad)?,
         none: bench(&cached, request(None))?,
@@ -210,6 +220,8 @@ fn fixture(plugin: &Plugin) -> Result<Fixture, Error> {
     let (id, body) = (fixture.id.clone(), fixture.body.clone());
     wasm_request(&mut fixture.hit, &body)?;
     native_request(&fixture.hit, &id, &body);
+    wasm_request(&mut fixture.signed, &body)?;
+    native_request(&fixture.signed, &id, &body);
     Ok(fixture)
 }
 
@@ -217,6 +229,7 @@ impl Fixture {
     fn bench(&mut self, scenario: Scenario) -> (&mut Bench, &SessionId, &str) {
         let bench = match scenario {
             Scenario::CacheHit => &mut self.hit,
+            Scenario::CacheHitAssertion => &mut self.signed,
             Scenario::CacheMiss => &mut self.miss,
             Scenario::BadCookie => &mut self.bad,
             Scenario::NoCookie => &mut self.none,

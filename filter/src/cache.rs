@@ -13,6 +13,7 @@
 //! table is allocated as it grows, never for `max_entries` up front: every configuration
 //! update starts a canary VM that would pay for it again.
 
+use crate::assertion::Prepared;
 use crate::config::CacheConfig;
 use crate::inject::Injection;
 use crate::revocation::{RevocationTag, Sequence};
@@ -39,6 +40,8 @@ pub struct Resolved {
     pub user: Option<String>,
     /// The session's handle, for the feed's "every session but this one".
     pub handle: SessionHandle,
+    /// The static part of its signed assertion, when assertions are on and it fits.
+    pub assertion: Option<Box<Prepared>>,
 }
 
 struct Entry {
@@ -103,6 +106,9 @@ pub fn entry_bytes(resolved: &Resolved) -> usize {
         + id
         + allocation(crate::token::MAX_KEY_ID_BYTES)
         + 2 * (2 * size_of::<usize>() + 1)
+        + resolved.assertion.as_ref().map_or(0, |prepared| {
+            allocation(size_of::<Prepared>()) + allocation(prepared.prefix_capacity())
+        })
 }
 
 impl SessionCache {
@@ -250,6 +256,7 @@ mod tests {
             revocation: RevocationTag::of(&id(n)),
             user: None,
             handle: id(n).handle(),
+            assertion: None,
         })
     }
 
@@ -276,6 +283,7 @@ mod tests {
             revocation: RevocationTag::of(&id(n)),
             user: None,
             handle: id(n).handle(),
+            assertion: None,
         })
     }
 

@@ -2,6 +2,7 @@
 //! `envoy.yaml`, parsed once in `on_configure` into types that cannot hold an invalid value.
 //! Every error names the field.
 
+use crate::assertion::{self, AssertionConfig};
 use crate::cookie::CookieSpec;
 use crate::store::cookie::{CookieKey, CookieKeyring};
 use crate::token::{KeyId, Keyring, SigningKey};
@@ -55,6 +56,8 @@ pub struct Config {
     /// Weak secrets accepted because `allow_development_secrets` is on, one line each (the
     /// field and why, never the secret): `on_configure` logs them loudly.
     pub development_secrets: Vec<String>,
+    /// The signed session assertion sent upstream; `None` when not configured.
+    pub assertion: Option<AssertionConfig>,
 }
 
 /// Where sessions live (docs/architecture.md, "Stores").
@@ -331,6 +334,8 @@ struct RawConfig {
     controls_on_server_error: ServerErrorControls,
     #[serde(default)]
     revocation_feed: RawFeed,
+    #[serde(default)]
+    assertion: Option<RawAssertion>,
 }
 
 #[derive(Deserialize)]
@@ -374,6 +379,20 @@ fn parse_feed(raw: RawFeed) -> Result<Option<FeedConfig>, ConfigError> {
         interval: Duration::from_millis(interval_ms),
         lease: Duration::from_millis(lease_ms),
     }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAssertion {
+    keys: Vec<RawKey>,
+    #[serde(default)]
+    header: Option<String>,
+    #[serde(default = "default_assertion_ttl_seconds")]
+    ttl_seconds: u64,
+}
+
+fn default_assertion_ttl_seconds() -> u64 {
+    assertion::DEFAULT_TTL_SECONDS
 }
 
 #[derive(Deserialize)]
@@ -524,6 +543,10 @@ impl Config {
         let cookie = parse_cookie(raw.cookie)?;
         let (keys, signing_secrets) = parse_keys(raw.keys, &mut secrets)?;
         let store = parse_store(raw.store, raw.cookie_store, &signing_secrets, &mut secrets)?;
+        let assertion = raw
+            .assertion
+            .map(|raw| parse_assertion(raw, &headers, &signing_secrets, &mut secrets))
+            .transpose()?;
         let companion = raw
             .companion
             .map(|companion| parse_companion(companion, &mut secrets))
@@ -555,6 +578,7 @@ impl Config {
             controls_on_server_error: raw.controls_on_server_error,
             revocation_feed: parse_feed(raw.revocation_feed)?,
             development_secrets: secrets.accepted_weak,
+            assertion,
         })
     }
 }
@@ -805,6 +829,67 @@ fn parse_key_list(
     Ok(keys)
 }
 
+/// `assertion`: its own key ring (never a cookie key: whoever verifies an assertion holds
+/// its key, and must not be able to sign cookies with it), a header under the injected
+/// prefix (so the strip removes a client's copy in every spelling), and a short lifetime.
+fn parse_assertion(
+    raw: RawAssertion,
+    headers: &HeaderNames,
+    cookie_keys: &[Vec<u8>],
+    secrets: &mut SecretCheck,
+) -> Result<AssertionConfig, ConfigError> {
+    let keys = parse_key_list(
+        raw.keys,
+        "assertion.keys",
+        "at least one key is required; the first signs, all verify",
+        secrets,
+    )?;
+    for (i, (_, secret)) in keys.iter().enumerate() {
+        if cookie_keys.iter().any(|cookie| cookie == secret) {
+            return Err(error(
+                format!("assertion.keys[{i}].secret"),
+                "is also a cookie key; the apps that verify assertions must not be able to sign cookies",
+            ));
+        }
+    }
+    let header = raw
+        .header
+        .map(|name| name.to_ascii_lowercase())
+        .unwrap_or_else(|| format!("{}assertion", headers.prefix));
+    if !is_token(&header) || header.contains('_') {
+        return Err(error(
+            "assertion.header",
+            "must be a header name without '_'",
+        ));
+    }
+    let builtin = [
+        &headers.state,
+        &headers.id,
+        &headers.user,
+        &headers.data,
+        &headers.expires,
+        &headers.browser,
+        &headers.handle,
+    ];
+    if !headers.has_prefix(&header)
+        || header.len() == headers.prefix.len()
+        || builtin.contains(&&header)
+    {
+        return Err(error(
+            "assertion.header",
+            "must start with headers.prefix (so a client's copy is removed) and not be one of the injected names",
+        ));
+    }
+    let ttl_seconds = in_range(
+        usize::try_from(raw.ttl_seconds).unwrap_or(usize::MAX),
+        1,
+        assertion::MAX_TTL_SECONDS as usize,
+        "assertion.ttl_seconds",
+    )? as u64;
+    AssertionConfig::new(header, ttl_seconds, &keys)
+        .ok_or_else(|| error("assertion.keys", "at least one key is required"))
+}
+
 fn decode_secret(text: &str) -> Option<Vec<u8>> {
     use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
     let text = text.trim();
@@ -952,6 +1037,76 @@ mod tests {
 
     fn parse(value: &Value) -> Result<Config, ConfigError> {
         Config::parse(value.to_string().as_bytes())
+    }
+
+    const ASSERTION_SECRET: &str = "gIGCg4SFhoeIiYqLjI2Oj5CRkpOUlZaXmJmam5ydnp8=";
+    const ASSERTION_OLD: &str = "oKGio6SlpqeoqaqrrK2ur7CxsrO0tba3uLm6u7y9vr8=";
+
+    #[test]
+    fn the_assertion_is_off_by_default_and_each_field_is_checked_by_name() {
+        assert!(parse(&minimal()).unwrap().assertion.is_none());
+        let with = |assertion: Value| {
+            let mut value = minimal();
+            value["assertion"] = assertion;
+            parse(&value)
+        };
+        let key = json!({"id": "a1", "secret": ASSERTION_SECRET});
+        let on = with(json!({"keys": [key, {"id": "a0", "secret": ASSERTION_OLD}]}))
+            .unwrap()
+            .assertion
+            .unwrap();
+        assert_eq!(on.header, "x-session-assertion");
+        assert_eq!(on.ttl_seconds, 30);
+        let ids: Vec<&str> = on.key_ids.iter().map(KeyId::as_str).collect();
+        assert_eq!(ids, ["a1", "a0"]);
+        let field = |assertion: Value| with(assertion).unwrap_err().field;
+        assert_eq!(field(json!({})), "assertion.keys");
+        assert_eq!(field(json!({"keys": []})), "assertion.keys");
+        assert_eq!(
+            field(json!({"keys": [{"id": "k1", "secret": SECRET}]})),
+            "assertion.keys[0].secret",
+            "a cookie key never signs assertions"
+        );
+        assert_eq!(
+            field(json!({"keys": [{"id": "a", "secret": "REPLACE-ME"}]})),
+            "assertion.keys[0].secret"
+        );
+        assert_eq!(
+            field(json!({"keys": [{"id": "a", "secret": "c2hvcnQ="}]})),
+            "assertion.keys[0].secret"
+        );
+        assert_eq!(
+            field(json!({"keys": [key, {"id": "a1", "secret": ASSERTION_OLD}]})),
+            "assertion.keys[1].id"
+        );
+        for header in [
+            "x-assertion",
+            "x-session-",
+            "x-session-user",
+            "x_session-a",
+            "a b",
+        ] {
+            assert_eq!(
+                field(json!({"keys": [key], "header": header})),
+                "assertion.header",
+                "{header}"
+            );
+        }
+        let custom = with(json!({"keys": [key], "header": "X-Session-Signed", "ttl_seconds": 300}))
+            .unwrap()
+            .assertion
+            .unwrap();
+        assert_eq!(
+            (custom.header.as_str(), custom.ttl_seconds),
+            ("x-session-signed", 300)
+        );
+        for ttl in [0, 301] {
+            assert_eq!(
+                field(json!({"keys": [key], "ttl_seconds": ttl})),
+                "assertion.ttl_seconds"
+            );
+        }
+        assert_eq!(field(json!({"keys": [key], "extra": 1})), "assertion.extra");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! (`request`, `response`, as methods of `core::Core`) and the store they write through
 //! (`store`). `shell` is the proxy-wasm side: it moves data between Envoy and that core.
 
+pub mod assertion;
 pub mod cache;
 pub mod caching;
 pub mod config;

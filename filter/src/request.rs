@@ -430,7 +430,7 @@ impl Core {
 
     /// Injects a resolved session's headers and counts what was left out.
     fn inject<'a>(
-        &self,
+        &'a self,
         host: &impl RequestHost,
         edits: &mut HeaderEdits<'a>,
         resolved: &'a Resolved,
@@ -439,6 +439,16 @@ impl Core {
         let Injection { headers, omitted } = &resolved.injection;
         for (name, value) in headers {
             edits.add(name.as_str(), value.as_bytes());
+        }
+        let assertion = self
+            .config
+            .assertion
+            .as_ref()
+            .zip(resolved.assertion.as_deref());
+        if let Some((name, token)) =
+            assertion.and_then(|(a, p)| a.for_request(p, &edits.headers, host.now_nanos()))
+        {
+            edits.add(name, token);
         }
         for name in omitted {
             host.count(Counter::HeaderOmitted);
@@ -509,8 +519,12 @@ impl Core {
     fn resolved(&self, session: &Session) -> Resolved {
         let config = &self.config;
         let handle = session.id.handle();
+        let mut injection = inject::for_session(&config.headers, session, config.max_header_bytes);
+        let assertion = (config.assertion.as_ref())
+            .and_then(|a| a.prepare(session, &mut injection, config.max_header_bytes));
         Resolved {
-            injection: inject::for_session(&config.headers, session, config.max_header_bytes),
+            injection,
+            assertion,
             expires_at_nanos: session.expires_at.unix_nanos(),
             ttl_seconds: session.ttl_seconds,
             browser_session: session.browser_session,

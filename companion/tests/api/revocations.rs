@@ -452,13 +452,16 @@ async fn a_long_feed_is_read_page_by_page() {
 }
 
 /// Two companions (two app instances with their own database clients, as two replicas)
-/// write revocations at once, eight writers each, while a reader follows the feed from the
+/// write revocations at once, three writers each, while a reader follows the feed from the
 /// head: after deduplication by number, the reader has every entry exactly once, the numbers
 /// are 1 to N without a gap, every page is in number order, and the cursor never moves back.
 /// A sharded cluster cannot be tested here; the counter is one document either way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_companions_writing_at_once_lose_no_entry() {
-    const WRITERS: usize = 8;
+    // Three writers per companion: with eight, a full CI run on two busy cores made the
+    // shared single-process test server answer a write 503 (the property under test is
+    // about accepted writes; the load is not).
+    const WRITERS: usize = 3;
     const EACH: usize = 25;
     let database = unique_database();
     // The test server is one Python process shared with every other test running at once:

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod assertion;
 mod boundaries;
 mod cache_memory;
 mod envoy_limits;

@@ -53,6 +53,8 @@ class Session:
     ttl_seconds: int
     browser_session: bool
     expires_at: str
+    #: When it was last written (RFC 3339), to order it against a signed assertion.
+    updated_at: str | None = None
 
     @classmethod
     def from_json(cls, body: Any) -> Session:
@@ -64,6 +66,7 @@ class Session:
                 ttl_seconds=body["ttl_seconds"],
                 browser_session=body["browser_session"],
                 expires_at=body["expires_at"],
+                updated_at=body.get("updated_at"),
             )
         except (KeyError, TypeError):
             raise CompanionUnavailable("the companion answered something that is not a session") from None

@@ -23,7 +23,15 @@ the companion. Settings (``EDGE_SESSION``)::
         "COOKIE": {"secure": True},       # the filter's cookie object (its defaults if left out)
         "ABSOLUTE_TTL_SECONDS": None,     # a cap on a session's whole life, sent on create
         "LEGACY": None,                   # the engine to move sessions from (edge_session.django_legacy)
+        "ASSERTION_KEYS": None,           # the filter's assertion.keys: trust the edge (below)
+        "ASSERTION_HEADER": "x-session-assertion",
     }
+
+With ``ASSERTION_KEYS`` (the filter's ``assertion.keys``), a request whose signed assertion
+(:mod:`edge_session.assertion`) verifies for its ``Host`` and names the cookie's session is
+loaded from the assertion, without reading the companion; an absent, forged, expired or foreign
+one falls back to the companion. An assertion older than this process's last write to its
+session (or naming a session it deleted) is not taken either (read-your-writes).
 
 The session cookie's attributes come from the filter's configuration: the engine refuses to
 run (``ImproperlyConfigured``, naming the setting) when ``SESSION_COOKIE_NAME``, ``_PATH``,
@@ -68,6 +76,7 @@ from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessio
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponseBase
 
+from .assertion import DEFAULT_HEADER, AssertionVerifier, WriteLog, header_meta_key
 from .companion import CompanionClient, CompanionError, Session, snapshot, user_of
 from .cookies import CookieSettings, same_site_attribute, session_cookie
 from .django_legacy import LegacyEngine
@@ -88,8 +97,11 @@ class _Settings:
     user_key: str | None
     absolute_ttl_seconds: int | None
     legacy: LegacyEngine | None
+    assertion: AssertionVerifier | None = None
+    assertion_meta: str = header_meta_key(DEFAULT_HEADER)
 
 
+_writes = WriteLog()
 _configured: dict[str, _Settings] = {}
 _DJANGO_MIDDLEWARE = "django.contrib.sessions.middleware.SessionMiddleware"
 _COOKIE_SOURCE = 'EDGE_SESSION["COOKIE"]'
@@ -134,8 +146,22 @@ def _connection() -> _Settings:
                 'EDGE_SESSION["ABSOLUTE_TTL_SECONDS"] must be a positive number of seconds or None'
             )
         legacy = LegacyEngine.from_config(conf.get("LEGACY"), settings.SESSION_COOKIE_NAME)
+        assertion_keys = conf.get("ASSERTION_KEYS")
+        try:
+            verifier = None if assertion_keys is None else AssertionVerifier.from_config(assertion_keys, policy)
+        except ConfigError as error:
+            raise ImproperlyConfigured(f'EDGE_SESSION["ASSERTION_KEYS"]: {error}') from None
+        header = conf.get("ASSERTION_HEADER", DEFAULT_HEADER)
+        if not isinstance(header, str) or not header:
+            raise ImproperlyConfigured('EDGE_SESSION["ASSERTION_HEADER"] must be a header name')
         _configured[cache_key] = _Settings(
-            client, keyring, None if user_key is None else str(user_key), absolute, legacy
+            client,
+            keyring,
+            None if user_key is None else str(user_key),
+            absolute,
+            legacy,
+            verifier,
+            header_meta_key(header),
         )
     values(serializer_class(settings.SESSION_SERIALIZER))  # refused at start when not JSON
     return _configured[cache_key]
@@ -164,6 +190,23 @@ class SessionStore(SessionBase):
         # The data as the companion last showed it: what a save compares against.
         self._stored: dict[str, Any] | None = None
         self._bound_user: str | None = None
+        # The request's assertion and Host, offered by the middleware.
+        self._offered: tuple[str | None, str | None] | None = None
+        self.loaded_from_assertion = False
+
+    def offer_assertion(self, token: str | None, host: str | None) -> None:
+        """The request's signed assertion and ``Host``: :meth:`load` takes the session from
+        it when it verifies, names this session and is not older than our last write."""
+        self._offered = (token, host)
+
+    def _asserted(self, session_id: str) -> Session | None:
+        verifier = _connection().assertion
+        if verifier is None or self._offered is None:
+            return None
+        asserted = verifier.verify(self._offered[0], audience=self._offered[1])
+        if asserted is None or asserted.session_id != session_id or not _writes.allows(asserted):
+            return None
+        return asserted.session()
 
     @property
     def bound_user(self) -> str | None:
@@ -187,7 +230,10 @@ class SessionStore(SessionBase):
 
     def load(self) -> dict[str, Any]:
         session_id = self._session_id(self.session_key)
-        session = _connection().client.get(session_id) if session_id else None
+        session = self._asserted(session_id) if session_id else None
+        self.loaded_from_assertion = session is not None
+        if session is None and session_id:
+            session = _connection().client.get(session_id)
         if session is None:
             # Unknown, expired or forged: a new session, never created on load.
             self._session_key = None
@@ -234,6 +280,7 @@ class SessionStore(SessionBase):
                 )
             except CompanionError as error:
                 raise CreateError(str(error)) from error
+            _writes.record(created)
             self._remember(created)
             return
         stored = self._stored if self._stored is not None else self._stored_data(session_id)
@@ -252,6 +299,7 @@ class SessionStore(SessionBase):
         if updated is None:
             # Deleted meanwhile (a logout in another request): never resurrect it.
             raise UpdateError("the session no longer exists")
+        _writes.record(updated)
         self._stored = snapshot(updated.data)
         self._bound_user = updated.user
 
@@ -266,6 +314,7 @@ class SessionStore(SessionBase):
 
     def _delete_id(self, session_id: str) -> None:
         _connection().client.delete(session_id)
+        _writes.record_deletion(session_id)
         if self._session_id(self.session_key) == session_id:
             self._stored = None
 
@@ -282,9 +331,12 @@ class SessionStore(SessionBase):
             cycled = _connection().client.cycle(session_id) if session_id else None
         except CompanionError as error:
             raise CreateError(str(error)) from error
+        if session_id is not None:
+            _writes.record_deletion(session_id)
         if cycled is None:
             self.create()
         else:
+            _writes.record(cycled)
             self._remember(cycled)
             self.modified = True
         self._session_cache = data
@@ -322,6 +374,9 @@ class SessionMiddleware(DjangoSessionMiddleware):
             request.COOKIES.pop(name, None)
         request.session = self.SessionStore(found.value)
         if isinstance(request.session, SessionStore) and not found.conflicting:
+            conf = _connection()
+            if conf.assertion is not None:
+                request.session.offer_assertion(request.META.get(conf.assertion_meta), request.META.get("HTTP_HOST"))
             self._move_legacy(request, header)
 
     @staticmethod

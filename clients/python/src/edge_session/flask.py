@@ -12,8 +12,16 @@
         EDGE_SESSION_COOKIE={"secure": True},           # the filter's cookie object (its defaults)
         SESSION_COOKIE_SECURE=True,                     # as the filter's cookie: Flask's
         SESSION_COOKIE_SAMESITE="Lax",                  # defaults differ
+        EDGE_SESSION_ASSERTION_KEYS=None,               # the filter's assertion.keys: trust the edge
+        EDGE_SESSION_ASSERTION_HEADER="x-session-assertion",
     )
     init_app(app)
+
+With ``EDGE_SESSION_ASSERTION_KEYS``, a request whose signed assertion
+(:mod:`edge_session.assertion`) verifies for its ``Host`` and names the cookie's session is
+opened from the assertion without reading the companion; an absent, forged, expired or foreign
+one falls back to the companion, and so does one older than this process's last write to its
+session or naming a session it deleted (read-your-writes).
 
 The session cookie's attributes come from the filter's configuration: ``init_app`` raises
 :class:`ConfigError` (naming the setting) when ``SESSION_COOKIE_NAME``, ``_PATH``, ``_DOMAIN``,
@@ -55,6 +63,7 @@ from flask.json.tag import TaggedJSONSerializer
 from flask.sessions import SessionInterface, SessionMixin, session_json_serializer
 from werkzeug.datastructures import CallbackDict
 
+from .assertion import DEFAULT_HEADER, AssertionVerifier, WriteLog
 from .companion import CompanionClient, CompanionError, JsonObject, Session, snapshot, user_of
 from .cookies import CookieSettings, same_site_attribute, session_cookie
 from .flask_legacy import LegacySource, legacy_source
@@ -75,7 +84,12 @@ class EdgeSession(CallbackDict[str, Any], SessionMixin):
     """The session of one request."""
 
     def __init__(
-        self, stored: Session | None = None, data: Mapping[str, Any] | None = None, *, stale_cookie: bool = False
+        self,
+        stored: Session | None = None,
+        data: Mapping[str, Any] | None = None,
+        *,
+        stale_cookie: bool = False,
+        from_assertion: bool = False,
     ) -> None:
         """``stored`` as the companion answered it, ``data`` its values as the app sees them."""
 
@@ -89,6 +103,8 @@ class EdgeSession(CallbackDict[str, Any], SessionMixin):
         self.stored = snapshot(stored.data) if stored else None
         self.user = stored.user if stored else None
         self.stale_cookie = stale_cookie
+        self.from_assertion = from_assertion
+        """Opened from the request's verified assertion, without reading the companion."""
         self.modified = False
         self.accessed = False
         self.cycle_requested = False
@@ -122,6 +138,8 @@ class EdgeSessionInterface(SessionInterface):
         cookie: CookieSettings | None = None,
         absolute_ttl_seconds: int | None = None,
         legacy: LegacySource | None = None,
+        assertion: AssertionVerifier | None = None,
+        assertion_header: str = DEFAULT_HEADER,
     ) -> None:
         self.companion = companion
         self.keyring = keyring
@@ -129,6 +147,9 @@ class EdgeSessionInterface(SessionInterface):
         self.cookie = cookie or CookieSettings()
         self.absolute_ttl_seconds = absolute_ttl_seconds
         self.legacy = legacy
+        self.assertion = assertion
+        self.assertion_header = assertion_header
+        self.writes = WriteLog()
 
     def to_stored(self, data: Mapping[str, Any]) -> JsonObject:
         """Each value as Flask's session serializer writes it, as JSON."""
@@ -184,7 +205,24 @@ class EdgeSessionInterface(SessionInterface):
                 "Flask config EDGE_SESSION_ABSOLUTE_TTL_SECONDS must be a positive number of seconds or None"
             )
         legacy = legacy_source(config, config.get("SESSION_COOKIE_NAME", "session"))
-        return cls(companion, keyring, config.get("EDGE_SESSION_USER_KEY", "_user_id"), cookie, absolute, legacy)
+        assertion_keys = config.get("EDGE_SESSION_ASSERTION_KEYS")
+        try:
+            verifier = None if assertion_keys is None else AssertionVerifier.from_config(assertion_keys, policy)
+        except ConfigError as error:
+            raise ConfigError(f"Flask config EDGE_SESSION_ASSERTION_KEYS: {error}") from None
+        header = config.get("EDGE_SESSION_ASSERTION_HEADER", DEFAULT_HEADER)
+        if not isinstance(header, str) or not header:
+            raise ConfigError("Flask config EDGE_SESSION_ASSERTION_HEADER must be a header name")
+        return cls(
+            companion,
+            keyring,
+            config.get("EDGE_SESSION_USER_KEY", "_user_id"),
+            cookie,
+            absolute,
+            legacy,
+            verifier,
+            header,
+        )
 
     def open_session(self, app: Flask, request: Request) -> EdgeSession:
         header = request.headers.get("Cookie")
@@ -193,17 +231,27 @@ class EdgeSessionInterface(SessionInterface):
             # request.cookies would pick one: no session, and the cookies are left as they are,
             # as the filter does.
             return EdgeSession()
-        session = self._open(found.value)
+        session = self._open(found.value, self._asserted(request))
         if self.legacy is not None:
             legacy = session_cookie(header, self.legacy.cookie.name)
             if legacy.value is not None:
                 session = self._move_legacy(app, session, self.legacy, legacy.value)
         return session
 
-    def _open(self, token: str | None) -> EdgeSession:
+    def _asserted(self, request: Request) -> Session | None:
+        """The session the request's verified assertion carries, unless older than our last
+        write to it (or naming one we deleted)."""
+        if self.assertion is None:
+            return None
+        asserted = self.assertion.verify(request.headers.get(self.assertion_header), audience=request.host)
+        return asserted.session() if asserted is not None and self.writes.allows(asserted) else None
+
+    def _open(self, token: str | None, asserted: Session | None = None) -> EdgeSession:
         if not token:
             return EdgeSession()
         session_id = self.keyring.verify(token)
+        if asserted is not None and session_id == asserted.id:
+            return EdgeSession(asserted, self.from_stored(asserted.data), from_assertion=True)
         # An outage raises here (Flask answers 500) rather than open an empty session.
         stored = self.companion.get(session_id) if session_id else None
         return EdgeSession(stored, self.from_stored(stored.data)) if stored else EdgeSession(stale_cookie=True)
@@ -255,6 +303,7 @@ class EdgeSessionInterface(SessionInterface):
         if not session:
             if session.modified and session.session_id:
                 self.companion.delete(session.session_id)  # logout
+                self.writes.record_deletion(session.session_id)
             if (session.modified and session.session_id) or session.stale_cookie:
                 self._delete_cookie(app, response)
             return
@@ -264,6 +313,7 @@ class EdgeSessionInterface(SessionInterface):
         if written is None:
             self._delete_cookie(app, response)
             raise SessionInterrupted("the session was deleted before the request completed")
+        self.writes.record(written)
         response.set_cookie(
             self.get_cookie_name(app),
             self.keyring.sign(written.id),
@@ -289,6 +339,7 @@ class EdgeSessionInterface(SessionInterface):
         session_id, stored = session.session_id, session.stored or {}
         if session.cycle_requested:
             cycled = self.companion.cycle(session_id)
+            self.writes.record_deletion(session_id)
             if cycled is None:
                 return None
             session_id, stored = cycled.id, cycled.data

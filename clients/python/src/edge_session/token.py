@@ -127,6 +127,10 @@ class Keyring:
     def __repr__(self) -> str:
         return f"Keyring({[key.id for key in self._keys]})"
 
+    def key(self, key_id: str) -> SigningKey | None:
+        """The listed key of that id, if any."""
+        return self._by_id.get(key_id)
+
     def sign(self, session_id: str) -> str:
         """The cookie value for a session id, signed with the first key."""
         if not is_session_id(session_id):
