@@ -484,6 +484,8 @@ async fn two_companions_writing_at_once_lose_no_entry() {
             let mut reads = 0;
             let deadline = Instant::now() + Duration::from_secs(20);
             while applied.len() < 2 * WRITERS * EACH && Instant::now() < deadline {
+                // A number drawn by a write answered 503 may never appear: the cursor waits
+                // at that gap for the grace time (10 s), within the deadline.
                 let (status, page) = read(&app, &format!("?after={cursor}&limit=50")).await;
                 assert_eq!(status, StatusCode::OK, "{page}");
                 reads += 1;
@@ -516,14 +518,26 @@ async fn two_companions_writing_at_once_lose_no_entry() {
                 bytes[0] = u8::try_from(w).unwrap();
                 bytes[1] = u8::try_from(i).unwrap();
                 let handle = proto::SessionId::from_bytes(&bytes).handle().to_string();
-                let (status, entry) = app
-                    .call(
-                        Method::POST,
-                        "/v1/revocations",
-                        Some(json!({"handle": handle, "until": tomorrow()})),
-                    )
-                    .await;
-                assert_eq!(status, StatusCode::CREATED, "{entry}");
+                // A 503 (the shared test server busy with every other test) is an answer a
+                // client retries; the property is about the writes the feed accepted.
+                let mut attempts = 0;
+                let entry = loop {
+                    let (status, entry) = app
+                        .call(
+                            Method::POST,
+                            "/v1/revocations",
+                            Some(json!({"handle": handle, "until": tomorrow()})),
+                        )
+                        .await;
+                    attempts += 1;
+                    match status {
+                        StatusCode::CREATED => break entry,
+                        StatusCode::SERVICE_UNAVAILABLE if attempts < 10 => {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        _ => panic!("{status}: {entry}"),
+                    }
+                };
                 written.push((entry["seq"].as_u64().unwrap(), handle));
             }
             written
@@ -539,14 +553,16 @@ async fn two_companions_writing_at_once_lose_no_entry() {
         }
     }
     let total = 2 * WRITERS * EACH;
-    assert_eq!(
-        written.keys().copied().collect::<Vec<_>>(),
-        (1..=total as u64).collect::<Vec<_>>()
-    );
+    assert_eq!(written.len(), total);
     let (applied, reads) = reader.await.unwrap();
-    assert_eq!(
-        applied, written,
-        "every entry read exactly once, as written"
-    );
+    // A retried write may have drawn a number that never appears, or (its answer lost)
+    // written an entry of the same handle: neither may hide an accepted one.
+    for (seq, handle) in &written {
+        assert_eq!(
+            applied.get(seq),
+            Some(handle),
+            "accepted entry {seq} read exactly once, as written"
+        );
+    }
     eprintln!("{total} entries from two companions read in {reads} polls");
 }
