@@ -43,6 +43,25 @@ fn dispatch(context: &impl Context, companion: &Companion, call: &HttpCall) -> O
     }
 }
 
+/// A callout's reply as bytes: its `:status`, `None` for a failed call, and its body. With no
+/// headers the call failed and Envoy holds no reply maps: reading them would trap. Bytes, not
+/// the SDK's strings, which panic on a value that is not UTF-8.
+fn call_reply(
+    context: &impl Context,
+    num_headers: usize,
+    body_size: usize,
+) -> (Option<Vec<u8>>, Vec<u8>) {
+    if num_headers == 0 {
+        return (None, Vec::new());
+    }
+    (
+        context.get_http_call_response_header_bytes(":status"),
+        context
+            .get_http_call_response_body(0, body_size)
+            .unwrap_or_default(),
+    )
+}
+
 /// Shared data with its CAS stamp, as the revocation table and the feed read it.
 fn shared_get(context: &impl Context, key: &str) -> Option<(Vec<u8>, u32)> {
     match context.get_shared_data(key) {

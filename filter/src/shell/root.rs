@@ -8,7 +8,7 @@ use crate::core::Core;
 use crate::feed::{self, Polled};
 use crate::metrics::Counter;
 use crate::revocation::{SetError, SharedStore};
-use crate::store::companion::HttpCall;
+use crate::store::companion::{self, HttpCall};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, MetricType};
@@ -105,19 +105,14 @@ impl Context for Root {
         let Some(filter) = self.filter.clone() else {
             return;
         };
-        // With no headers the call failed and Envoy holds no reply maps: reading them would trap.
-        let status = (num_headers > 0)
-            .then(|| self.get_http_call_response_header(":status"))
-            .flatten()
-            .and_then(|s| s.parse::<u16>().ok());
-        let Some(status) = status else {
+        let (status, body) = super::call_reply(self, num_headers, body_size);
+        let Some(status) = status.as_deref().and_then(companion::parse_status) else {
             filter.count(Counter::FeedFailed);
-            log::warn!("edge-session: revocation feed poll failed (no answer)");
+            log::warn!(
+                "edge-session: revocation feed poll failed (no answer, or no valid :status)"
+            );
             return;
         };
-        let body = self
-            .get_http_call_response_body(0, body_size)
-            .unwrap_or_default();
         let applied = feed::apply(self, status, &body, self.now_ms());
         if applied.is_ok() {
             // This worker need not wait for its next tick to see what it just applied.

@@ -244,16 +244,7 @@ impl Context for SessionStream {
         if !matches && !is_touch {
             return;
         }
-        // With no headers the call failed and Envoy holds no reply maps: reading them would trap.
-        let (status, body) = if num_headers == 0 {
-            (None, Vec::new())
-        } else {
-            (
-                self.get_http_call_response_header_bytes(":status"),
-                self.get_http_call_response_body(0, body_size)
-                    .unwrap_or_default(),
-            )
-        };
+        let (status, body) = super::call_reply(self, num_headers, body_size);
         let filter = self.filter.clone();
         let core = &filter.core;
         if let Some((_, id)) = self.touch.take().filter(|_| is_touch) {

@@ -80,7 +80,8 @@ pub fn write_outcome(op: &StoreOp, status: Option<&[u8]>, body: &[u8]) -> WriteO
     }
 }
 
-fn parse_status(status: &[u8]) -> Option<u16> {
+/// A reply's `:status` as a number; `None` for anything but decimal digits in UTF-8.
+pub fn parse_status(status: &[u8]) -> Option<u16> {
     std::str::from_utf8(status).ok()?.parse().ok()
 }
 

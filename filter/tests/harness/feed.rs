@@ -209,3 +209,24 @@ fn nothing_is_cached_before_the_feeds_head_is_read() {
         "cached once the head is read"
     );
 }
+
+/// A poll answered with a `:status` that is not a number, or not even UTF-8, is a failed poll:
+/// counted, never a trap in the root context.
+#[test]
+fn a_poll_answered_with_a_broken_status_is_a_failure_not_a_trap() {
+    let (host, mut vm) = start(feed_config());
+    for status in [&b"\xff\xfe"[..], b"abc", b"", b"99999"] {
+        poll_once(
+            &mut vm,
+            CalloutReply::with_raw_status(status.to_vec()).body("{}"),
+        );
+    }
+    assert_eq!(host.counter("edge_session_feed_failed"), 4);
+    poll_once(&mut vm, page(json!([]), "1-1"));
+    let sid = id(8);
+    request(&mut vm, &sid, None);
+    assert!(
+        !request(&mut vm, &sid, None),
+        "the VM still works and caches"
+    );
+}
