@@ -2,7 +2,7 @@
 //! session through response headers, parsed into what to do, and the companion calls that do it.
 
 use crate::config::{Config, HeaderNames};
-use proto::{CreateSessionRequest, PatchSession, SessionId, Timestamp};
+use proto::{CreateSessionRequest, PatchSession, SessionHandle, SessionId, Timestamp};
 use serde_json::{Map, Value};
 use std::fmt;
 
@@ -17,6 +17,19 @@ pub enum Expiry {
     Default,
 }
 
+/// Which of the user's sessions the app ends with `x-session-revoke` (docs/architecture.md,
+/// "Control headers"): applied after the session's own write, for the user the session is
+/// bound to once that write is done.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Revoke {
+    /// Every session of the user, this one too.
+    All,
+    /// Every session of the user but this one.
+    Others,
+    /// The session with this handle (another device's, usually).
+    Session(SessionHandle),
+}
+
 /// Everything the app asked for in one response.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Controls {
@@ -26,6 +39,7 @@ pub struct Controls {
     pub set: Option<Map<String, Value>>,
     pub user: Option<String>,
     pub expiry: Option<Expiry>,
+    pub revoke: Option<Revoke>,
 }
 
 /// A control header that cannot be applied. The whole write is then skipped: the session is
@@ -101,6 +115,7 @@ pub fn parse(
             }
             "expiry" => controls.expiry = Some(expiry(name, text, now_nanos)?),
             "cycle" => controls.cycle = flag(name, text)?,
+            "revoke" => controls.revoke = Some(revoke(name, text)?),
             _ => controls.flush = flag(name, text)?,
         }
     }
@@ -138,6 +153,17 @@ fn expiry(name: &str, text: &str, now_nanos: i128) -> Result<Expiry, ControlErro
         .map_err(|_| bad(name, "a time too far ahead"))
 }
 
+/// `x-session-revoke`: `all`, `others`, or a session's handle.
+fn revoke(name: &str, text: &str) -> Result<Revoke, ControlError> {
+    match text {
+        "all" => Ok(Revoke::All),
+        "others" => Ok(Revoke::Others),
+        handle => SessionHandle::parse(handle)
+            .map(Revoke::Session)
+            .map_err(|_| bad(name, "not all, others or a session handle")),
+    }
+}
+
 fn flag(name: &str, text: &str) -> Result<bool, ControlError> {
     match text {
         "1" | "true" => Ok(true),
@@ -157,7 +183,7 @@ fn control_kind(names: &HeaderNames, name: &str) -> Result<Option<&'static str>,
     else {
         return Ok(None);
     };
-    let kind = ["set", "user", "expiry", "cycle", "flush"]
+    let kind = ["set", "user", "expiry", "cycle", "flush", "revoke"]
         .into_iter()
         .find(|k| suffix.replace('_', "-").eq_ignore_ascii_case(k));
     if kind.is_some() && name.contains('_') {
@@ -469,6 +495,7 @@ mod tests {
             set: set.and_then(|v| v.as_object().cloned()),
             user: user.map(str::to_string),
             expiry,
+            revoke: None,
         }
     }
 

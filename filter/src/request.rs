@@ -40,6 +40,9 @@ pub struct RequestOutcome {
     pub session_dependent: bool,
     /// The valid session's expiry as last read, for renewing its cookie.
     pub lifetime: Option<Lifetime>,
+    /// The valid session as resolved (shared with the cache, not copied): its user and
+    /// handle, for `x-session-revoke`.
+    pub resolved: Option<Rc<Resolved>>,
 }
 
 /// A session's expiry as the filter last saw it.
@@ -323,7 +326,7 @@ impl Core {
     /// A valid session was injected. Sliding expiry: past half its lifetime the session is
     /// touched in the store without waiting, and the local copy dropped so the next request
     /// sees the new expiry.
-    fn with_session(&self, host: &impl RequestHost, resolved: &Resolved) -> RequestNext {
+    fn with_session(&self, host: &impl RequestHost, resolved: &Rc<Resolved>) -> RequestNext {
         let half_life = i128::from(resolved.ttl_seconds) * 500_000_000;
         let touch = (self.config.sliding
             && host.now_nanos() >= resolved.expires_at_nanos - half_life)
@@ -343,6 +346,7 @@ impl Core {
                     browser_session: resolved.browser_session,
                     renewed: false,
                 }),
+                resolved: Some(resolved.clone()),
             },
             touch,
         }
@@ -516,7 +520,7 @@ impl Core {
     }
 
     /// What to inject and cache for a session the companion returned.
-    fn resolved(&self, session: &Session) -> Resolved {
+    pub(crate) fn resolved(&self, session: &Session) -> Resolved {
         let config = &self.config;
         let handle = session.id.handle();
         let mut injection = inject::for_session(&config.headers, session, config.max_header_bytes);

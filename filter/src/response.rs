@@ -7,13 +7,13 @@
 
 use crate::caching;
 use crate::config::{RefreshCookie, ServerErrorControls, WriteErrorPolicy};
-use crate::control::{self, Controls, WritePlan};
+use crate::control::{self, Controls, Revoke, WritePlan};
 use crate::core::{Core, Host};
 use crate::metrics::Counter;
 use crate::request::{Lifetime, RequestOutcome};
 use crate::revocation::{self, RevocationTag};
 use crate::store::{Failure, Resolution, StoreOp, WriteOutcome};
-use proto::{PatchSession, Session, SessionId};
+use proto::{PatchSession, Session, SessionHandle, SessionId};
 
 /// A response on its way: the write in flight, if any, and what the response will carry.
 #[derive(Debug)]
@@ -29,6 +29,28 @@ pub struct ResponseWrite {
     /// The request's valid session and its expiry as last known: what a cookie renewal
     /// (`refresh_cookie`) needs when nothing else sets the cookie.
     renewal: Option<(SessionId, Lifetime)>,
+    /// `x-session-revoke`, waiting for the session's own write.
+    revoke: Option<Revoke>,
+    /// The session the user is left with, as last known, while a revocation waits.
+    owner: Option<Owner>,
+}
+
+/// A session as a revocation needs it: who it belongs to and how it is named.
+#[derive(Debug)]
+struct Owner {
+    id: SessionId,
+    user: Option<String>,
+    handle: SessionHandle,
+}
+
+impl Owner {
+    fn of(session: &Session) -> Self {
+        Self {
+            id: session.id.clone(),
+            user: session.user.clone(),
+            handle: session.id.handle(),
+        }
+    }
 }
 
 /// A store write and what its outcome leads to.
@@ -117,6 +139,8 @@ impl Core {
                 .into_iter()
                 .map(<[u8]>::to_vec)
                 .collect(),
+            revoke: None,
+            owner: None,
         };
         let remove = headers
             .iter()
@@ -131,7 +155,10 @@ impl Core {
         );
         let plan = match parsed {
             Ok(Some(controls)) => {
-                let controls = self.on_status(host, controls, &values(":status"));
+                let mut controls = self.on_status(host, controls, &values(":status"));
+                if let Some(revoke) = controls.revoke.take() {
+                    want_revoke(&mut write, revoke, controls.flush, outcome);
+                }
                 control::plan(controls, outcome.session.as_ref(), config)
             }
             Ok(None) => None,
@@ -142,7 +169,10 @@ impl Core {
             }
         };
         let next = match plan {
-            None => ResponseNext::Finish(self.final_headers(host, &mut write)),
+            None => match self.revoke_next(host, &mut write) {
+                Some(next) => next,
+                None => ResponseNext::Finish(self.final_headers(host, &mut write)),
+            },
             Some(plan) => self.begin(host, &mut write, plan),
         };
         ResponseStart {
@@ -185,7 +215,7 @@ impl Core {
         }
     }
 
-    /// On a 5xx response only `flush` applies (`controls_on_server_error`): an app that failed
+    /// On a 5xx response only `flush` and `revoke` apply (`controls_on_server_error`): an app that failed
     /// may have written half a session, and a logout whose page fails must still log out.
     fn on_status(&self, host: &impl Host, controls: Controls, status: &[&[u8]]) -> Controls {
         let server_error = status
@@ -205,8 +235,10 @@ impl Core {
                  (controls_on_server_error: flush_only)"
             );
         }
+        // Ending sessions grants nothing: a revocation applies like a logout.
         Controls {
             flush: controls.flush,
+            revoke: controls.revoke,
             ..Controls::default()
         }
     }
@@ -221,7 +253,15 @@ impl Core {
         let Some(Step { op, then, reissue }) = write.pending.take() else {
             return self.write_failed(host, write, Failure::CallFailed);
         };
+        if let (Some(_), WriteOutcome::Stored(session)) = (&write.revoke, &outcome) {
+            write.owner = Some(Owner::of(session));
+        }
         match (op, outcome) {
+            (StoreOp::Revoke { user, revoke, .. }, WriteOutcome::Deleted) => {
+                self.revoked(host, write, &user, &revoke);
+                host.count(Counter::Writes);
+                ResponseNext::Finish(self.final_headers(host, write))
+            }
             (StoreOp::Delete(id), WriteOutcome::Deleted) => {
                 self.announce_change(host, &id);
                 write.cookie = CookieChange::Clear;
@@ -298,10 +338,75 @@ impl Core {
         ResponseNext::Store(op)
     }
 
-    /// Every write is done: the response goes on.
+    /// Every write of the session is done: a revocation follows, or the response goes on.
     fn complete(&self, host: &impl Host, write: &mut ResponseWrite) -> ResponseNext {
+        if let Some(next) = self.revoke_next(host, write) {
+            return next;
+        }
         host.count(Counter::Writes);
         ResponseNext::Finish(self.final_headers(host, write))
+    }
+
+    /// The revocation the app asked for, once the session's own write is done: for the user
+    /// the session is bound to by then. `None`: none asked, or refused (no user to revoke for).
+    fn revoke_next(&self, host: &impl Host, write: &mut ResponseWrite) -> Option<ResponseNext> {
+        let revoke = write.revoke.take()?;
+        let Some((user, current)) = write
+            .owner
+            .as_ref()
+            .and_then(|owner| Some((owner.user.clone()?, owner.handle.clone())))
+        else {
+            host.count(Counter::BadControl);
+            log::warn!(
+                "edge-session: x-session-revoke refused: the response's session is not bound \
+                 to a user"
+            );
+            return None;
+        };
+        let op = StoreOp::Revoke {
+            user,
+            revoke,
+            current,
+        };
+        Some(self.store(
+            write,
+            Step {
+                op,
+                then: None,
+                reissue: false,
+            },
+        ))
+    }
+
+    /// The store ended the sessions: this worker's copies go at once, and the response's
+    /// own session, when it was among them, loses its cookie. Other workers and proxies learn
+    /// of the others through the revocation feed (docs/architecture.md, "Revocation feed").
+    fn revoked(&self, host: &impl Host, write: &mut ResponseWrite, user: &str, revoke: &Revoke) {
+        let Some(owner) = write.owner.take() else {
+            return;
+        };
+        let own_ended = match revoke {
+            Revoke::All => true,
+            Revoke::Others => false,
+            Revoke::Session(handle) => *handle == owner.handle,
+        };
+        match revoke {
+            Revoke::Session(handle) if !own_ended => {
+                self.announce(host, &RevocationTag::of_handle(handle), "a revoked session");
+            }
+            _ => {
+                let except = (!own_ended).then_some(&owner.handle);
+                if let Some(cache) = self.cache.borrow_mut().as_mut() {
+                    cache.remove_user(user, except);
+                }
+            }
+        }
+        if own_ended {
+            self.announce_change(host, &owner.id);
+            write.cookie = CookieChange::Clear;
+            write.renewal = None;
+            write.session_dependent = true;
+        }
     }
 
     /// The store failed a write: never a cookie for a session that was not stored. `pass`
@@ -330,12 +435,16 @@ impl Core {
         if let Some(cache) = self.cache.borrow_mut().as_mut() {
             cache.remove(id);
         }
-        if let Err(err) = revocation::announce(host, &RevocationTag::of(id)) {
+        let what = format!("session #{}", id.short_hash());
+        self.announce(host, &RevocationTag::of(id), &what);
+    }
+
+    fn announce(&self, host: &impl Host, tag: &RevocationTag, what: &str) {
+        if let Err(err) = revocation::announce(host, tag) {
             host.count(Counter::RevocationFailed);
             log::error!(
-                "edge-session: session #{}: change not announced to other workers ({err}); \
-                 their cached copies live up to cache.ttl_ms",
-                id.short_hash()
+                "edge-session: {what}: change not announced to other workers ({err}); \
+                 their cached copies live up to cache.ttl_ms"
             );
         }
     }
@@ -395,6 +504,21 @@ impl Core {
             set_cookie,
         }
     }
+}
+
+/// Keeps `x-session-revoke` for after the session's own write. `flush` wins over everything:
+/// a logout ends this session, and the revocation is not applied.
+fn want_revoke(write: &mut ResponseWrite, revoke: Revoke, flush: bool, outcome: &RequestOutcome) {
+    if flush {
+        log::info!("edge-session: x-session-revoke not applied: x-session-flush wins");
+        return;
+    }
+    write.revoke = Some(revoke);
+    write.owner = outcome.resolved.as_ref().map(|resolved| Owner {
+        id: resolved.id.clone(),
+        user: resolved.user.clone(),
+        handle: resolved.handle.clone(),
+    });
 }
 
 #[cfg(test)]
@@ -487,7 +611,178 @@ mod tests {
                 browser_session: false,
                 renewed: false,
             }),
+            resolved: None,
         }
+    }
+
+    /// A valid session `n` bound to `user`, as the request path leaves it.
+    fn of_user(core: &Core, n: u8, user: &str) -> RequestOutcome {
+        let mut stored = session(n, false);
+        stored.user = Some(user.to_string());
+        RequestOutcome {
+            resolved: Some(std::rc::Rc::new(core.resolved(&stored))),
+            ..with_session(n)
+        }
+    }
+
+    fn revoke_of(next: &ResponseNext) -> (&str, &Revoke, &SessionHandle) {
+        match next {
+            ResponseNext::Store(StoreOp::Revoke {
+                user,
+                revoke,
+                current,
+            }) => (user, revoke, current),
+            other => panic!("expected a revocation: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn revoke_others_keeps_this_session_and_its_cookie() {
+        let (host, core) = (FakeHost::default(), core(json!({})));
+        let mut start = core.start_response(
+            &host,
+            &of_user(&core, 1, "alice"),
+            &headers(&[("x-session-revoke", "others")]),
+        );
+        assert_eq!(start.remove, ["x-session-revoke"]);
+        assert_eq!(
+            revoke_of(&start.next),
+            ("alice", &Revoke::Others, &id(1).handle())
+        );
+        let done = finish(core.continue_response(&host, &mut start.write, WriteOutcome::Deleted));
+        assert_eq!(done.set_cookie, None, "this device stays logged in");
+        assert_eq!(host.counted(Counter::Writes), 1);
+    }
+
+    #[test]
+    fn revoke_all_ends_this_session_too_and_clears_its_cookie() {
+        let (host, core) = (FakeHost::default(), core(json!({})));
+        let mut start = core.start_response(
+            &host,
+            &of_user(&core, 1, "alice"),
+            &headers(&[("x-session-revoke", "all")]),
+        );
+        assert_eq!(revoke_of(&start.next).1, &Revoke::All);
+        let done = finish(core.continue_response(&host, &mut start.write, WriteOutcome::Deleted));
+        assert_eq!(
+            done.set_cookie.as_deref(),
+            Some(core.config.cookie.clear_header())
+        );
+        assert!(
+            !host.shared.borrow().is_empty(),
+            "this session's end is announced to the other workers"
+        );
+    }
+
+    #[test]
+    fn revoking_another_devices_handle_announces_it_and_keeps_this_cookie() {
+        let (host, core) = (FakeHost::default(), core(json!({})));
+        let other = id(9).handle();
+        let mut start = core.start_response(
+            &host,
+            &of_user(&core, 1, "alice"),
+            &headers(&[("x-session-revoke", other.as_str())]),
+        );
+        assert_eq!(revoke_of(&start.next).1, &Revoke::Session(other.clone()));
+        let done = finish(core.continue_response(&host, &mut start.write, WriteOutcome::Deleted));
+        assert_eq!(done.set_cookie, None);
+        let tag = RevocationTag::of_handle(&other);
+        assert!(
+            !tag.trusts(host.get(&tag.key).as_ref().map(|(v, _)| v.as_slice()), 0),
+            "every worker distrusts its cached copy of the ended session"
+        );
+    }
+
+    #[test]
+    fn revoke_follows_the_sessions_own_write_for_the_user_it_binds() {
+        let (host, core) = (FakeHost::default(), core(json!({})));
+        // A login (cycle, then bind the user) that also ends the user's other sessions.
+        let mut start = core.start_response(
+            &host,
+            &with_session(1),
+            &headers(&[
+                ("x-session-cycle", "1"),
+                ("x-session-user", "bob"),
+                ("x-session-revoke", "others"),
+            ]),
+        );
+        assert_eq!(start.next, ResponseNext::Store(StoreOp::Cycle(id(1))));
+        let next = core.continue_response(
+            &host,
+            &mut start.write,
+            WriteOutcome::Stored(session(2, false)),
+        );
+        assert!(matches!(next, ResponseNext::Store(StoreOp::Patch(..))));
+        let mut bound = session(2, false);
+        bound.user = Some("bob".to_string());
+        let next = core.continue_response(&host, &mut start.write, WriteOutcome::Stored(bound));
+        assert_eq!(
+            revoke_of(&next),
+            ("bob", &Revoke::Others, &id(2).handle()),
+            "the new id is the one kept"
+        );
+        let done = finish(core.continue_response(&host, &mut start.write, WriteOutcome::Deleted));
+        assert!(
+            done.set_cookie
+                .is_some_and(|c| c.contains(&core.config.keys.sign(&id(2))))
+        );
+        assert_eq!(host.counted(Counter::Writes), 1);
+    }
+
+    #[test]
+    fn flush_wins_over_revoke_and_a_session_without_user_refuses_it() {
+        let (host, core) = (FakeHost::default(), core(json!({})));
+        let start = core.start_response(
+            &host,
+            &of_user(&core, 1, "alice"),
+            &headers(&[("x-session-flush", "1"), ("x-session-revoke", "all")]),
+        );
+        assert_eq!(start.next, ResponseNext::Store(StoreOp::Delete(id(1))));
+        let anonymous = with_session(1);
+        let start = core.start_response(
+            &host,
+            &anonymous,
+            &headers(&[("x-session-revoke", "others")]),
+        );
+        assert_eq!(finish(start.next).set_cookie, None);
+        assert_eq!(host.counted(Counter::BadControl), 1);
+        for bad in ["some", "", "ALL", "others,all", "AAAA"] {
+            let start = core.start_response(
+                &host,
+                &of_user(&core, 1, "alice"),
+                &headers(&[("x-session-revoke", bad)]),
+            );
+            assert!(matches!(start.next, ResponseNext::Finish(_)), "{bad:?}");
+        }
+        assert_eq!(host.counted(Counter::BadControl), 6);
+    }
+
+    #[test]
+    fn a_failed_revoke_follows_the_write_error_policy() {
+        let (host, core) = (FakeHost::default(), core(json!({"on_write_error": "fail"})));
+        let mut start = core.start_response(
+            &host,
+            &of_user(&core, 1, "alice"),
+            &headers(&[("x-session-revoke", "others")]),
+        );
+        let next = core.continue_response(
+            &host,
+            &mut start.write,
+            WriteOutcome::Failed(Failure::Status(503)),
+        );
+        assert_eq!(next, ResponseNext::Unavailable);
+        assert_eq!(host.counted(Counter::WriteError), 1);
+    }
+
+    #[test]
+    fn a_server_error_still_applies_revoke() {
+        let (host, core) = (FakeHost::default(), core(json!({})));
+        let start = core.start_response(
+            &host,
+            &of_user(&core, 1, "alice"),
+            &headers(&[(":status", "500"), ("x-session-revoke", "all")]),
+        );
+        assert_eq!(revoke_of(&start.next).1, &Revoke::All);
     }
 
     fn finish(next: ResponseNext) -> FinalHeaders {

@@ -2,6 +2,7 @@
 //! cluster (the `/v1` API), and each reply as what it means. Pure: the shell makes the calls.
 
 use super::{Failure, Resolution, StoreOp, WriteOutcome};
+use crate::control::Revoke;
 use proto::{Session, SessionId};
 
 /// One HTTP call to the companion: method, path and JSON body.
@@ -53,7 +54,37 @@ pub fn write_call(op: &StoreOp) -> HttpCall {
             path: format!("/v1/sessions/{}", id.as_str()),
             body: None,
         },
+        StoreOp::Revoke {
+            user,
+            revoke,
+            current,
+        } => {
+            let sessions = format!("/v1/users/{}/sessions", path_segment(user));
+            HttpCall {
+                method: "DELETE",
+                path: match revoke {
+                    Revoke::All => sessions,
+                    Revoke::Others => format!("{sessions}?except={}", current.as_str()),
+                    Revoke::Session(handle) => format!("{sessions}/{}", handle.as_str()),
+                },
+                body: None,
+            }
+        }
     }
+}
+
+/// A user id as one path segment: every byte but RFC 3986's unreserved characters
+/// percent-encoded, so a `/`, `?`, `%` or space in a user id cannot change the path.
+fn path_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 fn json<T: serde::Serialize>(value: &T) -> Vec<u8> {
@@ -75,6 +106,8 @@ pub fn write_outcome(op: &StoreOp, status: Option<&[u8]>, body: &[u8]) -> WriteO
     };
     match (op, code) {
         (StoreOp::Delete(_), 204 | 404) => WriteOutcome::Deleted,
+        // 404: the named session is gone already (or was never this user's): nothing to end.
+        (StoreOp::Revoke { .. }, 200 | 204 | 404) => WriteOutcome::Deleted,
         (StoreOp::Create(_) | StoreOp::Cycle(_), 201) | (StoreOp::Patch(..), 200) => session(),
         (_, other) => WriteOutcome::Failed(Failure::Status(other)),
     }
@@ -124,6 +157,44 @@ mod tests {
                "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z", "expires_at": expires_at})
         .to_string()
         .into_bytes()
+    }
+
+    #[test]
+    fn revocations_name_the_user_as_one_path_segment() {
+        let id = SessionId::parse(ID).unwrap();
+        let call = |user: &str, revoke| {
+            let op = StoreOp::Revoke {
+                user: user.to_string(),
+                revoke,
+                current: id.handle(),
+            };
+            (write_call(&op), op)
+        };
+        let (all, op) = call("alice", Revoke::All);
+        assert_eq!(
+            (all.method, all.path.as_str()),
+            ("DELETE", "/v1/users/alice/sessions")
+        );
+        for status in [b"200".as_slice(), b"204", b"404"] {
+            assert_eq!(write_outcome(&op, Some(status), b""), WriteOutcome::Deleted);
+        }
+        assert_eq!(
+            write_outcome(&op, Some(b"503"), b""),
+            WriteOutcome::Failed(Failure::Status(503))
+        );
+        let (others, _) = call("a/b?c=%d é", Revoke::Others);
+        assert_eq!(
+            others.path,
+            format!(
+                "/v1/users/a%2Fb%3Fc%3D%25d%20%C3%A9/sessions?except={}",
+                id.handle().as_str()
+            )
+        );
+        let (one, _) = call("bob", Revoke::Session(id.handle()));
+        assert_eq!(
+            one.path,
+            format!("/v1/users/bob/sessions/{}", id.handle().as_str())
+        );
     }
 
     #[test]

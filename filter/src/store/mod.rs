@@ -7,6 +7,7 @@
 pub mod companion;
 pub mod cookie;
 
+use crate::control::Revoke;
 use proto::{CreateSessionRequest, PatchSession, Session, SessionId};
 use std::fmt;
 
@@ -18,6 +19,13 @@ pub enum StoreOp {
     Cycle(SessionId),
     Patch(SessionId, PatchSession),
     Delete(SessionId),
+    /// End sessions of a user (`x-session-revoke`); `Revoke::Others` keeps the session with
+    /// handle `current`. Comes back `Deleted`, also when nothing matched.
+    Revoke {
+        user: String,
+        revoke: Revoke,
+        current: proto::SessionHandle,
+    },
 }
 
 impl StoreOp {
@@ -28,6 +36,7 @@ impl StoreOp {
             Self::Cycle(_) => "cycle",
             Self::Patch(..) => "patch",
             Self::Delete(_) => "delete",
+            Self::Revoke { .. } => "revoke",
         }
     }
 }
