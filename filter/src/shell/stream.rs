@@ -9,11 +9,12 @@ use crate::metrics::Counter;
 use crate::request::{Header, RequestHost, RequestNext, RequestOutcome};
 use crate::response::{FinalHeaders, ResponseNext, ResponseWrite};
 use crate::revocation::{Sequence, SetError, SharedStore};
-use crate::store::companion::{self, HttpCall};
-use crate::store::{Failure, WriteOutcome};
+use crate::store::companion::{self, Client, HttpCall};
+use crate::store::{Failure, StoreOp, WriteOutcome};
 use proto::SessionId;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::UNIX_EPOCH;
 
@@ -41,6 +42,10 @@ pub struct SessionStream {
     touch: Option<(u32, SessionId)>,
     /// The response headers arrived while the touch was in flight, and wait for it.
     response_waits: bool,
+    /// The request's `User-Agent`, taken when the request headers are read (every host lets
+    /// a filter read them then; not every one once the response has started), for a create
+    /// or a cycle.
+    user_agent: RefCell<Option<String>>,
 }
 
 impl SessionStream {
@@ -51,6 +56,7 @@ impl SessionStream {
             outcome: RequestOutcome::default(),
             touch: None,
             response_waits: false,
+            user_agent: RefCell::new(None),
         }
     }
 
@@ -122,23 +128,25 @@ impl SessionStream {
     ) -> Action {
         loop {
             match next {
-                ResponseNext::Store(op) => match self.call(&companion::write_call(&op)) {
-                    Some(token) => {
-                        self.waiting = Some(Waiting::Write {
-                            token,
-                            write: Box::new(write),
-                        });
-                        return Action::Pause;
+                ResponseNext::Store(op) => {
+                    match self.call(&companion::write_call(&op, &self.client(&op))) {
+                        Some(token) => {
+                            self.waiting = Some(Waiting::Write {
+                                token,
+                                write: Box::new(write),
+                            });
+                            return Action::Pause;
+                        }
+                        None => {
+                            let failed = WriteOutcome::Failed(Failure::CallFailed);
+                            next = self
+                                .filter
+                                .clone()
+                                .core
+                                .continue_response(self, &mut write, failed);
+                        }
                     }
-                    None => {
-                        let failed = WriteOutcome::Failed(Failure::CallFailed);
-                        next = self
-                            .filter
-                            .clone()
-                            .core
-                            .continue_response(self, &mut write, failed);
-                    }
-                },
+                }
                 ResponseNext::Finish(headers) => {
                     self.add_final_headers(headers);
                     if in_callback {
@@ -165,6 +173,19 @@ impl SessionStream {
             self.set_http_response_header(name, None);
         }
         self.follow_response(start.write, start.next, in_callback)
+    }
+
+    /// Who the client is, for the writes that keep it (a create, a cycle).
+    fn client(&self, op: &StoreOp) -> Client {
+        if !matches!(op, StoreOp::Create(_) | StoreOp::Cycle(_)) {
+            return Client::default();
+        }
+        Client {
+            user_agent: self.user_agent.borrow().clone(),
+            address: self
+                .get_property(vec!["source", "address"])
+                .and_then(|raw| Client::address(&raw)),
+        }
     }
 
     fn add_final_headers(&self, headers: FinalHeaders) {
@@ -196,7 +217,15 @@ impl Host for SessionStream {
 
 impl RequestHost for SessionStream {
     fn read_headers(&self) -> Vec<(String, Vec<u8>)> {
-        self.get_http_request_headers_bytes()
+        let headers = self.get_http_request_headers_bytes();
+        let mut user_agent = self.user_agent.borrow_mut();
+        if user_agent.is_none() && self.filter.core.config.companion.is_some() {
+            *user_agent = headers
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case("user-agent"))
+                .map(|(_, value)| Client::user_agent(value));
+        }
+        headers
     }
 
     fn replace_headers(&self, headers: &[Header<'_>]) {

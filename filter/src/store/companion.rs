@@ -3,7 +3,7 @@
 
 use super::{Failure, Resolution, StoreOp, WriteOutcome};
 use crate::control::Revoke;
-use proto::{Session, SessionId};
+use proto::{CycleSession, Session, SessionId};
 
 /// One HTTP call to the companion: method, path and JSON body.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,18 +31,64 @@ pub fn touch_call(id: &SessionId) -> HttpCall {
     }
 }
 
-/// The call that performs a write.
-pub fn write_call(op: &StoreOp) -> HttpCall {
+/// The client as the filter saw it, kept with a session when it is created or cycled (a
+/// login, usually), for the user's list of sessions (docs/architecture.md, "Session listing").
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Client {
+    pub user_agent: Option<String>,
+    pub address: Option<String>,
+}
+
+impl Client {
+    /// `User-Agent` as text (invalid UTF-8 replaced), cut at a character boundary within
+    /// what the companion keeps: the companion would cut it too, this keeps the call small.
+    pub fn user_agent(raw: &[u8]) -> String {
+        let text = String::from_utf8_lossy(raw);
+        proto::truncate_at_char_boundary(text.trim(), proto::MAX_USER_AGENT_BYTES).to_string()
+    }
+
+    /// Envoy's `source.address` (`ip:port`, `[ip6]:port`, or a pipe's path) without the
+    /// port, which names a connection, not a client.
+    pub fn address(raw: &[u8]) -> Option<String> {
+        let text = std::str::from_utf8(raw).ok()?.trim();
+        let host = match text.rsplit_once(':') {
+            Some((host, port))
+                if !port.is_empty()
+                    && port.bytes().all(|b| b.is_ascii_digit())
+                    && (host.contains('.') || host.starts_with('[')) =>
+            {
+                host.trim_start_matches('[').trim_end_matches(']')
+            }
+            _ => text,
+        };
+        (!host.is_empty())
+            .then(|| proto::truncate_at_char_boundary(host, proto::MAX_CLIENT_ADDRESS_BYTES))
+            .map(str::to_string)
+    }
+}
+
+/// The call that performs a write; a create and a cycle carry the client.
+pub fn write_call(op: &StoreOp, client: &Client) -> HttpCall {
     match op {
-        StoreOp::Create(create) => HttpCall {
-            method: "POST",
-            path: "/v1/sessions".to_string(),
-            body: Some(json(create)),
-        },
+        StoreOp::Create(create) => {
+            let mut create = create.clone();
+            create.user_agent = client.user_agent.clone();
+            create.client_address = client.address.clone();
+            HttpCall {
+                method: "POST",
+                path: "/v1/sessions".to_string(),
+                body: Some(json(&create)),
+            }
+        }
         StoreOp::Cycle(id) => HttpCall {
             method: "POST",
             path: format!("/v1/sessions/{}/cycle", id.as_str()),
-            body: None,
+            body: (client.user_agent.is_some() || client.address.is_some()).then(|| {
+                json(&CycleSession {
+                    user_agent: client.user_agent.clone(),
+                    client_address: client.address.clone(),
+                })
+            }),
         },
         StoreOp::Patch(id, patch) => HttpCall {
             method: "PATCH",
@@ -160,6 +206,57 @@ mod tests {
     }
 
     #[test]
+    fn a_create_and_a_cycle_carry_the_client() {
+        let id = SessionId::parse(ID).unwrap();
+        let client = Client {
+            user_agent: Some(Client::user_agent(b"  Mozilla/5.0 \xff ")),
+            address: Client::address(b"192.0.2.7:51234"),
+        };
+        let create = write_call(&StoreOp::Create(Default::default()), &client);
+        let body: serde_json::Value = serde_json::from_slice(&create.body.unwrap()).unwrap();
+        assert_eq!(body["user_agent"], "Mozilla/5.0 \u{fffd}");
+        assert_eq!(body["client_address"], "192.0.2.7");
+        let cycle = write_call(&StoreOp::Cycle(id.clone()), &client);
+        let body: serde_json::Value = serde_json::from_slice(&cycle.body.unwrap()).unwrap();
+        assert_eq!(
+            body,
+            json!({"user_agent": "Mozilla/5.0 \u{fffd}", "client_address": "192.0.2.7"})
+        );
+        let bare = write_call(&StoreOp::Cycle(id), &Client::default());
+        assert_eq!(
+            bare.body, None,
+            "an empty cycle body is the companion's {{}}"
+        );
+    }
+
+    #[test]
+    fn client_addresses_lose_their_port_and_long_agents_are_cut() {
+        assert_eq!(
+            Client::address(b"[2001:db8::1]:443").as_deref(),
+            Some("2001:db8::1")
+        );
+        assert_eq!(
+            Client::address(b"2001:db8::1").as_deref(),
+            Some("2001:db8::1")
+        );
+        assert_eq!(
+            Client::address(b"/run/envoy.sock").as_deref(),
+            Some("/run/envoy.sock")
+        );
+        assert_eq!(Client::address(b"10.0.0.1").as_deref(), Some("10.0.0.1"));
+        assert_eq!(Client::address(b""), None);
+        assert_eq!(Client::address(b"\xff"), None);
+        let exact = "a".repeat(proto::MAX_USER_AGENT_BYTES);
+        assert_eq!(Client::user_agent(exact.as_bytes()), exact);
+        let over = format!("{exact}é");
+        assert_eq!(
+            Client::user_agent(over.as_bytes()),
+            exact,
+            "cut at a boundary"
+        );
+    }
+
+    #[test]
     fn revocations_name_the_user_as_one_path_segment() {
         let id = SessionId::parse(ID).unwrap();
         let call = |user: &str, revoke| {
@@ -168,7 +265,7 @@ mod tests {
                 revoke,
                 current: id.handle(),
             };
-            (write_call(&op), op)
+            (write_call(&op, &Client::default()), op)
         };
         let (all, op) = call("alice", Revoke::All);
         assert_eq!(
@@ -241,12 +338,12 @@ mod tests {
     fn every_write_is_one_call_on_the_v1_api() {
         let id = SessionId::parse(ID).unwrap();
         let path = format!("/v1/sessions/{ID}");
-        let call = write_call(&StoreOp::Delete(id.clone()));
+        let call = write_call(&StoreOp::Delete(id.clone()), &Client::default());
         assert_eq!(
             (call.method, call.path.as_str(), call.body),
             ("DELETE", path.as_str(), None)
         );
-        let call = write_call(&StoreOp::Cycle(id.clone()));
+        let call = write_call(&StoreOp::Cycle(id.clone()), &Client::default());
         assert_eq!(call.path, format!("{path}/cycle"));
         let call = touch_call(&id);
         assert_eq!(

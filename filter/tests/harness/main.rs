@@ -13,3 +13,4 @@ mod lifetime;
 mod properties;
 mod request;
 mod response;
+mod sessions;

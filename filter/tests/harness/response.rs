@@ -48,7 +48,8 @@ fn login_without_a_session_creates_one_and_sets_its_cookie() {
     assert_eq!(call.headers.get("content-type"), Some("application/json"));
     assert_eq!(
         body_of(&call),
-        json!({"data": {"user": "alice"}, "user": "alice", "ttl_seconds": 1209600})
+        json!({"data": {"user": "alice"}, "user": "alice", "ttl_seconds": 1209600,
+            "user_agent": "test", "client_address": "127.0.0.1"})
     );
 
     let new = id(20);
