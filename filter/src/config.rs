@@ -58,6 +58,17 @@ pub struct Config {
     pub development_secrets: Vec<String>,
     /// The signed session assertion sent upstream; `None` when not configured.
     pub assertion: Option<AssertionConfig>,
+    /// The route whose requests get the user's list of sessions; `None`: none.
+    pub session_list: Option<SessionListConfig>,
+}
+
+/// `session_list` (docs/architecture.md, "Session listing").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionListConfig {
+    /// The request path (without its query) that gets the list.
+    pub path: String,
+    /// The most bytes the injected list takes; sessions past it are left out.
+    pub max_bytes: usize,
 }
 
 /// Where sessions live (docs/architecture.md, "Stores").
@@ -160,6 +171,8 @@ pub struct HeaderNames {
     pub browser: String,
     /// The session's handle: names it in listings and revocations, never enough to use it.
     pub handle: String,
+    /// The user's list of sessions, on the `session_list` route.
+    pub list: String,
     /// Data key to header name, e.g. `roles` to `x-user-roles`.
     pub map: BTreeMap<String, String>,
 }
@@ -175,6 +188,7 @@ impl HeaderNames {
             expires: name("expires"),
             browser: name("browser"),
             handle: name("handle"),
+            list: name("list"),
             prefix,
             map,
         }
@@ -336,6 +350,58 @@ struct RawConfig {
     revocation_feed: RawFeed,
     #[serde(default)]
     assertion: Option<RawAssertion>,
+    #[serde(default)]
+    session_list: Option<RawSessionList>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSessionList {
+    path: String,
+    #[serde(default = "default_session_list_bytes")]
+    max_bytes: usize,
+}
+
+fn default_session_list_bytes() -> usize {
+    16 * 1024
+}
+
+/// The most a listing may take: Envoy's default limit for all request headers is 60 KiB.
+const MAX_SESSION_LIST_BYTES: usize = 32 * 1024;
+
+/// `session_list`: an absolute path without query or fragment; it needs the companion (which
+/// keeps the user index) and a bound on the header.
+fn parse_session_list(
+    raw: RawSessionList,
+    companion: bool,
+) -> Result<SessionListConfig, ConfigError> {
+    let path_ok = raw.path.starts_with('/')
+        && raw.path.len() <= 1024
+        && raw
+            .path
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#');
+    if !path_ok {
+        return Err(error(
+            "session_list.path",
+            "must be an absolute path of visible ASCII, without '?' or '#', at most 1024 bytes",
+        ));
+    }
+    if !companion {
+        return Err(error(
+            "session_list",
+            "needs the companion: it keeps the list of a user's sessions",
+        ));
+    }
+    Ok(SessionListConfig {
+        path: raw.path,
+        max_bytes: in_range(
+            raw.max_bytes,
+            256,
+            MAX_SESSION_LIST_BYTES,
+            "session_list.max_bytes",
+        )?,
+    })
 }
 
 #[derive(Deserialize)]
@@ -555,7 +621,6 @@ impl Config {
             cookie,
             keys,
             store,
-            companion,
             cache: parse_cache(raw.cache)?,
             headers,
             on_store_error: raw.on_store_error,
@@ -579,6 +644,11 @@ impl Config {
             revocation_feed: parse_feed(raw.revocation_feed)?,
             development_secrets: secrets.accepted_weak,
             assertion,
+            session_list: raw
+                .session_list
+                .map(|raw| parse_session_list(raw, companion.is_some()))
+                .transpose()?,
+            companion,
         })
     }
 }

@@ -14,6 +14,7 @@ pub mod core;
 pub mod feed;
 pub mod inject;
 pub mod json_ascii;
+pub mod listing;
 pub mod metrics;
 pub mod request;
 pub mod response;

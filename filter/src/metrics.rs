@@ -24,10 +24,14 @@ pub enum Counter {
     FeedFailed,
     /// The feed could not continue from its cursor: every worker dropped its cache.
     FeedResync,
+    /// The user's list of sessions could not be read for the listing route.
+    ListFailed,
+    /// "Seen" reports not sent: the call failed, or more sessions than a report holds.
+    SeenFailed,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 17] = [
+    pub const ALL: [Counter; 19] = [
         Self::Valid,
         Self::None,
         Self::Invalid,
@@ -45,6 +49,8 @@ impl Counter {
         Self::TouchFailed,
         Self::FeedFailed,
         Self::FeedResync,
+        Self::ListFailed,
+        Self::SeenFailed,
     ];
 
     pub fn name(self) -> &'static str {
@@ -66,6 +72,8 @@ impl Counter {
             Self::TouchFailed => "edge_session_touch_failed",
             Self::FeedFailed => "edge_session_feed_failed",
             Self::FeedResync => "edge_session_feed_resync",
+            Self::ListFailed => "edge_session_list_failed",
+            Self::SeenFailed => "edge_session_seen_failed",
         }
     }
 

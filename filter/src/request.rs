@@ -7,6 +7,7 @@ use crate::config::StoreErrorPolicy;
 use crate::cookie::{self, Found};
 use crate::core::{Core, Host};
 use crate::inject::{self, Injection};
+use crate::listing;
 use crate::metrics::Counter;
 use crate::revocation::{self, RevocationTag, Sequence};
 use crate::store::Resolution;
@@ -62,6 +63,13 @@ pub enum RequestNext {
     /// The request goes on. `touch`: send the store a sliding-expiry touch for this session,
     /// without waiting for it.
     Continue {
+        outcome: RequestOutcome,
+        touch: Option<SessionId>,
+    },
+    /// As `Continue`, but first ask the companion for the list of the session's user's
+    /// sessions (`crate::listing`) and inject it: the request is on the `session_list` route.
+    /// `outcome.resolved` names the user and the current session.
+    List {
         outcome: RequestOutcome,
         touch: Option<SessionId>,
     },
@@ -223,6 +231,7 @@ impl Core {
     /// from what goes upstream, and serve the session from the cache when it can.
     pub fn handle_request(&self, host: &impl RequestHost) -> RequestNext {
         let mut edits = HeaderEdits::read(host);
+        let listing = self.on_listing_route(&edits);
         let lookup = self.find_session(host, &mut edits);
         if let Lookup::Hit(resolved) = &lookup {
             self.inject(host, &mut edits, resolved);
@@ -235,8 +244,37 @@ impl Core {
                 session_dependent: true,
                 ..RequestOutcome::default()
             }),
-            Lookup::Hit(resolved) => self.with_session(host, &resolved),
+            Lookup::Hit(resolved) => Self::listed(self.with_session(host, &resolved), listing),
             Lookup::Miss(id, sequence) => RequestNext::Lookup(id, sequence),
+        }
+    }
+
+    /// Whether the request is on the `session_list` route (read before the session's headers
+    /// are added; the app's own `:path` is never changed by the filter).
+    fn on_listing_route(&self, edits: &HeaderEdits<'_>) -> bool {
+        let Some(list) = &self.config.session_list else {
+            return false;
+        };
+        edits
+            .headers
+            .iter()
+            .find(|(name, _)| name == ":path")
+            .is_some_and(|(_, path)| listing::on_route(&list.path, path))
+    }
+
+    /// A valid session on the listing route, bound to a user, asks for the list first.
+    fn listed(next: RequestNext, on_route: bool) -> RequestNext {
+        match next {
+            RequestNext::Continue { outcome, touch }
+                if on_route
+                    && outcome
+                        .resolved
+                        .as_ref()
+                        .is_some_and(|resolved| resolved.user.is_some()) =>
+            {
+                RequestNext::List { outcome, touch }
+            }
+            next => next,
         }
     }
 
@@ -265,9 +303,10 @@ impl Core {
                     );
                 }
                 let mut edits = HeaderEdits::read(host);
+                let listing = self.on_listing_route(&edits);
                 self.inject(host, &mut edits, &resolved);
                 edits.apply(host);
-                self.with_session(host, &resolved)
+                Self::listed(self.with_session(host, &resolved), listing)
             }
             Resolution::Expired => self.expired(host, id),
             Resolution::Unavailable(failure) => {

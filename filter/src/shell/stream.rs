@@ -5,6 +5,7 @@
 
 use super::root::Filter;
 use crate::core::Host;
+use crate::listing;
 use crate::metrics::Counter;
 use crate::request::{Header, RequestHost, RequestNext, RequestOutcome};
 use crate::response::{FinalHeaders, ResponseNext, ResponseWrite};
@@ -26,6 +27,8 @@ enum Waiting {
         id: SessionId,
         sequence: Sequence,
     },
+    /// The user's list of sessions, for the listing route; the request waits.
+    List { token: u32 },
     /// A write the response waits for.
     Write {
         token: u32,
@@ -87,17 +90,28 @@ impl SessionStream {
         loop {
             match next {
                 RequestNext::Continue { outcome, touch } => {
-                    self.outcome = outcome;
-                    if let Some(id) = touch {
-                        match self.call(&companion::touch_call(&id)) {
-                            Some(token) => self.touch = Some((token, id)),
-                            None => self.count(Counter::CalloutError),
-                        }
-                    }
+                    self.go_on(outcome, touch);
                     if in_callback {
                         self.resume_http_request();
                     }
                     return Action::Continue;
+                }
+                RequestNext::List { outcome, touch } => {
+                    let user = outcome.resolved.as_ref().and_then(|r| r.user.clone());
+                    self.go_on(outcome, touch);
+                    match user.and_then(|user| self.call(&listing::call(&user))) {
+                        Some(token) => {
+                            self.waiting = Some(Waiting::List { token });
+                            return Action::Pause;
+                        }
+                        None => {
+                            self.listed(Err(Failure::CallFailed));
+                            if in_callback {
+                                self.resume_http_request();
+                            }
+                            return Action::Continue;
+                        }
+                    }
                 }
                 RequestNext::Lookup(id, sequence) => match self.call(&companion::read_call(&id)) {
                     Some(token) => {
@@ -116,6 +130,28 @@ impl SessionStream {
                 }
             }
         }
+    }
+
+    /// The request goes on with `outcome`; a sliding-expiry touch is sent without waiting.
+    fn go_on(&mut self, outcome: RequestOutcome, touch: Option<SessionId>) {
+        self.outcome = outcome;
+        if let Some(id) = touch {
+            match self.call(&companion::touch_call(&id)) {
+                Some(token) => self.touch = Some((token, id)),
+                None => self.count(Counter::CalloutError),
+            }
+        }
+    }
+
+    /// Injects the user's list of sessions, or says it could not be read.
+    fn listed(&self, value: Result<String, Failure>) {
+        let headers = &self.filter.core.config.headers;
+        let value = value.unwrap_or_else(|failure| {
+            self.count(Counter::ListFailed);
+            log::warn!("edge-session: the user's sessions could not be listed ({failure})");
+            listing::UNAVAILABLE.to_string()
+        });
+        self.add_http_request_header(&headers.list, &value);
     }
 
     /// Does what the response path decided. `in_callback`: the response is paused, waiting
@@ -267,7 +303,11 @@ impl Context for SessionStream {
     ) {
         let is_touch = self.touch.as_ref().is_some_and(|(t, _)| *t == token);
         let matches = match &self.waiting {
-            Some(Waiting::Lookup { token: t, .. } | Waiting::Write { token: t, .. }) => *t == token,
+            Some(
+                Waiting::Lookup { token: t, .. }
+                | Waiting::Write { token: t, .. }
+                | Waiting::List { token: t },
+            ) => *t == token,
             None => false,
         };
         if !matches && !is_touch {
@@ -291,6 +331,19 @@ impl Context for SessionStream {
                 let answer = companion::resolution(status.as_deref(), &body, &id, self.now_nanos());
                 let next = core.handle_lookup(self, &id, sequence, answer);
                 self.follow_request(next, true);
+            }
+            Some(Waiting::List { .. }) => {
+                let value = match (&self.outcome.resolved, &core.config.session_list) {
+                    (Some(resolved), Some(list)) => listing::header_value(
+                        status.as_deref(),
+                        &body,
+                        &resolved.handle,
+                        list.max_bytes,
+                    ),
+                    _ => Err(Failure::CallFailed),
+                };
+                self.listed(value);
+                self.resume_http_request();
             }
             Some(Waiting::Write { mut write, .. }) => {
                 let outcome = match write.pending_op() {

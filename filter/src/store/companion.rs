@@ -121,7 +121,7 @@ pub fn write_call(op: &StoreOp, client: &Client) -> HttpCall {
 
 /// A user id as one path segment: every byte but RFC 3986's unreserved characters
 /// percent-encoded, so a `/`, `?`, `%` or space in a user id cannot change the path.
-fn path_segment(text: &str) -> String {
+pub(crate) fn path_segment(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {

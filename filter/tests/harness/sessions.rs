@@ -24,7 +24,10 @@ fn a_cycle_keeps_the_clients_agent_and_address() {
             (":method", "POST"),
             (":path", "/login"),
             (":authority", "app.example"),
-            ("user-agent", "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0"),
+            (
+                "user-agent",
+                "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0",
+            ),
             ("cookie", &cookie),
         ],
         true,
@@ -75,7 +78,11 @@ fn revoke_others_ends_the_users_other_sessions_and_keeps_this_one() {
     vm.answer_callout(call.token, CalloutReply::new(200).body(r#"{"deleted":2}"#))
         .unwrap();
     let out = vm.stream(s).unwrap().client.clone().unwrap();
-    assert_eq!(out.header("set-cookie"), None, "this device stays logged in");
+    assert_eq!(
+        out.header("set-cookie"),
+        None,
+        "this device stays logged in"
+    );
     assert!(session_headers(&out.headers).is_empty());
     assert_eq!(host.counter("edge_session_writes"), 1);
 }
@@ -106,5 +113,114 @@ fn revoke_all_clears_this_cookie_too_and_revoking_a_handle_names_it() {
     vm.answer_callout(call.token, CalloutReply::new(404).body("{}"))
         .unwrap();
     let out = vm.stream(s).unwrap().client.clone().unwrap();
-    assert_eq!(out.header("set-cookie"), None, "gone already: nothing to do");
+    assert_eq!(
+        out.header("set-cookie"),
+        None,
+        "gone already: nothing to do"
+    );
+}
+
+fn listing_config() -> Value {
+    config(json!({"session_list": {"path": "/account/sessions"}}))
+}
+
+/// A request for `path` with session `sid` (bound to `user`) and a spoofed listing header;
+/// answers its lookup. Returns the stream.
+fn listing_request(
+    vm: &mut harness::Vm,
+    path: &str,
+    sid: &proto::SessionId,
+    user: Option<&str>,
+) -> u32 {
+    let s = vm.create_stream().unwrap();
+    let cookie = format!("sid={}", valid_token(sid));
+    vm.request_headers(
+        s,
+        &[
+            (":method", "GET"),
+            (":path", path),
+            (":authority", "app.example"),
+            ("x-session-list", r#"{"sessions":[],"forged":true}"#),
+            ("cookie", &cookie),
+        ],
+        true,
+    )
+    .unwrap();
+    let lookup = only_callout(vm);
+    vm.answer_callout(lookup.token, ok_reply(sid, json!({}), user))
+        .unwrap();
+    s
+}
+
+#[test]
+fn the_listing_route_gets_the_users_sessions_with_the_current_one_marked() {
+    let (_host, mut vm) = start(listing_config());
+    let (sid, other) = (id(1), id(2));
+    let s = listing_request(&mut vm, "/account/sessions?tab=devices", &sid, Some("alice"));
+    assert!(vm.stream(s).unwrap().upstream.is_none(), "waits for the list");
+    let call = only_callout(&vm);
+    assert_eq!(
+        (call.method(), call.path()),
+        (Some("GET"), Some("/v1/users/alice/sessions"))
+    );
+    let summary = |id: &proto::SessionId, agent: &str| {
+        json!({"handle": id.handle().as_str(), "created_at": "2026-01-01T00:00:00Z",
+            "last_seen_at": "2026-01-01T00:10:00Z", "expires_at": "2026-01-15T00:00:00Z",
+            "browser_session": false, "user_agent": agent, "client_address": "192.0.2.1"})
+    };
+    let body = json!([summary(&other, "phone"), summary(&sid, "laptop")]).to_string();
+    vm.answer_callout(call.token, CalloutReply::new(200).body(body))
+        .unwrap();
+    let up = upstream(&vm, s);
+    assert_eq!(up.get("x-session-state"), Some("valid"));
+    let list: Value = serde_json::from_str(up.get("x-session-list").unwrap()).unwrap();
+    assert_eq!(list["truncated"], false);
+    assert_eq!(list["sessions"][0]["handle"], other.handle().as_str());
+    assert_eq!(list["sessions"][0]["current"], false);
+    assert_eq!(list["sessions"][1]["current"], true);
+    assert_eq!(list["sessions"][1]["user_agent"], "laptop");
+    assert_eq!(vm.stream(s).unwrap().request.resumes, 1);
+}
+
+#[test]
+fn the_listing_is_never_forged_asked_off_route_or_without_a_user() {
+    let (host, mut vm) = start(listing_config());
+    let sid = id(1);
+    // Another path: no call, and the client's forged list never reaches the app.
+    let s = listing_request(&mut vm, "/account/sessions/", &sid, Some("alice"));
+    assert!(vm.pending_callouts().is_empty());
+    assert_eq!(upstream(&vm, s).get("x-session-list"), None);
+    // The route, with a session bound to no user: nothing to list.
+    let s = listing_request(&mut vm, "/account/sessions", &id(3), None);
+    assert!(vm.pending_callouts().is_empty());
+    assert_eq!(upstream(&vm, s).get("x-session-list"), None);
+    // The companion fails: the app is told, and the request goes on.
+    let s = listing_request(&mut vm, "/account/sessions", &id(4), Some("bob"));
+    let call = only_callout(&vm);
+    vm.answer_callout(call.token, CalloutReply::new(503).body("{}"))
+        .unwrap();
+    assert_eq!(
+        upstream(&vm, s).get("x-session-list"),
+        Some(r#"{"error":"unavailable"}"#)
+    );
+    assert_eq!(host.counter("edge_session_list_failed"), 1);
+}
+
+#[test]
+fn a_listing_route_needs_the_companion_and_a_sane_path() {
+    let host = host();
+    for bad in [
+        json!({"session_list": {"path": "sessions"}}),
+        json!({"session_list": {"path": "/s?x=1"}}),
+        json!({"session_list": {"path": "/s", "max_bytes": 255}}),
+        json!({"session_list": {"path": "/s", "max_bytes": 32769}}),
+    ] {
+        assert!(try_start(&host, &config(bad.clone())).is_err(), "{bad}");
+    }
+    for good in [
+        json!({"session_list": {"path": "/s", "max_bytes": 256}}),
+        json!({"session_list": {"path": "/s", "max_bytes": 32768}}),
+    ] {
+        assert!(try_start(&host, &config(good.clone())).is_ok(), "{good}");
+    }
 }
