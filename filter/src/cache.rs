@@ -21,6 +21,7 @@ use crate::token::{Presented, Verified};
 use lru::LruCache;
 use proto::SessionHandle;
 use proto::SessionId;
+use std::cell::Cell;
 use std::rc::Rc;
 
 /// A session resolved through the companion, ready to inject.
@@ -42,6 +43,8 @@ pub struct Resolved {
     pub handle: SessionHandle,
     /// The static part of its signed assertion, when assertions are on and it fits.
     pub assertion: Option<Box<Prepared>>,
+    /// The "seen" report it was last noted for (`crate::seen`).
+    pub seen: Cell<u32>,
 }
 
 struct Entry {
@@ -257,6 +260,7 @@ mod tests {
             user: None,
             handle: id(n).handle(),
             assertion: None,
+            seen: Cell::new(crate::seen::NEVER),
         })
     }
 
@@ -284,6 +288,7 @@ mod tests {
             user: None,
             handle: id(n).handle(),
             assertion: None,
+            seen: Cell::new(crate::seen::NEVER),
         })
     }
 

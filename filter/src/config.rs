@@ -58,6 +58,9 @@ pub struct Config {
     pub development_secrets: Vec<String>,
     /// The signed session assertion sent upstream; `None` when not configured.
     pub assertion: Option<AssertionConfig>,
+    /// How often the sessions served are reported to the companion (`crate::seen`); `None`:
+    /// off, or no companion to report to.
+    pub seen_reports: Option<Duration>,
     /// The route whose requests get the user's list of sessions; `None`: none.
     pub session_list: Option<SessionListConfig>,
 }
@@ -352,6 +355,40 @@ struct RawConfig {
     assertion: Option<RawAssertion>,
     #[serde(default)]
     session_list: Option<RawSessionList>,
+    #[serde(default)]
+    seen_reports: RawSeenReports,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawSeenReports {
+    interval_ms: u64,
+}
+
+impl Default for RawSeenReports {
+    fn default() -> Self {
+        Self {
+            interval_ms: 60_000,
+        }
+    }
+}
+
+/// `seen_reports.interval_ms`: 0 turns reports off; at most 5 minutes, the staleness the
+/// companion's `last_seen_at` promises.
+fn parse_seen_reports(
+    raw: RawSeenReports,
+    companion: bool,
+) -> Result<Option<Duration>, ConfigError> {
+    if raw.interval_ms == 0 || !companion {
+        return Ok(None);
+    }
+    let ms = in_range(
+        usize::try_from(raw.interval_ms).unwrap_or(usize::MAX),
+        1000,
+        300_000,
+        "seen_reports.interval_ms",
+    )?;
+    Ok(Some(Duration::from_millis(ms as u64)))
 }
 
 #[derive(Deserialize)]
@@ -425,8 +462,9 @@ fn parse_feed(raw: RawFeed) -> Result<Option<FeedConfig>, ConfigError> {
     if raw.interval_ms == 0 {
         return Ok(None);
     }
+    // Saturated, never truncated: `as usize` on wasm32 would turn 2^32 + 100 into 100.
     let interval_ms = in_range(
-        raw.interval_ms as usize,
+        usize::try_from(raw.interval_ms).unwrap_or(usize::MAX),
         100,
         MAX_TIMEOUT_MS as usize,
         "revocation_feed.interval_ms",
@@ -644,6 +682,7 @@ impl Config {
             revocation_feed: parse_feed(raw.revocation_feed)?,
             development_secrets: secrets.accepted_weak,
             assertion,
+            seen_reports: parse_seen_reports(raw.seen_reports, companion.is_some())?,
             session_list: raw
                 .session_list
                 .map(|raw| parse_session_list(raw, companion.is_some()))

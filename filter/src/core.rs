@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::feed::{FeedState, Follower};
 use crate::metrics::Counter;
 use crate::revocation::SharedStore;
+use crate::seen::SeenLog;
 use std::cell::{Cell, RefCell};
 
 /// The plugin's configuration and its cache.
@@ -20,6 +21,8 @@ pub struct Core {
     suspended: RefCell<Option<SessionCache>>,
     /// What this worker applied of the feed's state.
     follower: Cell<Follower>,
+    /// The sessions served since the last "seen" report; `None` when reports are off.
+    pub seen: RefCell<Option<SeenLog>>,
 }
 
 impl Core {
@@ -30,7 +33,9 @@ impl Core {
             Some(_) => (None, cache),
             None => (cache, None),
         };
+        let seen = config.seen_reports.map(|_| SeenLog::default());
         Self {
+            seen: RefCell::new(seen),
             config,
             cache: RefCell::new(cache),
             suspended: RefCell::new(suspended),

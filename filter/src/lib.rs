@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod request;
 pub mod response;
 pub mod revocation;
+pub mod seen;
 pub mod store;
 pub mod token;
 

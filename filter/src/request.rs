@@ -366,6 +366,11 @@ impl Core {
     /// touched in the store without waiting, and the local copy dropped so the next request
     /// sees the new expiry.
     fn with_session(&self, host: &impl RequestHost, resolved: &Rc<Resolved>) -> RequestNext {
+        if let Some(seen) = self.seen.borrow_mut().as_mut()
+            && !seen.note(resolved)
+        {
+            host.count(Counter::SeenFailed);
+        }
         let half_life = i128::from(resolved.ttl_seconds) * 500_000_000;
         let touch = (self.config.sliding
             && host.now_nanos() >= resolved.expires_at_nanos - half_life)
@@ -575,6 +580,7 @@ impl Core {
             user: session.user.clone(),
             handle,
             id: session.id.clone(),
+            seen: std::cell::Cell::new(crate::seen::NEVER),
         }
     }
 }

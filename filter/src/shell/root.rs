@@ -8,12 +8,13 @@ use crate::core::Core;
 use crate::feed::{self, Polled};
 use crate::metrics::Counter;
 use crate::revocation::{SetError, SharedStore};
+use crate::seen;
 use crate::store::companion::{self, HttpCall};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, MetricType};
 use std::rc::Rc;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 /// What every stream of this plugin shares: the core (configuration and cache) and the
 /// counters Envoy handed out.
@@ -40,6 +41,8 @@ pub struct Root {
     owner: u64,
     /// The feed poll in flight, if any: one at a time.
     polling: Option<u32>,
+    /// The "seen" report in flight, if any: one at a time.
+    reporting: Option<u32>,
 }
 
 impl Root {
@@ -80,6 +83,41 @@ impl Root {
     }
 }
 
+impl Root {
+    /// Sends the sessions this worker served to the companion when a report is due.
+    fn report_seen(&mut self, filter: &Filter, interval: Duration) {
+        if self.reporting.is_some() {
+            return;
+        }
+        let now_ms = self.now_ms();
+        let interval_ms = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
+        let ids = match filter.core.seen.borrow_mut().as_mut() {
+            Some(log) if log.due(now_ms, interval_ms) => log.take(now_ms),
+            _ => return,
+        };
+        self.reporting = filter
+            .core
+            .config
+            .companion
+            .as_ref()
+            .and_then(|companion| super::dispatch(self, companion, &seen::report_call(&ids)));
+        if self.reporting.is_none() {
+            filter.count(Counter::SeenFailed);
+        }
+    }
+
+    /// The companion answered a "seen" report. A lost report costs staleness only: the
+    /// sessions still in use are noted again for the next one.
+    fn seen_answered(&self, filter: &Filter, num_headers: usize, body_size: usize) {
+        let (status, _) = super::call_reply(self, num_headers, body_size);
+        let status = status.as_deref().and_then(companion::parse_status);
+        if status != Some(200) {
+            filter.count(Counter::SeenFailed);
+            log::warn!("edge-session: \"seen\" report not taken (status {status:?})");
+        }
+    }
+}
+
 impl SharedStore for Root {
     fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
         super::shared_get(self, key)
@@ -98,13 +136,18 @@ impl Context for Root {
         body_size: usize,
         _num_trailers: usize,
     ) {
+        let Some(filter) = self.filter.clone() else {
+            return;
+        };
+        if self.reporting == Some(token) {
+            self.reporting = None;
+            self.seen_answered(&filter, num_headers, body_size);
+            return;
+        }
         if self.polling != Some(token) {
             return;
         }
         self.polling = None;
-        let Some(filter) = self.filter.clone() else {
-            return;
-        };
         let (status, body) = super::call_reply(self, num_headers, body_size);
         let Some(status) = status.as_deref().and_then(companion::parse_status) else {
             filter.count(Counter::FeedFailed);
@@ -168,8 +211,11 @@ impl RootContext for Root {
             counters[counter.index()] =
                 hostcalls::define_metric(MetricType::Counter, counter.name()).ok();
         }
-        if let Some(feed) = config.revocation_feed {
-            self.set_tick_period(feed.interval);
+        // One timer serves both, at the shorter interval.
+        let feed = config.revocation_feed.map(|feed| feed.interval);
+        let tick = [feed, config.seen_reports].into_iter().flatten().min();
+        if let Some(tick) = tick {
+            self.set_tick_period(tick);
         }
         self.owner = feed::worker_number(self).unwrap_or_else(|| {
             self.get_current_time()
@@ -184,12 +230,15 @@ impl RootContext for Root {
         true
     }
 
-    /// Each tick: the worker holding the lease polls the feed (one poll at a time), and every
-    /// worker applies the feed's state to its own cache.
+    /// Each tick: a due "seen" report goes out; the worker holding the lease polls the feed
+    /// (one poll at a time), and every worker applies the feed's state to its own cache.
     fn on_tick(&mut self) {
         let Some(filter) = self.filter.clone() else {
             return;
         };
+        if let Some(interval) = filter.core.config.seen_reports {
+            self.report_seen(&filter, interval);
+        }
         let Some(config) = filter.core.config.revocation_feed else {
             return;
         };

@@ -156,8 +156,16 @@ fn listing_request(
 fn the_listing_route_gets_the_users_sessions_with_the_current_one_marked() {
     let (_host, mut vm) = start(listing_config());
     let (sid, other) = (id(1), id(2));
-    let s = listing_request(&mut vm, "/account/sessions?tab=devices", &sid, Some("alice"));
-    assert!(vm.stream(s).unwrap().upstream.is_none(), "waits for the list");
+    let s = listing_request(
+        &mut vm,
+        "/account/sessions?tab=devices",
+        &sid,
+        Some("alice"),
+    );
+    assert!(
+        vm.stream(s).unwrap().upstream.is_none(),
+        "waits for the list"
+    );
     let call = only_callout(&vm);
     assert_eq!(
         (call.method(), call.path()),
@@ -221,6 +229,76 @@ fn a_listing_route_needs_the_companion_and_a_sane_path() {
         json!({"session_list": {"path": "/s", "max_bytes": 256}}),
         json!({"session_list": {"path": "/s", "max_bytes": 32768}}),
     ] {
+        assert!(try_start(&host, &config(good.clone())).is_ok(), "{good}");
+    }
+}
+
+/// The "seen" reports in flight on `vm` (the root context's calls).
+fn reports(vm: &harness::Vm) -> Vec<harness::Callout> {
+    vm.pending_callouts()
+        .into_iter()
+        .filter(|c| c.path() == Some("/v1/sessions/seen"))
+        .collect()
+}
+
+#[test]
+fn sessions_served_are_reported_as_seen_in_batches() {
+    let config = config(json!({"seen_reports": {"interval_ms": 1000},
+        "cache": {"ttl_ms": 60000}}));
+    let (host, mut vm) = start(config);
+    let (a, b) = (id(1), id(2));
+    for sid in [&a, &a, &b, &a] {
+        let s = get_with_cookie(&mut vm, &format!("sid={}", valid_token(sid)));
+        for call in vm.pending_callouts() {
+            vm.answer_callout(call.token, ok_reply(sid, json!({}), None))
+                .unwrap();
+        }
+        respond(&mut vm, s, &[]);
+    }
+    assert_eq!(host.counter("edge_session_cache_miss"), 2);
+    assert!(reports(&vm).is_empty(), "nothing before the interval");
+    vm.advance(std::time::Duration::from_secs(1)).unwrap();
+    let sent = reports(&vm);
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+    let mut ids: Vec<String> = serde_json::from_slice::<Value>(&sent[0].body).unwrap()["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    let mut expected = vec![a.as_str().to_string(), b.as_str().to_string()];
+    expected.sort();
+    assert_eq!(ids, expected, "each session once");
+    vm.answer_callout(sent[0].token, CalloutReply::new(200).body(r#"{"seen":2}"#))
+        .unwrap();
+    vm.advance(std::time::Duration::from_secs(1)).unwrap();
+    assert!(reports(&vm).is_empty(), "nothing served since");
+
+    let s = get_with_cookie(&mut vm, &format!("sid={}", valid_token(&a)));
+    respond(&mut vm, s, &[]);
+    vm.advance(std::time::Duration::from_secs(1)).unwrap();
+    let sent = reports(&vm);
+    assert_eq!(sent.len(), 1, "served from the cache, noted again");
+    vm.answer_callout(sent[0].token, CalloutReply::new(503).body("{}"))
+        .unwrap();
+    assert_eq!(host.counter("edge_session_seen_failed"), 1);
+}
+
+#[test]
+fn report_and_feed_intervals_are_bounded_on_the_wasm_target() {
+    let host = host();
+    for bad in [
+        json!({"seen_reports": {"interval_ms": 999}}),
+        json!({"seen_reports": {"interval_ms": 300001}}),
+        // 2^32 + 1000 and 2^32 + 100: a 32-bit usize would read them as in range.
+        json!({"seen_reports": {"interval_ms": 4294968296u64}}),
+        json!({"revocation_feed": {"interval_ms": 4294967396u64}}),
+    ] {
+        assert!(try_start(&host, &config(bad.clone())).is_err(), "{bad}");
+    }
+    for good in [1000, 300000] {
+        let good = json!({"seen_reports": {"interval_ms": good}});
         assert!(try_start(&host, &config(good.clone())).is_ok(), "{good}");
     }
 }

@@ -23,12 +23,14 @@ pub fn wasm_path() -> PathBuf {
 }
 
 /// The smallest valid configuration, with `overrides` merged in at the top level. The
-/// revocation feed is off (its own tests turn it on), so the clock moving makes no callouts.
+/// revocation feed and "seen" reports are off (their own tests turn them on), so the clock
+/// moving makes no callouts.
 pub fn config(overrides: Value) -> Value {
     let mut config = json!({
         "keys": [{"id": "k1", "secret": SECRET_A}],
         "companion": {"cluster": "companion", "token": COMPANION_TOKEN},
         "revocation_feed": {"interval_ms": 0},
+        "seen_reports": {"interval_ms": 0},
     });
     if let (Some(base), Some(extra)) = (config.as_object_mut(), overrides.as_object()) {
         for (k, v) in extra {
