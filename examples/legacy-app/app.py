@@ -16,6 +16,9 @@ Routes:
     GET /expiry?value=V       set this session's expiry: seconds, browser or default
     GET /shop                 an HTML page: who is logged in, a cart, buttons to try it all
     GET /cart/add?item=X      add X to the cart, back to /shop
+    GET /sessions             an HTML page: the user's sessions (x-session-list), to end them
+    GET /sessions/end?handle=H | ?which=others | ?which=all
+                              end one session, every other one, or every one (x-session-revoke)
 
 Every value this app puts into a response header is checked first: a query parameter that
 would put a CR, LF, NUL, another control character or a non-ASCII character into a header is
@@ -37,6 +40,8 @@ from urllib.parse import parse_qs, urlsplit
 EXPIRY = re.compile(r"0*[1-9][0-9]*|browser|default")
 # The longest user id the filter and the companion bind, in bytes (ASCII here: characters).
 MAX_USER_BYTES = 256
+# A session's handle as the filter lists it: 22 characters of unpadded base64url.
+HANDLE = re.compile(r"[A-Za-z0-9_-]{22}")
 
 
 class UnsafeHeaderValue(ValueError):
@@ -147,6 +152,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(200, json.dumps(headers, sort_keys=True))
         if url.path == "/shop":
             return self.reply(200, self.shop_page(headers), content_type="text/html; charset=utf-8")
+        if url.path == "/sessions":
+            return self.reply(200, sessions_page(headers), content_type="text/html; charset=utf-8")
         route = ROUTES.get(url.path)
         if route is None:
             return self.reply(404, json.dumps({"error": "not found"}))
@@ -171,7 +178,52 @@ class Handler(BaseHTTPRequestHandler):
 <form action="/login"><input name="user" placeholder="name"> <button>Log in</button></form>
 <h2>Cart</h2><ul>{items}</ul>
 <form action="/cart/add"><input name="item" placeholder="item"> <button>Add to cart</button></form>
-<p><a href="/logout">Log out</a> · <a href="/">Request headers as the app sees them</a></p>
+<p><a href="/logout">Log out</a> · <a href="/sessions">Your sessions</a> ·
+<a href="/">Request headers as the app sees them</a></p>
+</body></html>"""
+
+
+def sessions_page(headers):
+    """The user's sessions as the filter injected them on its listing route (``x-session-list``:
+    ``{"sessions": [...], "truncated": bool}``, or ``{"error": ...}``), each with a button that
+    ends it through ``x-session-revoke``. Every value is escaped: a user agent is the client's
+    own text."""
+    listing = json_header(headers.get("x-session-list"))
+    user = injected_text(headers.get("x-session-user"))
+    if headers.get("x-session-state") != "valid" or not user:
+        body = "<p>Not logged in: <a href=\"/shop\">log in</a> first.</p>"
+    elif not isinstance(listing, dict):
+        body = "<p>No list: the filter's <code>session_list</code> route is not this page.</p>"
+    elif "error" in listing or not isinstance(listing.get("sessions"), list):
+        body = "<p>Your sessions cannot be listed right now; try again in a moment.</p>"
+    else:
+        rows = []
+        for entry in listing["sessions"]:
+            if not isinstance(entry, dict) or not HANDLE.fullmatch(str(entry.get("handle", ""))):
+                continue
+            cell = lambda key: html.escape(str(entry.get(key) or "unknown"))  # noqa: E731
+            action = (
+                "<b>this device</b>"
+                if entry.get("current") is True
+                else f'<a href="/sessions/end?handle={entry["handle"]}">end</a>'
+            )
+            rows.append(
+                f"<tr><td>{cell('user_agent')}</td><td>{cell('client_address')}</td>"
+                f"<td>{cell('created_at')}</td><td>{cell('last_seen_at')}</td><td>{action}</td></tr>"
+            )
+        more = "<p>(more sessions than fit in one page)</p>" if listing.get("truncated") is True else ""
+        body = f"""<table border="1" cellpadding="4">
+<tr><th>device</th><th>address</th><th>signed in</th><th>last seen</th><th></th></tr>
+{"".join(rows)}</table>{more}
+<p><a href="/sessions/end?which=others">End every other session</a> ·
+<a href="/sessions/end?which=all">Log out everywhere</a></p>"""
+    who = f" of <b>{html.escape(user)}</b>" if user else ""
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>Your sessions</title></head>
+<body style="font-family: sans-serif; max-width: 50em; margin: 2em auto">
+<h1>Sessions{who}</h1>
+{body}
+<p><a href="/shop">Back to the shop</a></p>
 </body></html>"""
 
 
@@ -223,7 +275,21 @@ def cart_add(query, headers):
     return 303, "/shop", [("x-session-set", control_json({"cart": cart}))]
 
 
-ROUTES = {"/login": login, "/logout": logout, "/set": set_value, "/expiry": expiry, "/cart/add": cart_add}
+def end_sessions(query, headers):
+    """Ends sessions of the logged-in user through the filter: one by its handle, every other
+    one, or all of them (this one too). The filter checks the value as well; checking it here
+    keeps a client's text out of the response header."""
+    which, handle = query.get("which"), query.get("handle")
+    if which in ("others", "all") and handle is None:
+        revoke = which
+    elif which is None and handle is not None and HANDLE.fullmatch(handle):
+        revoke = handle
+    else:
+        return refused("handle", "must be a session handle, or which=others or which=all")
+    return 303, "/sessions" if revoke != "all" else "/shop", [("x-session-revoke", revoke)]
+
+
+ROUTES = {"/sessions/end": end_sessions, "/login": login, "/logout": logout, "/set": set_value, "/expiry": expiry, "/cart/add": cart_add}
 
 
 def main():

@@ -189,6 +189,59 @@ class LegacyAppTest(unittest.TestCase):
                 else:
                     self.assertIn(f"Logged in as <b>{shown}</b>", page)
 
+    def test_sessions_page_lists_escapes_and_links_each_other_session(self):
+        other, mine = "A" * 22, "B" * 21 + "_"
+        listing = {
+            "sessions": [
+                {"handle": other, "current": False, "user_agent": "<script>x</script>", "client_address": "192.0.2.9",
+                 "created_at": "2026-12-03T10:00:00Z", "last_seen_at": "2026-12-03T11:00:00Z"},
+                {"handle": mine, "current": True, "user_agent": "laptop", "client_address": None,
+                 "created_at": "2026-12-03T09:00:00Z", "last_seen_at": "2026-12-03T12:00:00Z"},
+                {"handle": "../../x", "current": False},
+            ],
+            "truncated": True,
+        }
+        headers = {"x-session-state": "valid", "x-session-user": "alice", "x-session-list": json.dumps(listing)}
+        status, _, body = self.get("/sessions", headers)
+        page = body.decode()
+        self.assertEqual(status, 200)
+        self.assertIn(f'href="/sessions/end?handle={other}"', page)
+        self.assertNotIn(f"handle={mine}", page, "this device is marked, not ended from here")
+        self.assertIn("<b>this device</b>", page)
+        self.assertIn("&lt;script&gt;", page, "a user agent is the client's text: escaped")
+        self.assertNotIn("../../x", page, "an entry without a valid handle is skipped")
+        self.assertIn("more sessions than fit", page)
+
+    def test_sessions_page_without_a_list_or_login_says_why(self):
+        cases = [
+            ({"x-session-state": "none"}, "Not logged in"),
+            ({"x-session-state": "valid", "x-session-user": "alice"}, "route is not this page"),
+            (
+                {"x-session-state": "valid", "x-session-user": "alice", "x-session-list": '{"error":"unavailable"}'},
+                "cannot be listed right now",
+            ),
+        ]
+        for headers, said in cases:
+            with self.subTest(said):
+                _, _, body = self.get("/sessions", headers)
+                self.assertIn(said, body.decode())
+
+    def test_ending_sessions_sends_revoke_and_refuses_anything_else(self):
+        handle = "Ab-_" * 5 + "xy"
+        for query, revoke, location in [
+            (f"handle={handle}", handle, "/sessions"),
+            ("which=others", "others", "/sessions"),
+            ("which=all", "all", "/shop"),
+        ]:
+            with self.subTest(query):
+                status, headers, _ = self.get(f"/sessions/end?{query}")
+                self.assertEqual((status, headers["x-session-revoke"], headers["location"]), (303, revoke, location))
+        for query in ["", "handle=short", "handle=" + "A" * 21 + "%0D%0Ax:1", "which=some", f"which=all&handle={handle}"]:
+            with self.subTest(query):
+                status, headers, _ = self.get(f"/sessions/end?{query}")
+                self.assertEqual(status, 400)
+                self.assertNotIn("x-session-revoke", headers)
+
     def test_cart_add_appends_to_the_session_cart(self):
         status, headers, _ = self.get(
             "/cart/add?item=milk",

@@ -16,6 +16,7 @@ use testkit::FaultyLink;
 mod drills;
 mod feed;
 mod lifetime;
+mod sessions;
 mod underscores;
 
 const TOKEN: &str = "dev-token-change-me-0123456789";

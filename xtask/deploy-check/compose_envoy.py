@@ -40,6 +40,7 @@ PLUGIN_CONFIGURATION = """{
   "keys": ${EDGE_SESSION_KEYS:?EDGE_SESSION_KEYS is not set: copy .env.example to .env},
   "companion": {"cluster": "companion", "token": "${COMPANION_TOKEN:?COMPANION_TOKEN is not set}", "timeout_ms": 200},
   "cookie": {"name": "${EDGE_SESSION_COOKIE_NAME:-__Host-sid}", "secure": ${EDGE_SESSION_COOKIE_SECURE:-true}},
+  "session_list": {"path": "/sessions"},
   "on_store_error": "fail_open"
 }
 """

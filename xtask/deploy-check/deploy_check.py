@@ -174,7 +174,7 @@ class InjectedHeaders:
     # What the filter injects under its prefix (README, "The filter"), `browser` and `handle`
     # included: they are the filter's whether or not a given version injects them. The
     # configuration can rename the prefix, not these.
-    SUFFIXES = ("state", "id", "user", "data", "expires", "browser", "handle")
+    SUFFIXES = ("state", "id", "user", "data", "expires", "browser", "handle", "list")
 
     def __init__(self, prefix, mapped):
         self.prefix = prefix.lower()
