@@ -24,11 +24,20 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCMSIV
 
-from .secret_rules import ConfigError
+from .secret_rules import ConfigError, SecretPolicy
 from .token import Keyring as _SigningKeyring
 from .token import is_session_id
 
-__all__ = ["MAX_COOKIE_PAIR_BYTES", "CookieError", "CookieKey", "CookieKeyring", "CookiePayload", "pair_fits"]
+__all__ = [
+    "MAX_COOKIE_PAIR_BYTES",
+    "CookieError",
+    "CookieKey",
+    "CookieKeyring",
+    "CookiePayload",
+    "SessionTooLarge",
+    "pair_bytes",
+    "pair_fits",
+]
 
 MAX_COOKIE_PAIR_BYTES = 4096
 VERSION = "v1"
@@ -64,9 +73,28 @@ class CookieError(ValueError):
         self.reason = reason
 
 
+class SessionTooLarge(CookieError):
+    """A session whose cookie would not fit: its ``name=value`` pair would take ``size`` bytes,
+    over the 4096 browsers keep per cookie. The filter refuses such a write too; nothing is
+    split over several cookies."""
+
+    def __init__(self, cookie_name: str, size: int) -> None:
+        super().__init__("too_large")
+        self.size = size
+        self.args = (
+            f"the session cookie {cookie_name!r} would take {size} bytes, over the {MAX_COOKIE_PAIR_BYTES}"
+            " a browser keeps: keep less in the session (the session was not saved)",
+        )
+
+
+def pair_bytes(name: str, value: str) -> int:
+    """The bytes of the cookie pair ``name=value``."""
+    return len(name.encode("utf-8")) + 1 + len(value.encode("utf-8"))
+
+
 def pair_fits(name: str, value: str) -> bool:
     """Whether ``name=value`` fits in the 4096 bytes browsers keep per cookie."""
-    return len(name.encode("utf-8")) + 1 + len(value.encode("utf-8")) <= MAX_COOKIE_PAIR_BYTES
+    return pair_bytes(name, value) <= MAX_COOKIE_PAIR_BYTES
 
 
 def _derive(secret: bytes, label: bytes) -> bytes:
@@ -185,11 +213,17 @@ class CookieKeyring:
             raise ConfigError("cookie key ids must be unique")
 
     @classmethod
-    def from_config(cls, keys: Iterable[Mapping[str, str]]) -> CookieKeyring:
+    def from_config(cls, keys: Iterable[Mapping[str, str]], policy: SecretPolicy | None = None) -> CookieKeyring:
         """From the filter's ``cookie_store.keys``, held to the same secret rules as its
-        signing keys."""
-        signing = _SigningKeyring.from_config(keys)
+        signing keys under ``policy`` (placeholders always refused, weak keys only in
+        development)."""
+        signing = _SigningKeyring.from_config(keys, policy)
         return cls(CookieKey(key.id, key.secret) for key in signing._keys)
+
+    @property
+    def keys(self) -> tuple[CookieKey, ...]:
+        """The keys, the sealing one first."""
+        return self._keys
 
     def __repr__(self) -> str:
         return f"CookieKeyring({[key.id for key in self._keys]})"
@@ -201,7 +235,8 @@ class CookieKeyring:
 
     def seal(self, cookie_name: str, payload: CookiePayload, nonce: bytes | None = None) -> str:
         """The cookie value for ``payload`` under the first key; a random nonce unless given.
-        Raises ``CookieError("too_large")`` when ``cookie_name=value`` would not fit."""
+        Raises :class:`SessionTooLarge` (reason ``too_large``) when ``cookie_name=value`` would
+        not fit."""
         nonce = os.urandom(NONCE_BYTES) if nonce is None else nonce
         if len(nonce) != NONCE_BYTES:
             raise ValueError(f"a nonce is {NONCE_BYTES} bytes")
@@ -209,7 +244,7 @@ class CookieKeyring:
         sealed = key.aead().encrypt(nonce, payload.to_json(), key.aad())
         value = f"{VERSION}.{key.id}.{_b64url(nonce + sealed)}"
         if not pair_fits(cookie_name, value):
-            raise CookieError("too_large")
+            raise SessionTooLarge(cookie_name, pair_bytes(cookie_name, value))
         return value
 
     def open(self, value: str, now: int) -> CookiePayload:

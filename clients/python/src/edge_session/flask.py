@@ -71,7 +71,7 @@ from .migration import ImportReport, LegacyRecord, Unmovable, remaining_seconds,
 from .secret_rules import SecretPolicy
 from .token import ConfigError, Keyring
 
-__all__ = ["EdgeSession", "EdgeSessionInterface", "SessionInterrupted", "init_app"]
+__all__ = ["EdgeSession", "EdgeSessionInterface", "FilterCookieInterface", "SessionInterrupted", "init_app"]
 
 logger = logging.getLogger("edge_session.migration")
 
@@ -117,8 +117,9 @@ class EdgeSession(CallbackDict[str, Any], SessionMixin):
         self.modified = True
 
 
-class EdgeSessionInterface(SessionInterface):
-    """Opens and saves :class:`EdgeSession` through the companion.
+class FilterCookieInterface(SessionInterface):
+    """What the companion interface and the cookie store's (:mod:`edge_session.flask_cookie`)
+    share: the filter's cookie, and values as Flask's own session serializer writes them.
 
     Values go through Flask's own session serializer (``serializer``, the tagged JSON of
     ``SecureCookieSessionInterface``), one key at a time: what Flask's cookie session
@@ -129,27 +130,7 @@ class EdgeSessionInterface(SessionInterface):
     """
 
     serializer: TaggedJSONSerializer = session_json_serializer
-
-    def __init__(
-        self,
-        companion: CompanionClient,
-        keyring: Keyring,
-        user_key: str | None = "_user_id",
-        cookie: CookieSettings | None = None,
-        absolute_ttl_seconds: int | None = None,
-        legacy: LegacySource | None = None,
-        assertion: AssertionVerifier | None = None,
-        assertion_header: str = DEFAULT_HEADER,
-    ) -> None:
-        self.companion = companion
-        self.keyring = keyring
-        self.user_key = user_key
-        self.cookie = cookie or CookieSettings()
-        self.absolute_ttl_seconds = absolute_ttl_seconds
-        self.legacy = legacy
-        self.assertion = assertion
-        self.assertion_header = assertion_header
-        self.writes = WriteLog()
+    cookie: CookieSettings
 
     def to_stored(self, data: Mapping[str, Any]) -> JsonObject:
         """Each value as Flask's session serializer writes it, as JSON."""
@@ -179,6 +160,44 @@ class EdgeSessionInterface(SessionInterface):
             },
             "EDGE_SESSION_COOKIE",
         )
+
+    def _cookie_attributes(self, app: Flask) -> dict[str, Any]:
+        return {
+            "domain": self.get_cookie_domain(app),
+            "path": self.get_cookie_path(app),
+            "secure": self.get_cookie_secure(app),
+            "samesite": self.get_cookie_samesite(app),
+            "httponly": self.get_cookie_httponly(app),
+        }
+
+    def _delete_cookie(self, app: Flask, response: Response) -> None:
+        response.delete_cookie(self.get_cookie_name(app), **self._cookie_attributes(app))
+        response.vary.add("Cookie")
+
+
+class EdgeSessionInterface(FilterCookieInterface):
+    """Opens and saves :class:`EdgeSession` through the companion."""
+
+    def __init__(
+        self,
+        companion: CompanionClient,
+        keyring: Keyring,
+        user_key: str | None = "_user_id",
+        cookie: CookieSettings | None = None,
+        absolute_ttl_seconds: int | None = None,
+        legacy: LegacySource | None = None,
+        assertion: AssertionVerifier | None = None,
+        assertion_header: str = DEFAULT_HEADER,
+    ) -> None:
+        self.companion = companion
+        self.keyring = keyring
+        self.user_key = user_key
+        self.cookie = cookie or CookieSettings()
+        self.absolute_ttl_seconds = absolute_ttl_seconds
+        self.legacy = legacy
+        self.assertion = assertion
+        self.assertion_header = assertion_header
+        self.writes = WriteLog()
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> EdgeSessionInterface:
@@ -377,19 +396,6 @@ class EdgeSessionInterface(SessionInterface):
                 self.companion.delete(session_id)
 
         return run_import(source, create, discard, out, dry_run=dry_run, progress_every=progress_every)
-
-    def _cookie_attributes(self, app: Flask) -> dict[str, Any]:
-        return {
-            "domain": self.get_cookie_domain(app),
-            "path": self.get_cookie_path(app),
-            "secure": self.get_cookie_secure(app),
-            "samesite": self.get_cookie_samesite(app),
-            "httponly": self.get_cookie_httponly(app),
-        }
-
-    def _delete_cookie(self, app: Flask, response: Response) -> None:
-        response.delete_cookie(self.get_cookie_name(app), **self._cookie_attributes(app))
-        response.vary.add("Cookie")
 
 
 def init_app(app: Flask) -> EdgeSessionInterface:
