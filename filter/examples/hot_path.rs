@@ -29,9 +29,7 @@ use std::cell::{Cell, RefCell};
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::Instant;
-
-const SECRET: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
-const ASSERTION_SECRET: &str = "gIGCg4SFhoeIiYqLjI2Oj5CRkpOUlZaXmJmam5ydnp8=";
+use testkit::keys::{ASSERTION as ASSERTION_SECRET, COMPANION_TOKEN, SIGNING as SECRET};
 
 type Error = Box<dyn std::error::Error>;
 
@@ -182,7 +180,7 @@ fn fixture(plugin: &Plugin) -> Result<Fixture, Error> {
     // makes.
     let config = |ttl_ms: u64| {
         json!({"keys": [{"id": "k1", "secret": SECRET}],
-               "companion": {"cluster": "companion", "token": "companion-test-token-0123456789abcdef"},
+               "companion": {"cluster": "companion", "token": COMPANION_TOKEN},
                "cache": {"ttl_ms": ttl_ms}, "revocation_feed": {"interval_ms": 0}})
         .to_string()
     };

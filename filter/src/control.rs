@@ -261,14 +261,15 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use serde_json::json;
+    use testkit::keys::{COMPANION_TOKEN, UNIT_SIGNING};
 
     const NOW: i128 = 1_767_225_600_000_000_000; // 2026-01-01T00:00:00Z
 
     /// The smallest configuration, with `extra` merged in and a lifetime of 60 seconds.
     fn config_with(extra: serde_json::Value) -> Config {
         let mut config = json!({
-            "keys": [{"id": "k", "secret": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="}],
-            "companion": {"cluster": "c", "token": "companion-test-token-0123456789abcdef"},
+            "keys": [{"id": "k", "secret": UNIT_SIGNING}],
+            "companion": {"cluster": "c", "token": COMPANION_TOKEN},
             "ttl_seconds": 60,
         });
         if let (Some(base), Some(extra)) = (config.as_object_mut(), extra.as_object()) {

@@ -77,11 +77,12 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use serde_json::{Value, json};
+    use testkit::keys::{COMPANION_TOKEN, UNIT_SIGNING};
 
     fn names() -> HeaderNames {
         let config = json!({
-            "keys": [{"id": "k", "secret": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="}],
-            "companion": {"cluster": "c", "token": "companion-test-token-0123456789abcdef"},
+            "keys": [{"id": "k", "secret": UNIT_SIGNING}],
+            "companion": {"cluster": "c", "token": COMPANION_TOKEN},
             "headers": {"map": {"roles": "x-user-roles", "name": "x-user-name", "missing": "x-missing", "n": "x-n"}}
         });
         Config::parse(config.to_string().as_bytes())

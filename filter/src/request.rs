@@ -543,7 +543,7 @@ mod tests {
     use crate::revocation::SharedStore;
     use std::cell::{Cell, RefCell};
 
-    const SECRET: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    use testkit::keys::{COMPANION_TOKEN, UNIT_SIGNING as SECRET};
 
     /// A proxy that records how the headers were changed.
     #[derive(Default)]
@@ -624,7 +624,7 @@ mod tests {
 
     fn core() -> Core {
         let config = serde_json::json!({"keys": [{"id": "k1", "secret": SECRET}],
-            "companion": {"cluster": "companion", "token": "companion-test-token-0123456789abcdef"},
+            "companion": {"cluster": "companion", "token": COMPANION_TOKEN},
             "revocation_feed": {"interval_ms": 0}});
         Core::new(Config::parse(config.to_string().as_bytes()).unwrap())
     }

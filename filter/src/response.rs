@@ -407,7 +407,7 @@ mod tests {
     use std::cell::RefCell;
     use std::collections::HashMap;
 
-    const SECRET: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    use testkit::keys::{COMPANION_TOKEN, UNIT_SIGNING as SECRET};
     const NOW: i128 = 1_767_225_600_000_000_000; // 2026-01-01T00:00:00Z
 
     /// Counts what the core counted and keeps the shared data it wrote.
@@ -450,7 +450,7 @@ mod tests {
 
     fn core(overrides: serde_json::Value) -> Core {
         let mut config = json!({"keys": [{"id": "k1", "secret": SECRET}],
-            "companion": {"cluster": "c", "token": "companion-test-token-0123456789abcdef"}});
+            "companion": {"cluster": "c", "token": COMPANION_TOKEN}});
         for (k, v) in overrides.as_object().unwrap() {
             config[k] = v.clone();
         }

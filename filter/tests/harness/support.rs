@@ -7,11 +7,7 @@ use proto::SessionId;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 
-/// 32 bytes 0x01..0x20, base64.
-pub const SECRET_A: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
-/// 32 bytes 0x65..0x84, base64.
-pub const SECRET_B: &str = "ZWZnaGlqa2xtbm9wcXJzdHV2d3h5ent8fX5/gIGCg4Q=";
-pub const COMPANION_TOKEN: &str = "companion-test-token-0123456789abcdef";
+pub use testkit::keys::{COMPANION_TOKEN, SIGNING as SECRET_A, SIGNING_OLD as SECRET_B};
 
 pub fn wasm_path() -> PathBuf {
     let dir = match std::env::var_os("EDGE_SESSION_WASM_DIR") {
