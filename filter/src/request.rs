@@ -721,11 +721,10 @@ mod tests {
         let token = core.config.keys.sign(&id);
         let cookie = format!("sid={token}");
         let request = || FakeHost::with(&[(":path", "/"), ("cookie", cookie.as_str())]);
-        let body = serde_json::json!({"id": id.as_str(), "data": {}, "user": null,
-            "ttl_seconds": 60, "browser_session": false,
-            "created_at": "1970-01-01T00:00:00Z", "updated_at": "1970-01-01T00:00:00Z",
-            "expires_at": "1970-01-01T00:01:00Z"})
-        .to_string();
+        let body = testkit::session(&id)
+            .created_at("1970-01-01T00:00:00Z")
+            .ttl_seconds(60)
+            .body();
         let host = request();
         assert!(matches!(
             core.handle_request(&host),

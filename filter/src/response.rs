@@ -463,11 +463,10 @@ mod tests {
 
     fn session(n: u8, browser: bool) -> Box<Session> {
         Box::new(
-            serde_json::from_value(json!({"id": id(n).as_str(), "data": {}, "user": null,
-                "ttl_seconds": 60, "browser_session": browser,
-                "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z",
-                "expires_at": "2026-01-01T00:01:00Z"}))
-            .unwrap(),
+            testkit::session(&id(n))
+                .ttl_seconds(60)
+                .browser_session(browser)
+                .build(),
         )
     }
 
