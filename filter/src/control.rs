@@ -83,7 +83,7 @@ pub fn parse(
                 let Value::Object(map) = parsed else {
                     return Err(bad(name, "not a JSON object"));
                 };
-                if map.keys().any(String::is_empty) {
+                if !map.keys().all(|key| proto::valid_data_key(key)) {
                     return Err(bad(name, "empty key"));
                 }
                 // The companion would refuse it; refused here, it is a bad control header

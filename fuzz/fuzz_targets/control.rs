@@ -68,7 +68,7 @@ fuzz_target!(|data: &[u8]| {
         );
     }
     if let Some(set) = &controls.set {
-        assert!(set.keys().all(|k| !k.is_empty()), "an empty key accepted");
+        assert!(set.keys().all(|k| proto::valid_data_key(k)), "an empty key accepted");
         assert!(
             proto::data_within_depth(set),
             "data deeper than the companion stores accepted"
