@@ -507,7 +507,7 @@ fn default_server_error_controls() -> ServerErrorControls {
     ServerErrorControls::FlushOnly
 }
 fn default_ttl_seconds() -> u64 {
-    1_209_600
+    proto::DEFAULT_TTL_SECONDS
 }
 fn default_true() -> bool {
     true

@@ -46,6 +46,11 @@ pub fn valid_data_key(key: &str) -> bool {
     !key.is_empty()
 }
 
+/// The lifetime of a session that asks for none, in seconds: two weeks, as Django's
+/// `SESSION_COOKIE_AGE`. The filter's `ttl_seconds` and the companion's
+/// `--default-ttl-seconds` default to it, so a cookie and its session end together.
+pub const DEFAULT_TTL_SECONDS: u64 = 1_209_600;
+
 /// `POST /v1/sessions`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

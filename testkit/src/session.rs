@@ -15,16 +15,13 @@ pub fn session(id: &SessionId) -> SessionBuilder {
         id: id.clone(),
         data: Map::new(),
         user: None,
-        ttl_seconds: DEFAULT_TTL_SECONDS,
+        ttl_seconds: proto::DEFAULT_TTL_SECONDS,
         browser_session: false,
         created_at: at("2026-01-01T00:00:00Z"),
         updated_at: None,
         expires_at: None,
     }
 }
-
-/// The lifetime of a session that asks for none: the companion's `--default-ttl-seconds`.
-pub const DEFAULT_TTL_SECONDS: u64 = 1_209_600;
 
 #[derive(Clone, Debug)]
 pub struct SessionBuilder {
