@@ -340,6 +340,21 @@ mod tests {
         );
     }
 
+    /// The user-id limit is the companion's (`proto::MAX_USER_BYTES`, in bytes of UTF-8): at
+    /// it the user is taken, one byte past it is refused by name instead of failing as a write.
+    #[test]
+    fn a_user_id_at_the_shared_limit_is_taken_and_one_byte_past_refused() {
+        let at = format!("{}uu", "é".repeat(127));
+        let past = format!("{at}u");
+        assert_eq!(at.len(), proto::MAX_USER_BYTES);
+        let user = |value: &str| {
+            parse(&names(), &headers(&[("x-session-user", value)]), 1024, NOW)
+                .map(|c| c.and_then(|c| c.user))
+        };
+        assert_eq!(user(&at), Ok(Some(at.clone())));
+        assert_eq!(user(&past), Err(bad("x-session-user", "not a user id")));
+    }
+
     #[test]
     fn refuses_bad_control_headers_naming_them() {
         let cases: &[(&str, &str, &str)] = &[

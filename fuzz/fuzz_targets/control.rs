@@ -75,7 +75,7 @@ fuzz_target!(|data: &[u8]| {
         );
     }
     if let Some(user) = &controls.user {
-        assert!(!user.is_empty() && user.len() <= 256 && !user.chars().any(char::is_control));
+        assert!(proto::valid_user(user), "a user id the companion refuses accepted");
     }
     let flush = controls.flush;
     let plan = control::plan(controls, current.as_ref(), rotated());
