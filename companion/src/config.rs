@@ -49,7 +49,7 @@ pub struct Config {
     #[arg(
         long,
         env = "COMPANION_DEFAULT_TTL_SECONDS",
-        default_value_t = 1_209_600
+        default_value_t = proto::DEFAULT_TTL_SECONDS
     )]
     pub default_ttl_seconds: u64,
     /// Longest lifetime a session may ask for, in seconds.

@@ -29,9 +29,7 @@ use std::cell::{Cell, RefCell};
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::Instant;
-
-const SECRET: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
-const ASSERTION_SECRET: &str = "gIGCg4SFhoeIiYqLjI2Oj5CRkpOUlZaXmJmam5ydnp8=";
+use testkit::keys::{ASSERTION as ASSERTION_SECRET, COMPANION_TOKEN, SIGNING as SECRET};
 
 type Error = Box<dyn std::error::Error>;
 
@@ -182,7 +180,7 @@ fn fixture(plugin: &Plugin) -> Result<Fixture, Error> {
     // makes.
     let config = |ttl_ms: u64| {
         json!({"keys": [{"id": "k1", "secret": SECRET}],
-               "companion": {"cluster": "companion", "token": "companion-test-token-0123456789abcdef"},
+               "companion": {"cluster": "companion", "token": COMPANION_TOKEN},
                "cache": {"ttl_ms": ttl_ms}, "revocation_feed": {"interval_ms": 0}})
         .to_string()
     };
@@ -196,10 +194,10 @@ fn fixture(plugin: &Plugin) -> Result<Fixture, Error> {
     let token = core(&cached)?.config.keys.sign(&id);
     let good = request(Some(leak(format!("theme=dark; sid={token}"))));
     let bad = request(Some("theme=dark; sid=k1.garbage.token"));
-    let body = json!({"id": id.as_str(), "data": {"cart": [1, 2]}, "user": "u-42",
-        "ttl_seconds": 1209600, "browser_session": false, "created_at": "2026-01-01T00:00:00Z",
-        "updated_at": "2026-01-01T00:00:00Z", "expires_at": "2026-01-15T00:00:00Z"})
-    .to_string();
+    let body = testkit::session(&id)
+        .data(json!({"cart": [1, 2]}))
+        .user(Some("u-42"))
+        .body();
     let bench = |text: &str, headers: Vec<_>| -> Result<Bench, Error> {
         Ok(Bench {
             vm: Vm::start(plugin, PluginConfig::new(text.to_string()))?,

@@ -227,13 +227,14 @@ mod tests {
     }
 
     fn session(data: Value, user: Option<&str>) -> Session {
-        serde_json::from_value(json!({
-            "id": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",
-            "data": data, "user": user, "ttl_seconds": 60, "browser_session": true,
-            "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00.125Z",
-            "expires_at": "2026-01-01T00:01:00Z"
-        }))
-        .unwrap()
+        let id = proto::SessionId::parse("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8").unwrap();
+        testkit::session(&id)
+            .data(data)
+            .user(user)
+            .ttl_seconds(60)
+            .browser_session(true)
+            .updated_at("2026-01-01T00:00:00.125Z")
+            .build()
     }
 
     fn empty() -> Injection {

@@ -611,7 +611,7 @@ fn default_server_error_controls() -> ServerErrorControls {
     ServerErrorControls::FlushOnly
 }
 fn default_ttl_seconds() -> u64 {
-    1_209_600
+    proto::DEFAULT_TTL_SECONDS
 }
 fn default_true() -> bool {
     true
@@ -1133,23 +1133,21 @@ fn parse_headers(raw: RawHeaders) -> Result<HeaderNames, ConfigError> {
 mod tests {
     use super::*;
     use serde_json::{Value, json};
-
-    /// 32 bytes, 0x00..0x1f.
-    pub const SECRET: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    use testkit::keys::{
+        ASSERTION as ASSERTION_SECRET, ASSERTION_OLD, COMPANION_TOKEN, SIGNING_OLD,
+        UNIT_SIGNING as SECRET,
+    };
 
     fn minimal() -> Value {
         json!({
             "keys": [{"id": "k1", "secret": SECRET}],
-            "companion": {"cluster": "companion", "token": "s3cret-token-0123456789abcdefghij"}
+            "companion": {"cluster": "companion", "token": COMPANION_TOKEN}
         })
     }
 
     fn parse(value: &Value) -> Result<Config, ConfigError> {
         Config::parse(value.to_string().as_bytes())
     }
-
-    const ASSERTION_SECRET: &str = "gIGCg4SFhoeIiYqLjI2Oj5CRkpOUlZaXmJmam5ydnp8=";
-    const ASSERTION_OLD: &str = "oKGio6SlpqeoqaqrrK2ur7CxsrO0tba3uLm6u7y9vr8=";
 
     #[test]
     fn the_assertion_is_off_by_default_and_each_field_is_checked_by_name() {
@@ -1230,7 +1228,7 @@ mod tests {
         assert_eq!(config.companion.as_ref().unwrap().authority, "companion");
         assert_eq!(
             config.companion.as_ref().unwrap().authorization,
-            "Bearer s3cret-token-0123456789abcdefghij"
+            format!("Bearer {COMPANION_TOKEN}")
         );
         assert_eq!(
             config.companion.as_ref().unwrap().timeout,
@@ -1262,7 +1260,7 @@ mod tests {
             "cookie": {"name": "__Host-s", "path": "/", "secure": true, "http_only": false,
                        "same_site": "Strict", "max_age_seconds": 60},
             "keys": [{"id": "new", "secret": SECRET}, {"id": "old", "secret": SECRET}],
-            "companion": {"cluster": "c", "authority": "sessions.internal:8080", "token": "companion-test-token-0123456789abcdef", "timeout_ms": 50},
+            "companion": {"cluster": "c", "authority": "sessions.internal:8080", "token": COMPANION_TOKEN, "timeout_ms": 50},
             "cache": {"ttl_ms": 0, "max_entries": 5},
             "headers": {"prefix": "X-Sess-", "map": {"roles": "X-User-Roles"}},
             "on_store_error": "fail_closed",
@@ -1297,8 +1295,8 @@ mod tests {
         assert_eq!((config.ttl_seconds, config.max_header_bytes), (300, 100));
     }
 
-    /// 32 bytes 0x80..0x9f: a cookie store key, not a signing key.
-    const COOKIE_SECRET: &str = "gIGCg4SFhoeIiYqLjI2Oj5CRkpOUlZaXmJmam5ydnp8=";
+    /// A cookie store key apart from the signing key.
+    const COOKIE_SECRET: &str = testkit::keys::COOKIE_STORE_C0;
 
     /// The minimal cookie-store configuration: no companion.
     fn minimal_cookie() -> Value {
@@ -1345,7 +1343,7 @@ mod tests {
         let mut value = minimal_cookie();
         value["cookie_store"]["keys"] = json!([
             {"id": "new", "secret": COOKIE_SECRET},
-            {"id": "old", "secret": "ZWZnaGlqa2xtbm9wcXJzdHV2d3h5ent8fX5/gIGCg4Q="}
+            {"id": "old", "secret": SIGNING_OLD}
         ]);
         let StoreMode::Cookie(keys) = parse(&value).unwrap().store else {
             panic!("not the cookie store");

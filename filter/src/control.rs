@@ -97,7 +97,7 @@ pub fn parse(
                 let Value::Object(map) = parsed else {
                     return Err(bad(name, "not a JSON object"));
                 };
-                if map.keys().any(String::is_empty) {
+                if !map.keys().all(|key| proto::valid_data_key(key)) {
                     return Err(bad(name, "empty key"));
                 }
                 // The companion would refuse it; refused here, it is a bad control header
@@ -287,14 +287,15 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use serde_json::json;
+    use testkit::keys::{COMPANION_TOKEN, UNIT_SIGNING};
 
     const NOW: i128 = 1_767_225_600_000_000_000; // 2026-01-01T00:00:00Z
 
     /// The smallest configuration, with `extra` merged in and a lifetime of 60 seconds.
     fn config_with(extra: serde_json::Value) -> Config {
         let mut config = json!({
-            "keys": [{"id": "k", "secret": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="}],
-            "companion": {"cluster": "c", "token": "companion-test-token-0123456789abcdef"},
+            "keys": [{"id": "k", "secret": UNIT_SIGNING}],
+            "companion": {"cluster": "c", "token": COMPANION_TOKEN},
             "ttl_seconds": 60,
         });
         if let (Some(base), Some(extra)) = (config.as_object_mut(), extra.as_object()) {
@@ -363,6 +364,21 @@ mod tests {
             parse_list(&[("content-type", "text/html"), ("x-session-other", "1")]),
             Ok(None)
         );
+    }
+
+    /// The user-id limit is the companion's (`proto::MAX_USER_BYTES`, in bytes of UTF-8): at
+    /// it the user is taken, one byte past it is refused by name instead of failing as a write.
+    #[test]
+    fn a_user_id_at_the_shared_limit_is_taken_and_one_byte_past_refused() {
+        let at = format!("{}uu", "é".repeat(127));
+        let past = format!("{at}u");
+        assert_eq!(at.len(), proto::MAX_USER_BYTES);
+        let user = |value: &str| {
+            parse(&names(), &headers(&[("x-session-user", value)]), 1024, NOW)
+                .map(|c| c.and_then(|c| c.user))
+        };
+        assert_eq!(user(&at), Ok(Some(at.clone())));
+        assert_eq!(user(&past), Err(bad("x-session-user", "not a user id")));
     }
 
     #[test]

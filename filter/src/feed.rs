@@ -27,8 +27,8 @@ pub const FEED_KEY: &str = "edge-session/feed";
 pub const MAX_USER_ENTRIES: usize = 64;
 /// The shared-data key workers draw their lease names from.
 pub const WORKERS_KEY: &str = "edge-session/feed/workers";
-/// Entries asked for per poll.
-pub const PAGE_LIMIT: usize = 1000;
+/// Entries asked for per poll: the most the companion gives in one page.
+pub const PAGE_LIMIT: usize = proto::MAX_REVOCATION_PAGE;
 /// Writes tried before a state update gives up until the next tick.
 const MAX_ATTEMPTS: usize = 16;
 

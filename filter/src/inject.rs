@@ -77,11 +77,12 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use serde_json::{Value, json};
+    use testkit::keys::{COMPANION_TOKEN, UNIT_SIGNING};
 
     fn names() -> HeaderNames {
         let config = json!({
-            "keys": [{"id": "k", "secret": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="}],
-            "companion": {"cluster": "c", "token": "companion-test-token-0123456789abcdef"},
+            "keys": [{"id": "k", "secret": UNIT_SIGNING}],
+            "companion": {"cluster": "c", "token": COMPANION_TOKEN},
             "headers": {"map": {"roles": "x-user-roles", "name": "x-user-name", "missing": "x-missing", "n": "x-n"}}
         });
         Config::parse(config.to_string().as_bytes())
@@ -90,13 +91,12 @@ mod tests {
     }
 
     fn session(data: Value, user: Option<&str>) -> Session {
-        serde_json::from_value(json!({
-            "id": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",
-            "data": data, "user": user, "ttl_seconds": 60, "browser_session": false,
-            "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z",
-            "expires_at": "2026-01-01T00:01:00+00:00"
-        }))
-        .unwrap()
+        let id = proto::SessionId::parse("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8").unwrap();
+        testkit::session(&id)
+            .data(data)
+            .user(user)
+            .ttl_seconds(60)
+            .build()
     }
 
     fn get<'a>(injection: &'a Injection, name: &str) -> Option<&'a str> {

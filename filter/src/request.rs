@@ -592,7 +592,7 @@ mod tests {
     use crate::revocation::SharedStore;
     use std::cell::{Cell, RefCell};
 
-    const SECRET: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    use testkit::keys::{COMPANION_TOKEN, UNIT_SIGNING as SECRET};
 
     /// A proxy that records how the headers were changed.
     #[derive(Default)]
@@ -673,7 +673,7 @@ mod tests {
 
     fn core() -> Core {
         let config = serde_json::json!({"keys": [{"id": "k1", "secret": SECRET}],
-            "companion": {"cluster": "companion", "token": "companion-test-token-0123456789abcdef"},
+            "companion": {"cluster": "companion", "token": COMPANION_TOKEN},
             "revocation_feed": {"interval_ms": 0}});
         Core::new(Config::parse(config.to_string().as_bytes()).unwrap())
     }
@@ -770,11 +770,10 @@ mod tests {
         let token = core.config.keys.sign(&id);
         let cookie = format!("sid={token}");
         let request = || FakeHost::with(&[(":path", "/"), ("cookie", cookie.as_str())]);
-        let body = serde_json::json!({"id": id.as_str(), "data": {}, "user": null,
-            "ttl_seconds": 60, "browser_session": false,
-            "created_at": "1970-01-01T00:00:00Z", "updated_at": "1970-01-01T00:00:00Z",
-            "expires_at": "1970-01-01T00:01:00Z"})
-        .to_string();
+        let body = testkit::session(&id)
+            .created_at("1970-01-01T00:00:00Z")
+            .ttl_seconds(60)
+            .body();
         let host = request();
         assert!(matches!(
             core.handle_request(&host),

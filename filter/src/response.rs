@@ -531,7 +531,7 @@ mod tests {
     use std::cell::RefCell;
     use std::collections::HashMap;
 
-    const SECRET: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    use testkit::keys::{COMPANION_TOKEN, UNIT_SIGNING as SECRET};
     const NOW: i128 = 1_767_225_600_000_000_000; // 2026-01-01T00:00:00Z
 
     /// Counts what the core counted and keeps the shared data it wrote.
@@ -574,7 +574,7 @@ mod tests {
 
     fn core(overrides: serde_json::Value) -> Core {
         let mut config = json!({"keys": [{"id": "k1", "secret": SECRET}],
-            "companion": {"cluster": "c", "token": "companion-test-token-0123456789abcdef"}});
+            "companion": {"cluster": "c", "token": COMPANION_TOKEN}});
         for (k, v) in overrides.as_object().unwrap() {
             config[k] = v.clone();
         }
@@ -587,11 +587,10 @@ mod tests {
 
     fn session(n: u8, browser: bool) -> Box<Session> {
         Box::new(
-            serde_json::from_value(json!({"id": id(n).as_str(), "data": {}, "user": null,
-                "ttl_seconds": 60, "browser_session": browser,
-                "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z",
-                "expires_at": "2026-01-01T00:01:00Z"}))
-            .unwrap(),
+            testkit::session(&id(n))
+                .ttl_seconds(60)
+                .browser_session(browser)
+                .build(),
         )
     }
 

@@ -68,14 +68,14 @@ fuzz_target!(|data: &[u8]| {
         );
     }
     if let Some(set) = &controls.set {
-        assert!(set.keys().all(|k| !k.is_empty()), "an empty key accepted");
+        assert!(set.keys().all(|k| proto::valid_data_key(k)), "an empty key accepted");
         assert!(
             proto::data_within_depth(set),
             "data deeper than the companion stores accepted"
         );
     }
     if let Some(user) = &controls.user {
-        assert!(!user.is_empty() && user.len() <= 256 && !user.chars().any(char::is_control));
+        assert!(proto::valid_user(user), "a user id the companion refuses accepted");
     }
     let flush = controls.flush;
     let plan = control::plan(controls, current.as_ref(), rotated());

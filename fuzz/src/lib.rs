@@ -5,10 +5,10 @@ use filter::store::cookie::CookieKeyring;
 use serde_json::json;
 use std::sync::OnceLock;
 
-/// 32 bytes 0x01..0x20, base64: the key `k1` that signs.
-pub const SECRET_K1: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
-/// 32 bytes 0x65..0x84, base64: the older key `k2` that still verifies.
-pub const SECRET_K2: &str = "ZWZnaGlqa2xtbm9wcXJzdHV2d3h5ent8fX5/gIGCg4Q=";
+/// The key `k1` that signs (testdata/test_keys.json).
+pub use testkit::keys::SIGNING as SECRET_K1;
+/// The older key `k2` that still verifies.
+pub use testkit::keys::SIGNING_OLD as SECRET_K2;
 /// The session the resolve target's replies are expected to be about.
 pub const EXPECTED_ID: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE";
 /// 2026-01-01T00:00:00Z, the resolve target's clock.
@@ -22,7 +22,7 @@ pub fn config(keys: &[(&str, &str)]) -> Config {
         .collect();
     let text = json!({
         "keys": keys,
-        "companion": {"cluster": "companion", "token": "fuzz-token-0123456789abcdefghijklmn"},
+        "companion": {"cluster": "companion", "token": testkit::keys::COMPANION_TOKEN},
         "headers": {"map": {"roles": "x-user-roles", "name": "x-user-name"}},
     });
     match Config::parse(text.to_string().as_bytes()) {
@@ -31,11 +31,11 @@ pub fn config(keys: &[(&str, &str)]) -> Config {
     }
 }
 
-/// 32 bytes 0x00..0x1f, base64: the cookie store key `c1` that seals (as in
-/// testdata/cookie_store_vectors.json, so its cookies make good seeds).
-pub const COOKIE_SECRET_C1: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-/// 32 bytes 0x80..0x9f, base64: the older cookie store key `c0` that still opens.
-pub const COOKIE_SECRET_C0: &str = "gIGCg4SFhoeIiYqLjI2Oj5CRkpOUlZaXmJmam5ydnp8=";
+/// The cookie store key `c1` that seals, as in testdata/cookie_store_vectors.json, so its
+/// cookies make good seeds.
+pub use testkit::keys::COOKIE_STORE_C1 as COOKIE_SECRET_C1;
+/// The older cookie store key `c0` that still opens.
+pub use testkit::keys::COOKIE_STORE_C0 as COOKIE_SECRET_C0;
 
 /// The cookie store's keys as the parser makes them from a cookie-mode configuration with
 /// these keys (the first seals).

@@ -39,6 +39,18 @@ pub fn valid_user(user: &str) -> bool {
     !user.is_empty() && user.len() <= MAX_USER_BYTES && !user.chars().any(char::is_control)
 }
 
+/// Whether `key` may name a value in session data: any string but the empty one. The filter
+/// refuses an `x-session-set` with an empty key before it writes, the companion refuses one
+/// at any depth before it stores (and bounds a key's length by its own `--max-key-bytes`).
+pub fn valid_data_key(key: &str) -> bool {
+    !key.is_empty()
+}
+
+/// The lifetime of a session that asks for none, in seconds: two weeks, as Django's
+/// `SESSION_COOKIE_AGE`. The filter's `ttl_seconds` and the companion's
+/// `--default-ttl-seconds` default to it, so a cookie and its session end together.
+pub const DEFAULT_TTL_SECONDS: u64 = 1_209_600;
+
 /// `POST /v1/sessions`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -286,6 +298,14 @@ mod tests {
         assert!(serde_json::from_value::<PatchSession>(json!({"sett": {}})).is_err());
         let parsed: PatchSession = serde_json::from_value(json!({"touch": true})).unwrap();
         assert!(parsed.touch);
+    }
+
+    #[test]
+    fn a_data_key_is_any_string_but_the_empty_one() {
+        assert!(!valid_data_key(""));
+        for key in [" ", "a", "$set", "cart.items", "\0", "_auth_user_id"] {
+            assert!(valid_data_key(key), "{key:?}");
+        }
     }
 
     #[test]

@@ -10,10 +10,10 @@ mod session_handle;
 mod session_id;
 
 pub use api::{
-    ApiError, CreateSession, CreateSessionRequest, CycleSession, Deleted, ErrorCode,
-    MAX_CLIENT_ADDRESS_BYTES, MAX_DATA_DEPTH, MAX_SEEN_IDS, MAX_USER_AGENT_BYTES, MAX_USER_BYTES,
-    PatchSession, PatchSessionRequest, Seen, SeenSessions, SessionSummary, data_within_depth,
-    truncate_at_char_boundary, valid_user,
+    ApiError, CreateSession, CreateSessionRequest, CycleSession, DEFAULT_TTL_SECONDS, Deleted,
+    ErrorCode, MAX_CLIENT_ADDRESS_BYTES, MAX_DATA_DEPTH, MAX_SEEN_IDS, MAX_USER_AGENT_BYTES,
+    MAX_USER_BYTES, PatchSession, PatchSessionRequest, Seen, SeenSessions, SessionSummary,
+    data_within_depth, truncate_at_char_boundary, valid_data_key, valid_user,
 };
 pub use revocation::{
     AnnounceRevocation, DEFAULT_REVOCATION_PAGE, InvalidCursor, MAX_REVOCATION_PAGE, Resync,

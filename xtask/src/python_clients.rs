@@ -65,13 +65,12 @@ const FLASK_SDIST: Sdist = Sdist {
     member: "tests",
     check: "test_basic.py",
 };
-/// The companion token the Python tests run with instead of envoy.yaml's development one:
-/// 32+ characters with 6+ distinct ones, so the clients, the filter and the companion accept
-/// it without their development switch.
-const TEST_TOKEN: &str = "python-clients-test-token-5e1f0c9a7b3d";
-/// The cookie key the Python tests sign with instead of envoy.yaml's development one: the
-/// bytes 0 to 31 (32 distinct values, not text), base64.
-const TEST_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+/// The companion token the Python tests run with instead of envoy.yaml's development one
+/// (testdata/test_keys.json): strong enough that the clients, the filter and the companion
+/// accept it without their development switch.
+const TEST_TOKEN: &str = testkit::keys::COMPANION_TOKEN;
+/// The cookie key the Python tests sign with instead of envoy.yaml's development one.
+const TEST_KEY: &str = testkit::keys::UNIT_SIGNING;
 
 /// `cargo xtask python`: builds the filter, starts the database (unless `MONGODB_URI` is set)
 /// and runs [`run`].

@@ -34,6 +34,19 @@ NEEDS_HANDLE_API = "needs the companion's handle API (GET/DELETE /v1/users/{user
 NEEDS_ABSOLUTE_TTL = "needs the companion's absolute_ttl_seconds"
 
 
+@cache
+def _test_keys() -> dict[str, Any]:
+    path = Path(__file__).resolve().parents[3] / "testdata" / "test_keys.json"
+    keys: dict[str, Any] = json.loads(path.read_text("utf-8"))["secrets"]
+    return keys
+
+
+def secret(name: str) -> str:
+    """A test key or token by its name in testdata/test_keys.json, the file the Rust tests read
+    too (testkit::keys): ``secret("assertion")`` is the base64 key that signs assertions."""
+    return str(_test_keys()[name]["value"])
+
+
 def required(name: str) -> str:
     value = os.environ.get(name)
     if not value:

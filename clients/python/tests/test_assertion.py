@@ -28,9 +28,9 @@ from . import support
 from .test_django_store import closed_port_url
 from .test_flask import make_app
 
-# 32 bytes 0x80..0x9f and 0xa0..0xbf: assertion keys, never cookie keys.
-NEW = "gIGCg4SFhoeIiYqLjI2Oj5CRkpOUlZaXmJmam5ydnp8="
-OLD = "oKGio6SlpqeoqaqrrK2ur7CxsrO0tba3uLm6u7y9vr8="
+# Assertion keys, never cookie keys.
+NEW = support.secret("assertion")
+OLD = support.secret("assertion_old")
 KEYS = [{"id": "a2", "secret": NEW}, {"id": "a1", "secret": OLD}]
 SID = base64.urlsafe_b64encode(bytes(range(32))).rstrip(b"=").decode()
 NOW = 1_767_225_600

@@ -12,6 +12,8 @@ from edge_session.companion import CompanionClient
 from edge_session.secret_rules import ConfigError, DevelopmentSecretWarning, SecretPolicy
 from edge_session.token import Keyring, decode_secret
 
+from . import support
+
 STRICT = SecretPolicy()
 DEVELOPMENT = SecretPolicy(True, "THE_SWITCH")
 TEST_KEY = bytes(range(32))
@@ -137,7 +139,7 @@ class TokenRulesTests(unittest.TestCase):
             warnings.simplefilter("error")
             self.client(GOOD_TOKEN)
             self.client("abcdef" * 6)  # exactly 6 distinct
-            self.client("python-clients-test-token-5e1f0c9a7b3d")
+            self.client(support.secret("companion_token"))
 
     def test_a_token_under_32_characters_is_weak(self) -> None:
         self.assert_refused(GOOD_TOKEN[:31], "shorter than 32", even_in_development=False)

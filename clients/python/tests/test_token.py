@@ -7,6 +7,8 @@ import unittest
 
 from edge_session.token import ConfigError, Keyring, SigningKey
 
+from . import support
+
 # filter/src/token.rs: key `k1` with secret bytes 0x00..0x1f signs the id of bytes 0x00..0x1f.
 ID = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"
 KNOWN_TOKEN = "k1.AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8.D9s66XiaoFpkcvRsMEKi9H53berk1bcERXTsFJo--EI"
@@ -62,7 +64,7 @@ class TokenTests(unittest.TestCase):
                 self.assertIsNone(ring.verify(token))
 
     def test_keys_from_the_filter_configuration(self) -> None:
-        secret = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="  # the project's test key, bytes 0..31
+        secret = support.secret("unit_signing")  # bytes 0x00..0x1f
         ring = Keyring.from_config([{"id": "k1", "secret": secret}])
         self.assertEqual(ring.sign(ID), KNOWN_TOKEN)
         self.assertNotIn("AAEC", repr(ring), "secrets never show")
@@ -73,7 +75,7 @@ class TokenTests(unittest.TestCase):
             ([{"id": "a"}], "keys[0] needs"),
             ([{"id": "a", "secret": "not base64!"}], "keys[0].secret"),
             ([{"id": "a", "secret": "c2hvcnQ="}], "decodes to 5 bytes; at least 32"),
-            ([{"id": "has.dot", "secret": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="}], "key id"),
+            ([{"id": "has.dot", "secret": support.secret("unit_signing")}], "key id"),
         ]:
             with self.subTest(message), self.assertRaisesRegex(ConfigError, message.replace("[", r"\[")):
                 Keyring.from_config(keys)

@@ -24,7 +24,7 @@ impl fmt::Display for KeyError {
 
 /// The stored form of `key`; `max_bytes` bounds the original key.
 pub fn escape(key: &str, max_bytes: usize) -> Result<String, KeyError> {
-    if key.is_empty() {
+    if !proto::valid_data_key(key) {
         return Err(KeyError::Empty);
     }
     if key.len() > max_bytes {

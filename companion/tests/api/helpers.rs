@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::net::TcpListener;
 
 /// A token that passes the start-up rules (`proto::secrets`) without the development switch.
-pub const TOKEN: &str = "companion-test-token-0123456789abcdef";
+pub use testkit::keys::COMPANION_TOKEN as TOKEN;
 
 pub fn mongodb_uri() -> String {
     std::env::var("MONGODB_URI")

@@ -191,7 +191,7 @@ async fn a_patch_with_one_bad_value_changes_nothing() {
         json!({"set": {"b": 2, "nested": {"": 1}}}),
         json!({"set": {"b": 2, (long_key.as_str()): 1}}),
         json!({"set": {"b": 2}, "unset": [long_key]}),
-        json!({"set": {"b": 2}, "user": "x".repeat(257)}),
+        json!({"set": {"b": 2}, "user": "x".repeat(proto::MAX_USER_BYTES + 1)}),
         json!({"set": {"b": 2}, "ttl_seconds": 0}),
         json!({"set": {"b": 2}, "extra": true}),
     ];

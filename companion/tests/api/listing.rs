@@ -201,7 +201,7 @@ async fn a_user_ends_one_session_by_its_handle() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
         assert_eq!(body["error"], "bad_request");
     }
-    let long_user = "u".repeat(257);
+    let long_user = "u".repeat(proto::MAX_USER_BYTES + 1);
     let (status, _) = app
         .call(Method::DELETE, &path(&long_user, &handle), None)
         .await;

@@ -193,16 +193,16 @@ pub fn resolution(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     const ID: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
     const NOW: i128 = 1_767_225_600_000_000_000; // 2026-01-01T00:00:00Z
 
     fn body(id: &str, expires_at: &str) -> Vec<u8> {
-        json!({"id": id, "data": {}, "user": null, "ttl_seconds": 60, "browser_session": false,
-               "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z", "expires_at": expires_at})
-        .to_string()
-        .into_bytes()
+        testkit::session(&SessionId::parse(id).unwrap())
+            .ttl_seconds(60)
+            .expires_at(expires_at)
+            .body()
+            .into_bytes()
     }
 
     #[test]

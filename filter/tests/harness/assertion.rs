@@ -12,10 +12,7 @@ use sha2::Sha256;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
-
-/// 32 bytes 0x80..0x9f and 0xa0..0xbf, base64: the assertion keys (never a cookie key).
-const ASSERTION_NEW: &str = "gIGCg4SFhoeIiYqLjI2Oj5CRkpOUlZaXmJmam5ydnp8=";
-const ASSERTION_OLD: &str = "oKGio6SlpqeoqaqrrK2ur7CxsrO0tba3uLm6u7y9vr8=";
+use testkit::keys::{ASSERTION as ASSERTION_NEW, ASSERTION_OLD};
 
 fn with_assertion(keys: &[(&str, &str)]) -> Value {
     let keys: Vec<Value> = keys

@@ -358,7 +358,7 @@ fn an_unknown_companion_cluster_follows_the_failure_policy() {
     let host = host();
     let mut vm = try_start(
         &host,
-        &config(json!({"companion": {"cluster": "missing", "token": "companion-test-token-0123456789abcdef"}})),
+        &config(json!({"companion": {"cluster": "missing", "token": COMPANION_TOKEN}})),
     )
     .unwrap();
     let s = get_with_cookie(&mut vm, &format!("sid={}", valid_token(&id(1))));

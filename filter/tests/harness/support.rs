@@ -6,12 +6,9 @@ use harness::{CalloutReply, Host, LogLevel, Plugin, PluginConfig, Vm};
 use proto::SessionId;
 use serde_json::{Value, json};
 use std::path::PathBuf;
+use testkit::session;
 
-/// 32 bytes 0x01..0x20, base64.
-pub const SECRET_A: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
-/// 32 bytes 0x65..0x84, base64.
-pub const SECRET_B: &str = "ZWZnaGlqa2xtbm9wcXJzdHV2d3h5ent8fX5/gIGCg4Q=";
-pub const COMPANION_TOKEN: &str = "companion-test-token-0123456789abcdef";
+pub use testkit::keys::{COMPANION_TOKEN, SIGNING as SECRET_A, SIGNING_OLD as SECRET_B};
 
 pub fn wasm_path() -> PathBuf {
     let dir = match std::env::var_os("EDGE_SESSION_WASM_DIR") {
@@ -92,12 +89,7 @@ pub fn valid_token(id: &SessionId) -> String {
 /// A session body as the companion answers it, expiring 2026-01-15 (the harness clock starts
 /// on 2026-01-01).
 pub fn session_body(id: &SessionId, data: Value, user: Option<&str>) -> String {
-    json!({
-        "id": id.as_str(), "data": data, "user": user, "ttl_seconds": 1209600, "browser_session": false,
-        "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z",
-        "expires_at": "2026-01-15T00:00:00Z"
-    })
-    .to_string()
+    session(id).data(data).user(user).body()
 }
 
 pub fn ok_reply(id: &SessionId, data: Value, user: Option<&str>) -> CalloutReply {
@@ -171,11 +163,13 @@ pub fn session_with(
     expires_at: &str,
     browser: bool,
 ) -> String {
-    json!({
-        "id": id.as_str(), "data": data, "user": user, "ttl_seconds": ttl, "browser_session": browser,
-        "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z", "expires_at": expires_at
-    })
-    .to_string()
+    session(id)
+        .data(data)
+        .user(user)
+        .ttl_seconds(ttl)
+        .expires_at(expires_at)
+        .browser_session(browser)
+        .body()
 }
 
 /// Sends the app's response headers; returns what the stream did (the filter may pause it).
