@@ -20,9 +20,9 @@ def vectors() -> dict[str, Any]:
 
 
 def keys(*kids: str) -> list[dict[str, str]]:
-    """The vectors' keys as ``cookie_store.keys`` lists them (all, newest first, by default)."""
-    by_id = {key["id"]: {"id": key["id"], "secret": key["secret"]} for key in vectors()["keys"]}
-    return [by_id[kid] for kid in kids or by_id]
+    """The vectors' keys as ``cookie_store.keys`` lists them (all, newest first, by default),
+    from testdata/test_keys.json (``cookie_store_<kid>``), where every test key lives."""
+    return [{"id": kid, "secret": support.secret(f"cookie_store_{kid}")} for kid in kids or ("c1", "c0")]
 
 
 def edge_session(**changes: Any) -> dict[str, Any]:

@@ -220,7 +220,7 @@ mod tests {
         let body: serde_json::Value = serde_json::from_slice(&cycle.body.unwrap()).unwrap();
         assert_eq!(
             body,
-            json!({"user_agent": "Mozilla/5.0 \u{fffd}", "client_address": "192.0.2.7"})
+            serde_json::json!({"user_agent": "Mozilla/5.0 \u{fffd}", "client_address": "192.0.2.7"})
         );
         let bare = write_call(&StoreOp::Cycle(id), &Client::default());
         assert_eq!(
