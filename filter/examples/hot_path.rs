@@ -352,10 +352,7 @@ fn median(mut values: Vec<f64>) -> f64 {
 fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let dir = std::env::var_os("EDGE_SESSION_WASM_DIR").map_or_else(
-        || {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../target/wasm/wasm32-unknown-unknown/release")
-        },
+        || manifest_dir().join("../target/wasm/wasm32-unknown-unknown/release"),
         PathBuf::from,
     );
     let wasm = dir.join("filter.wasm");
@@ -430,4 +427,13 @@ fn main() -> Result<(), Error> {
         return Err("a cache-hit request made a callout".into());
     }
     Ok(())
+}
+
+/// This package's directory: where cargo says it is now (a checkout moved, or a build reused
+/// from another path, keeps the compile-time value of `env!`), else where it was built.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || env!("CARGO_MANIFEST_DIR").into(),
+        std::path::PathBuf::from,
+    )
 }

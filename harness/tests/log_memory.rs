@@ -9,10 +9,7 @@ use std::path::PathBuf;
 
 fn probe_path() -> PathBuf {
     let dir = std::env::var_os("EDGE_SESSION_WASM_DIR").map_or_else(
-        || {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../target/wasm/wasm32-unknown-unknown/release")
-        },
+        || manifest_dir().join("../target/wasm/wasm32-unknown-unknown/release"),
         PathBuf::from,
     );
     dir.join("probe.wasm")
@@ -71,4 +68,13 @@ fn the_log_stays_at_its_bound_and_memory_stays_flat_over_many_requests() {
         after.saturating_sub(before) < 8 << 20,
         "resident memory grew from {before} to {after} bytes"
     );
+}
+
+/// This package's directory: where cargo says it is now (a checkout moved, or a build reused
+/// from another path, keeps the compile-time value of `env!`), else where it was built.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || env!("CARGO_MANIFEST_DIR").into(),
+        std::path::PathBuf::from,
+    )
 }

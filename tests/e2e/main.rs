@@ -22,7 +22,7 @@ mod underscores;
 const TOKEN: &str = "dev-token-change-me-0123456789";
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    manifest_dir().join("..")
 }
 
 fn free_addr() -> SocketAddr {
@@ -615,4 +615,13 @@ async fn sliding_expiry_moves_expires_at() {
         stack.seen(Some(&cookie), &[]).await["x-session-state"],
         "valid"
     );
+}
+
+/// This package's directory: where cargo says it is now (a checkout moved, or a build reused
+/// from another path, keeps the compile-time value of `env!`), else where it was built.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || env!("CARGO_MANIFEST_DIR").into(),
+        std::path::PathBuf::from,
+    )
 }

@@ -76,7 +76,10 @@ async fn the_sessions_page_ends_another_devices_session() {
         println!("  {row}");
     }
     assert!(page.body.contains("this device"), "{}", page.body);
-    assert!(page.body.contains("iPhone"), "the phone is listed by its agent");
+    assert!(
+        page.body.contains("iPhone"),
+        "the phone is listed by its agent"
+    );
     let others = end_links(&page.body);
     assert_eq!(others.len(), 1, "{}", page.body);
 
@@ -102,6 +105,9 @@ async fn the_sessions_page_ends_another_devices_session() {
     assert_eq!(phone.state(&stack).await, "expired");
     assert_eq!(laptop.state(&stack).await, "valid");
     laptop.get(&stack, "/sessions/end?which=all").await;
-    assert!(laptop.cookie.is_none(), "this one ended too: its cookie is cleared");
+    assert!(
+        laptop.cookie.is_none(),
+        "this one ended too: its cookie is cleared"
+    );
     assert_eq!(laptop.state(&stack).await, "none");
 }

@@ -24,8 +24,7 @@ use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 pub fn wasm_dir() -> PathBuf {
     match std::env::var_os("EDGE_SESSION_WASM_DIR") {
         Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../target/wasm/wasm32-unknown-unknown/release"),
+        None => manifest_dir().join("../target/wasm/wasm32-unknown-unknown/release"),
     }
 }
 
@@ -317,4 +316,13 @@ pub fn streamed_post(
 pub async fn text(response: Response<Incoming>) -> String {
     let body = response.into_body().collect().await.unwrap().to_bytes();
     String::from_utf8_lossy(&body).into_owned()
+}
+
+/// This package's directory: where cargo says it is now (a checkout moved, or a build reused
+/// from another path, keeps the compile-time value of `env!`), else where it was built.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || env!("CARGO_MANIFEST_DIR").into(),
+        std::path::PathBuf::from,
+    )
 }

@@ -13,8 +13,7 @@ pub use testkit::keys::{COMPANION_TOKEN, SIGNING as SECRET_A, SIGNING_OLD as SEC
 pub fn wasm_path() -> PathBuf {
     let dir = match std::env::var_os("EDGE_SESSION_WASM_DIR") {
         Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../target/wasm/wasm32-unknown-unknown/release"),
+        None => manifest_dir().join("../target/wasm/wasm32-unknown-unknown/release"),
     };
     dir.join("filter.wasm")
 }
@@ -193,4 +192,13 @@ pub fn resolved_request(vm: &mut Vm, sid: &SessionId, body: String) -> u32 {
     vm.answer_callout(call.token, CalloutReply::new(200).body(body))
         .unwrap();
     s
+}
+
+/// This package's directory: where cargo says it is now (a checkout moved, or a build reused
+/// from another path, keeps the compile-time value of `env!`), else where it was built.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || env!("CARGO_MANIFEST_DIR").into(),
+        std::path::PathBuf::from,
+    )
 }

@@ -8,8 +8,7 @@ use std::path::PathBuf;
 pub fn wasm_dir() -> PathBuf {
     match std::env::var_os("EDGE_SESSION_WASM_DIR") {
         Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../target/wasm/wasm32-unknown-unknown/release"),
+        None => manifest_dir().join("../target/wasm/wasm32-unknown-unknown/release"),
     }
 }
 
@@ -106,4 +105,13 @@ pub fn run(vm: &mut Vm, scenario: &str, extra: &[(&str, &str)]) -> u32 {
         panic!("scenario {scenario} failed: {err}");
     }
     id
+}
+
+/// This package's directory: where cargo says it is now (a checkout moved, or a build reused
+/// from another path, keeps the compile-time value of `env!`), else where it was built.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || env!("CARGO_MANIFEST_DIR").into(),
+        std::path::PathBuf::from,
+    )
 }

@@ -91,7 +91,7 @@ async fn main() -> Result<(), Error> {
         concurrency: vec![1, 8],
         proxy_connections: 8,
     };
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = manifest_dir().join("..");
     let wasm = std::env::var_os("EDGE_SESSION_WASM_DIR")
         .map_or_else(
             || root.join("target/wasm/wasm32-unknown-unknown/release"),
@@ -108,4 +108,13 @@ async fn main() -> Result<(), Error> {
         proxy::run(&settings, &uri, &root, &wasm).await?;
     }
     Ok(())
+}
+
+/// This package's directory: where cargo says it is now (a checkout moved, or a build reused
+/// from another path, keeps the compile-time value of `env!`), else where it was built.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || env!("CARGO_MANIFEST_DIR").into(),
+        std::path::PathBuf::from,
+    )
 }
