@@ -208,6 +208,14 @@ impl State {
     }
 }
 
+/// A token whose signature holds.
+enum Checked<'t> {
+    /// The token last verified for a session the cache holds, recognised as written: its id.
+    Known(&'t str),
+    /// A signature computed and matched now: the cache remembers it if it holds the session.
+    New(SessionId, Verified),
+}
+
 /// How the request headers were handled.
 #[derive(Debug)]
 enum Lookup {
@@ -429,12 +437,9 @@ impl Core {
         if !self.config.forward_cookie {
             self.drop_session_cookie(edits, &cookies);
         }
-        let checked = Presented::parse(&token).and_then(|presented| {
-            let id = presented.session_id()?;
-            self.check(&presented, &id).map(|verified| (id, verified))
-        });
-        let (id, verified) = match checked {
-            Ok(pair) => pair,
+        let checked = Presented::parse(&token).and_then(|presented| self.check(&presented));
+        let checked = match checked {
+            Ok(checked) => checked,
             Err(err) => {
                 log::debug!(
                     "edge-session: cookie #{} refused: {err}",
@@ -444,13 +449,30 @@ impl Core {
                 return Lookup::Invalid;
             }
         };
-        if let Some(resolved) = self.cached(host, &id) {
-            if let (Some(verified), Some(cache)) = (verified, self.cache.borrow_mut().as_mut()) {
+        let hit = match &checked {
+            Checked::Known(text) => self.cached(host, *text),
+            Checked::New(id, _) => self.cached(host, id),
+        };
+        if let Some(resolved) = hit {
+            if let (Checked::New(id, verified), Some(cache)) =
+                (checked, self.cache.borrow_mut().as_mut())
+            {
                 cache.remember(&id, verified);
             }
             host.count(Counter::CacheHit);
             return Lookup::Hit(resolved);
         }
+        let id = match checked {
+            Checked::New(id, _) => id,
+            // A cache key, so a well-formed id; its entry went stale or was revoked.
+            Checked::Known(text) => match SessionId::parse(text) {
+                Ok(id) => id,
+                Err(_) => {
+                    self.report(host, edits, State::Invalid);
+                    return Lookup::Invalid;
+                }
+            },
+        };
         let sequence = match self.cache.borrow().is_some() {
             true => {
                 host.count(Counter::CacheMiss);
@@ -520,27 +542,27 @@ impl Core {
     }
 
     /// Checks the token's signature, unless it is the very token last verified for a session
-    /// the cache holds (recognised in constant time). `Some` when a signature was computed
-    /// and matched: the cache remembers it if the session turns out to be cached.
-    fn check(
-        &self,
-        presented: &Presented<'_>,
-        id: &SessionId,
-    ) -> Result<Option<Verified>, TokenError> {
-        let known = self
-            .cache
-            .borrow()
-            .as_ref()
-            .is_some_and(|cache| cache.knows(id, presented));
-        if known {
-            return Ok(None);
+    /// the cache holds: that one is recognised as written, in constant time, with neither
+    /// decoding nor HMAC.
+    fn check<'t>(&self, presented: &Presented<'t>) -> Result<Checked<'t>, TokenError> {
+        let cache = self.cache.borrow();
+        if let (Some(cache), Some(text)) = (cache.as_ref(), presented.id_text())
+            && cache.knows(text, presented)
+        {
+            return Ok(Checked::Known(text));
         }
-        self.config.keys.check(presented).map(Some)
+        let id = presented.session_id()?;
+        let verified = self.config.keys.check(presented)?;
+        Ok(Checked::New(id, verified))
     }
 
     /// A fresh cached copy, unless a change to its session was announced since its lookup
     /// was sent (on any worker of this proxy).
-    fn cached(&self, host: &impl RequestHost, id: &SessionId) -> Option<Rc<Resolved>> {
+    fn cached(
+        &self,
+        host: &impl RequestHost,
+        id: &(impl AsRef<str> + ?Sized),
+    ) -> Option<Rc<Resolved>> {
         let now = host.now_nanos();
         let (resolved, sequence) = self.cache.borrow_mut().as_mut()?.get(id, now)?;
         if !self.still_trusted(host, &resolved.revocation, sequence) {

@@ -4,13 +4,14 @@
 //! Each key's HMAC state (the padded inner and outer keys) is computed once at configure time
 //! and cloned per token. Verification decodes into stack buffers, compares in constant time,
 //! and allocates only the verified id. A checked token can be remembered ([`Verified`]) so that
-//! the same token presented again is recognised by a constant-time comparison of its tag
-//! instead of three SHA-256 blocks: the session cache does this for the sessions it holds.
+//! the same token presented again is recognised by a constant-time comparison of its tag as
+//! written, with neither base64 decoding nor three SHA-256 blocks: the session cache does this
+//! for the sessions it holds.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
-use proto::{SESSION_ID_BYTES, SESSION_ID_LEN, SessionId};
+use proto::{SESSION_ID_LEN, SessionId};
 use sha2::Sha256;
 use std::fmt;
 use subtle::ConstantTimeEq;
@@ -142,38 +143,45 @@ impl Keyring {
     /// Checks a token and returns its session id.
     pub fn verify(&self, token: &[u8]) -> Result<SessionId, TokenError> {
         let presented = Presented::parse(token)?;
+        let id = presented.session_id()?;
         self.check(&presented)?;
-        presented.session_id()
+        Ok(id)
     }
 
     /// Checks a parsed token's signature with the key it names; on success, what a later
     /// presentation of the same token can be matched against without the HMAC.
     pub fn check(&self, presented: &Presented<'_>) -> Result<Verified, TokenError> {
+        let mut tag_bytes = [0u8; 33];
+        if URL_SAFE_NO_PAD.decode_slice(presented.tag, &mut tag_bytes) != Ok(32) {
+            return Err(TokenError::Malformed);
+        }
         let key = self
             .keys
             .iter()
             .find(|k| k.id.0.as_bytes() == presented.kid)
             .ok_or(TokenError::UnknownKey)?;
         key.mac_for(presented.kid, presented.id)
-            .verify_slice(&presented.tag)
+            .verify_slice(&tag_bytes[..32])
             .map_err(|_| TokenError::BadSignature)?;
         Ok(Verified {
             kid: presented.kid.to_vec(),
-            tag: presented.tag,
+            tag: presented.tag_text(),
         })
     }
 }
 
-/// A token split and decoded, its signature not yet checked. Borrowed from the cookie.
+/// A token split into its parts, nothing decoded and its signature not yet checked.
+/// Borrowed from the cookie: a token seen before is recognised from these bytes alone.
 pub struct Presented<'a> {
     kid: &'a [u8],
     id: &'a [u8],
-    tag: [u8; 32],
+    /// The tag as written: 43 characters of base64url.
+    tag: &'a [u8],
 }
 
 impl<'a> Presented<'a> {
-    /// Splits a token into key id, session id and tag, and decodes them: everything short of
-    /// the signature. Decodes into stack buffers.
+    /// Splits a token into key id, session id and tag, checking only their shapes: decoding
+    /// waits until it is needed (a token seen before never needs it).
     pub fn parse(token: &'a [u8]) -> Result<Self, TokenError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::TooLong);
@@ -187,40 +195,44 @@ impl<'a> Presented<'a> {
         if !valid_key_id(kid) || id.len() != SESSION_ID_LEN || tag.len() != MAC_LEN {
             return Err(TokenError::Malformed);
         }
-        let mut id_bytes = [0u8; SESSION_ID_BYTES + 1];
-        if URL_SAFE_NO_PAD.decode_slice(id, &mut id_bytes) != Ok(SESSION_ID_BYTES) {
-            return Err(TokenError::Malformed);
-        }
-        let mut tag_bytes = [0u8; 33];
-        if URL_SAFE_NO_PAD.decode_slice(tag, &mut tag_bytes) != Ok(32) {
-            return Err(TokenError::Malformed);
-        }
-        let mut tag = [0u8; 32];
-        tag.copy_from_slice(&tag_bytes[..32]);
         Ok(Self { kid, id, tag })
     }
 
-    /// The session id the token names (its signature is a separate question).
+    /// The session id as written, when it is ASCII: what the session cache is keyed by. Not
+    /// validated as an id (a cache lookup of a malformed one finds nothing).
+    pub fn id_text(&self) -> Option<&'a str> {
+        std::str::from_utf8(self.id).ok()
+    }
+
+    /// The session id the token names, validated (its signature is a separate question).
     pub fn session_id(&self) -> Result<SessionId, TokenError> {
-        // The id decoded as exactly 32 bytes in `parse`, so it is a canonical session id.
         let id = std::str::from_utf8(self.id).map_err(|_| TokenError::Malformed)?;
         SessionId::parse(id).map_err(|_| TokenError::Malformed)
     }
 
-    /// Whether this is a token already verified: same key id, and the same tag compared in
-    /// constant time. The tag is the HMAC of this very key id and session id (the caller
-    /// keeps `verified` per session id), so a match is as good as computing it again.
+    fn tag_text(&self) -> [u8; MAC_LEN] {
+        let mut tag = [0u8; MAC_LEN];
+        tag.copy_from_slice(self.tag);
+        tag
+    }
+
+    /// Whether this is a token already verified: same key id, and the same tag as written,
+    /// compared in constant time. Base64url without padding has one spelling per tag (the
+    /// decoder refuses stray bits), so the same text is the same tag, and the tag is the HMAC
+    /// of this very key id and session id (the caller keeps `verified` per session id): a
+    /// match is as good as computing it again.
     pub fn is(&self, verified: &Verified) -> bool {
-        self.kid == verified.kid.as_slice() && bool::from(self.tag.ct_eq(&verified.tag))
+        self.kid == verified.kid.as_slice() && bool::from(self.tag.ct_eq(&verified.tag[..]))
     }
 }
 
-/// A token whose signature was checked: the key id and the tag, to recognise the same token
-/// again. Kept only beside its session id, in memory, for as long as the key ring lives.
+/// A token whose signature was checked: the key id and the tag as written, to recognise the
+/// same token again. Kept only beside its session id, in memory, for as long as the key ring
+/// lives.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Verified {
     kid: Vec<u8>,
-    tag: [u8; 32],
+    tag: [u8; MAC_LEN],
 }
 
 impl fmt::Debug for Verified {

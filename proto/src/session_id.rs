@@ -29,6 +29,20 @@ impl fmt::Display for InvalidSessionId {
 
 impl std::error::Error for InvalidSessionId {}
 
+/// Looks up a map keyed by ids with the id as written (a cookie's bytes), without building a
+/// `SessionId`: `SessionId` hashes and compares as its text does.
+impl std::borrow::Borrow<str> for SessionId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for SessionId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
 impl SessionId {
     /// Accepts exactly the canonical encoding of 32 bytes: 43 base64url characters whose
     /// last character carries no stray bits. No allocation unless it is valid.

@@ -15,7 +15,7 @@ use crate::store::{Failure, StoreOp, WriteOutcome};
 use proto::SessionId;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::UNIX_EPOCH;
 
@@ -49,6 +49,8 @@ pub struct SessionStream {
     /// a filter read them then; not every one once the response has started), for a create
     /// or a cycle.
     user_agent: RefCell<Option<String>>,
+    /// The time as read in the current callback (`None`: not read yet in this one).
+    now: Cell<Option<i128>>,
 }
 
 impl SessionStream {
@@ -60,6 +62,7 @@ impl SessionStream {
             touch: None,
             response_waits: false,
             user_agent: RefCell::new(None),
+            now: Cell::new(None),
         }
     }
 
@@ -240,10 +243,18 @@ impl SessionStream {
 
 /// The core's host operations, as proxy-wasm host calls.
 impl Host for SessionStream {
+    /// Read from the host once per callback: the request and response paths ask for the time
+    /// several times within one, and a host call crosses the VM boundary each time.
     fn now_nanos(&self) -> i128 {
-        self.get_current_time()
+        if let Some(now) = self.now.get() {
+            return now;
+        }
+        let now = self
+            .get_current_time()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as i128)
+            .map_or(0, |d| d.as_nanos() as i128);
+        self.now.set(Some(now));
+        now
     }
 
     fn count(&self, counter: Counter) {
@@ -301,6 +312,7 @@ impl Context for SessionStream {
         body_size: usize,
         _num_trailers: usize,
     ) {
+        self.now.set(None);
         let is_touch = self.touch.as_ref().is_some_and(|(t, _)| *t == token);
         let matches = match &self.waiting {
             Some(
@@ -360,12 +372,14 @@ impl Context for SessionStream {
 
 impl HttpContext for SessionStream {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        self.now.set(None);
         let filter = self.filter.clone();
         let next = filter.core.handle_request(self);
         self.follow_request(next, false)
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        self.now.set(None);
         if self.touch.is_some() && self.filter.core.response_waits_for_touch() {
             self.response_waits = true;
             return Action::Pause;
