@@ -6,6 +6,7 @@
 
 pub mod companion;
 pub mod cookie;
+pub mod cookie_revocations;
 
 use proto::{CreateSessionRequest, PatchSession, Session, SessionId};
 use std::fmt;
