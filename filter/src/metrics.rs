@@ -24,10 +24,12 @@ pub enum Counter {
     FeedFailed,
     /// The feed could not continue from its cursor: every worker dropped its cache.
     FeedResync,
+    /// The cookie store: a write refused because its cookie would pass 4096 bytes.
+    CookieTooLarge,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 17] = [
+    pub const ALL: [Counter; 18] = [
         Self::Valid,
         Self::None,
         Self::Invalid,
@@ -45,6 +47,7 @@ impl Counter {
         Self::TouchFailed,
         Self::FeedFailed,
         Self::FeedResync,
+        Self::CookieTooLarge,
     ];
 
     pub fn name(self) -> &'static str {
@@ -66,6 +69,7 @@ impl Counter {
             Self::TouchFailed => "edge_session_touch_failed",
             Self::FeedFailed => "edge_session_feed_failed",
             Self::FeedResync => "edge_session_feed_resync",
+            Self::CookieTooLarge => "edge_session_cookie_too_large",
         }
     }
 

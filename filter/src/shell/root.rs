@@ -3,7 +3,7 @@
 
 use super::log_level;
 use super::stream::{SessionStream, Unconfigured};
-use crate::config::{Config, StoreMode};
+use crate::config::Config;
 use crate::core::Core;
 use crate::feed::{self, Polled};
 use crate::metrics::Counter;
@@ -148,15 +148,6 @@ impl RootContext for Root {
                 return false;
             }
         };
-        if let StoreMode::Cookie(_) = config.store {
-            // The codec and its configuration exist; the request and response paths do not
-            // use them yet. Running without a store would fail every request open.
-            log::error!(
-                "edge-session: refusing the plugin configuration: store: \"cookie\" is not \
-                 available yet in this version"
-            );
-            return false;
-        }
         for accepted in &config.development_secrets {
             log::error!(
                 "edge-session: DEVELOPMENT SECRET ACCEPTED (allow_development_secrets is on): \

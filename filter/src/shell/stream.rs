@@ -10,8 +10,9 @@ use crate::request::{Header, RequestHost, RequestNext, RequestOutcome};
 use crate::response::{FinalHeaders, ResponseNext, ResponseWrite};
 use crate::revocation::{Sequence, SetError, SharedStore};
 use crate::store::companion::{self, HttpCall};
+use crate::store::cookie_session;
 use crate::store::{Failure, WriteOutcome};
-use proto::SessionId;
+use proto::{Session, SessionId};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use std::rc::Rc;
@@ -41,6 +42,9 @@ pub struct SessionStream {
     touch: Option<(u32, SessionId)>,
     /// The response headers arrived while the touch was in flight, and wait for it.
     response_waits: bool,
+    /// The cookie store's side of the response's writes: the session as the last write left
+    /// it (the request's, at first).
+    cookie_session: Option<Box<Session>>,
 }
 
 impl SessionStream {
@@ -51,6 +55,7 @@ impl SessionStream {
             outcome: RequestOutcome::default(),
             touch: None,
             response_waits: false,
+            cookie_session: None,
         }
     }
 
@@ -69,8 +74,7 @@ impl SessionStream {
 
     /// One HTTP call to the companion cluster; `None` when Envoy refused to send it.
     fn call(&self, call: &HttpCall) -> Option<u32> {
-        // Only a cookie-store configuration has no companion, and `on_configure` refuses
-        // that mode until it is wired.
+        // Only a cookie-store configuration may have no companion, and it calls none.
         let companion = self.filter.core.config.companion.as_ref()?;
         super::dispatch(self, companion, call)
     }
@@ -122,6 +126,14 @@ impl SessionStream {
     ) -> Action {
         loop {
             match next {
+                ResponseNext::Store(op) if self.filter.core.config.store.is_cookie() => {
+                    let filter = self.filter.clone();
+                    let mut current = self.cookie_session.take();
+                    let outcome =
+                        cookie_session::write(self, &filter.core.config, &mut current, &op);
+                    self.cookie_session = current;
+                    next = filter.core.continue_response(self, &mut write, outcome);
+                }
                 ResponseNext::Store(op) => match self.call(&companion::write_call(&op)) {
                     Some(token) => {
                         self.waiting = Some(Waiting::Write {
@@ -159,6 +171,7 @@ impl SessionStream {
     fn start_response(&mut self, in_callback: bool) -> Action {
         let filter = self.filter.clone();
         let headers = self.get_http_response_headers_bytes();
+        self.cookie_session = self.outcome.cookie_session.clone();
         let start = filter.core.start_response(self, &self.outcome, &headers);
         // Control headers are for the filter only: they never reach the client.
         for name in &start.remove {
@@ -191,6 +204,10 @@ impl Host for SessionStream {
 
     fn count(&self, counter: Counter) {
         self.filter.count(counter);
+    }
+
+    fn request_id(&self) -> Vec<u8> {
+        self.get_property(vec!["request", "id"]).unwrap_or_default()
     }
 }
 
