@@ -17,6 +17,7 @@
 //! (every request asks the companion) until a poll succeeds again.
 
 use crate::revocation::{self, RevocationTag, SetError, SharedStore};
+use crate::store::cookie_revocations::{self, CookieTag};
 use proto::{Revocation, RevocationCursor, RevocationPage, Revoked, SessionHandle};
 use serde::{Deserialize, Serialize};
 
@@ -161,11 +162,29 @@ pub fn take_lease(
     Ok(taken.is_some())
 }
 
+/// What the feed's session entries revoke on this proxy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// The companion store: cached copies, through the revocation table (`revocation`).
+    CachedSessions,
+    /// The cookie store: cookies, through its own table (`store::cookie_revocations`), for
+    /// the entries proxies announced (they carry the cookie's expiry).
+    Cookies,
+}
+
 /// The path of the next poll: the head before the first, then from the cursor.
 pub fn poll_path(state: Option<&FeedState>) -> String {
-    match state.and_then(|s| s.cursor) {
-        None => "/v1/revocations".to_string(),
-        Some(cursor) => format!("/v1/revocations?after={cursor}&limit={PAGE_LIMIT}"),
+    poll_path_for(state, Target::CachedSessions)
+}
+
+/// The path of the next poll for `target`. The cookie store starts from the oldest entry
+/// kept rather than the head: a cookie revoked before this proxy started is still a cookie
+/// a client can replay here.
+pub fn poll_path_for(state: Option<&FeedState>, target: Target) -> String {
+    match (state.and_then(|s| s.cursor), target) {
+        (None, Target::CachedSessions) => "/v1/revocations".to_string(),
+        (None, Target::Cookies) => format!("/v1/revocations?after=start&limit={PAGE_LIMIT}"),
+        (Some(cursor), _) => format!("/v1/revocations?after={cursor}&limit={PAGE_LIMIT}"),
     }
 }
 
@@ -186,6 +205,17 @@ pub fn apply(
     status: u16,
     body: &[u8],
     now_ms: i64,
+) -> Result<Polled, FeedError> {
+    apply_to(store, status, body, now_ms, Target::CachedSessions)
+}
+
+/// [`apply`], with the session entries going to `target`'s table.
+pub fn apply_to(
+    store: &impl SharedStore,
+    status: u16,
+    body: &[u8],
+    now_ms: i64,
+    target: Target,
 ) -> Result<Polled, FeedError> {
     if status == 410 {
         let resync: proto::Resync =
@@ -213,9 +243,24 @@ pub fn apply(
         .filter(|entry| is_new(&state, entry.seq))
         .collect();
     for entry in &fresh {
-        if let Revoked::Session { handle } = &entry.revoked {
-            revocation::announce(store, &RevocationTag::of_handle(handle))
-                .map_err(|_| FeedError::Shared)?;
+        let Revoked::Session { handle } = &entry.revoked else {
+            continue;
+        };
+        match (target, entry.until) {
+            (Target::CachedSessions, _) => {
+                revocation::announce(store, &RevocationTag::of_handle(handle))
+                    .map(|_| ())
+                    .map_err(|_| FeedError::Shared)?;
+            }
+            (Target::Cookies, Some(until)) => cookie_revocations::record(
+                store,
+                &CookieTag::of_handle(handle),
+                until.unix_seconds(),
+                now_ms.div_euclid(1000),
+            )
+            .map_err(|_| FeedError::Shared)?,
+            // A session the companion held: never a cookie of this store.
+            (Target::Cookies, None) => {}
         }
     }
     let applied = fresh.len();

@@ -26,10 +26,13 @@ pub enum Counter {
     FeedResync,
     /// The cookie store: a write refused because its cookie would pass 4096 bytes.
     CookieTooLarge,
+    /// The cookie store: a revocation the companion did not record (its feed will not carry
+    /// it to other proxies).
+    RevocationPostFailed,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 18] = [
+    pub const ALL: [Counter; 19] = [
         Self::Valid,
         Self::None,
         Self::Invalid,
@@ -48,6 +51,7 @@ impl Counter {
         Self::FeedFailed,
         Self::FeedResync,
         Self::CookieTooLarge,
+        Self::RevocationPostFailed,
     ];
 
     pub fn name(self) -> &'static str {
@@ -70,6 +74,7 @@ impl Counter {
             Self::FeedFailed => "edge_session_feed_failed",
             Self::FeedResync => "edge_session_feed_resync",
             Self::CookieTooLarge => "edge_session_cookie_too_large",
+            Self::RevocationPostFailed => "edge_session_revocation_post_failed",
         }
     }
 

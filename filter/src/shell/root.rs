@@ -65,7 +65,7 @@ impl Root {
         let (state, _) = feed::read(self);
         let call = HttpCall {
             method: "GET",
-            path: feed::poll_path(state.as_ref()),
+            path: feed::poll_path_for(state.as_ref(), feed_target(filter)),
             body: None,
         };
         self.polling = filter
@@ -77,6 +77,13 @@ impl Root {
         if self.polling.is_none() {
             filter.count(Counter::FeedFailed);
         }
+    }
+}
+
+fn feed_target(filter: &Filter) -> feed::Target {
+    match filter.core.config.store.is_cookie() {
+        true => feed::Target::Cookies,
+        false => feed::Target::CachedSessions,
     }
 }
 
@@ -113,7 +120,7 @@ impl Context for Root {
             );
             return;
         };
-        let applied = feed::apply(self, status, &body, self.now_ms());
+        let applied = feed::apply_to(self, status, &body, self.now_ms(), feed_target(&filter));
         if applied.is_ok() {
             // This worker need not wait for its next tick to see what it just applied.
             self.follow(&filter);

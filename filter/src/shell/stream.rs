@@ -31,6 +31,13 @@ enum Waiting {
         token: u32,
         write: Box<ResponseWrite>,
     },
+    /// The cookie store: a revocation sent to the companion's feed, and the write's outcome,
+    /// which the response continues with once it is answered.
+    Announce {
+        token: u32,
+        write: Box<ResponseWrite>,
+        outcome: WriteOutcome,
+    },
 }
 
 pub struct SessionStream {
@@ -129,9 +136,22 @@ impl SessionStream {
                 ResponseNext::Store(op) if self.filter.core.config.store.is_cookie() => {
                     let filter = self.filter.clone();
                     let mut current = self.cookie_session.take();
-                    let outcome =
+                    let (outcome, revoked) =
                         cookie_session::write(self, &filter.core.config, &mut current, &op);
                     self.cookie_session = current;
+                    if let Some(revoked) = revoked {
+                        match self.call(&cookie_session::revoke_call(&revoked)) {
+                            Some(token) => {
+                                self.waiting = Some(Waiting::Announce {
+                                    token,
+                                    write: Box::new(write),
+                                    outcome,
+                                });
+                                return Action::Pause;
+                            }
+                            None => self.count(Counter::RevocationPostFailed),
+                        }
+                    }
                     next = filter.core.continue_response(self, &mut write, outcome);
                 }
                 ResponseNext::Store(op) => match self.call(&companion::write_call(&op)) {
@@ -255,7 +275,11 @@ impl Context for SessionStream {
     ) {
         let is_touch = self.touch.as_ref().is_some_and(|(t, _)| *t == token);
         let matches = match &self.waiting {
-            Some(Waiting::Lookup { token: t, .. } | Waiting::Write { token: t, .. }) => *t == token,
+            Some(
+                Waiting::Lookup { token: t, .. }
+                | Waiting::Write { token: t, .. }
+                | Waiting::Announce { token: t, .. },
+            ) => *t == token,
             None => false,
         };
         if !matches && !is_touch {
@@ -285,6 +309,21 @@ impl Context for SessionStream {
                     Some(op) => companion::write_outcome(op, status.as_deref(), &body),
                     None => WriteOutcome::Failed(Failure::CallFailed),
                 };
+                let next = core.continue_response(self, &mut write, outcome);
+                self.follow_response(*write, next, true);
+            }
+            Some(Waiting::Announce {
+                mut write, outcome, ..
+            }) => {
+                // Recorded on this proxy already: a companion that did not take it only
+                // keeps other proxies from hearing of it (counted, and the logout goes on).
+                if !cookie_session::revocation_recorded(status.as_deref()) {
+                    self.count(Counter::RevocationPostFailed);
+                    log::warn!(
+                        "edge-session: the companion did not record a cookie session's \
+                         revocation: other proxies accept its cookie until it expires"
+                    );
+                }
                 let next = core.continue_response(self, &mut write, outcome);
                 self.follow_response(*write, next, true);
             }

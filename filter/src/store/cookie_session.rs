@@ -5,6 +5,7 @@
 //! cycle records the old id as revoked (`cookie_revocations`). The response path seals the
 //! result into the cookie it sets. Pure: the shell supplies the host.
 
+use super::companion::HttpCall;
 use super::cookie::{CookieKeyring, CookiePayload, Freshness, OpenError, SealError};
 use super::cookie_revocations::{self, CookieTag, Verdict};
 use super::{Failure, StoreOp, WriteOutcome};
@@ -12,7 +13,9 @@ use crate::config::Config;
 use crate::control::WritePlan;
 use crate::core::Host;
 use crate::metrics::Counter;
-use proto::{CreateSessionRequest, PatchSession, Session, SessionId, Timestamp};
+use proto::{
+    AnnounceRevocation, CreateSessionRequest, PatchSession, Session, SessionId, Timestamp,
+};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// 9999-12-31T23:59:59Z: the last second a timestamp can show.
@@ -238,17 +241,19 @@ pub fn planned_pair_bytes(
 
 /// Applies one write to `current` (the session as the request carried it, then as each
 /// write of the response left it) and answers at once. A delete or a cycle records the old
-/// id as revoked in this proxy's table.
+/// id as revoked in this proxy's table, and returns the revocation for the companion's feed.
 pub fn write(
     host: &impl Host,
     config: &Config,
     current: &mut Option<Box<Session>>,
     op: &StoreOp,
-) -> WriteOutcome {
+) -> (WriteOutcome, Option<AnnounceRevocation>) {
     let now = seconds(host.now_nanos());
     let ring = match &config.store {
         crate::config::StoreMode::Cookie(ring) => ring,
-        crate::config::StoreMode::Companion => return WriteOutcome::Failed(Failure::CallFailed),
+        crate::config::StoreMode::Companion => {
+            return (WriteOutcome::Failed(Failure::CallFailed), None);
+        }
     };
     let stored = |session: Option<Session>| match session {
         Some(session) => WriteOutcome::Stored(Box::new(session)),
@@ -256,30 +261,30 @@ pub fn write(
     };
     // Writes to an id other than the request's session's are never applied.
     let mine = |id: &SessionId| current.as_deref().filter(|s| s.id == *id).cloned();
-    let outcome = match op {
+    let (outcome, revoked) = match op {
         StoreOp::Create(create) => {
             let id = fresh(host, |input| ring.new_id(input));
-            stored(created(create, id, config, now))
+            (stored(created(create, id, config, now)), None)
         }
         StoreOp::Patch(id, patch) => match mine(id) {
-            Some(session) => stored(patched(&session, patch, now)),
-            None => WriteOutcome::Failed(Failure::WrongSession),
+            Some(session) => (stored(patched(&session, patch, now)), None),
+            None => (WriteOutcome::Failed(Failure::WrongSession), None),
         },
         StoreOp::Cycle(old) => match mine(old) {
             Some(mut session) => {
                 session.id = fresh(host, |input| ring.new_id(input));
                 session.updated_at = at(now).unwrap_or(session.updated_at);
-                revoke(host, old, current.as_deref(), now);
-                WriteOutcome::Stored(Box::new(session))
+                let revoked = revoke(host, config, old, current.as_deref(), now);
+                (WriteOutcome::Stored(Box::new(session)), revoked)
             }
-            None => WriteOutcome::Failed(Failure::WrongSession),
+            None => (WriteOutcome::Failed(Failure::WrongSession), None),
         },
         StoreOp::Delete(id) => match mine(id) {
             Some(_) => {
-                revoke(host, id, current.as_deref(), now);
-                WriteOutcome::Deleted
+                let revoked = revoke(host, config, id, current.as_deref(), now);
+                (WriteOutcome::Deleted, revoked)
             }
-            None => WriteOutcome::Failed(Failure::WrongSession),
+            None => (WriteOutcome::Failed(Failure::WrongSession), None),
         },
     };
     match &outcome {
@@ -287,14 +292,20 @@ pub fn write(
         WriteOutcome::Deleted => *current = None,
         WriteOutcome::Failed(_) => {}
     }
-    outcome
+    (outcome, revoked)
 }
 
 /// Records `id` as revoked until the last moment a cookie of it can be valid: its cookie's
 /// expiry, or `now + ttl` for a value a request racing this one may still re-seal (never
-/// past the absolute end).
-fn revoke(host: &impl Host, id: &SessionId, session: Option<&Session>, now: i64) {
-    let Some(session) = session else { return };
+/// past the absolute end). Returns the revocation for the companion.
+fn revoke(
+    host: &impl Host,
+    config: &Config,
+    id: &SessionId,
+    session: Option<&Session>,
+    now: i64,
+) -> Option<AnnounceRevocation> {
+    let session = session?;
     let end = session.absolute_expires_at.map(|t| t.unix_seconds());
     let until = within(
         session
@@ -303,8 +314,8 @@ fn revoke(host: &impl Host, id: &SessionId, session: Option<&Session>, now: i64)
             .max(after(now, session.ttl_seconds)),
         end,
     );
-    let tag = CookieTag::of_handle(&id.handle());
-    if let Err(err) = cookie_revocations::record(host, &tag, until, now) {
+    let handle = id.handle();
+    if let Err(err) = cookie_revocations::record(host, &CookieTag::of_handle(&handle), until, now) {
         host.count(Counter::RevocationFailed);
         log::error!(
             "edge-session: session #{}: revocation not recorded ({err}); its cookie stays \
@@ -312,8 +323,27 @@ fn revoke(host: &impl Host, id: &SessionId, session: Option<&Session>, now: i64)
             id.short_hash()
         );
     }
+    let announce = config.companion.is_some() && until > now;
+    announce
+        .then(|| at(until))
+        .flatten()
+        .map(|until| AnnounceRevocation { handle, until })
 }
 
+/// `POST /v1/revocations`: tells the companion's feed, so other proxies refuse it too.
+pub fn revoke_call(revocation: &AnnounceRevocation) -> HttpCall {
+    HttpCall {
+        method: "POST",
+        path: "/v1/revocations".to_string(),
+        // The wire types serialise without fail.
+        body: Some(serde_json::to_vec(revocation).unwrap_or_default()),
+    }
+}
+
+/// Whether the companion recorded a revocation: 201 and nothing else.
+pub fn revocation_recorded(status: Option<&[u8]>) -> bool {
+    status.and_then(super::companion::parse_status) == Some(201)
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,7 +418,7 @@ mod tests {
         let (host, config) = (FakeHost::default(), config());
         let mut current = None;
         let WriteOutcome::Stored(created) =
-            write(&host, &config, &mut current, &create(json!({"a": 1})))
+            write(&host, &config, &mut current, &create(json!({"a": 1}))).0
         else {
             panic!("create")
         };
@@ -409,7 +439,9 @@ mod tests {
             &config,
             &mut current,
             &StoreOp::Patch(id.clone(), patch),
-        ) else {
+        )
+        .0
+        else {
             panic!("patch")
         };
         assert_eq!(patched.data, *json!({"b": 2}).as_object().unwrap());
@@ -420,7 +452,7 @@ mod tests {
         );
         let other = SessionId::from_bytes(&[1; 32]);
         assert_eq!(
-            write(&host, &config, &mut current, &StoreOp::Delete(other)),
+            write(&host, &config, &mut current, &StoreOp::Delete(other)).0,
             WriteOutcome::Failed(Failure::WrongSession),
             "never another session's id"
         );
@@ -428,7 +460,8 @@ mod tests {
         assert!(open(&host, ring(&config), sealed.as_bytes(), NOW).is_ok());
         assert_eq!(
             write(&host, &config, &mut current, &StoreOp::Delete(id)),
-            WriteOutcome::Deleted
+            (WriteOutcome::Deleted, None),
+            "without a companion nothing is posted"
         );
         assert!(current.is_none());
         assert_eq!(
@@ -442,7 +475,8 @@ mod tests {
     fn the_planned_size_is_the_sealed_size() {
         let (host, config) = (FakeHost::default(), config());
         let data = json!({"cart": ["x", 1, null], "name": "Zoë"});
-        let WriteOutcome::Stored(session) = write(&host, &config, &mut None, &create(data.clone()))
+        let WriteOutcome::Stored(session) =
+            write(&host, &config, &mut None, &create(data.clone())).0
         else {
             panic!("create")
         };
@@ -469,7 +503,7 @@ mod tests {
     fn sliding_moves_the_expiry_past_half_its_lifetime_up_to_the_absolute_end() {
         let (host, config) = (FakeHost::default(), config());
         let WriteOutcome::Stored(mut session) =
-            write(&host, &config, &mut None, &create(json!({})))
+            write(&host, &config, &mut None, &create(json!({}))).0
         else {
             panic!("create")
         };

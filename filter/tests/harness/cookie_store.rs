@@ -1,11 +1,13 @@
 //! The cookie store mode (docs/architecture.md, "Cookie store"): the whole session in a sealed
 //! cookie, read and written with no callout; the same injected headers and control headers as
-//! the companion store; the size limit; revocation across workers.
+//! the companion store; the size limit; revocation across workers and through the feed.
 
 use crate::support::*;
 use filter::store::cookie::{CookieKey, CookieKeyring, CookiePayload};
+use filter::store::cookie_revocations::CookieTag;
 use filter::token::KeyId;
-use harness::Vm;
+use harness::{CalloutReply, Vm};
+use proto::SessionId;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -30,6 +32,20 @@ fn cookie_config(overrides: Value) -> Value {
         "store": "cookie",
         "cookie_store": {"keys": [c1()]},
     });
+    if let (Some(base), Some(extra)) = (config.as_object_mut(), overrides.as_object()) {
+        for (k, v) in extra {
+            base.insert(k.clone(), v.clone());
+        }
+    }
+    config
+}
+
+/// Cookie mode with the companion configured (revocations go to its feed too).
+fn with_companion(overrides: Value) -> Value {
+    let mut config = cookie_config(json!({
+        "companion": {"cluster": "companion", "token": COMPANION_TOKEN},
+        "revocation_feed": {"interval_ms": 0},
+    }));
     if let (Some(base), Some(extra)) = (config.as_object_mut(), overrides.as_object()) {
         for (k, v) in extra {
             base.insert(k.clone(), v.clone());
@@ -492,6 +508,160 @@ fn a_cookie_of_exactly_4096_bytes_is_written_and_4097_is_refused() {
     assert_eq!(host.counter("edge_session_cookie_too_large"), 2);
     let (up, _) = visit(&mut vm, &at_limit, &[]);
     assert_eq!(state(&up), Some("valid"), "the old id was not revoked");
+}
+
+/// With the companion configured, a logout and a cycle also go to its feed
+/// (`POST /v1/revocations` with the handle and the cookie's expiry); the response waits for
+/// the answer, and a failure is counted but the logout still clears the cookie.
+#[test]
+fn with_the_companion_revocations_are_posted_to_its_feed() {
+    let (host, mut vm) = start(with_companion(json!({})));
+    let cookie = login(&mut vm, &[("x-session-user", "alice")]);
+    let sealed = payload(&cookie);
+    let s = get_with_cookie(&mut vm, pair(&cookie));
+    assert!(vm.pending_callouts().is_empty(), "a read makes no callout");
+    app_responds(&mut vm, s, &[("x-session-flush", "1")]);
+    let call = only_callout(&vm);
+    assert_eq!(
+        (call.method(), call.path(), call.cluster.as_str()),
+        (Some("POST"), Some("/v1/revocations"), "companion")
+    );
+    let body: Value = serde_json::from_slice(&call.body).unwrap();
+    assert_eq!(
+        body,
+        json!({"handle": sealed.id.handle().as_str(), "until": "2026-01-15T00:00:00Z"})
+    );
+    assert!(vm.stream(s).unwrap().client.is_none(), "the response waits");
+    vm.answer_callout(call.token, CalloutReply::new(201).body("{}"))
+        .unwrap();
+    let out = vm.stream(s).unwrap().client.clone().unwrap();
+    assert_eq!(out.headers.get("set-cookie"), clear());
+    assert_eq!(host.counter("edge_session_revocation_post_failed"), 0);
+
+    // A cycle posts the old id; a failed post is counted, and the write still completes.
+    let cookie = login(&mut vm, &[("x-session-user", "bob")]);
+    let s = get_with_cookie(&mut vm, pair(&cookie));
+    app_responds(&mut vm, s, &[("x-session-cycle", "1")]);
+    let call = only_callout(&vm);
+    let body: Value = serde_json::from_slice(&call.body).unwrap();
+    assert_eq!(body["handle"], payload(&cookie).id.handle().as_str());
+    vm.answer_callout(call.token, CalloutReply::new(503))
+        .unwrap();
+    let out = vm.stream(s).unwrap().client.clone().unwrap();
+    let cycled = out.headers.get("set-cookie").unwrap();
+    assert_ne!(payload(cycled).id, payload(&cookie).id);
+    assert_eq!(host.counter("edge_session_revocation_post_failed"), 1);
+    assert_eq!(state(&visit(&mut vm, &cookie, &[]).0), Some("expired"));
+}
+
+fn feed_config() -> Value {
+    with_companion(json!({"revocation_feed": {"interval_ms": 1000}}))
+}
+
+/// The feed polls in flight on `vm`.
+fn polls(vm: &Vm) -> Vec<harness::Callout> {
+    vm.pending_callouts()
+        .into_iter()
+        .filter(|c| c.path().is_some_and(|p| p.starts_with("/v1/revocations")))
+        .collect()
+}
+
+fn announced(seq: u64, handle: &str, until: &str) -> Value {
+    json!({"seq": seq, "at": "2026-01-01T00:00:00Z", "kind": "session", "handle": handle,
+        "reason": "announced", "until": until})
+}
+
+/// Ticks `vm` and answers its one poll with `entries`; returns the poll's path.
+fn poll_once(vm: &mut Vm, entries: Value, cursor: &str) -> String {
+    vm.advance(SECOND).unwrap();
+    let sent = polls(vm);
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+    let path = sent[0].path().unwrap_or_default().to_string();
+    let reply = json!({"entries": entries, "cursor": cursor, "more": false});
+    vm.answer_callout(
+        sent[0].token,
+        CalloutReply::new(200).body(reply.to_string()),
+    )
+    .unwrap();
+    path
+}
+
+/// A logout through another proxy reaches this one through the feed: announced entries (ids
+/// the companion never stored) go into the cookie table, and the first poll starts from the
+/// oldest entry kept, not the head. Entries of the companion's own sessions are not cookies.
+#[test]
+fn announced_entries_of_the_feed_revoke_cookies_on_this_proxy() {
+    let (_, mut elsewhere) = start(cookie_config(json!({})));
+    let cookie = login(&mut elsewhere, &[("x-session-user", "alice")]);
+    let kept = login(&mut elsewhere, &[("x-session-user", "bob")]);
+    let handle = payload(&cookie).id.handle();
+
+    let host = host();
+    let mut a = try_start(&host, &feed_config()).unwrap();
+    let mut b = try_start(&host, &feed_config()).unwrap();
+    assert_eq!(state(&visit(&mut b, &cookie, &[]).0), Some("valid"));
+    let first = poll_once(
+        &mut a,
+        json!([
+            announced(1, handle.as_str(), "2026-01-15T00:00:00Z"),
+            {"seq": 2, "at": "2026-01-01T00:00:00Z", "kind": "session",
+             "handle": payload(&kept).id.handle().as_str(), "reason": "deleted"},
+        ]),
+        "2-1",
+    );
+    assert_eq!(first, "/v1/revocations?after=start&limit=1000");
+    for vm in [&mut a, &mut b] {
+        let (up, out) = visit(vm, &cookie, &[]);
+        assert_eq!(state(&up), Some("expired"));
+        assert_eq!(out.headers.get("set-cookie"), clear());
+        assert_eq!(state(&visit(vm, &kept, &[]).0), Some("valid"));
+    }
+    let next = poll_once(&mut a, json!([]), "2-1");
+    assert_eq!(next, "/v1/revocations?after=2-1&limit=1000");
+    // An entry whose `until` has passed keeps nothing: the cookie has expired by then.
+    assert_eq!(host.counter("edge_session_feed_failed"), 0);
+}
+
+/// A bucket of the cookie table holds 16 live entries. The 17th pushes out the one expiring
+/// first and refuses every cookie of that bucket issued until then (users are logged out;
+/// a revoked cookie is never accepted); cookies issued after, and other buckets, are not
+/// touched.
+#[test]
+fn an_overflowing_bucket_fails_safe() {
+    let host = host();
+    let mut a = try_start(&host, &feed_config()).unwrap();
+    let mut b = try_start(&host, &feed_config()).unwrap();
+    let victim = login(&mut a, &[("x-session-user", "alice")]);
+    let other = login(&mut a, &[("x-session-user", "bob")]);
+    let key = CookieTag::of_handle(&payload(&victim).id.handle()).key;
+    assert_ne!(CookieTag::of_handle(&payload(&other).id.handle()).key, key);
+    let handles: Vec<String> = (0u32..)
+        .map(|i| {
+            let mut bytes = [7u8; 32];
+            bytes[..4].copy_from_slice(&i.to_le_bytes());
+            SessionId::from_bytes(&bytes).handle()
+        })
+        .filter(|h| CookieTag::of_handle(h).key == key)
+        .take(17)
+        .map(|h| h.as_str().to_string())
+        .collect();
+    let entries = |range: std::ops::Range<usize>| -> Value {
+        range
+            .map(|i| announced(i as u64 + 1, &handles[i], "2026-01-01T00:01:00Z"))
+            .collect()
+    };
+    // Exactly at capacity: every other cookie of the bucket is still served.
+    poll_once(&mut a, entries(0..16), "16-1");
+    assert_eq!(state(&visit(&mut b, &victim, &[]).0), Some("valid"));
+    // One past: the bucket's older cookies are refused, on every worker.
+    poll_once(&mut a, entries(16..17), "17-1");
+    for vm in [&mut a, &mut b] {
+        assert_eq!(state(&visit(vm, &victim, &[]).0), Some("expired"));
+        assert_eq!(state(&visit(vm, &other, &[]).0), Some("valid"));
+    }
+    // The floor ends when the pushed-out entry's cookie has expired.
+    a.advance(Duration::from_secs(58)).unwrap();
+    assert_eq!(state(&visit(&mut b, &victim, &[]).0), Some("valid"));
 }
 
 /// Without a companion there is no feed: time passing makes no callout.
