@@ -7,6 +7,7 @@ use filter::store::cookie::{CookieKey, CookieKeyring, CookiePayload};
 use filter::store::cookie_revocations::CookieTag;
 use filter::token::KeyId;
 use harness::{CalloutReply, Vm};
+use proptest::prelude::*;
 use proto::SessionId;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -691,4 +692,140 @@ fn new_ids_differ_for_the_same_request_id_and_time() {
         ids.insert(payload(out.headers.get("set-cookie").unwrap()).id);
     }
     assert_eq!(ids.len(), 20);
+}
+
+/// The request was answered exactly once and the module is healthy (as in `properties`).
+fn answered_once(vm: &Vm, stream: u32) -> Result<(), TestCaseError> {
+    prop_assert!(vm.failure().is_none(), "trapped: {:?}", vm.failure());
+    let s = vm.stream(stream).unwrap();
+    prop_assert!(s.upstream.is_some() != s.local_response.is_some(), "{s:#?}");
+    prop_assert!(s.request.resumes <= 1);
+    prop_assert!(s.violations.is_empty(), "{:?}", s.violations);
+    if let Some(up) = &s.upstream {
+        prop_assert_eq!(up.headers.get_all("x-session-state").len(), 1);
+    }
+    Ok(())
+}
+
+/// A cookie value as a client may send it: any bytes, something shaped like a sealed value,
+/// or the valid cookie changed at one byte, cut, or extended.
+#[derive(Clone, Debug)]
+enum Presented {
+    Bytes(Vec<u8>),
+    Shaped(String),
+    Changed(usize, u8),
+    Cut(usize),
+    Extended(Vec<u8>),
+    Valid,
+}
+
+fn presented() -> impl Strategy<Value = Presented> {
+    prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..400).prop_map(Presented::Bytes),
+        "v[0-9]\\.[a-z0-9]{0,17}\\.[A-Za-z0-9_=-]{0,600}".prop_map(Presented::Shaped),
+        (any::<usize>(), any::<u8>()).prop_map(|(at, b)| Presented::Changed(at, b)),
+        any::<usize>().prop_map(Presented::Cut),
+        prop::collection::vec(any::<u8>(), 1..40).prop_map(Presented::Extended),
+        Just(Presented::Valid),
+    ]
+}
+
+fn control() -> impl Strategy<Value = (&'static str, Vec<u8>)> {
+    let name = prop::sample::select(vec![
+        "x-session-set",
+        "x-session-user",
+        "x-session-expiry",
+        "x-session-cycle",
+        "x-session-flush",
+        "X-Session-Set",
+    ]);
+    let value = prop_oneof![
+        prop::sample::select(vec![
+            "1",
+            "0",
+            "true",
+            "browser",
+            "default",
+            "3600",
+            "alice",
+            "",
+            r#"{"k": "v"}"#,
+            r#"{"k": null}"#,
+            "2999-01-01T00:00:00Z",
+        ])
+        .prop_map(|s| s.as_bytes().to_vec()),
+        prop::collection::btree_map("[a-z]{1,6}", ".{0,1200}", 0..4)
+            .prop_map(|m| { serde_json::to_vec(&m).unwrap() }),
+        prop::collection::vec(any::<u8>(), 0..80),
+    ];
+    (name, value)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// Whatever a client sends as the session cookie, and whatever the app writes back, the
+    /// module never traps, answers once, makes no callout, serves a session only for the
+    /// exact value it sealed, and never sets a cookie pair over 4096 bytes.
+    #[test]
+    fn arbitrary_cookies_and_writes_in_cookie_mode_never_trap(
+        presented in presented(),
+        controls in prop::collection::vec(control(), 0..4),
+    ) {
+        let (_host, mut vm) = start(cookie_config(json!({})));
+        let valid = login(&mut vm, &[("x-session-set", r#"{"k": [1, "two"]}"#)]);
+        let valid = value_of(&valid).as_bytes().to_vec();
+        let value = match &presented {
+            Presented::Bytes(bytes) => bytes.clone(),
+            Presented::Shaped(text) => text.clone().into_bytes(),
+            Presented::Changed(at, byte) => {
+                let mut changed = valid.clone();
+                let at = at % changed.len();
+                changed[at] = *byte;
+                changed
+            }
+            Presented::Cut(at) => valid[..at % valid.len()].to_vec(),
+            Presented::Extended(tail) => [valid.as_slice(), tail].concat(),
+            Presented::Valid => valid.clone(),
+        };
+        let mut cookie = b"sid=".to_vec();
+        cookie.extend_from_slice(&value);
+        // What the filter reads as the session cookie (a `;` ends the pair, spaces are
+        // trimmed): only the sealed value itself may open.
+        let read = match filter::cookie::find([cookie.as_slice()], "sid") {
+            filter::cookie::Found::One(read) => read.to_vec(),
+            _ => Vec::new(),
+        };
+        let stream = vm.create_stream().unwrap();
+        let headers: Vec<(Vec<u8>, Vec<u8>)> = vec![
+            (b":method".to_vec(), b"GET".to_vec()),
+            (b":path".to_vec(), b"/".to_vec()),
+            (b"cookie".to_vec(), cookie),
+        ];
+        prop_assert!(vm.request_headers(stream, &headers, true).is_ok());
+        answered_once(&vm, stream)?;
+        prop_assert!(vm.pending_callouts().is_empty());
+        let up = upstream(&vm, stream);
+        if up.get("x-session-state") == Some("valid") {
+            prop_assert!(read == valid, "a changed cookie was served");
+        }
+        if matches!(presented, Presented::Valid) {
+            prop_assert_eq!(up.get("x-session-state"), Some("valid"));
+        }
+        let mut response: Vec<(Vec<u8>, Vec<u8>)> =
+            vec![(b":status".to_vec(), b"200".to_vec())];
+        for (name, value) in controls {
+            response.push((name.as_bytes().to_vec(), value));
+        }
+        prop_assert!(vm.response_headers(stream, &response, true).is_ok());
+        prop_assert!(vm.failure().is_none(), "trapped: {:?}", vm.failure());
+        prop_assert!(vm.pending_callouts().is_empty());
+        let client = vm.stream(stream).unwrap().client.clone();
+        prop_assert!(client.is_some(), "the response went out");
+        let client = client.unwrap();
+        prop_assert!(session_headers(&client.headers).is_empty());
+        for set_cookie in client.headers.get_all("set-cookie") {
+            prop_assert!(pair(set_cookie).len() <= 4096);
+        }
+    }
 }
