@@ -259,8 +259,15 @@ pub fn write(
         Some(session) => WriteOutcome::Stored(Box::new(session)),
         None => WriteOutcome::Failed(Failure::Unparsable),
     };
-    // Writes to an id other than the request's session's are never applied.
-    let mine = |id: &SessionId| current.as_deref().filter(|s| s.id == *id).cloned();
+    // Writes to an id other than the request's session's are never applied, nor writes to
+    // an id revoked since the request read it (a logout on another worker): a cycle would
+    // carry the logged-out session on under a new id. The companion would answer 404.
+    let mine = |id: &SessionId| {
+        current
+            .as_deref()
+            .filter(|s| s.id == *id && verdict(host, id, now, now) != Verdict::Revoked)
+            .cloned()
+    };
     let (outcome, revoked) = match op {
         StoreOp::Create(create) => {
             let id = fresh(host, |input| ring.new_id(input));

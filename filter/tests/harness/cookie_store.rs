@@ -437,6 +437,24 @@ fn a_response_racing_a_logout_does_not_reissue_the_revoked_cookie() {
     );
     let (_, out) = visit(&mut b, &cookie, &[]);
     assert_eq!(out.headers.get("set-cookie"), clear());
+
+    // Nor does a racing write: a cycle would carry the session on under a new id, and a
+    // longer expiry would outlive the revocation.
+    for controls in [
+        &[("x-session-cycle", "1")][..],
+        &[
+            ("x-session-set", r#"{"k": 1}"#),
+            ("x-session-expiry", "99999999"),
+        ][..],
+    ] {
+        let cookie = login(&mut a, &[("x-session-user", "bob")]);
+        let slow = get_with_cookie(&mut b, pair(&cookie));
+        assert_eq!(state(&upstream(&b, slow)), Some("valid"));
+        visit(&mut a, &cookie, &[("x-session-flush", "1")]);
+        let out = respond(&mut b, slow, controls);
+        assert_eq!(out.headers.get("set-cookie"), None, "{controls:?}");
+    }
+    assert_eq!(host.counter("edge_session_write_error"), 2);
 }
 
 /// The name=value pair is at most 4096 bytes: a write whose cookie would take exactly 4096 is
