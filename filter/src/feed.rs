@@ -222,7 +222,12 @@ pub fn apply_to(
             serde_json::from_slice(body).map_err(|_| FeedError::Unparsable)?;
         update(store, |state| {
             state.generation = state.generation.wrapping_add(1);
-            state.cursor = Some(resync.cursor);
+            // A cache can be cleared; a revoked cookie cannot be taken back, so the cookie
+            // store reads every announcement still kept again rather than jump to the head.
+            state.cursor = match target {
+                Target::CachedSessions => Some(resync.cursor),
+                Target::Cookies => None,
+            };
             state.applied.clear();
             state.users_floor = state.users.last().map_or(state.users_floor, |u| u.seq);
             state.users.clear();
@@ -501,6 +506,48 @@ mod tests {
         assert!(worker.follow(state.as_ref(), 2_100, 2_000).clear);
         assert!(!worker.follow(state.as_ref(), 2_200, 2_000).clear);
         assert!(worker.follow(state.as_ref(), 4_001, 2_000).suspend, "stale");
+    }
+
+    /// The cookie store starts from the oldest entry kept, puts announced entries in the
+    /// cookie table, and after a resync reads them all again rather than jump to the head.
+    #[test]
+    fn the_cookie_store_reads_announcements_from_the_start_and_again_after_a_resync() {
+        let store = Shared::default();
+        assert_eq!(
+            poll_path_for(None, Target::Cookies),
+            "/v1/revocations?after=start&limit=1000"
+        );
+        let entries = json!([{"seq": 3, "at": "2026-01-01T00:00:00Z", "kind": "session",
+            "handle": handle(1).as_str(), "reason": "announced", "until": "2026-01-02T00:00:00Z"}]);
+        let now_ms = 1_767_225_600_000;
+        apply_to(
+            &store,
+            200,
+            &page(entries, "3-1", false),
+            now_ms,
+            Target::Cookies,
+        )
+        .unwrap();
+        let tag = CookieTag::of_handle(&handle(1));
+        let now = now_ms / 1000;
+        assert_eq!(
+            cookie_revocations::check(&store, &tag, now, now),
+            cookie_revocations::Verdict::Revoked
+        );
+        let (state, _) = read(&store);
+        assert_eq!(
+            poll_path_for(state.as_ref(), Target::Cookies),
+            "/v1/revocations?after=3-1&limit=1000"
+        );
+        let resync = json!({"error": "resync", "message": "too old", "cursor": "9-5"});
+        let body = resync.to_string();
+        let answer = apply_to(&store, 410, body.as_bytes(), now_ms, Target::Cookies);
+        assert_eq!(answer, Ok(Polled::Resync));
+        let (state, _) = read(&store);
+        assert_eq!(
+            poll_path_for(state.as_ref(), Target::Cookies),
+            "/v1/revocations?after=start&limit=1000"
+        );
     }
 
     #[test]
