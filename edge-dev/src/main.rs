@@ -23,6 +23,11 @@ struct Args {
     /// Use this .wasm instead of the file named in the configuration.
     #[arg(long)]
     wasm: Option<PathBuf>,
+    /// A JSON object merged over the plugin configuration from the file: each top-level
+    /// field replaces the file's, and `null` removes it. `cargo xtask demo --store cookie`
+    /// switches the filter's store this way, with envoy.yaml unchanged.
+    #[arg(long, value_name = "JSON")]
+    plugin_config_override: Option<String>,
     /// Worker threads, each serving its own connections with its own VM (as Envoy's), the
     /// VMs sharing one shared-data store.
     #[arg(long, default_value_t = 2)]
@@ -66,6 +71,15 @@ async fn main() -> ExitCode {
     if let Some(wasm) = args.wasm {
         config.plugin.filename = wasm;
     }
+    if let Some(over) = &args.plugin_config_override {
+        match merge_over(&config.plugin.configuration, over) {
+            Ok(merged) => config.plugin.configuration = merged,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot apply --plugin-config-override");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(listener) => listener,
         Err(err) => {
@@ -101,5 +115,42 @@ async fn shutdown() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminated => {}
+    }
+}
+
+/// `over`'s top-level fields replace `base`'s; a `null` removes the field.
+fn merge_over(base: &str, over: &str) -> Result<String, String> {
+    let parse = |text: &str, what: &str| match serde_json::from_str(text) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        _ => Err(format!("the {what} is not a JSON object")),
+    };
+    let mut merged = parse(base, "plugin configuration")?;
+    for (key, value) in parse(over, "override")? {
+        match value {
+            serde_json::Value::Null => merged.remove(&key),
+            value => merged.insert(key, value),
+        };
+    }
+    Ok(serde_json::Value::Object(merged).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_over;
+
+    #[test]
+    fn an_override_replaces_and_removes_top_level_fields() {
+        let merged = merge_over(
+            r#"{"keys": [1], "companion": {"cluster": "c"}, "cookie": {"secure": false}}"#,
+            r#"{"store": "cookie", "companion": null, "cookie": {"name": "s"}}"#,
+        )
+        .unwrap();
+        let merged: serde_json::Value = serde_json::from_str(&merged).unwrap();
+        assert_eq!(
+            merged,
+            serde_json::json!({"keys": [1], "cookie": {"name": "s"}, "store": "cookie"})
+        );
+        assert!(merge_over("{}", "[1]").is_err());
+        assert!(merge_over("not json", "{}").is_err());
     }
 }

@@ -17,11 +17,13 @@
 //! to (`start length name`, hexadecimal), so the profile's bare addresses can be named.
 
 use filter::config::Config;
+use filter::config::StoreMode;
 use filter::core::{Core, Host as CoreHost};
 use filter::metrics::Counter;
 use filter::request::{Header, RequestHost, RequestNext};
+use filter::response::ResponseNext;
 use filter::revocation::{SetError, SharedStore};
-use filter::store::companion;
+use filter::store::{companion, cookie_session};
 use harness::{CalloutReply, DEFAULT_START_NANOS, HeaderMap, Host, Plugin, PluginConfig, Vm};
 use proto::SessionId;
 use serde_json::json;
@@ -29,7 +31,10 @@ use std::cell::{Cell, RefCell};
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::Instant;
-use testkit::keys::{ASSERTION as ASSERTION_SECRET, COMPANION_TOKEN, SIGNING as SECRET};
+use testkit::keys::{
+    ASSERTION as ASSERTION_SECRET, ASSERTION_OLD as COOKIE_SECRET, COMPANION_TOKEN,
+    SIGNING as SECRET,
+};
 
 type Error = Box<dyn std::error::Error>;
 
@@ -105,15 +110,21 @@ enum Scenario {
     CacheMiss,
     BadCookie,
     NoCookie,
+    CookieRead,
+    CookieRead2k,
+    CookieWrite,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 5] = [
+    const ALL: [Scenario; 8] = [
         Self::CacheHit,
         Self::CacheHitAssertion,
         Self::CacheMiss,
         Self::BadCookie,
         Self::NoCookie,
+        Self::CookieRead,
+        Self::CookieRead2k,
+        Self::CookieWrite,
     ];
 
     fn name(self) -> &'static str {
@@ -123,6 +134,9 @@ impl Scenario {
             Self::CacheMiss => "cache-miss",
             Self::BadCookie => "bad-cookie",
             Self::NoCookie => "no-cookie",
+            Self::CookieRead => "cookie-read",
+            Self::CookieRead2k => "cookie-read-2k",
+            Self::CookieWrite => "cookie-write",
         }
     }
 
@@ -133,6 +147,9 @@ impl Scenario {
             Self::CacheMiss => "valid cookie, cache off, callout answered in-process",
             Self::BadCookie => "bad cookie, refused without a callout",
             Self::NoCookie => "no cookie",
+            Self::CookieRead => "cookie store: 1 KB of data opened and injected",
+            Self::CookieRead2k => "cookie store: the same with 2 KB",
+            Self::CookieWrite => "cookie store: 1 KB read, one key set, re-sealed",
         }
     }
 }
@@ -142,6 +159,8 @@ struct Bench {
     vm: Vm,
     core: Core,
     headers: Vec<(&'static str, &'static str)>,
+    /// The app's response headers, for a scenario that writes the session.
+    response: Option<Vec<(&'static str, &'static str)>>,
 }
 
 struct Fixture {
@@ -153,6 +172,9 @@ struct Fixture {
     miss: Bench,
     bad: Bench,
     none: Bench,
+    cookie_read: Bench,
+    cookie_read_2k: Bench,
+    cookie_write: Bench,
 }
 
 fn leak(text: String) -> &'static str {
@@ -203,14 +225,42 @@ fn fixture(plugin: &Plugin) -> Result<Fixture, Error> {
             vm: Vm::start(plugin, PluginConfig::new(text.to_string()))?,
             core: core(text)?,
             headers,
+            response: None,
         })
     };
+    let cookie_mode = json!({"keys": [{"id": "k1", "secret": SECRET}], "store": "cookie",
+        "cookie_store": {"keys": [{"id": "c1", "secret": COOKIE_SECRET}]}})
+    .to_string();
+    let sealed = |data_bytes: usize| -> Result<Vec<(&'static str, &'static str)>, Error> {
+        let core = core(&cookie_mode)?;
+        let StoreMode::Cookie(ring) = &core.config.store else {
+            return Err("not the cookie store".into());
+        };
+        // `{"d":"xx…"}`: `data_bytes` of JSON.
+        let session =
+            serde_json::from_value(json!({"id": SessionId::from_bytes(&[8; 32]).as_str(),
+            "data": {"d": "x".repeat(data_bytes - 8)}, "user": "u-42", "ttl_seconds": 1209600,
+            "browser_session": false, "created_at": "2026-01-01T00:00:00Z",
+            "updated_at": "2026-01-01T00:00:00Z", "expires_at": "2026-01-15T00:00:00Z"}))?;
+        let value = cookie_session::seal(&NativeHost::new(&[]), ring, "sid", &session)
+            .map_err(|err| err.to_string())?;
+        Ok(request(Some(leak(format!("theme=dark; sid={value}")))))
+    };
+    let mut cookie_write = bench(&cookie_mode, sealed(1024)?)?;
+    cookie_write.response = Some(vec![
+        (":status", "200"),
+        ("content-type", "text/html"),
+        ("x-session-set", r#"{"k":"v"}"#),
+    ]);
     let mut fixture = Fixture {
         hit: bench(&cached, good.clone())?,
         signed: bench(&signed, good.clone())?,
         miss: bench(&uncached, good)?,
         bad: bench(&cached, bad)?,
         none: bench(&cached, request(None))?,
+        cookie_read: bench(&cookie_mode, sealed(1024)?)?,
+        cookie_read_2k: bench(&cookie_mode, sealed(2048)?)?,
+        cookie_write,
         id,
         body,
     };
@@ -231,6 +281,9 @@ impl Fixture {
             Scenario::CacheMiss => &mut self.miss,
             Scenario::BadCookie => &mut self.bad,
             Scenario::NoCookie => &mut self.none,
+            Scenario::CookieRead => &mut self.cookie_read,
+            Scenario::CookieRead2k => &mut self.cookie_read_2k,
+            Scenario::CookieWrite => &mut self.cookie_write,
         };
         (bench, &self.id, &self.body)
     }
@@ -244,9 +297,19 @@ fn wasm_request(bench: &mut Bench, body: &str) -> Result<(), Error> {
     if let Some(call) = vm.pending_callouts().first() {
         vm.answer_callout(call.token, CalloutReply::new(200).body(body))?;
     }
+    if let Some(response) = &bench.response {
+        vm.response_headers(id, response, true)?;
+    }
     let stream = vm.finish_stream(id)?;
     if stream.upstream.is_none() {
         return Err("the request did not go upstream".into());
+    }
+    let cookie_set = stream
+        .client
+        .as_ref()
+        .is_some_and(|c| c.headers.get("set-cookie").is_some());
+    if bench.response.is_some() && !cookie_set {
+        return Err("the write set no cookie".into());
     }
     black_box(stream);
     Ok(())
@@ -255,13 +318,45 @@ fn wasm_request(bench: &mut Bench, body: &str) -> Result<(), Error> {
 /// The same request, natively, through the same core code.
 fn native_request(bench: &Bench, id: &SessionId, body: &str) {
     let host = NativeHost::new(&bench.headers);
-    if let RequestNext::Lookup(id, sequence) = bench.core.handle_request(&host) {
-        let answer = companion::resolution(Some(b"200"), body.as_bytes(), &id, host.now_nanos());
-        let next = bench.core.handle_lookup(&host, &id, sequence, answer);
-        black_box(matches!(next, RequestNext::Continue { .. }));
+    match bench.core.handle_request(&host) {
+        RequestNext::Lookup(id, sequence) => {
+            let answer =
+                companion::resolution(Some(b"200"), body.as_bytes(), &id, host.now_nanos());
+            let next = bench.core.handle_lookup(&host, &id, sequence, answer);
+            black_box(matches!(next, RequestNext::Continue { .. }));
+        }
+        RequestNext::Continue { outcome, .. } | RequestNext::List { outcome, .. } => {
+            if let Some(response) = &bench.response {
+                native_response(bench, &host, &outcome, response);
+            }
+        }
+        RequestNext::Unavailable => {}
     }
     black_box(id);
     black_box(host.headers.into_inner());
+}
+
+/// The response path natively, as the shell drives it with the cookie store: each write
+/// answered at once, then the final headers.
+fn native_response(
+    bench: &Bench,
+    host: &NativeHost,
+    outcome: &filter::request::RequestOutcome,
+    response: &[(&str, &str)],
+) {
+    let headers: Vec<(String, Vec<u8>)> = response
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+        .collect();
+    let core = &bench.core;
+    let mut start = core.start_response(host, outcome, &headers);
+    let mut current = outcome.cookie_session.clone();
+    let mut next = start.next;
+    while let ResponseNext::Store(op) = next {
+        let (written, _) = cookie_session::write(host, &core.config, &mut current, &op);
+        next = core.continue_response(host, &mut start.write, written);
+    }
+    black_box(next);
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -344,6 +439,53 @@ fn ns_per_request(
     Ok(started.elapsed().as_nanos() as f64 / f64::from(n))
 }
 
+/// The cookie store's codec alone, natively: open and seal of payloads with 1 and 2 KB of
+/// data, and the cost per KB between them (the harness has no way to time the module's
+/// functions; the wasm cost per KB is the cookie-read-2k row less the cookie-read row).
+fn aead_per_kb(core: &Core, n: u32) -> Result<(), Error> {
+    let StoreMode::Cookie(ring) = &core.config.store else {
+        return Err("not the cookie store".into());
+    };
+    let payload = |kb: usize| -> Result<filter::store::cookie::CookiePayload, Error> {
+        Ok(serde_json::from_value(
+            json!({"id": SessionId::from_bytes(&[8; 32]).as_str(),
+            "data": {"d": "x".repeat(kb * 1024 - 8)}, "user": "u-42", "created_at": 0,
+            "issued_at": 0, "expires_at": 4_000_000_000i64, "ttl_seconds": 60,
+            "browser_session": false, "absolute_expires_at": null}),
+        )?)
+    };
+    let time = |f: &dyn Fn()| {
+        let started = Instant::now();
+        for _ in 0..n {
+            f();
+        }
+        started.elapsed().as_nanos() as f64 / f64::from(n)
+    };
+    let mut rows = Vec::new();
+    for kb in [1, 2] {
+        let p = payload(kb)?;
+        let sealed = ring.seal("sid", &p, &[3; 12]).map_err(|e| e.to_string())?;
+        let open = time(&|| {
+            black_box(ring.open_any_time(black_box(sealed.as_bytes())).is_ok());
+        });
+        let seal = time(&|| {
+            black_box(ring.seal("sid", black_box(&p), &[3; 12]).is_ok());
+        });
+        rows.push((open, seal));
+    }
+    let [(open1, seal1), (open2, seal2)] = rows[..] else {
+        return Err("two sizes".into());
+    };
+    println!(
+        "\nCookie store codec natively (AES-256-GCM-SIV and the payload's JSON, {n} runs): \
+         open {open1:.0} ns at 1 KB, {open2:.0} ns at 2 KB ({:.0} ns per KB); \
+         seal {seal1:.0} ns at 1 KB, {seal2:.0} ns at 2 KB ({:.0} ns per KB).",
+        open2 - open1,
+        seal2 - seal1
+    );
+    Ok(())
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
@@ -422,6 +564,7 @@ fn main() -> Result<(), Error> {
          filter.wasm: {} bytes.",
         std::fs::metadata(&wasm)?.len()
     );
+    aead_per_kb(&fixture.cookie_read.core, per_round)?;
     let (bench, _, _) = fixture.bench(Scenario::CacheHit);
     if !bench.vm.pending_callouts().is_empty() {
         return Err("a cache-hit request made a callout".into());

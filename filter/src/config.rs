@@ -29,7 +29,7 @@ const MAX_HEADER_BYTES_LIMIT: usize = 65_536;
 pub struct Config {
     pub cookie: CookieSpec,
     pub keys: Keyring,
-    /// Where sessions live. Parsed only: the paths do not use it yet.
+    /// Where sessions live (docs/architecture.md, "Stores").
     pub store: StoreMode,
     /// Required with the companion store; optional with the cookie store.
     pub companion: Option<Companion>,
@@ -82,6 +82,12 @@ pub enum StoreMode {
     /// In the cookie itself, sealed with these keys (`cookie_store.keys`), which are
     /// separate from the signing keys.
     Cookie(CookieKeyring),
+}
+
+impl StoreMode {
+    pub fn is_cookie(&self) -> bool {
+        matches!(self, Self::Cookie(_))
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -655,6 +661,8 @@ impl Config {
             .companion
             .map(|companion| parse_companion(companion, &mut secrets))
             .transpose()?;
+        // The feed is the companion's: without one (the cookie store) there is none.
+        let revocation_feed = parse_feed(raw.revocation_feed)?.filter(|_| companion.is_some());
         Ok(Self {
             cookie,
             keys,
@@ -679,7 +687,7 @@ impl Config {
                 .transpose()?,
             expire_at_browser_close: raw.expire_at_browser_close,
             controls_on_server_error: raw.controls_on_server_error,
-            revocation_feed: parse_feed(raw.revocation_feed)?,
+            revocation_feed,
             development_secrets: secrets.accepted_weak,
             assertion,
             seen_reports: parse_seen_reports(raw.seen_reports, companion.is_some())?,

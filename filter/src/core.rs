@@ -5,7 +5,7 @@
 //! them run exactly this code.
 
 use crate::cache::SessionCache;
-use crate::config::Config;
+use crate::config::{Config, StoreMode};
 use crate::feed::{FeedState, Follower};
 use crate::metrics::Counter;
 use crate::revocation::SharedStore;
@@ -27,7 +27,11 @@ pub struct Core {
 
 impl Core {
     pub fn new(config: Config) -> Self {
-        let cache = config.cache.map(SessionCache::new);
+        // The cookie store reads every session from its cookie: there is nothing to cache.
+        let cache = match config.store {
+            StoreMode::Companion => config.cache.map(SessionCache::new),
+            StoreMode::Cookie(_) => None,
+        };
         // With the feed, nothing is cached until its head has been read.
         let (cache, suspended) = match config.revocation_feed {
             Some(_) => (None, cache),
@@ -48,8 +52,9 @@ impl Core {
     /// asks the store) while the feed has not been read for longer than the cache TTL.
     /// Returns whether the cache is set aside.
     pub fn follow_feed(&self, state: Option<&FeedState>, now_ms: i64) -> bool {
-        let Some(ttl) = self.config.cache.map(|c| c.ttl) else {
-            return false;
+        let ttl = match (&self.config.store, self.config.cache) {
+            (StoreMode::Companion, Some(cache)) => cache.ttl,
+            _ => return false,
         };
         let mut follower = self.follower.get();
         let stale_after = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
@@ -79,4 +84,9 @@ pub trait Host: SharedStore {
     /// The proxy's clock, nanoseconds since the epoch.
     fn now_nanos(&self) -> i128;
     fn count(&self, counter: Counter);
+    /// Envoy's id of the request (`x-request-id`, random per request): one input of the
+    /// cookie store's fresh ids and nonces. Empty when there is none.
+    fn request_id(&self) -> Vec<u8> {
+        Vec::new()
+    }
 }

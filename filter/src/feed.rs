@@ -17,6 +17,7 @@
 //! (every request asks the companion) until a poll succeeds again.
 
 use crate::revocation::{self, RevocationTag, SetError, SharedStore};
+use crate::store::cookie_revocations::{self, CookieTag};
 use proto::{Revocation, RevocationCursor, RevocationPage, Revoked, SessionHandle};
 use serde::{Deserialize, Serialize};
 
@@ -161,11 +162,29 @@ pub fn take_lease(
     Ok(taken.is_some())
 }
 
+/// What the feed's session entries revoke on this proxy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// The companion store: cached copies, through the revocation table (`revocation`).
+    CachedSessions,
+    /// The cookie store: cookies, through its own table (`store::cookie_revocations`), for
+    /// the entries proxies announced (they carry the cookie's expiry).
+    Cookies,
+}
+
 /// The path of the next poll: the head before the first, then from the cursor.
 pub fn poll_path(state: Option<&FeedState>) -> String {
-    match state.and_then(|s| s.cursor) {
-        None => "/v1/revocations".to_string(),
-        Some(cursor) => format!("/v1/revocations?after={cursor}&limit={PAGE_LIMIT}"),
+    poll_path_for(state, Target::CachedSessions)
+}
+
+/// The path of the next poll for `target`. The cookie store starts from the oldest entry
+/// kept rather than the head: a cookie revoked before this proxy started is still a cookie
+/// a client can replay here.
+pub fn poll_path_for(state: Option<&FeedState>, target: Target) -> String {
+    match (state.and_then(|s| s.cursor), target) {
+        (None, Target::CachedSessions) => "/v1/revocations".to_string(),
+        (None, Target::Cookies) => format!("/v1/revocations?after=start&limit={PAGE_LIMIT}"),
+        (Some(cursor), _) => format!("/v1/revocations?after={cursor}&limit={PAGE_LIMIT}"),
     }
 }
 
@@ -187,12 +206,28 @@ pub fn apply(
     body: &[u8],
     now_ms: i64,
 ) -> Result<Polled, FeedError> {
+    apply_to(store, status, body, now_ms, Target::CachedSessions)
+}
+
+/// [`apply`], with the session entries going to `target`'s table.
+pub fn apply_to(
+    store: &impl SharedStore,
+    status: u16,
+    body: &[u8],
+    now_ms: i64,
+    target: Target,
+) -> Result<Polled, FeedError> {
     if status == 410 {
         let resync: proto::Resync =
             serde_json::from_slice(body).map_err(|_| FeedError::Unparsable)?;
         update(store, |state| {
             state.generation = state.generation.wrapping_add(1);
-            state.cursor = Some(resync.cursor);
+            // A cache can be cleared; a revoked cookie cannot be taken back, so the cookie
+            // store reads every announcement still kept again rather than jump to the head.
+            state.cursor = match target {
+                Target::CachedSessions => Some(resync.cursor),
+                Target::Cookies => None,
+            };
             state.applied.clear();
             state.users_floor = state.users.last().map_or(state.users_floor, |u| u.seq);
             state.users.clear();
@@ -213,9 +248,24 @@ pub fn apply(
         .filter(|entry| is_new(&state, entry.seq))
         .collect();
     for entry in &fresh {
-        if let Revoked::Session { handle } = &entry.revoked {
-            revocation::announce(store, &RevocationTag::of_handle(handle))
-                .map_err(|_| FeedError::Shared)?;
+        let Revoked::Session { handle } = &entry.revoked else {
+            continue;
+        };
+        match (target, entry.until) {
+            (Target::CachedSessions, _) => {
+                revocation::announce(store, &RevocationTag::of_handle(handle))
+                    .map(|_| ())
+                    .map_err(|_| FeedError::Shared)?;
+            }
+            (Target::Cookies, Some(until)) => cookie_revocations::record(
+                store,
+                &CookieTag::of_handle(handle),
+                until.unix_seconds(),
+                now_ms.div_euclid(1000),
+            )
+            .map_err(|_| FeedError::Shared)?,
+            // A session the companion held: never a cookie of this store.
+            (Target::Cookies, None) => {}
         }
     }
     let applied = fresh.len();
@@ -456,6 +506,48 @@ mod tests {
         assert!(worker.follow(state.as_ref(), 2_100, 2_000).clear);
         assert!(!worker.follow(state.as_ref(), 2_200, 2_000).clear);
         assert!(worker.follow(state.as_ref(), 4_001, 2_000).suspend, "stale");
+    }
+
+    /// The cookie store starts from the oldest entry kept, puts announced entries in the
+    /// cookie table, and after a resync reads them all again rather than jump to the head.
+    #[test]
+    fn the_cookie_store_reads_announcements_from_the_start_and_again_after_a_resync() {
+        let store = Shared::default();
+        assert_eq!(
+            poll_path_for(None, Target::Cookies),
+            "/v1/revocations?after=start&limit=1000"
+        );
+        let entries = json!([{"seq": 3, "at": "2026-01-01T00:00:00Z", "kind": "session",
+            "handle": handle(1).as_str(), "reason": "announced", "until": "2026-01-02T00:00:00Z"}]);
+        let now_ms = 1_767_225_600_000;
+        apply_to(
+            &store,
+            200,
+            &page(entries, "3-1", false),
+            now_ms,
+            Target::Cookies,
+        )
+        .unwrap();
+        let tag = CookieTag::of_handle(&handle(1));
+        let now = now_ms / 1000;
+        assert_eq!(
+            cookie_revocations::check(&store, &tag, now, now),
+            cookie_revocations::Verdict::Revoked
+        );
+        let (state, _) = read(&store);
+        assert_eq!(
+            poll_path_for(state.as_ref(), Target::Cookies),
+            "/v1/revocations?after=3-1&limit=1000"
+        );
+        let resync = json!({"error": "resync", "message": "too old", "cursor": "9-5"});
+        let body = resync.to_string();
+        let answer = apply_to(&store, 410, body.as_bytes(), now_ms, Target::Cookies);
+        assert_eq!(answer, Ok(Polled::Resync));
+        let (state, _) = read(&store);
+        assert_eq!(
+            poll_path_for(state.as_ref(), Target::Cookies),
+            "/v1/revocations?after=start&limit=1000"
+        );
     }
 
     #[test]

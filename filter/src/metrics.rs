@@ -28,10 +28,15 @@ pub enum Counter {
     ListFailed,
     /// "Seen" reports not sent: the call failed, or more sessions than a report holds.
     SeenFailed,
+    /// The cookie store: a write refused because its cookie would pass 4096 bytes.
+    CookieTooLarge,
+    /// The cookie store: a revocation the companion did not record (its feed will not carry
+    /// it to other proxies).
+    RevocationPostFailed,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 19] = [
+    pub const ALL: [Counter; 21] = [
         Self::Valid,
         Self::None,
         Self::Invalid,
@@ -51,6 +56,8 @@ impl Counter {
         Self::FeedResync,
         Self::ListFailed,
         Self::SeenFailed,
+        Self::CookieTooLarge,
+        Self::RevocationPostFailed,
     ];
 
     pub fn name(self) -> &'static str {
@@ -74,6 +81,8 @@ impl Counter {
             Self::FeedResync => "edge_session_feed_resync",
             Self::ListFailed => "edge_session_list_failed",
             Self::SeenFailed => "edge_session_seen_failed",
+            Self::CookieTooLarge => "edge_session_cookie_too_large",
+            Self::RevocationPostFailed => "edge_session_revocation_post_failed",
         }
     }
 

@@ -3,7 +3,7 @@
 //! tell the shell what to do next. Written against [`RequestHost`]; pure otherwise.
 
 use crate::cache::Resolved;
-use crate::config::StoreErrorPolicy;
+use crate::config::{StoreErrorPolicy, StoreMode};
 use crate::cookie::{self, Found};
 use crate::core::{Core, Host};
 use crate::inject::{self, Injection};
@@ -11,6 +11,8 @@ use crate::listing;
 use crate::metrics::Counter;
 use crate::revocation::{self, RevocationTag, Sequence};
 use crate::store::Resolution;
+use crate::store::cookie::CookieKeyring;
+use crate::store::cookie_session::{self, Refused};
 use crate::token::{Presented, TokenError, Verified};
 use proto::{Session, SessionId};
 use std::borrow::Cow;
@@ -29,7 +31,7 @@ pub trait RequestHost: Host {
 }
 
 /// What the response needs to know of its request.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct RequestOutcome {
     /// The session the app's writes go to: the valid one the request carried, or the one its
     /// verified cookie names when the store could not answer (`fail_open`). Never a new
@@ -44,6 +46,9 @@ pub struct RequestOutcome {
     /// The valid session as resolved (shared with the cache, not copied): its user and
     /// handle, for `x-session-revoke`.
     pub resolved: Option<Rc<Resolved>>,
+    /// The cookie store: the whole session the cookie carried (with its expiry moved by
+    /// sliding expiry), which the response's writes change and re-seal.
+    pub cookie_session: Option<Box<Session>>,
 }
 
 /// A session's expiry as the filter last saw it.
@@ -58,7 +63,7 @@ pub struct Lifetime {
 }
 
 /// What the shell does next with the request.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 pub enum RequestNext {
     /// The request goes on. `touch`: send the store a sliding-expiry touch for this session,
     /// without waiting for it.
@@ -232,6 +237,15 @@ enum Lookup {
     /// A valid token whose session must be asked from the companion; the revocation
     /// sequence read before the lookup goes out, to cache its answer under.
     Miss(SessionId, Sequence),
+    /// The cookie store: the cookie opened to this session (injected like a hit);
+    /// `renewed`: sliding expiry moved its expiry.
+    Opened {
+        resolved: Rc<Resolved>,
+        session: Box<Session>,
+        renewed: bool,
+    },
+    /// The cookie store: a cookie past its expiry, or revoked: `expired`, to be cleared.
+    Gone,
 }
 
 impl Core {
@@ -241,7 +255,7 @@ impl Core {
         let mut edits = HeaderEdits::read(host);
         let listing = self.on_listing_route(&edits);
         let lookup = self.find_session(host, &mut edits);
-        if let Lookup::Hit(resolved) = &lookup {
+        if let Lookup::Hit(resolved) | Lookup::Opened { resolved, .. } = &lookup {
             self.inject(host, &mut edits, resolved);
         }
         edits.apply(host);
@@ -254,6 +268,23 @@ impl Core {
             }),
             Lookup::Hit(resolved) => Self::listed(self.with_session(host, &resolved), listing),
             Lookup::Miss(id, sequence) => RequestNext::Lookup(id, sequence),
+            Lookup::Gone => Self::go_on(Self::cookie_to_clear()),
+            Lookup::Opened {
+                resolved,
+                session,
+                renewed,
+            } => Self::go_on(RequestOutcome {
+                session: Some(resolved.id.clone()),
+                clear_cookie: false,
+                session_dependent: true,
+                lifetime: Some(Lifetime {
+                    expires_at_nanos: session.expires_at.unix_nanos(),
+                    browser_session: session.browser_session,
+                    renewed,
+                }),
+                resolved: Some(resolved),
+                cookie_session: Some(session),
+            }),
         }
     }
 
@@ -399,6 +430,7 @@ impl Core {
                     renewed: false,
                 }),
                 resolved: Some(resolved.clone()),
+                cookie_session: None,
             },
             touch,
         }
@@ -436,6 +468,9 @@ impl Core {
         };
         if !self.config.forward_cookie {
             self.drop_session_cookie(edits, &cookies);
+        }
+        if let StoreMode::Cookie(ring) = &self.config.store {
+            return self.open_cookie(host, edits, ring, &token);
         }
         let checked = Presented::parse(&token).and_then(|presented| self.check(&presented));
         let checked = match checked {
@@ -481,6 +516,45 @@ impl Core {
             false => 0,
         };
         Lookup::Miss(id, sequence)
+    }
+
+    /// The cookie store: the session is the cookie itself, opened with no I/O (every key
+    /// opens; a removed key's cookie is invalid, an expired or revoked one is gone).
+    fn open_cookie<'a>(
+        &'a self,
+        host: &impl RequestHost,
+        edits: &mut HeaderEdits<'a>,
+        ring: &CookieKeyring,
+        value: &[u8],
+    ) -> Lookup {
+        let now = host.now_nanos();
+        match cookie_session::open(host, ring, value, now) {
+            Ok(mut session) => {
+                let resolved = Rc::new(self.resolved(&session));
+                let renewed = self.config.sliding && cookie_session::slide(&mut session, now);
+                Lookup::Opened {
+                    resolved,
+                    session: Box::new(session),
+                    renewed,
+                }
+            }
+            Err(Refused::Gone(why)) => {
+                log::debug!(
+                    "edge-session: cookie #{} refused: {why}",
+                    proto::short_hash(value)
+                );
+                self.report(host, edits, State::Expired);
+                Lookup::Gone
+            }
+            Err(Refused::Invalid(err)) => {
+                log::debug!(
+                    "edge-session: cookie #{} refused: {err}",
+                    proto::short_hash(value)
+                );
+                self.report(host, edits, State::Invalid);
+                Lookup::Invalid
+            }
+        }
     }
 
     /// Continues without a session: reports the state upstream (one header, added at once)

@@ -6,12 +6,14 @@
 //! callout; any store fits, since the outcome of each write is all this path reads).
 
 use crate::caching;
-use crate::config::{RefreshCookie, ServerErrorControls, WriteErrorPolicy};
+use crate::config::{RefreshCookie, ServerErrorControls, StoreMode, WriteErrorPolicy};
 use crate::control::{self, Controls, Revoke, WritePlan};
 use crate::core::{Core, Host};
 use crate::metrics::Counter;
 use crate::request::{Lifetime, RequestOutcome};
 use crate::revocation::{self, RevocationTag};
+use crate::store::cookie::MAX_COOKIE_PAIR_BYTES;
+use crate::store::cookie_session;
 use crate::store::{Failure, Resolution, StoreOp, WriteOutcome};
 use proto::{PatchSession, Session, SessionHandle, SessionId};
 
@@ -33,6 +35,8 @@ pub struct ResponseWrite {
     revoke: Option<Revoke>,
     /// The session the user is left with, as last known, while a revocation waits.
     owner: Option<Owner>,
+    /// The cookie store: the session the request's cookie carried, re-sealed on renewal.
+    cookie_session: Option<Box<Session>>,
 }
 
 /// A session as a revocation needs it: who it belongs to and how it is named.
@@ -129,6 +133,7 @@ impl Core {
         let mut write = ResponseWrite {
             pending: None,
             renewal: outcome.session.clone().zip(outcome.lifetime),
+            cookie_session: outcome.cookie_session.clone(),
             cookie: match outcome.clear_cookie {
                 true => CookieChange::Clear,
                 false => CookieChange::Keep,
@@ -157,9 +162,19 @@ impl Core {
             Ok(Some(controls)) => {
                 let mut controls = self.on_status(host, controls, &values(":status"));
                 if let Some(revoke) = controls.revoke.take() {
-                    want_revoke(&mut write, revoke, controls.flush, outcome);
+                    if config.store.is_cookie() {
+                        // Cookie sessions are kept nowhere: there is no user's list to end.
+                        host.count(Counter::BadControl);
+                        log::warn!(
+                            "edge-session: x-session-revoke refused: it needs the companion \
+                             store (cookie sessions have no list of a user's sessions)"
+                        );
+                    } else {
+                        want_revoke(&mut write, revoke, controls.flush, outcome);
+                    }
                 }
                 control::plan(controls, outcome.session.as_ref(), config)
+                    .filter(|plan| self.cookie_fits(host, outcome, plan))
             }
             Ok(None) => None,
             Err(err) => {
@@ -179,6 +194,28 @@ impl Core {
             remove,
             write,
             next,
+        }
+    }
+
+    /// The cookie store: whether the cookie `plan` leads to fits in a cookie
+    /// (docs/architecture.md, "Cookie store"). One that would not is refused before any write,
+    /// as a bad control header is: the session stays as it was.
+    fn cookie_fits(&self, host: &impl Host, outcome: &RequestOutcome, plan: &WritePlan) -> bool {
+        let StoreMode::Cookie(ring) = &self.config.store else {
+            return true;
+        };
+        let current = outcome.cookie_session.as_deref();
+        let now = host.now_nanos();
+        match cookie_session::planned_pair_bytes(&self.config, ring, current, plan, now) {
+            Some(bytes) if bytes > MAX_COOKIE_PAIR_BYTES => {
+                host.count(Counter::CookieTooLarge);
+                log::warn!(
+                    "edge-session: session write refused, session left as it was: the session \
+                     cookie would take {bytes} bytes, over {MAX_COOKIE_PAIR_BYTES}"
+                );
+                false
+            }
+            _ => true,
         }
     }
 
@@ -288,7 +325,8 @@ impl Core {
             }
             (StoreOp::Patch(id, _), WriteOutcome::Stored(patched)) => {
                 self.announce_change(host, &id);
-                if reissue {
+                // A cookie-store session is its cookie: every change is a new one.
+                if reissue || self.cookie_store().is_some() {
                     self.issue_cookie(host, write, &patched);
                 } else if let Some((_, lifetime)) = write.renewal.as_mut() {
                     lifetime.expires_at_nanos = patched.expires_at.unix_nanos();
@@ -431,7 +469,11 @@ impl Core {
     }
 
     /// Drops the local copy and tells the other workers (docs/architecture.md, "Revocation").
+    /// The cookie store caches nothing and records its own revocations.
     fn announce_change(&self, host: &impl Host, id: &SessionId) {
+        if self.cookie_store().is_some() {
+            return;
+        }
         if let Some(cache) = self.cache.borrow_mut().as_mut() {
             cache.remove(id);
         }
@@ -454,13 +496,65 @@ impl Core {
     fn issue_cookie(&self, host: &impl Host, write: &mut ResponseWrite, session: &Session) {
         let max_age =
             (!session.browser_session).then(|| self.max_age(host, session.expires_at.unix_nanos()));
-        write.cookie = CookieChange::Set(self.cookie_for(&session.id, max_age));
-        write.session_dependent = true;
+        let value = match self.cookie_store() {
+            None => Some(self.config.keys.sign(&session.id)),
+            Some(ring) => self.seal(host, ring, session),
+        };
+        if let Some(value) = value {
+            write.cookie = CookieChange::Set(self.config.cookie.set_header(&value, max_age));
+            write.session_dependent = true;
+        }
     }
 
     fn cookie_for(&self, id: &SessionId, max_age: Option<u64>) -> String {
         let config = &self.config;
         config.cookie.set_header(&config.keys.sign(id), max_age)
+    }
+
+    fn cookie_store(&self) -> Option<&crate::store::cookie::CookieKeyring> {
+        match &self.config.store {
+            StoreMode::Cookie(ring) => Some(ring),
+            StoreMode::Companion => None,
+        }
+    }
+
+    /// The cookie store's value for `session`. The size was checked before the writes, so a
+    /// refusal here (a time that moved a digit, say) leaves the cookie as it was.
+    fn seal(
+        &self,
+        host: &impl Host,
+        ring: &crate::store::cookie::CookieKeyring,
+        session: &Session,
+    ) -> Option<String> {
+        match cookie_session::seal(host, ring, self.config.cookie.name(), session) {
+            Ok(value) => Some(value),
+            Err(err) => {
+                host.count(Counter::CookieTooLarge);
+                log::warn!("edge-session: session cookie not written: {err}");
+                None
+            }
+        }
+    }
+
+    /// The cookie store: the request's session re-sealed with the expiry last known, unless
+    /// its id was revoked meanwhile (a logout on another worker while this request ran).
+    fn resealed(
+        &self,
+        host: &impl Host,
+        write: &ResponseWrite,
+        lifetime: &Lifetime,
+    ) -> Option<String> {
+        let ring = self.cookie_store()?;
+        let mut session = write.cookie_session.as_deref()?.clone();
+        session.expires_at = proto::Timestamp::from_unix_nanos(lifetime.expires_at_nanos)?;
+        session.browser_session = lifetime.browser_session;
+        if !cookie_session::may_reissue(host, &session) {
+            return None;
+        }
+        let max_age =
+            (!session.browser_session).then(|| self.max_age(host, lifetime.expires_at_nanos));
+        let value = self.seal(host, ring, &session)?;
+        Some(self.config.cookie.set_header(&value, max_age))
     }
 
     /// Seconds until `expires_at_nanos`, at least 1, at most `cookie.max_age_seconds`.
@@ -480,7 +574,14 @@ impl Core {
             RefreshCookie::OnTouch => lifetime.renewed,
             RefreshCookie::EveryRequest => true,
         };
-        (renew && !lifetime.browser_session && lifetime.expires_at_nanos > host.now_nanos())
+        if !renew || lifetime.expires_at_nanos <= host.now_nanos() {
+            return None;
+        }
+        // A cookie-store browser session is re-sealed too: its expiry is in the cookie.
+        if self.cookie_store().is_some() {
+            return self.resealed(host, write, lifetime);
+        }
+        (!lifetime.browser_session)
             .then(|| self.cookie_for(id, Some(self.max_age(host, lifetime.expires_at_nanos))))
     }
 
@@ -611,6 +712,7 @@ mod tests {
                 renewed: false,
             }),
             resolved: None,
+            cookie_session: None,
         }
     }
 

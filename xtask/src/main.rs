@@ -27,7 +27,9 @@ use std::sync::OnceLock;
 const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
-  demo    run the local stack: database, companion, legacy app, edge-dev with the filter
+  demo    [--store companion|cookie]  run the local stack: database, companion, legacy app,
+          edge-dev with the filter (--store cookie: sessions in the cookie, no database
+          and no companion)
   wasm    build the proxy-wasm modules (installs the Debian toolchain packages if missing)
   test    build the modules, then run all tests, rustfmt and clippy
   lint    rustfmt --check, clippy -D warnings, and every cited docs/*.md section exists
@@ -52,7 +54,7 @@ fn main() -> Result<()> {
     let _ = ROOT.set(workspace);
     match task.as_str() {
         "wasm" => wasm::build_all().map(|_| ()),
-        "demo" => demo::run(),
+        "demo" => demo::run(&std::env::args().skip(2).collect::<Vec<_>>()),
         "test" => test::run(),
         "lint" => lint::run(),
         "deploy" => deploy::run(),

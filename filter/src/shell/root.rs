@@ -3,7 +3,7 @@
 
 use super::log_level;
 use super::stream::{SessionStream, Unconfigured};
-use crate::config::{Config, StoreMode};
+use crate::config::Config;
 use crate::core::Core;
 use crate::feed::{self, Polled};
 use crate::metrics::Counter;
@@ -68,7 +68,7 @@ impl Root {
         let (state, _) = feed::read(self);
         let call = HttpCall {
             method: "GET",
-            path: feed::poll_path(state.as_ref()),
+            path: feed::poll_path_for(state.as_ref(), feed_target(filter)),
             body: None,
         };
         self.polling = filter
@@ -118,6 +118,13 @@ impl Root {
     }
 }
 
+fn feed_target(filter: &Filter) -> feed::Target {
+    match filter.core.config.store.is_cookie() {
+        true => feed::Target::Cookies,
+        false => feed::Target::CachedSessions,
+    }
+}
+
 impl SharedStore for Root {
     fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
         super::shared_get(self, key)
@@ -156,7 +163,7 @@ impl Context for Root {
             );
             return;
         };
-        let applied = feed::apply(self, status, &body, self.now_ms());
+        let applied = feed::apply_to(self, status, &body, self.now_ms(), feed_target(&filter));
         if applied.is_ok() {
             // This worker need not wait for its next tick to see what it just applied.
             self.follow(&filter);
@@ -191,15 +198,6 @@ impl RootContext for Root {
                 return false;
             }
         };
-        if let StoreMode::Cookie(_) = config.store {
-            // The codec and its configuration exist; the request and response paths do not
-            // use them yet. Running without a store would fail every request open.
-            log::error!(
-                "edge-session: refusing the plugin configuration: store: \"cookie\" is not \
-                 available yet in this version"
-            );
-            return false;
-        }
         for accepted in &config.development_secrets {
             log::error!(
                 "edge-session: DEVELOPMENT SECRET ACCEPTED (allow_development_secrets is on): \

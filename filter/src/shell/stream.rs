@@ -11,8 +11,9 @@ use crate::request::{Header, RequestHost, RequestNext, RequestOutcome};
 use crate::response::{FinalHeaders, ResponseNext, ResponseWrite};
 use crate::revocation::{Sequence, SetError, SharedStore};
 use crate::store::companion::{self, Client, HttpCall};
+use crate::store::cookie_session;
 use crate::store::{Failure, StoreOp, WriteOutcome};
-use proto::SessionId;
+use proto::{Session, SessionId};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use std::cell::{Cell, RefCell};
@@ -34,6 +35,13 @@ enum Waiting {
         token: u32,
         write: Box<ResponseWrite>,
     },
+    /// The cookie store: a revocation sent to the companion's feed, and the write's outcome,
+    /// which the response continues with once it is answered.
+    Announce {
+        token: u32,
+        write: Box<ResponseWrite>,
+        outcome: WriteOutcome,
+    },
 }
 
 pub struct SessionStream {
@@ -51,6 +59,9 @@ pub struct SessionStream {
     user_agent: RefCell<Option<String>>,
     /// The time as read in the current callback (`None`: not read yet in this one).
     now: Cell<Option<i128>>,
+    /// The cookie store's side of the response's writes: the session as the last write left
+    /// it (the request's, at first).
+    cookie_session: Option<Box<Session>>,
 }
 
 impl SessionStream {
@@ -63,6 +74,7 @@ impl SessionStream {
             response_waits: false,
             user_agent: RefCell::new(None),
             now: Cell::new(None),
+            cookie_session: None,
         }
     }
 
@@ -81,8 +93,7 @@ impl SessionStream {
 
     /// One HTTP call to the companion cluster; `None` when Envoy refused to send it.
     fn call(&self, call: &HttpCall) -> Option<u32> {
-        // Only a cookie-store configuration has no companion, and `on_configure` refuses
-        // that mode until it is wired.
+        // Only a cookie-store configuration may have no companion, and it calls none.
         let companion = self.filter.core.config.companion.as_ref()?;
         super::dispatch(self, companion, call)
     }
@@ -167,6 +178,27 @@ impl SessionStream {
     ) -> Action {
         loop {
             match next {
+                ResponseNext::Store(op) if self.filter.core.config.store.is_cookie() => {
+                    let filter = self.filter.clone();
+                    let mut current = self.cookie_session.take();
+                    let (outcome, revoked) =
+                        cookie_session::write(self, &filter.core.config, &mut current, &op);
+                    self.cookie_session = current;
+                    if let Some(revoked) = revoked {
+                        match self.call(&cookie_session::revoke_call(&revoked)) {
+                            Some(token) => {
+                                self.waiting = Some(Waiting::Announce {
+                                    token,
+                                    write: Box::new(write),
+                                    outcome,
+                                });
+                                return Action::Pause;
+                            }
+                            None => self.count(Counter::RevocationPostFailed),
+                        }
+                    }
+                    next = filter.core.continue_response(self, &mut write, outcome);
+                }
                 ResponseNext::Store(op) => {
                     match self.call(&companion::write_call(&op, &self.client(&op))) {
                         Some(token) => {
@@ -206,6 +238,7 @@ impl SessionStream {
     fn start_response(&mut self, in_callback: bool) -> Action {
         let filter = self.filter.clone();
         let headers = self.get_http_response_headers_bytes();
+        self.cookie_session = self.outcome.cookie_session.clone();
         let start = filter.core.start_response(self, &self.outcome, &headers);
         // Control headers are for the filter only: they never reach the client.
         for name in &start.remove {
@@ -259,6 +292,10 @@ impl Host for SessionStream {
 
     fn count(&self, counter: Counter) {
         self.filter.count(counter);
+    }
+
+    fn request_id(&self) -> Vec<u8> {
+        self.get_property(vec!["request", "id"]).unwrap_or_default()
     }
 }
 
@@ -318,7 +355,8 @@ impl Context for SessionStream {
             Some(
                 Waiting::Lookup { token: t, .. }
                 | Waiting::Write { token: t, .. }
-                | Waiting::List { token: t },
+                | Waiting::List { token: t }
+                | Waiting::Announce { token: t, .. },
             ) => *t == token,
             None => false,
         };
@@ -362,6 +400,21 @@ impl Context for SessionStream {
                     Some(op) => companion::write_outcome(op, status.as_deref(), &body),
                     None => WriteOutcome::Failed(Failure::CallFailed),
                 };
+                let next = core.continue_response(self, &mut write, outcome);
+                self.follow_response(*write, next, true);
+            }
+            Some(Waiting::Announce {
+                mut write, outcome, ..
+            }) => {
+                // Recorded on this proxy already: a companion that did not take it only
+                // keeps other proxies from hearing of it (counted, and the logout goes on).
+                if !cookie_session::revocation_recorded(status.as_deref()) {
+                    self.count(Counter::RevocationPostFailed);
+                    log::warn!(
+                        "edge-session: the companion did not record a cookie session's \
+                         revocation: other proxies accept its cookie until it expires"
+                    );
+                }
                 let next = core.continue_response(self, &mut write, outcome);
                 self.follow_response(*write, next, true);
             }

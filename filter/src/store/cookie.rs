@@ -195,6 +195,12 @@ fn hmac_key(key: &[u8]) -> Hmac<Sha256> {
         .unwrap_or_else(|_| <Hmac<Sha256> as hmac::digest::KeyInit>::new(&Default::default()))
 }
 
+/// The payload as compact JSON. A payload of JSON values with string keys always
+/// serialises; the fallback is an empty plaintext that no reader accepts as a session.
+fn plaintext(payload: &CookiePayload) -> Vec<u8> {
+    serde_json::to_vec(payload).unwrap_or_default()
+}
+
 fn derive(secret: &[u8], label: &[u8]) -> [u8; 32] {
     let mut mac = hmac_key(secret);
     mac.update(label);
@@ -249,14 +255,8 @@ impl CookieKeyring {
         nonce: &[u8; NONCE_BYTES],
     ) -> Result<String, SealError> {
         let key = self.sealing_key();
-        // A payload of JSON values with string keys always serialises; the fallback is an
-        // empty plaintext that no reader accepts as a session.
-        let plaintext = serde_json::to_vec(payload).unwrap_or_default();
-        let body_bytes = NONCE_BYTES + plaintext.len() + TAG_BYTES;
-        // Unpadded base64 takes 4 characters per 3 bytes, rounded up.
-        let value_len =
-            VERSION.len() + 1 + key.id.as_str().len() + 1 + (body_bytes * 4).div_ceil(3);
-        let bytes = pair_bytes(cookie_name.len(), value_len);
+        let plaintext = plaintext(payload);
+        let bytes = self.pair_bytes_of(cookie_name, plaintext.len());
         if bytes > MAX_COOKIE_PAIR_BYTES {
             return Err(SealError::TooLarge { bytes });
         }
@@ -278,6 +278,23 @@ impl CookieKeyring {
             key.id.as_str(),
             URL_SAFE_NO_PAD.encode(body)
         ))
+    }
+
+    /// The bytes `cookie_name=value` would take with `payload` sealed, computed without
+    /// encrypting: to refuse a write before it has any effect.
+    pub fn pair_bytes_for(&self, cookie_name: &str, payload: &CookiePayload) -> usize {
+        self.pair_bytes_of(cookie_name, plaintext(payload).len())
+    }
+
+    fn pair_bytes_of(&self, cookie_name: &str, plaintext_len: usize) -> usize {
+        let body_bytes = NONCE_BYTES + plaintext_len + TAG_BYTES;
+        // Unpadded base64 takes 4 characters per 3 bytes, rounded up.
+        let value_len = VERSION.len()
+            + 1
+            + self.sealing_key().id.as_str().len()
+            + 1
+            + (body_bytes * 4).div_ceil(3);
+        pair_bytes(cookie_name.len(), value_len)
     }
 
     /// Opens a cookie value and refuses a session ended at `now` (Unix seconds).
@@ -576,6 +593,11 @@ mod tests {
         let name = "s".repeat(MAX_COOKIE_PAIR_BYTES - 1 - probe.len());
         let at_limit = sealer.seal(&name, &p, &[0; NONCE_BYTES]).unwrap();
         assert_eq!(name.len() + 1 + at_limit.len(), MAX_COOKIE_PAIR_BYTES);
+        assert_eq!(sealer.pair_bytes_for(&name, &p), MAX_COOKIE_PAIR_BYTES);
+        assert_eq!(
+            sealer.pair_bytes_for(&format!("{name}s"), &p),
+            MAX_COOKIE_PAIR_BYTES + 1
+        );
         assert!(pair_fits(&name, &at_limit));
         assert_eq!(sealer.open(at_limit.as_bytes(), T), Ok(p.clone()));
         let longer = format!("{name}s");

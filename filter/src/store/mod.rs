@@ -1,11 +1,14 @@
 //! The session store as the request and response paths see it (docs/architecture.md,
 //! "Stores"): the operations they ask of it and what comes back, whatever keeps the sessions.
 //! The companion (`companion`) turns each operation into one HTTP call and its reply into an
-//! outcome; a store that keeps sessions elsewhere is a second implementation of the same two
-//! mappings, not a second request or response path.
+//! outcome. The cookie store (`cookie_session`, with the codec `cookie` and the revocation
+//! table `cookie_revocations`) is the second implementation: it opens the session from the
+//! cookie and answers each write at once, with no callout.
 
 pub mod companion;
 pub mod cookie;
+pub mod cookie_revocations;
+pub mod cookie_session;
 
 use crate::control::Revoke;
 use proto::{CreateSessionRequest, PatchSession, Session, SessionId};

@@ -7,6 +7,7 @@ mod support;
 mod assertion;
 mod boundaries;
 mod cache_memory;
+mod cookie_store;
 mod envoy_limits;
 mod feed;
 mod lifetime;

@@ -638,22 +638,3 @@ fn the_release_module_is_plain_proxy_wasm() {
         );
     }
 }
-
-/// The cookie store's codec and configuration exist, but its request and response paths do
-/// not yet: a plugin configured for it is refused, never run without a store.
-#[test]
-fn the_cookie_store_mode_is_refused_until_it_is_wired() {
-    let host = host();
-    let cookie_mode = config(json!({
-        "store": "cookie",
-        "cookie_store": {"keys": [{"id": "c1", "secret": SECRET_B}]},
-    }));
-    assert!(try_start(&host, &cookie_mode).is_err());
-    assert!(
-        host.logs()
-            .iter()
-            .any(|l| l.message.contains("not available yet")),
-        "{:#?}",
-        host.logs()
-    );
-}
