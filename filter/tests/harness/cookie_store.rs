@@ -847,3 +847,18 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn revoke_is_refused_in_cookie_mode_and_the_session_stays() {
+    let (host, mut vm) = start(with_companion(json!({})));
+    let cookie = login(&mut vm, &[("x-session-user", "alice")]);
+    let (up, out) = visit(&mut vm, &cookie, &[("x-session-revoke", "others")]);
+    assert_eq!(state(&up), Some("valid"));
+    assert!(
+        vm.pending_callouts().is_empty(),
+        "no list of a user's cookie sessions to end"
+    );
+    assert_eq!(out.headers.get("set-cookie"), None, "the session stays");
+    assert!(session_headers(&out.headers).is_empty());
+    assert_eq!(host.counter("edge_session_bad_control"), 1);
+}
