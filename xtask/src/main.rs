@@ -5,9 +5,10 @@
 //! sections; `deploy` checks the deploy artifacts (`compose-envoy` writes docker-compose.yml's
 //! Envoy configuration from envoy.yaml) and `python` runs the Python clients' tests (both also
 //! part of `test`); `fuzz` fuzzes the parsers longer than `test` does; `bench` runs the
-//! benchmarks and writes `BENCHMARKS.md`.
+//! benchmarks and writes `BENCHMARKS.md` (`bench scale` only the scale one).
 
 mod bench;
+mod bench_scale;
 mod demo;
 mod deploy;
 mod doc_sections;
@@ -38,7 +39,8 @@ tasks:
   compose-envoy  write docker-compose.yml's Envoy configuration from envoy.yaml
   python  the Python clients' tests (Django's own session tests, Flask, sharing with the filter)
   fuzz    [--seconds N] [TARGET...]  fuzz the parsers for N s each (default 300)
-  bench   run the benchmarks and write BENCHMARKS.md (numbers only, never fails on them)";
+  bench   [scale]  run the benchmarks and write BENCHMARKS.md (numbers only, never fails
+          on them); `scale` runs only the proxies-and-sessions one (about two minutes)";
 
 fn main() -> Result<()> {
     let task = std::env::args().nth(1).unwrap_or_default();
@@ -61,7 +63,7 @@ fn main() -> Result<()> {
         "compose-envoy" => deploy::generate_compose_envoy(),
         "python" => python_clients::task(),
         "fuzz" => fuzz::command(&std::env::args().skip(2).collect::<Vec<_>>()),
-        "bench" => bench::run(),
+        "bench" => bench::command(&std::env::args().skip(2).collect::<Vec<_>>()),
         "" | "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())

@@ -1,16 +1,20 @@
 //! Load benchmarks over real sockets, with `wrk` as the load generator in a second process:
 //! the companion beside the MongoDB driver (`companion`), and the whole path through
-//! `edge-dev` with and without the filter (`proxy`). Prints Markdown tables; asserts nothing.
+//! `edge-dev` with and without the filter (`proxy`). `scale` (not part of `all`) runs several
+//! proxies in front of one companion with many sessions (`scale.rs`). Prints Markdown tables;
+//! asserts nothing.
 //!
 //! Needs `MONGODB_URI`, `wrk`, and the `edge-session-companion` and `edge-dev` binaries built
 //! in the same profile (found beside this example, or in `EDGE_SESSION_BIN_DIR`).
 //! `cargo xtask bench` provides all of them. By hand:
 //! `cargo build --profile service -p companion -p edge-dev --bins && MONGODB_URI=...
-//! cargo run --profile service -p e2e --example load -- [companion|proxy|all]`.
-//! `BENCH_ROUNDS` (3) and `BENCH_SECONDS` (4) set how long each measure runs.
+//! cargo run --profile service -p e2e --example load -- [companion|proxy|all|scale]`.
+//! `BENCH_ROUNDS` (3) and `BENCH_SECONDS` (4) set how long each measure runs; `scale.rs` names
+//! its own settings.
 
 mod companion;
 mod proxy;
+mod scale;
 mod wrk;
 
 use std::net::SocketAddr;
@@ -98,6 +102,9 @@ async fn main() -> Result<(), Error> {
             PathBuf::from,
         )
         .join("filter.wasm");
+    if which == "scale" {
+        return scale::run(&uri, &root, &wasm).await;
+    }
     if matches!(which.as_str(), "companion" | "all") {
         companion::run(&settings, &uri).await?;
     }
