@@ -28,6 +28,10 @@ pub trait RequestHost: Host {
     fn add_header(&self, name: &str, value: &[u8]);
     /// Removes every request header of this name.
     fn remove_header(&self, name: &str);
+    /// The request's `User-Agent`, handed over once the headers have gone back to the proxy
+    /// (moved, not copied): a create or a cycle on the response sends it to the store, and not
+    /// every host lets a filter read request headers once the request has gone on.
+    fn keep_user_agent(&self, _value: Vec<u8>) {}
 }
 
 /// What the response needs to know of its request.
@@ -139,6 +143,16 @@ impl<'a> HeaderEdits<'a> {
         self.added += 1;
     }
 
+    /// The first value of a header the request came with, moved out of the list (which is
+    /// not applied again): no copy when it was read from the host.
+    fn take(&mut self, name: &str) -> Option<Vec<u8>> {
+        let first_added = self.headers.len() - self.added;
+        let (_, value) = self.headers[..first_added]
+            .iter_mut()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))?;
+        Some(std::mem::take(value).into_owned())
+    }
+
     /// Whether Envoy would take the whole map in one `set`.
     fn fits_one_set(&self) -> bool {
         let bytes = 4 + self
@@ -149,7 +163,7 @@ impl<'a> HeaderEdits<'a> {
         self.headers.len() <= MAX_MAP_PAIRS && bytes <= MAX_MAP_BYTES
     }
 
-    fn apply(self, host: &impl RequestHost) {
+    fn apply(&self, host: &impl RequestHost) {
         match (self.removed, self.added) {
             (false, 0) => {}
             (false, 1) => {
@@ -259,6 +273,9 @@ impl Core {
             self.inject(host, &mut edits, resolved);
         }
         edits.apply(host);
+        if let Some(user_agent) = edits.take("user-agent") {
+            host.keep_user_agent(user_agent);
+        }
         match lookup {
             Lookup::NoCookie => Self::go_on(RequestOutcome::default()),
             Lookup::Invalid => Self::go_on(Self::cookie_to_clear()),

@@ -56,7 +56,7 @@ pub struct SessionStream {
     /// The request's `User-Agent`, taken when the request headers are read (every host lets
     /// a filter read them then; not every one once the response has started), for a create
     /// or a cycle.
-    user_agent: RefCell<Option<String>>,
+    user_agent: RefCell<Option<Vec<u8>>>,
     /// The time as read in the current callback (`None`: not read yet in this one).
     now: Cell<Option<i128>>,
     /// The cookie store's side of the response's writes: the session as the last write left
@@ -253,7 +253,7 @@ impl SessionStream {
             return Client::default();
         }
         Client {
-            user_agent: self.user_agent.borrow().clone(),
+            user_agent: self.user_agent.borrow().as_deref().map(Client::user_agent),
             address: self
                 .get_property(vec!["source", "address"])
                 .and_then(|raw| Client::address(&raw)),
@@ -301,15 +301,11 @@ impl Host for SessionStream {
 
 impl RequestHost for SessionStream {
     fn read_headers(&self) -> Vec<(String, Vec<u8>)> {
-        let headers = self.get_http_request_headers_bytes();
-        let mut user_agent = self.user_agent.borrow_mut();
-        if user_agent.is_none() && self.filter.core.config.companion.is_some() {
-            *user_agent = headers
-                .iter()
-                .find(|(name, _)| name.eq_ignore_ascii_case("user-agent"))
-                .map(|(_, value)| Client::user_agent(value));
-        }
-        headers
+        self.get_http_request_headers_bytes()
+    }
+
+    fn keep_user_agent(&self, value: Vec<u8>) {
+        *self.user_agent.borrow_mut() = Some(value);
     }
 
     fn replace_headers(&self, headers: &[Header<'_>]) {
