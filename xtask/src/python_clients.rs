@@ -5,7 +5,9 @@
 //! tests, the migration tests (on sessions the legacy packages write themselves, from a second
 //! virtualenv) and the sharing tests, against a real companion, the legacy app, and `edge-dev`
 //! running the release `filter.wasm` with the project's `envoy.yaml` (its development secrets
-//! replaced by strong test ones); and `mypy --strict` over the package.
+//! replaced by strong test ones); the cookie sharing tests, against a second edge-dev in the
+//! cookie store mode ([`cookie_store_override`]) in front of the same legacy app; and
+//! `mypy --strict` over the package.
 //!
 //! `CookieSessionTests` skips four tests and empties five, for reasons that hold for any cookie
 //! store (listed in `clients/python/tests/test_django_cookie_mixin.py`, which checks the list
@@ -71,6 +73,10 @@ const FLASK_SDIST: Sdist = Sdist {
 const TEST_TOKEN: &str = testkit::keys::COMPANION_TOKEN;
 /// The cookie key the Python tests sign with instead of envoy.yaml's development one.
 const TEST_KEY: &str = testkit::keys::UNIT_SIGNING;
+/// The key the cookie store proxy seals with. Not `COOKIE_STORE_C1`: that one holds the same
+/// bytes as [`TEST_KEY`], and the filter refuses a cookie store key that is also a signing
+/// key's secret (one secret, one use).
+const COOKIE_STORE_KEY: (&str, &str) = ("c0", testkit::keys::COOKIE_STORE_C0);
 
 /// `cargo xtask python`: builds the filter, starts the database (unless `MONGODB_URI` is set)
 /// and runs [`run`].
@@ -107,11 +113,14 @@ pub fn run(wasm_dir: &Path, mongodb_uri: &str) -> Result<()> {
             bail!("{name} was not built into {}", bin.display());
         }
     }
-    let (companion, app, proxy) = (
+    let (companion, app, proxy, cookie_proxy) = (
+        mongo::free_port()?,
         mongo::free_port()?,
         mongo::free_port()?,
         mongo::free_port()?,
     );
+    let cookie_override = cookie_store_override();
+    let cookie_proxy_log = wasm::cargo_target_dir().join("python-clients/edge-dev-cookie.log");
     let mut started = Started(Vec::new());
     let spawn = |cmd: &mut Command, what: &str| {
         cmd.stdout(Stdio::null())
@@ -152,9 +161,31 @@ pub fn run(wasm_dir: &Path, mongodb_uri: &str) -> Result<()> {
         "edge-dev",
     )?;
     started.0.push(("edge-dev", child));
+    // The same envoy.yaml in the cookie store mode, with no companion: its log is kept for
+    // the tests, which find the filter's refusals there (edge-dev has no stats endpoint).
+    let log = std::fs::File::create(&cookie_proxy_log)
+        .with_context(|| format!("cannot create {}", cookie_proxy_log.display()))?;
+    let child = spawn(
+        Command::new(bin.join("edge-dev"))
+            .arg("--config")
+            .arg(&envoy_yaml)
+            .args(["--listen", &format!("127.0.0.1:{cookie_proxy}")])
+            .args(["--cluster", &format!("legacy_app=127.0.0.1:{app}")])
+            .arg("--wasm")
+            .arg(wasm_dir.join("filter.wasm"))
+            .args(["--plugin-config-override", &cookie_override])
+            .stderr(log),
+        "edge-dev in the cookie store mode",
+    )?;
+    started.0.push(("edge-dev in the cookie store mode", child));
     wait_for_port(companion, "the companion", &mut started)?;
     wait_for_port(app, "the legacy app", &mut started)?;
     wait_for_port(proxy, "edge-dev", &mut started)?;
+    wait_for_port(
+        cookie_proxy,
+        "edge-dev in the cookie store mode",
+        &mut started,
+    )?;
 
     exec(
         Command::new(venv.join("bin/python"))
@@ -173,6 +204,12 @@ pub fn run(wasm_dir: &Path, mongodb_uri: &str) -> Result<()> {
                 format!("http://127.0.0.1:{proxy}"),
             )
             .env("EDGE_SESSION_ENVOY_YAML", &envoy_yaml)
+            .env(
+                "EDGE_SESSION_COOKIE_PROXY_URL",
+                format!("http://127.0.0.1:{cookie_proxy}"),
+            )
+            .env("EDGE_SESSION_COOKIE_PLUGIN_OVERRIDE", &cookie_override)
+            .env("EDGE_SESSION_COOKIE_PROXY_LOG", &cookie_proxy_log)
             .env("DJANGO_TESTS_DIR", &django_tests)
             .env("FLASK_TESTS_DIR", &flask_tests)
             .env("MONGODB_URI", mongodb_uri)
@@ -200,6 +237,17 @@ fn envoy_yaml_with_test_secrets() -> Result<PathBuf> {
     let path = dir.join("envoy.yaml");
     std::fs::write(&path, text)?;
     Ok(path)
+}
+
+/// What the cookie store proxy merges over envoy.yaml's plugin configuration: the cookie
+/// store with its own key, no companion (and so no session list, which needs one), and the
+/// session cookie forwarded, as a Django or Flask app behind the filter needs it. The tests
+/// read the key from it (`EDGE_SESSION_COOKIE_PLUGIN_OVERRIDE`), so both sides seal alike.
+fn cookie_store_override() -> String {
+    let (id, secret) = COOKIE_STORE_KEY;
+    format!(
+        r#"{{"store": "cookie", "cookie_store": {{"keys": [{{"id": "{id}", "secret": "{secret}"}}]}}, "forward_cookie": true, "companion": null, "session_list": null}}"#
+    )
 }
 
 /// `text` with the JSON string value of its one `"name": "..."` replaced by `value`. A file
@@ -314,6 +362,15 @@ mod tests {
         ] {
             assert!(replace_string_value(text, "token", "x").is_err(), "{text}");
         }
+    }
+
+    #[test]
+    fn the_cookie_store_key_is_not_the_signing_key() {
+        let (id, secret) = COOKIE_STORE_KEY;
+        assert_ne!(secret, TEST_KEY, "the filter refuses a shared secret");
+        let text = cookie_store_override();
+        assert!(text.contains(&format!(r#"{{"id": "{id}", "secret": "{secret}"}}"#)));
+        assert!(text.contains(r#""store": "cookie""#));
     }
 
     #[test]
