@@ -65,8 +65,8 @@ enum Store {
 
 /// What `--store cookie` merges over envoy.yaml's plugin configuration: the cookie store, its
 /// own development key (the first seals; `allow_development_secrets` from envoy.yaml lets
-/// this weak one start, loudly), and no companion.
-const COOKIE_STORE_OVERRIDE: &str = r#"{"store": "cookie", "cookie_store": {"keys": [{"id": "devc1", "secret": "ZGV2LW9ubHktY29va2llLXN0b3JlLWtleS1kby1ub3QtdXNlLWluLXByb2R1Y3Rpb24h"}]}, "companion": null}"#;
+/// this weak one start, loudly), no companion, and so no listing route (it needs one).
+const COOKIE_STORE_OVERRIDE: &str = r#"{"store": "cookie", "cookie_store": {"keys": [{"id": "devc1", "secret": "ZGV2LW9ubHktY29va2llLXN0b3JlLWtleS1kby1ub3QtdXNlLWluLXByb2R1Y3Rpb24h"}]}, "companion": null, "session_list": null}"#;
 
 fn parse_args(args: &[String]) -> Result<Store> {
     match args {
