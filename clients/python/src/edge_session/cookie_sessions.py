@@ -147,3 +147,13 @@ def _secrets_of(entries: object) -> Iterable[bytes | None]:
     for entry in entries:
         secret = entry.get("secret") if isinstance(entry, Mapping) else None
         yield decode_secret(secret) if isinstance(secret, str) else None
+
+
+def bound_user(previous: CookiePayload | None, loaded: str | None, now: str | None) -> str | None:
+    """The user a save seals: the framework's own (``now``, from its data key) when it changed
+    since the cookie was read (a login or a logout through the framework), else the user the
+    cookie already carried, which the filter or another app may have bound. Sealing the
+    framework's key on every save would unbind a user the legacy app logged in."""
+    if previous is None or now != loaded:
+        return now
+    return previous.user

@@ -53,6 +53,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from . import django as _companion_engine
 from .companion import user_of
+from .cookie_sessions import bound_user
 from .cookie_sessions import CookieSessions
 from .cookie_store import CookiePayload, SessionTooLarge
 from .cookies import CookieSettings
@@ -166,10 +167,11 @@ class SessionStore(SessionBase):
     def save(self, must_create: bool = False) -> None:
         data = self._get_session(no_load=must_create)
         conf = _configuration()
+        previous = None if must_create else self._payload
         value, payload = conf.sessions.seal(
-            None if must_create else self._payload,
+            previous,
             self._codec.to_stored(data),
-            user=user_of(data, conf.user_key),
+            user=self._user(previous, data, conf.user_key),
             ttl_seconds=self.get_expiry_age(),
             browser_session=self.get_expire_at_browser_close(),
         )
@@ -185,6 +187,10 @@ class SessionStore(SessionBase):
             self._payload = None
             self.modified = True
 
+    def _user(self, previous: Any, data: Mapping[str, Any], key: str | None) -> str | None:
+        loaded = user_of(self._codec.from_stored(previous.data), key) if previous is not None else None
+        return bound_user(previous, loaded, user_of(data, key))
+
     def cycle_key(self) -> None:
         """A new id for the same data, creation time and absolute limit (the old cookie is
         replaced on the response)."""
@@ -193,7 +199,7 @@ class SessionStore(SessionBase):
         value, payload = conf.sessions.seal(
             self._payload,
             self._codec.to_stored(data),
-            user=user_of(data, conf.user_key),
+            user=self._user(self._payload, data, conf.user_key),
             ttl_seconds=self.get_expiry_age(),
             browser_session=self.get_expire_at_browser_close(),
             new_id=True,

@@ -41,7 +41,7 @@ from flask.sessions import SessionMixin
 from werkzeug.datastructures import CallbackDict
 
 from .companion import user_of
-from .cookie_sessions import CookieSessions
+from .cookie_sessions import CookieSessions, bound_user
 from .cookie_store import CookiePayload, SessionTooLarge
 from .cookies import CookieSettings, session_cookie
 from .flask import FilterCookieInterface
@@ -143,7 +143,11 @@ class CookieSessionInterface(FilterCookieInterface):
         value, payload = self.sessions.seal(
             session.payload,
             self.to_stored(session),
-            user=user_of(session, self.user_key),
+            user=bound_user(
+                session.payload,
+                user_of(self.from_stored(session.payload.data), self.user_key) if session.payload else None,
+                user_of(session, self.user_key),
+            ),
             ttl_seconds=int(app.permanent_session_lifetime.total_seconds()),
             browser_session=not session.permanent,
             new_id=session.cycle_requested,
