@@ -111,7 +111,7 @@ pub struct SessionCache {
 /// header word and 8-byte alignment (wasm32 dlmalloc: 4 bytes of header, 16-byte minimum
 /// chunk; the native build's allocator is close enough for the unit tests). Nothing for an
 /// empty allocation.
-fn allocation(size: usize) -> usize {
+pub(crate) fn allocation(size: usize) -> usize {
     if size == 0 {
         0
     } else {

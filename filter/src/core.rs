@@ -10,6 +10,7 @@ use crate::feed::{FeedState, Follower};
 use crate::metrics::Counter;
 use crate::revocation::SharedStore;
 use crate::seen::SeenLog;
+use crate::store::cookie_cache::CookieCache;
 use std::cell::{Cell, RefCell};
 
 /// The plugin's configuration and its cache.
@@ -23,6 +24,8 @@ pub struct Core {
     follower: Cell<Follower>,
     /// The sessions served since the last "seen" report; `None` when reports are off.
     pub seen: RefCell<Option<SeenLog>>,
+    /// The cookie store's opened cookies; `None` in companion mode or when caching is off.
+    pub cookies: RefCell<Option<CookieCache>>,
 }
 
 impl Core {
@@ -38,7 +41,12 @@ impl Core {
             None => (cache, None),
         };
         let seen = config.seen_reports.map(|_| SeenLog::default());
+        let cookies = match &config.store {
+            StoreMode::Cookie(ring) => config.cache.map(|cache| CookieCache::new(cache, ring)),
+            StoreMode::Companion => None,
+        };
         Self {
+            cookies: RefCell::new(cookies),
             seen: RefCell::new(seen),
             config,
             cache: RefCell::new(cache),

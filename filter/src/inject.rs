@@ -11,7 +11,7 @@
 
 use crate::config::HeaderNames;
 use crate::json_ascii;
-use proto::Session;
+use proto::{Session, SessionHandle};
 
 /// The headers for one session, rendered once and reused from the cache.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,6 +43,16 @@ pub fn text_value(text: &str) -> String {
 }
 
 pub fn for_session(names: &HeaderNames, session: &Session, max_bytes: usize) -> Injection {
+    for_session_with(names, session, &session.id.handle(), max_bytes)
+}
+
+/// [`for_session`] with the session's handle already computed (it costs a SHA-256).
+pub fn for_session_with(
+    names: &HeaderNames,
+    session: &Session,
+    handle: &SessionHandle,
+    max_bytes: usize,
+) -> Injection {
     let mut injection = Injection {
         headers: Vec::with_capacity(7 + names.map.len()),
         omitted: Vec::new(),
@@ -56,7 +66,7 @@ pub fn for_session(names: &HeaderNames, session: &Session, max_bytes: usize) -> 
     };
     push(&names.state, "valid".to_string());
     push(&names.id, session.id.as_str().to_string());
-    push(&names.handle, session.id.handle().as_str().to_string());
+    push(&names.handle, handle.as_str().to_string());
     if let Some(user) = &session.user {
         push(&names.user, text_value(user));
     }

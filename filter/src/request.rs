@@ -12,9 +12,10 @@ use crate::metrics::Counter;
 use crate::revocation::{self, RevocationTag, Sequence};
 use crate::store::Resolution;
 use crate::store::cookie::CookieKeyring;
+use crate::store::cookie_cache::OpenedCookie;
 use crate::store::cookie_session::{self, Refused};
 use crate::token::{Presented, TokenError, Verified};
-use proto::{Session, SessionId};
+use proto::{Session, SessionHandle, SessionId};
 use std::borrow::Cow;
 use std::rc::Rc;
 
@@ -545,12 +546,12 @@ impl Core {
         value: &[u8],
     ) -> Lookup {
         let now = host.now_nanos();
-        match cookie_session::open(host, ring, value, now) {
-            Ok(mut session) => {
-                let resolved = Rc::new(self.resolved(&session));
+        match self.opened_cookie(host, ring, value, now) {
+            Ok(cookie) => {
+                let mut session = cookie.opened.session.clone();
                 let renewed = self.config.sliding && cookie_session::slide(&mut session, now);
                 Lookup::Opened {
-                    resolved,
+                    resolved: cookie.resolved.clone(),
                     session: Box::new(session),
                     renewed,
                 }
@@ -572,6 +573,40 @@ impl Core {
                 Lookup::Invalid
             }
         }
+    }
+
+    /// The cookie value opened and checked: from the cache of opened cookies when it holds
+    /// this exact value (checked again for expiry and revocation, as a value just opened is),
+    /// otherwise opened and rendered once and kept.
+    fn opened_cookie(
+        &self,
+        host: &impl RequestHost,
+        ring: &CookieKeyring,
+        value: &[u8],
+        now: i128,
+    ) -> Result<Rc<OpenedCookie>, Refused> {
+        let mut cache = self.cookies.borrow_mut();
+        if let Some(cookie) = cache.as_mut().and_then(|c| c.get(value, now)) {
+            let checked = cookie.opened.recheck(host, cookie_session::seconds(now));
+            if checked.is_err()
+                && let Some(cache) = cache.as_mut()
+            {
+                cache.remove(value);
+            }
+            return checked.map(|()| cookie);
+        }
+        let opened = cookie_session::open_checked(host, ring, value, now)?;
+        let resolved = Rc::new(self.resolved_with(&opened.session, opened.handle.clone()));
+        let cookie = Rc::new(OpenedCookie { opened, resolved });
+        if let Some(cache) = cache.as_mut()
+            && !cache.insert(value, cookie.clone(), now)
+        {
+            log::debug!(
+                "edge-session: cookie #{} not cached (over cache.max_session_bytes)",
+                proto::short_hash(value)
+            );
+        }
+        Ok(cookie)
     }
 
     /// Continues without a session: reports the state upstream (one header, added at once)
@@ -678,9 +713,14 @@ impl Core {
 
     /// What to inject and cache for a session the companion returned.
     pub(crate) fn resolved(&self, session: &Session) -> Resolved {
+        self.resolved_with(session, session.id.handle())
+    }
+
+    /// [`Self::resolved`] with the session's handle already computed.
+    pub(crate) fn resolved_with(&self, session: &Session, handle: SessionHandle) -> Resolved {
         let config = &self.config;
-        let handle = session.id.handle();
-        let mut injection = inject::for_session(&config.headers, session, config.max_header_bytes);
+        let mut injection =
+            inject::for_session_with(&config.headers, session, &handle, config.max_header_bytes);
         let assertion = (config.assertion.as_ref())
             .and_then(|a| a.prepare(session, &mut injection, config.max_header_bytes));
         Resolved {

@@ -35,6 +35,8 @@ const FRESH_LABEL: &[u8] = b"edge-session/cookie/v1/fresh";
 /// Labels of what is derived from the fresh-value key: a new session id, a nonce.
 const NEW_ID_LABEL: &[u8] = b"new-id|";
 const NONCE_LABEL: &[u8] = b"nonce|";
+/// Label of the key of the cache of opened cookies' keyed hash.
+const CACHE_LABEL: &[u8] = b"opened-cookie-cache";
 
 /// Whether a cookie `name=value` pair fits in [`MAX_COOKIE_PAIR_BYTES`].
 pub fn pair_fits(name: &str, value: &str) -> bool {
@@ -68,12 +70,47 @@ pub struct CookiePayload {
     pub absolute_expires_at: Option<i64>,
 }
 
+/// A payload borrowed from the session it describes, serialised exactly as
+/// [`CookiePayload`] (same fields, same order): sealing a session does not copy its data.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct PayloadRef<'a> {
+    pub id: &'a SessionId,
+    pub data: &'a Map<String, Value>,
+    pub user: Option<&'a str>,
+    pub created_at: i64,
+    pub issued_at: i64,
+    pub expires_at: i64,
+    pub ttl_seconds: u64,
+    pub browser_session: bool,
+    pub absolute_expires_at: Option<i64>,
+}
+
 impl CookiePayload {
+    pub fn as_ref(&self) -> PayloadRef<'_> {
+        PayloadRef {
+            id: &self.id,
+            data: &self.data,
+            user: self.user.as_deref(),
+            created_at: self.created_at,
+            issued_at: self.issued_at,
+            expires_at: self.expires_at,
+            ttl_seconds: self.ttl_seconds,
+            browser_session: self.browser_session,
+            absolute_expires_at: self.absolute_expires_at,
+        }
+    }
+
     /// Whether the session has ended at `now` (Unix seconds): its expiry, or its absolute
     /// expiry, is not after it.
     pub fn is_expired(&self, now: i64) -> bool {
-        self.expires_at <= now || self.absolute_expires_at.is_some_and(|at| at <= now)
+        ended(self.expires_at, self.absolute_expires_at, now)
     }
+}
+
+/// Whether a session with this expiry and absolute expiry (Unix seconds) has ended at `now`:
+/// one rule for a cookie just opened and for one served from the cache of opened cookies.
+pub fn ended(expires_at: i64, absolute_expires_at: Option<i64>, now: i64) -> bool {
+    expires_at <= now || absolute_expires_at.is_some_and(|at| at <= now)
 }
 
 /// Why a cookie value was refused. Carries nothing from the value itself.
@@ -197,8 +234,27 @@ fn hmac_key(key: &[u8]) -> Hmac<Sha256> {
 
 /// The payload as compact JSON. A payload of JSON values with string keys always
 /// serialises; the fallback is an empty plaintext that no reader accepts as a session.
-fn plaintext(payload: &CookiePayload) -> Vec<u8> {
-    serde_json::to_vec(payload).unwrap_or_default()
+fn plaintext(payload: PayloadRef<'_>) -> Vec<u8> {
+    serde_json::to_vec(&payload).unwrap_or_default()
+}
+
+/// The length of [`plaintext`], counted without keeping the bytes.
+fn plaintext_len(payload: PayloadRef<'_>) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, &payload) {
+        Ok(()) => count.0,
+        Err(_) => 0,
+    }
 }
 
 fn derive(secret: &[u8], label: &[u8]) -> [u8; 32] {
@@ -246,12 +302,34 @@ impl CookieKeyring {
         nonce
     }
 
+    /// The key of the keyed hash the cache of opened cookies files values under
+    /// (`store::cookie_cache`): derived from the sealing key's fresh-value key under its own
+    /// label, so it is secret and no other derived value repeats it.
+    pub fn cache_hash_key(&self) -> [u8; 16] {
+        let mut mac = self.sealing_key().fresh.clone();
+        mac.update(CACHE_LABEL);
+        let block: [u8; 32] = mac.finalize().into_bytes().into();
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&block[..16]);
+        key
+    }
+
     /// The cookie value for `payload` under the first key, refused when `cookie_name=value`
     /// would not fit in [`MAX_COOKIE_PAIR_BYTES`] (checked before encrypting).
     pub fn seal(
         &self,
         cookie_name: &str,
         payload: &CookiePayload,
+        nonce: &[u8; NONCE_BYTES],
+    ) -> Result<String, SealError> {
+        self.seal_ref(cookie_name, payload.as_ref(), nonce)
+    }
+
+    /// [`Self::seal`] of a borrowed payload.
+    pub fn seal_ref(
+        &self,
+        cookie_name: &str,
+        payload: PayloadRef<'_>,
         nonce: &[u8; NONCE_BYTES],
     ) -> Result<String, SealError> {
         let key = self.sealing_key();
@@ -283,7 +361,12 @@ impl CookieKeyring {
     /// The bytes `cookie_name=value` would take with `payload` sealed, computed without
     /// encrypting: to refuse a write before it has any effect.
     pub fn pair_bytes_for(&self, cookie_name: &str, payload: &CookiePayload) -> usize {
-        self.pair_bytes_of(cookie_name, plaintext(payload).len())
+        self.pair_bytes_for_ref(cookie_name, payload.as_ref())
+    }
+
+    /// [`Self::pair_bytes_for`] of a borrowed payload.
+    pub fn pair_bytes_for_ref(&self, cookie_name: &str, payload: PayloadRef<'_>) -> usize {
+        self.pair_bytes_of(cookie_name, plaintext_len(payload))
     }
 
     fn pair_bytes_of(&self, cookie_name: &str, plaintext_len: usize) -> usize {
@@ -416,6 +499,25 @@ mod tests {
             ttl_seconds: 3600,
             browser_session: false,
             absolute_expires_at: None,
+        }
+    }
+
+    #[test]
+    fn a_borrowed_payload_is_the_same_plaintext_and_length() {
+        for (data, user, end) in [
+            (json!({}), None, None),
+            (
+                json!({"cart": ["x", 1, null], "name": "Zoë", "q": "\"\\\n"}),
+                Some("u"),
+                Some(T),
+            ),
+        ] {
+            let mut owned = payload(data);
+            owned.user = user.map(str::to_string);
+            owned.absolute_expires_at = end;
+            let bytes = serde_json::to_vec(&owned).unwrap();
+            assert_eq!(plaintext(owned.as_ref()), bytes);
+            assert_eq!(plaintext_len(owned.as_ref()), bytes.len());
         }
     }
 

@@ -6,7 +6,9 @@
 //! result into the cookie it sets. Pure: the shell supplies the host.
 
 use super::companion::HttpCall;
-use super::cookie::{CookieKeyring, CookiePayload, Freshness, OpenError, SealError};
+use super::cookie::{
+    CookieKeyring, CookiePayload, Freshness, OpenError, PayloadRef, SealError, ended,
+};
 use super::cookie_revocations::{self, CookieTag, Verdict};
 use super::{Failure, StoreOp, WriteOutcome};
 use crate::config::Config;
@@ -14,7 +16,8 @@ use crate::control::WritePlan;
 use crate::core::Host;
 use crate::metrics::Counter;
 use proto::{
-    AnnounceRevocation, CreateSessionRequest, PatchSession, Session, SessionId, Timestamp,
+    AnnounceRevocation, CreateSessionRequest, PatchSession, Session, SessionHandle, SessionId,
+    Timestamp,
 };
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -67,11 +70,11 @@ fn session_of(payload: CookiePayload) -> Option<Session> {
     })
 }
 
-fn payload_of(session: &Session, issued_at: i64) -> CookiePayload {
-    CookiePayload {
-        id: session.id.clone(),
-        data: session.data.clone(),
-        user: session.user.clone(),
+fn payload_of(session: &Session, issued_at: i64) -> PayloadRef<'_> {
+    PayloadRef {
+        id: &session.id,
+        data: &session.data,
+        user: session.user.as_deref(),
         created_at: session.created_at.unix_seconds(),
         issued_at,
         expires_at: session.expires_at.unix_seconds(),
@@ -90,6 +93,37 @@ pub enum Refused {
     Gone(&'static str),
 }
 
+/// A cookie value opened and checked, with what is derived from it computed once: the
+/// handle (hashed for the app's header and for both revocation tables) and the tag of its
+/// revocation entry.
+#[derive(Debug)]
+pub struct Opened {
+    pub session: Session,
+    /// When the value was sealed: a revocation table's floor is compared with it.
+    pub issued_at: i64,
+    pub handle: SessionHandle,
+    pub tag: CookieTag,
+    /// The payload's own expiry and absolute expiry, checked again on every later use.
+    expires_at: i64,
+    absolute_expires_at: Option<i64>,
+}
+
+impl Opened {
+    /// Whether this cookie may still be used at `now` (Unix seconds): not past its expiry,
+    /// not revoked. The same checks as when it was opened, with nothing decrypted again, for
+    /// a value served from the cache of opened cookies (`store::cookie_cache`).
+    pub fn recheck(&self, host: &impl Host, now: i64) -> Result<(), Refused> {
+        if ended(self.expires_at, self.absolute_expires_at, now) {
+            return Err(Refused::Gone("expired"));
+        }
+        match cookie_revocations::check(host, &self.tag, self.issued_at, now) {
+            Verdict::Trusted => Ok(()),
+            Verdict::Revoked => Err(Refused::Gone("revoked")),
+            Verdict::BelowFloor => Err(Refused::Gone("issued before an overflowing revocation")),
+        }
+    }
+}
+
 /// Opens the request's cookie value at `now_nanos` and checks the revocation table.
 pub fn open(
     host: &impl Host,
@@ -97,18 +131,38 @@ pub fn open(
     value: &[u8],
     now_nanos: i128,
 ) -> Result<Session, Refused> {
+    open_checked(host, ring, value, now_nanos).map(|opened| opened.session)
+}
+
+/// [`open`], keeping what was derived on the way.
+pub fn open_checked(
+    host: &impl Host,
+    ring: &CookieKeyring,
+    value: &[u8],
+    now_nanos: i128,
+) -> Result<Opened, Refused> {
     let now = seconds(now_nanos);
     let payload = ring.open(value, now).map_err(|err| match err {
         OpenError::Expired => Refused::Gone("expired"),
         other => Refused::Invalid(other),
     })?;
-    let issued_at = payload.issued_at;
+    let (issued_at, expires_at, absolute_expires_at) = (
+        payload.issued_at,
+        payload.expires_at,
+        payload.absolute_expires_at,
+    );
     let session = session_of(payload).ok_or(Refused::Invalid(OpenError::BadPayload))?;
-    match verdict(host, &session.id, issued_at, now) {
-        Verdict::Trusted => Ok(session),
-        Verdict::Revoked => Err(Refused::Gone("revoked")),
-        Verdict::BelowFloor => Err(Refused::Gone("issued before an overflowing revocation")),
-    }
+    let handle = session.id.handle();
+    let opened = Opened {
+        tag: CookieTag::of_handle(&handle),
+        handle,
+        session,
+        issued_at,
+        expires_at,
+        absolute_expires_at,
+    };
+    opened.recheck(host, now)?;
+    Ok(opened)
 }
 
 fn verdict(host: &impl Host, id: &SessionId, issued_at: i64, now: i64) -> Verdict {
@@ -159,7 +213,7 @@ pub fn seal(
 ) -> Result<String, SealError> {
     let payload = payload_of(session, seconds(host.now_nanos()));
     let nonce = fresh(host, |input| ring.nonce(input));
-    ring.seal(cookie_name, &payload, &nonce)
+    ring.seal_ref(cookie_name, payload, &nonce)
 }
 
 fn created(
@@ -236,7 +290,7 @@ pub fn planned_pair_bytes(
             patched(current?, patch, now)?
         }
     };
-    Some(ring.pair_bytes_for(config.cookie.name(), &payload_of(&session, now)))
+    Some(ring.pair_bytes_for_ref(config.cookie.name(), payload_of(&session, now)))
 }
 
 /// Applies one write to `current` (the session as the request carried it, then as each

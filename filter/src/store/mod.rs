@@ -7,6 +7,7 @@
 
 pub mod companion;
 pub mod cookie;
+pub mod cookie_cache;
 pub mod cookie_revocations;
 pub mod cookie_session;
 
