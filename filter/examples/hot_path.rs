@@ -112,11 +112,12 @@ enum Scenario {
     NoCookie,
     CookieRead,
     CookieRead2k,
+    CookieReadCached,
     CookieWrite,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 8] = [
+    const ALL: [Scenario; 9] = [
         Self::CacheHit,
         Self::CacheHitAssertion,
         Self::CacheMiss,
@@ -124,6 +125,7 @@ impl Scenario {
         Self::NoCookie,
         Self::CookieRead,
         Self::CookieRead2k,
+        Self::CookieReadCached,
         Self::CookieWrite,
     ];
 
@@ -136,6 +138,7 @@ impl Scenario {
             Self::NoCookie => "no-cookie",
             Self::CookieRead => "cookie-read",
             Self::CookieRead2k => "cookie-read-2k",
+            Self::CookieReadCached => "cookie-read-cached",
             Self::CookieWrite => "cookie-write",
         }
     }
@@ -147,8 +150,9 @@ impl Scenario {
             Self::CacheMiss => "valid cookie, cache off, callout answered in-process",
             Self::BadCookie => "bad cookie, refused without a callout",
             Self::NoCookie => "no cookie",
-            Self::CookieRead => "cookie store: 1 KB of data opened and injected",
-            Self::CookieRead2k => "cookie store: the same with 2 KB",
+            Self::CookieRead => "cookie store, cache off: 1 KB of data opened and injected",
+            Self::CookieRead2k => "cookie store, cache off: the same with 2 KB",
+            Self::CookieReadCached => "cookie store: the 1 KB cookie again, from the cache",
             Self::CookieWrite => "cookie store: 1 KB read, one key set, re-sealed",
         }
     }
@@ -174,6 +178,7 @@ struct Fixture {
     none: Bench,
     cookie_read: Bench,
     cookie_read_2k: Bench,
+    cookie_read_cached: Bench,
     cookie_write: Bench,
 }
 
@@ -228,9 +233,13 @@ fn fixture(plugin: &Plugin) -> Result<Fixture, Error> {
             response: None,
         })
     };
+    // Cookie mode with the default cache of opened cookies, and with it off: every request
+    // decrypts, parses and renders (what a value's first request on a worker costs).
     let cookie_mode = json!({"keys": [{"id": "k1", "secret": SECRET}], "store": "cookie",
-        "cookie_store": {"keys": [{"id": "c1", "secret": COOKIE_SECRET}]}})
-    .to_string();
+        "cookie_store": {"keys": [{"id": "c1", "secret": COOKIE_SECRET}]}});
+    let mut cookie_cold = cookie_mode.clone();
+    cookie_cold["cache"] = json!({"ttl_ms": 0});
+    let (cookie_mode, cookie_cold) = (cookie_mode.to_string(), cookie_cold.to_string());
     let sealed = |data_bytes: usize| -> Result<Vec<(&'static str, &'static str)>, Error> {
         let core = core(&cookie_mode)?;
         let StoreMode::Cookie(ring) = &core.config.store else {
@@ -258,8 +267,9 @@ fn fixture(plugin: &Plugin) -> Result<Fixture, Error> {
         miss: bench(&uncached, good)?,
         bad: bench(&cached, bad)?,
         none: bench(&cached, request(None))?,
-        cookie_read: bench(&cookie_mode, sealed(1024)?)?,
-        cookie_read_2k: bench(&cookie_mode, sealed(2048)?)?,
+        cookie_read: bench(&cookie_cold, sealed(1024)?)?,
+        cookie_read_2k: bench(&cookie_cold, sealed(2048)?)?,
+        cookie_read_cached: bench(&cookie_mode, sealed(1024)?)?,
         cookie_write,
         id,
         body,
@@ -283,6 +293,7 @@ impl Fixture {
             Scenario::NoCookie => &mut self.none,
             Scenario::CookieRead => &mut self.cookie_read,
             Scenario::CookieRead2k => &mut self.cookie_read_2k,
+            Scenario::CookieReadCached => &mut self.cookie_read_cached,
             Scenario::CookieWrite => &mut self.cookie_write,
         };
         (bench, &self.id, &self.body)

@@ -21,13 +21,14 @@ pub(crate) const PROFILE: &str = "service";
 /// Requests per callgrind loop: enough to drown the loop's setup, few enough for valgrind.
 const CALLGRIND_REQUESTS: u32 = 2_000;
 /// The scenarios of the `hot_path` example, by the names its `--only` takes.
-const HOT_PATH_SCENARIOS: [&str; 7] = [
+const HOT_PATH_SCENARIOS: [&str; 8] = [
     "cache-hit",
     "cache-miss",
     "bad-cookie",
     "no-cookie",
     "cookie-read",
     "cookie-read-2k",
+    "cookie-read-cached",
     "cookie-write",
 ];
 
