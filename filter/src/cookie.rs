@@ -79,11 +79,32 @@ impl CookieSpec {
     }
 }
 
+/// The `;`-separated segments of a `cookie` header, as `header.split(|b| *b == b';')` gives
+/// them (an empty segment where two separators meet or at either end), found with `memchr`:
+/// a cookie-store value is over a kilobyte, and a byte-at-a-time split cost about 7
+/// instructions per byte, twice per request (`find`, then `without`).
+fn segments(header: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(header);
+    std::iter::from_fn(move || {
+        let here = rest?;
+        match memchr::memchr(b';', here) {
+            Some(at) => {
+                rest = Some(&here[at + 1..]);
+                Some(&here[..at])
+            }
+            None => {
+                rest = None;
+                Some(here)
+            }
+        }
+    })
+}
+
 /// Splits a `cookie` header value into `(name, value)` pairs, trimmed, with a quoted value
 /// unquoted. Pairs without `=` or with an empty name are skipped.
 fn pairs(header: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    header.split(|b| *b == b';').filter_map(|pair| {
-        let at = pair.iter().position(|b| *b == b'=')?;
+    segments(header).filter_map(|pair| {
+        let at = memchr::memchr(b'=', pair)?;
         let name = pair[..at].trim_ascii();
         let mut value = pair[at + 1..].trim_ascii();
         if value.len() >= 2 && value[0] == b'"' && value[value.len() - 1] == b'"' {
@@ -126,15 +147,13 @@ pub fn find<'a>(headers: impl IntoIterator<Item = &'a [u8]>, name: &str) -> Foun
 /// `None` when nothing remains.
 pub fn without(header: &[u8], name: &str) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(header.len());
-    for raw in header.split(|b| *b == b';') {
+    for raw in segments(header) {
         let trimmed = raw.trim_ascii();
         if trimmed.is_empty() {
             continue;
         }
-        let pair_name = trimmed
-            .iter()
-            .position(|b| *b == b'=')
-            .map_or(trimmed, |at| trimmed[..at].trim_ascii());
+        let pair_name =
+            memchr::memchr(b'=', trimmed).map_or(trimmed, |at| trimmed[..at].trim_ascii());
         if pair_name == name.as_bytes() {
             continue;
         }
@@ -149,6 +168,15 @@ pub fn without(header: &[u8], name: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn segments_are_what_split_gives(header in proptest::collection::vec(
+            proptest::sample::select(b"ab=; \"".to_vec()), 0..40)) {
+            let split: Vec<&[u8]> = header.split(|b| *b == b';').collect();
+            proptest::prop_assert_eq!(segments(&header).collect::<Vec<_>>(), split);
+        }
+    }
 
     #[test]
     fn finds_the_cookie_as_rfc_6265_says() {
