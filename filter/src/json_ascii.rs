@@ -17,6 +17,10 @@ impl Formatter for AsciiFormatter {
         writer: &mut W,
         fragment: &str,
     ) -> io::Result<()> {
+        // Most fragments need no escape: two word-at-a-time scans instead of a char loop.
+        if fragment.is_ascii() && memchr::memchr(0x7f, fragment.as_bytes()).is_none() {
+            return writer.write_all(fragment.as_bytes());
+        }
         let mut start = 0;
         for (at, ch) in fragment.char_indices() {
             if ch.is_ascii() && ch != '\x7f' {
