@@ -188,7 +188,7 @@ fn callgrind(program: &Path, wasm_dir: &Path) -> Result<String> {
     eprintln!(
         "xtask: callgrind over the hot path (a few minutes: valgrind compiles the module too)"
     );
-    let mut table = "| request path | native instructions | wasm instructions (harness) | wasm/native |\n| --- | ---: | ---: | ---: |\n".to_string();
+    let mut table = "| request path | native instructions | wasm instructions (harness) | wasm/native | target (harness) | |\n| --- | ---: | ---: | ---: | --- | --- |\n".to_string();
     for scenario in HOT_PATH_SCENARIOS {
         let mut per_side = [0.0; 2];
         for (slot, side) in per_side.iter_mut().zip(["native", "wasm"]) {
@@ -216,12 +216,30 @@ fn callgrind(program: &Path, wasm_dir: &Path) -> Result<String> {
             *slot = total as f64 / f64::from(CALLGRIND_REQUESTS);
         }
         let [native, wasm] = per_side;
+        let (target, verdict) = match target(scenario, native, wasm) {
+            Some((text, met)) => (text, if met { "met" } else { "missed" }),
+            None => ("(no target)", ""),
+        };
         table.push_str(&format!(
-            "| {scenario} | {native:.0} | {wasm:.0} | {:.2} |\n",
+            "| {scenario} | {native:.0} | {wasm:.0} | {:.2} | {target} | {verdict} |\n",
             wasm / native
         ));
     }
     Ok(table)
+}
+
+/// The hot path's targets in instructions per request (BENCHMARKS.md, "Targets"), and
+/// whether a scenario's counts meet its target.
+fn target(scenario: &str, native: f64, wasm: f64) -> Option<(&'static str, bool)> {
+    match scenario {
+        "cache-hit" => Some((
+            "<= 25k and <= 2.0x native",
+            wasm <= 25_000.0 && wasm <= 2.0 * native,
+        )),
+        "bad-cookie" => Some(("<= 16k", wasm <= 16_000.0)),
+        "no-cookie" => Some(("<= 12k", wasm <= 12_000.0)),
+        _ => None,
+    }
 }
 
 pub(crate) fn machine() -> String {
