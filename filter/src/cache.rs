@@ -119,6 +119,25 @@ pub(crate) fn allocation(size: usize) -> usize {
     }
 }
 
+/// Evicts the least recently used entries of `entries` until one of `incoming` bytes fits
+/// within `(max_entries, max_bytes)`, then counts it in `used`: one rule for both caches
+/// (this one and `store::cookie_cache`), whose entries say their own size.
+pub(crate) fn make_room<K: std::hash::Hash + Eq, V, S: std::hash::BuildHasher>(
+    entries: &mut LruCache<K, V, S>,
+    used: &mut usize,
+    incoming: usize,
+    (max_entries, max_bytes): (usize, usize),
+    bytes_of: impl Fn(&V) -> usize,
+) {
+    while entries.len() >= max_entries || *used + incoming > max_bytes {
+        match entries.pop_lru() {
+            Some((_, evicted)) => *used -= bytes_of(&evicted),
+            None => break,
+        }
+    }
+    *used += incoming;
+}
+
 /// The memory one cached session holds: the `Rc` of its `Resolved` and every string and
 /// vector inside, the key, the LRU's node, a remembered token, and two table slots (the hash
 /// table runs at most half full just after it doubles).
@@ -199,13 +218,13 @@ impl SessionCache {
         if fresh_until <= now_nanos || bytes > self.max_session_bytes {
             return false;
         }
-        while self.entries.len() >= self.max_entries || self.bytes + bytes > self.max_bytes {
-            match self.entries.pop_lru() {
-                Some((_, evicted)) => self.bytes -= evicted.bytes,
-                None => break,
-            }
-        }
-        self.bytes += bytes;
+        make_room(
+            &mut self.entries,
+            &mut self.bytes,
+            bytes,
+            (self.max_entries, self.max_bytes),
+            |entry| entry.bytes,
+        );
         self.entries.put(
             resolved.id.clone(),
             Entry {

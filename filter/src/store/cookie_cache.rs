@@ -17,7 +17,7 @@
 
 use super::cookie::CookieKeyring;
 use super::cookie_session::Opened;
-use crate::cache::{Resolved, allocation, entry_bytes};
+use crate::cache::{Resolved, allocation, entry_bytes, make_room};
 use crate::config::CacheConfig;
 use lru::LruCache;
 use serde_json::Value;
@@ -220,13 +220,13 @@ impl CookieCache {
         if bytes > self.max_session_bytes {
             return false;
         }
-        while self.entries.len() >= self.max_entries || self.bytes + bytes > self.max_bytes {
-            match self.entries.pop_lru() {
-                Some((_, evicted)) => self.bytes -= evicted.bytes,
-                None => break,
-            }
-        }
-        self.bytes += bytes;
+        make_room(
+            &mut self.entries,
+            &mut self.bytes,
+            bytes,
+            (self.max_entries, self.max_bytes),
+            |entry| entry.bytes,
+        );
         self.entries.put(
             hash,
             Entry {
