@@ -59,21 +59,28 @@ impl Core {
     /// drops the sessions of users revoked as a whole, and sets the cache aside (every request
     /// asks the store) while the feed has not been read for longer than the cache TTL.
     /// Returns whether the cache is set aside.
-    pub fn follow_feed(&self, state: Option<&FeedState>, now_ms: i64) -> bool {
+    /// Returns what changed for the cache, so the shell logs a change once, not every tick.
+    pub fn follow_feed(&self, state: Option<&FeedState>, now_ms: i64) -> Option<CacheTrust> {
         let ttl = match (&self.config.store, self.config.cache) {
             (StoreMode::Companion, Some(cache)) => cache.ttl,
-            _ => return false,
+            _ => return None,
         };
         let mut follower = self.follower.get();
         let stale_after = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
         let follow = follower.follow(state, now_ms, stale_after);
         self.follower.set(follower);
         let (mut cache, mut suspended) = (self.cache.borrow_mut(), self.suspended.borrow_mut());
-        match (follow.suspend, cache.is_some()) {
-            (true, true) => *suspended = cache.take(),
-            (false, false) => *cache = suspended.take(),
-            _ => {}
-        }
+        let change = match (follow.suspend, cache.is_some()) {
+            (true, true) => {
+                *suspended = cache.take();
+                Some(CacheTrust::Suspended)
+            }
+            (false, false) => {
+                *cache = suspended.take();
+                Some(CacheTrust::Trusted)
+            }
+            _ => None,
+        };
         for cache in [cache.as_mut(), suspended.as_mut()].into_iter().flatten() {
             if follow.clear || follow.suspend {
                 cache.clear();
@@ -82,8 +89,20 @@ impl Core {
                 cache.remove_user(user, except.as_ref());
             }
         }
-        follow.suspend
+        change
     }
+}
+
+/// A change in whether this worker trusts its session cache, as the revocation feed is read
+/// or goes stale.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheTrust {
+    /// The feed was read: sessions are cached (at start, after the first read; or again
+    /// after an outage).
+    Trusted,
+    /// The feed has not been read for longer than the cache TTL: every request asks the store
+    /// until it is.
+    Suspended,
 }
 
 /// What both paths need from the proxy: shared data (the revocation table), the clock, and
@@ -96,5 +115,48 @@ pub trait Host: SharedStore {
     /// cookie store's fresh ids and nonces. Empty when there is none.
     fn request_id(&self) -> Vec<u8> {
         Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use testkit::keys::{COMPANION_TOKEN, UNIT_SIGNING as SECRET};
+
+    #[test]
+    fn a_feed_change_is_reported_once_each_way() {
+        let config = json!({"keys": [{"id": "k1", "secret": SECRET}],
+            "companion": {"cluster": "c", "token": COMPANION_TOKEN},
+            "cache": {"ttl_ms": 2000}, "revocation_feed": {"interval_ms": 1000}});
+        let core = Core::new(Config::parse(config.to_string().as_bytes()).unwrap());
+        let read_at = |ok_ms| FeedState {
+            ok_ms,
+            ..FeedState::default()
+        };
+        // Not read yet: nothing cached, nothing to report on every tick.
+        assert_eq!(core.follow_feed(None, 1_000), None);
+        assert_eq!(core.follow_feed(None, 2_000), None);
+        assert!(core.cache.borrow().is_none());
+        // The first read: cached from now on, reported once.
+        assert_eq!(
+            core.follow_feed(Some(&read_at(3_000)), 3_000),
+            Some(CacheTrust::Trusted)
+        );
+        assert_eq!(core.follow_feed(Some(&read_at(3_000)), 4_000), None);
+        assert!(core.cache.borrow().is_some());
+        // Stale for longer than the TTL: set aside once, then quiet while the outage lasts.
+        assert_eq!(
+            core.follow_feed(Some(&read_at(3_000)), 5_001),
+            Some(CacheTrust::Suspended)
+        );
+        assert_eq!(core.follow_feed(Some(&read_at(3_000)), 9_000), None);
+        assert!(core.cache.borrow().is_none());
+        // Read again: trusted again, once.
+        assert_eq!(
+            core.follow_feed(Some(&read_at(9_500)), 9_500),
+            Some(CacheTrust::Trusted)
+        );
+        assert_eq!(core.follow_feed(Some(&read_at(9_500)), 9_600), None);
     }
 }

@@ -4,7 +4,7 @@
 use super::log_level;
 use super::stream::{SessionStream, Unconfigured};
 use crate::config::Config;
-use crate::core::Core;
+use crate::core::{CacheTrust, Core};
 use crate::feed::{self, Polled};
 use crate::metrics::Counter;
 use crate::revocation::{SetError, SharedStore};
@@ -55,11 +55,15 @@ impl Root {
     /// Applies the feed's shared state to this worker's cache.
     fn follow(&self, filter: &Filter) {
         let (state, _) = feed::read(self);
-        if filter.core.follow_feed(state.as_ref(), self.now_ms()) {
-            log::warn!(
+        match filter.core.follow_feed(state.as_ref(), self.now_ms()) {
+            Some(CacheTrust::Suspended) => log::warn!(
                 "edge-session: revocation feed not read for longer than cache.ttl_ms: \
                  not caching until it is"
-            );
+            ),
+            Some(CacheTrust::Trusted) => {
+                log::info!("edge-session: revocation feed read: caching sessions")
+            }
+            None => {}
         }
     }
 
