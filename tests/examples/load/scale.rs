@@ -287,6 +287,7 @@ async fn log_in(addr: SocketAddr, indices: Vec<usize>) -> Result<Vec<(usize, Str
                     .get(format!("http://{addr}/login?n={n}"))
                     .send()
                     .await?;
+                let status = login.status();
                 let cookie = login
                     .headers()
                     .get_all("set-cookie")
@@ -294,8 +295,15 @@ async fn log_in(addr: SocketAddr, indices: Vec<usize>) -> Result<Vec<(usize, Str
                     .filter_map(|v| v.to_str().ok())
                     .find(|v| v.starts_with("sid="))
                     .and_then(|v| v.split(';').next())
-                    .ok_or_else(|| format!("login {n} gave no session cookie"))?
-                    .to_string();
+                    .map(str::to_string);
+                let Some(cookie) = cookie else {
+                    let body = login.text().await.unwrap_or_default();
+                    let body: String = body.chars().take(300).collect();
+                    return Err(format!(
+                        "login {n} gave no session cookie: status {status}, body {body:?}"
+                    )
+                    .into());
+                };
                 cookies.push((n, cookie));
             }
             Ok::<_, Error>(cookies)
