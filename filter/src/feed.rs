@@ -375,28 +375,9 @@ impl Follower {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::revocation::fakes::Store;
     use proto::SessionId;
     use serde_json::json;
-    use std::cell::RefCell;
-    use std::collections::HashMap;
-
-    #[derive(Default)]
-    struct Shared(RefCell<HashMap<String, (Vec<u8>, u32)>>);
-
-    impl SharedStore for Shared {
-        fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
-            self.0.borrow().get(key).cloned()
-        }
-        fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), SetError> {
-            let mut map = self.0.borrow_mut();
-            let stamp = map.get(key).map_or(0, |(_, s)| *s);
-            if cas != 0 && cas != stamp {
-                return Err(SetError::CasMismatch);
-            }
-            map.insert(key.to_string(), (value.to_vec(), stamp + 1));
-            Ok(())
-        }
-    }
 
     fn handle(n: u8) -> SessionHandle {
         SessionId::from_bytes(&[n; 32]).handle()
@@ -415,7 +396,7 @@ mod tests {
 
     #[test]
     fn one_worker_holds_the_lease_until_it_expires() {
-        let store = Shared::default();
+        let store = Store::default();
         assert_eq!(take_lease(&store, 1, 1_000, 3_000), Ok(true));
         assert_eq!(take_lease(&store, 2, 2_000, 3_000), Ok(false), "held by 1");
         assert_eq!(take_lease(&store, 1, 3_000, 3_000), Ok(true), "renewed");
@@ -430,7 +411,7 @@ mod tests {
 
     #[test]
     fn a_page_revokes_its_sessions_once_and_moves_the_cursor() {
-        let store = Shared::default();
+        let store = Store::default();
         assert_eq!(poll_path(None), "/v1/revocations");
         let head = page(json!([]), "4-100", false);
         assert_eq!(
@@ -487,7 +468,7 @@ mod tests {
 
     #[test]
     fn user_entries_reach_every_worker_and_a_resync_clears_every_cache() {
-        let store = Shared::default();
+        let store = Store::default();
         let mut worker = Follower::default();
         let entries = json!([{"seq": 2, "at": "2026-01-01T00:00:00Z", "kind": "user",
             "user": "alice", "except": handle(1).as_str(), "reason": "deleted"}]);
@@ -512,7 +493,7 @@ mod tests {
     /// cookie table, and after a resync reads them all again rather than jump to the head.
     #[test]
     fn the_cookie_store_reads_announcements_from_the_start_and_again_after_a_resync() {
-        let store = Shared::default();
+        let store = Store::default();
         assert_eq!(
             poll_path_for(None, Target::Cookies),
             "/v1/revocations?after=start&limit=1000"
@@ -552,7 +533,7 @@ mod tests {
 
     #[test]
     fn a_worker_that_missed_user_entries_clears_its_cache() {
-        let store = Shared::default();
+        let store = Store::default();
         let mut late = Follower::default();
         let entries: Vec<_> = (1..=(MAX_USER_ENTRIES as u64 + 5))
             .map(|seq| {
@@ -569,7 +550,7 @@ mod tests {
 
     #[test]
     fn bad_answers_change_nothing() {
-        let store = Shared::default();
+        let store = Store::default();
         for (status, body) in [(200, &b"{"[..]), (200, b"[]"), (500, b"{}"), (410, b"{}")] {
             assert_eq!(apply(&store, status, body, 1), Err(FeedError::Unparsable));
         }

@@ -244,17 +244,19 @@ impl Bucket {
     }
 }
 
+/// Stand-ins for Envoy's shared data, for the tests of every module that keeps state there.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod fakes {
+    use super::{SetError, SharedStore};
     use std::cell::RefCell;
     use std::collections::HashMap;
 
     /// Envoy's shared data: a stamp per key from a global counter; a missing key is written
     /// whatever the CAS; a stale CAS is refused.
     #[derive(Default)]
-    struct Store {
-        values: RefCell<HashMap<String, (Vec<u8>, u32)>>,
+    pub struct Store {
+        /// Every key's value and stamp, for tests that inspect what was written.
+        pub values: RefCell<HashMap<String, (Vec<u8>, u32)>>,
         stamps: RefCell<u32>,
     }
 
@@ -275,6 +277,24 @@ mod tests {
             Ok(())
         }
     }
+
+    /// A host whose shared data refuses every write.
+    pub struct Refusing;
+
+    impl SharedStore for Refusing {
+        fn get(&self, _: &str) -> Option<(Vec<u8>, u32)> {
+            None
+        }
+        fn set(&self, _: &str, _: &[u8], _: u32) -> Result<(), SetError> {
+            Err(SetError::Refused)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fakes::{Refusing, Store};
+    use super::*;
 
     fn tag(n: u8) -> RevocationTag {
         RevocationTag::of(&SessionId::from_bytes(&[n; 32]))
@@ -409,15 +429,6 @@ mod tests {
 
     #[test]
     fn a_refusing_host_is_reported() {
-        struct Refusing;
-        impl SharedStore for Refusing {
-            fn get(&self, _key: &str) -> Option<(Vec<u8>, u32)> {
-                None
-            }
-            fn set(&self, _: &str, _: &[u8], _: u32) -> Result<(), SetError> {
-                Err(SetError::Refused)
-            }
-        }
         assert_eq!(announce(&Refusing, &tag(1)), Err(AnnounceError::Refused));
     }
 

@@ -208,34 +208,8 @@ impl Bucket {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::revocation::fakes::{Refusing, Store};
     use proto::SessionId;
-    use std::cell::RefCell;
-    use std::collections::HashMap;
-
-    /// Envoy's shared data: a stamp per key; a missing key is written whatever the CAS.
-    #[derive(Default)]
-    struct Store {
-        values: RefCell<HashMap<String, (Vec<u8>, u32)>>,
-        stamps: RefCell<u32>,
-    }
-
-    impl SharedStore for Store {
-        fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
-            self.values.borrow().get(key).cloned()
-        }
-        fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), SetError> {
-            let mut values = self.values.borrow_mut();
-            if let Some((_, stamp)) = values.get(key)
-                && cas != 0
-                && cas != *stamp
-            {
-                return Err(SetError::CasMismatch);
-            }
-            *self.stamps.borrow_mut() += 1;
-            values.insert(key.to_string(), (value.to_vec(), *self.stamps.borrow()));
-            Ok(())
-        }
-    }
 
     const NOW: i64 = 1_767_225_600;
 
@@ -351,15 +325,6 @@ mod tests {
 
     #[test]
     fn a_refusing_host_is_an_error() {
-        struct Refusing;
-        impl SharedStore for Refusing {
-            fn get(&self, _: &str) -> Option<(Vec<u8>, u32)> {
-                None
-            }
-            fn set(&self, _: &str, _: &[u8], _: u32) -> Result<(), SetError> {
-                Err(SetError::Refused)
-            }
-        }
         assert_eq!(
             record(&Refusing, &tag(1), NOW + 1, NOW),
             Err(AnnounceError::Refused)
